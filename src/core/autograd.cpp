@@ -1,0 +1,169 @@
+#include "core/autograd.h"
+
+#include <unordered_map>
+
+#include "kernels/elementwise.h"
+
+namespace hyscale {
+
+namespace {
+thread_local bool g_grad_enabled = true;
+
+// acc += g (same shape, CPU, f32/f64). `acc` is exclusively owned by the engine.
+void accumulate_into(Tensor& acc, const Tensor& g) {
+  HS_CHECK(acc.shape() == g.shape(), "autograd: gradient shape ", shape_str(g.shape()),
+           " does not match accumulated shape ", shape_str(acc.shape()));
+  Tensor gc = g.contiguous();
+  if (gc.dtype() != acc.dtype()) gc = gc.to(acc.dtype());
+  HS_CHECK(acc.device().is_cpu(), "autograd: gradient accumulation supports device cpu only, got ", acc.desc());
+  if (acc.dtype() == DType::f32)
+    kernels::cpu::add_inplace(acc.data<float>(), gc.data<float>(), acc.numel());
+  else if (acc.dtype() == DType::f64)
+    kernels::cpu::add_inplace(acc.data<double>(), gc.data<double>(), acc.numel());
+  else
+    HS_FAIL("autograd: cannot accumulate gradients of dtype ", dtype_name(acc.dtype()));
+}
+
+// An owned, contiguous copy (gradients returned by nodes may alias each other).
+Tensor owned_copy(const Tensor& g) {
+  NoGrad ng;
+  Tensor c = Tensor::empty(g.shape(), g.dtype(), g.device());
+  c.copy_from(g);
+  return c;
+}
+}  // namespace
+
+bool grad_enabled() { return g_grad_enabled; }
+NoGrad::NoGrad() : prev_(g_grad_enabled) { g_grad_enabled = false; }
+NoGrad::~NoGrad() { g_grad_enabled = prev_; }
+
+bool any_requires_grad(std::initializer_list<const Tensor*> ins) {
+  if (!g_grad_enabled) return false;
+  for (const Tensor* t : ins)
+    if (t && t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
+Tensor record(Tensor out, std::shared_ptr<Node> node, std::initializer_list<const Tensor*> ins) {
+  if (!any_requires_grad(ins)) return out;
+  node->inputs.clear();
+  for (const Tensor* t : ins)
+    node->inputs.push_back(t && t->defined() && t->requires_grad() ? t->impl_ptr() : nullptr);
+  out.impl().grad_fn = std::move(node);
+  out.impl().requires_grad = true;
+  return out;
+}
+
+void run_backward(const Tensor& root, const Tensor& seed_in) {
+  HS_CHECK(root.requires_grad(), "backward() on a tensor that does not require grad");
+  Tensor seed = seed_in;
+  if (!seed.defined()) {
+    HS_CHECK(root.numel() == 1, "backward() without a seed needs a scalar, got shape ", shape_str(root.shape()));
+    seed = Tensor::full(root.shape(), 1.0, root.dtype());
+  }
+  HS_CHECK(seed.shape() == root.shape(), "backward(): seed shape ", shape_str(seed.shape()),
+           " does not match output shape ", shape_str(root.shape()));
+
+  // Leaf root: just accumulate.
+  auto fire_hooks = [](TensorImpl* leaf) {
+    if (leaf->grad_ready_hooks.empty()) return;
+    Tensor g(leaf->grad);
+    for (auto& h : leaf->grad_ready_hooks) h(g);
+  };
+  auto add_to_leaf = [](TensorImpl* leaf, const Tensor& g) {
+    if (!leaf->grad) {
+      leaf->grad = owned_copy(g).impl_ptr();
+    } else {
+      Tensor acc(leaf->grad);
+      accumulate_into(acc, g);
+    }
+  };
+  if (!root.grad_fn()) {
+    add_to_leaf(&root.impl(), seed);
+    fire_hooks(&root.impl());
+    return;
+  }
+
+  // 1. Discover the graph: dependency counts per node and per leaf.
+  std::unordered_map<Node*, int> deps;
+  std::unordered_map<TensorImpl*, int> leaf_pending;
+  std::vector<Node*> stack{root.grad_fn().get()};
+  deps[root.grad_fn().get()] = 0;
+  // Owning references: clearing a node's inputs below may drop the last other
+  // reference to an upstream node that is still waiting to run.
+  std::vector<std::shared_ptr<Node>> order{root.grad_fn()};
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (auto& in : n->inputs) {
+      if (!in) continue;
+      if (in->grad_fn) {
+        Node* m = in->grad_fn.get();
+        auto it = deps.find(m);
+        if (it == deps.end()) {
+          deps[m] = 1;
+          stack.push_back(m);
+          order.push_back(in->grad_fn);
+        } else {
+          it->second++;
+        }
+      } else if (in->requires_grad) {
+        leaf_pending[in.get()]++;
+      }
+    }
+  }
+  HS_CHECK(!order.empty(), "backward(): empty graph");
+
+  // 2. Process nodes whose every consumer has run (Kahn's algorithm).
+  std::unordered_map<Node*, Tensor> pending;
+  pending[root.grad_fn().get()] = seed;
+  std::vector<Node*> ready{root.grad_fn().get()};
+  while (!ready.empty()) {
+    Node* n = ready.back();
+    ready.pop_back();
+    Tensor g = std::move(pending[n]);
+    pending.erase(n);
+    HS_CHECK(g.defined(), "backward(): node '", n->name(), "' received no gradient");
+    HS_CHECK(!n->consumed, "backward(): node '", n->name(),
+             "' was already used by an earlier backward (its saved tensors are freed)");
+    std::vector<Tensor> grads;
+    {
+      NoGrad ng;  // backward computations are not recorded
+      grads = n->backward(g);
+    }
+    HS_CHECK(grads.size() == n->inputs.size(), "autograd node '", n->name(), "' returned ", grads.size(),
+             " gradients for ", n->inputs.size(), " inputs");
+    for (size_t i = 0; i < grads.size(); ++i) {
+      auto& in = n->inputs[i];
+      if (!in) continue;
+      if (in->grad_fn) {
+        Node* m = in->grad_fn.get();
+        if (grads[i].defined()) {
+          auto it = pending.find(m);
+          if (it == pending.end() || !it->second.defined()) {
+            pending[m] = grads[i];
+          } else {
+            Tensor acc = owned_copy(it->second);
+            accumulate_into(acc, grads[i]);
+            it->second = acc;
+          }
+        }
+        if (--deps[m] == 0) {
+          if (!pending.count(m) || !pending[m].defined()) {
+            // No gradient flowed to this subgraph; still release its dependents' counts.
+            pending[m] = Tensor::zeros(in->shape, in->dtype);
+          }
+          ready.push_back(m);
+        }
+      } else if (in->requires_grad) {
+        if (grads[i].defined()) add_to_leaf(in.get(), grads[i]);
+        if (--leaf_pending[in.get()] == 0 && in->grad) fire_hooks(in.get());
+      }
+    }
+    n->release();
+    n->inputs.clear();  // frees the graph as we go
+    n->consumed = true;
+  }
+}
+
+}  // namespace hyscale

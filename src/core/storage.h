@@ -1,0 +1,44 @@
+// Storage: one reference-counted buffer of bytes on one device. Tensors share
+// storage (views, reshapes, slices) through std::shared_ptr<Storage>.
+#pragma once
+#include <cstddef>
+#include <memory>
+
+#include "core/device.h"
+
+namespace hyscale {
+
+class Storage {
+ public:
+  // Allocates nbytes on `device` (64-byte aligned on the CPU). Contents are uninitialised.
+  Storage(size_t nbytes, Device device);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  size_t nbytes() const { return nbytes_; }
+  const Device& device() const { return device_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t nbytes_ = 0;
+  Device device_;
+};
+
+// Byte copies between any two devices (host<->device through the CUDA backend).
+void copy_bytes(void* dst, const Device& dst_dev, const void* src, const Device& src_dev, size_t n);
+void zero_bytes(void* dst, const Device& dev, size_t n);
+
+// CUDA runtime entry points, implemented in src/core/cuda/cuda_backend.cu when the
+// build has CUDA; otherwise they throw a hyscale::Error that says how to enable it.
+namespace cudart {
+void* device_malloc(size_t nbytes, int device);
+void device_free(void* p, int device);
+void copy(void* dst, const void* src, size_t n, bool dst_is_device, bool src_is_device, int device);
+void memset_zero(void* dst, size_t n, int device);
+int device_count();
+std::string device_name(int device);
+}  // namespace cudart
+
+}  // namespace hyscale

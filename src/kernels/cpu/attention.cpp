@@ -1,0 +1,181 @@
+#include "kernels/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels/gemm.h"
+
+namespace hyscale::kernels::cpu {
+
+namespace {
+constexpr int64_t kBq = 64;  // query rows per tile
+constexpr int64_t kBk = 64;  // keys per tile
+
+inline int64_t eff_window(int64_t window, int64_t T_) { return (window <= 0 || window > T_) ? T_ : window; }
+}  // namespace
+
+template <class T>
+void attention_fwd(const T* q, const T* k, const T* v, T* out, T* lse, int64_t B, int64_t T_, int64_t H, int64_t Hk,
+                   int64_t D, double scale_d, int64_t window) {
+  const int64_t W = eff_window(window, T_);
+  const int64_t rep = H / Hk;
+  const int64_t nqb = (T_ + kBq - 1) / kBq;
+  const T scale = static_cast<T>(scale_d);
+  const T ninf = -std::numeric_limits<T>::infinity();
+#pragma omp parallel
+  {
+    std::vector<T> S(kBq * kBk), acc(kBq * D), m(kBq), l(kBq);
+#pragma omp for collapse(3) schedule(dynamic, 1)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t qb = 0; qb < nqb; ++qb) {
+          const int64_t g = h / rep;
+          const int64_t i0 = qb * kBq, i1 = std::min(T_, i0 + kBq), nq = i1 - i0;
+          const T* qblk = q + ((b * T_ + i0) * H + h) * D;
+          std::fill(acc.begin(), acc.end(), T(0));
+          std::fill(m.begin(), m.end(), ninf);
+          std::fill(l.begin(), l.end(), T(0));
+          const int64_t lo = std::max<int64_t>(0, i0 - W + 1);
+          for (int64_t j0 = lo - lo % kBk; j0 < i1; j0 += kBk) {
+            const int64_t j1 = std::min(i1, j0 + kBk), nk = j1 - j0;
+            const T* kblk = k + ((b * T_ + j0) * Hk + g) * D;
+            const T* vblk = v + ((b * T_ + j0) * Hk + g) * D;
+            gemm<T>(false, true, nq, nk, D, scale, qblk, H * D, kblk, Hk * D, T(0), S.data(), kBk);
+            for (int64_t r = 0; r < nq; ++r) {
+              const int64_t i = i0 + r;
+              T* s = S.data() + r * kBk;
+              T mx = ninf;
+              for (int64_t c = 0; c < nk; ++c) {
+                const int64_t j = j0 + c;
+                if (j > i || j < i - W + 1) s[c] = ninf;
+                mx = std::max(mx, s[c]);
+              }
+              const T mnew = std::max(m[r], mx);
+              if (mnew == ninf) {  // nothing visible yet in this row
+                for (int64_t c = 0; c < nk; ++c) s[c] = 0;
+                continue;
+              }
+              const T alpha = std::exp(m[r] - mnew);  // exp(-inf) = 0 on the first visible tile
+              T rs = 0;
+              for (int64_t c = 0; c < nk; ++c) {
+                T p = std::exp(s[c] - mnew);
+                s[c] = p;
+                rs += p;
+              }
+              l[r] = l[r] * alpha + rs;
+              m[r] = mnew;
+              T* a = acc.data() + r * D;
+              for (int64_t d = 0; d < D; ++d) a[d] *= alpha;
+            }
+            gemm<T>(false, false, nq, D, nk, T(1), S.data(), kBk, vblk, Hk * D, T(1), acc.data(), D);
+          }
+          for (int64_t r = 0; r < nq; ++r) {
+            const int64_t i = i0 + r;
+            T* o = out + ((b * T_ + i) * H + h) * D;
+            const T inv = l[r] > 0 ? T(1) / l[r] : T(0);
+            for (int64_t d = 0; d < D; ++d) o[d] = acc[r * D + d] * inv;
+            lse[(b * H + h) * T_ + i] = l[r] > 0 ? m[r] + std::log(l[r]) : ninf;
+          }
+        }
+  }
+}
+
+template <class T>
+void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* dout, const T* lse, T* dq, T* dk, T* dv,
+                   int64_t B, int64_t T_, int64_t H, int64_t Hk, int64_t D, double scale_d, int64_t window) {
+  const int64_t W = eff_window(window, T_);
+  const int64_t rep = H / Hk;
+  const int64_t nqb = (T_ + kBq - 1) / kBq;
+  const T scale = static_cast<T>(scale_d);
+  // Per-(b, h) dK/dV, summed over the heads of each KV group afterwards in a fixed
+  // order: more parallelism than one task per KV head, and still deterministic.
+  std::vector<T> dk_h(static_cast<size_t>(B * H * T_ * D)), dv_h(static_cast<size_t>(B * H * T_ * D));
+  std::memset(dq, 0, sizeof(T) * B * T_ * H * D);
+#pragma omp parallel
+  {
+    std::vector<T> P(kBq * kBk), dP(kBq * kBk), Drow(kBq);
+#pragma omp for collapse(2) schedule(dynamic, 1)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t g = h / rep;
+        T* dkh = dk_h.data() + (b * H + h) * T_ * D;  // [T, D]
+        T* dvh = dv_h.data() + (b * H + h) * T_ * D;
+        std::fill(dkh, dkh + T_ * D, T(0));
+        std::fill(dvh, dvh + T_ * D, T(0));
+        for (int64_t qb = 0; qb < nqb; ++qb) {
+          const int64_t i0 = qb * kBq, i1 = std::min(T_, i0 + kBq), nq = i1 - i0;
+          const T* qblk = q + ((b * T_ + i0) * H + h) * D;
+          const T* doblk = dout + ((b * T_ + i0) * H + h) * D;
+          T* dqblk = dq + ((b * T_ + i0) * H + h) * D;
+          const T* lrow = lse + (b * H + h) * T_ + i0;
+          for (int64_t r = 0; r < nq; ++r) {  // D_i = rowsum(dO * O)
+            const T* o = out + ((b * T_ + i0 + r) * H + h) * D;
+            const T* d_o = doblk + r * H * D;
+            T s = 0;
+            for (int64_t d = 0; d < D; ++d) s += o[d] * d_o[d];
+            Drow[r] = s;
+          }
+          const int64_t lo = std::max<int64_t>(0, i0 - W + 1);
+          for (int64_t j0 = lo - lo % kBk; j0 < i1; j0 += kBk) {
+            const int64_t j1 = std::min(i1, j0 + kBk), nk = j1 - j0;
+            const T* kblk = k + ((b * T_ + j0) * Hk + g) * D;
+            const T* vblk = v + ((b * T_ + j0) * Hk + g) * D;
+            gemm<T>(false, true, nq, nk, D, scale, qblk, H * D, kblk, Hk * D, T(0), P.data(), kBk);
+            gemm<T>(false, true, nq, nk, D, T(1), doblk, H * D, vblk, Hk * D, T(0), dP.data(), kBk);
+            for (int64_t r = 0; r < nq; ++r) {
+              const int64_t i = i0 + r;
+              T* p = P.data() + r * kBk;
+              T* dp = dP.data() + r * kBk;
+              const T li = lrow[r];
+              for (int64_t c = 0; c < nk; ++c) {
+                const int64_t j = j0 + c;
+                const bool vis = j <= i && j >= i - W + 1 && li != -std::numeric_limits<T>::infinity();
+                const T pv = vis ? std::exp(p[c] - li) : T(0);
+                p[c] = pv;
+                dp[c] = pv * (dp[c] - Drow[r]);  // dS
+              }
+            }
+            // dV_j += P^T dO ; dK_j += scale dS^T Q ; dQ_i += scale dS K
+            gemm<T>(true, false, nk, D, nq, T(1), P.data(), kBk, doblk, H * D, T(1), dvh + j0 * D, D);
+            gemm<T>(true, false, nk, D, nq, scale, dP.data(), kBk, qblk, H * D, T(1), dkh + j0 * D, D);
+            gemm<T>(false, false, nq, D, nk, scale, dP.data(), kBk, kblk, Hk * D, T(1), dqblk, H * D);
+          }
+        }
+      }
+    // Reduce per-head dK/dV into the KV heads, heads summed in index order.
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < T_; ++t)
+        for (int64_t g = 0; g < Hk; ++g) {
+          T* dkr = dk + ((b * T_ + t) * Hk + g) * D;
+          T* dvr = dv + ((b * T_ + t) * Hk + g) * D;
+          for (int64_t d = 0; d < D; ++d) {
+            dkr[d] = 0;
+            dvr[d] = 0;
+          }
+          for (int64_t j = 0; j < rep; ++j) {
+            const int64_t h = g * rep + j;
+            const T* sk = dk_h.data() + ((b * H + h) * T_ + t) * D;
+            const T* sv = dv_h.data() + ((b * H + h) * T_ + t) * D;
+            for (int64_t d = 0; d < D; ++d) {
+              dkr[d] += sk[d];
+              dvr[d] += sv[d];
+            }
+          }
+        }
+  }
+}
+
+#define HS_INST(T)                                                                                              \
+  template void attention_fwd<T>(const T*, const T*, const T*, T*, T*, int64_t, int64_t, int64_t, int64_t,      \
+                                 int64_t, double, int64_t);                                                     \
+  template void attention_bwd<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, int64_t, \
+                                 int64_t, int64_t, int64_t, int64_t, double, int64_t);
+HS_INST(float)
+HS_INST(double)
+#undef HS_INST
+
+}  // namespace hyscale::kernels::cpu

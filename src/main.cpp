@@ -1,0 +1,144 @@
+// hyscale CLI: parses arguments and calls into src/train and src/data.
+//   hyscale train CONFIG [--set k=v ...] [--resume auto|PATH]
+//   hyscale prepare --input PATH... --out DIR [--format text|jsonl] [--doc-separator LINE] [--val-fraction F]
+//   hyscale generate --ckpt PATH --prompt TEXT [--max-new N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
+//   hyscale info CONFIG [--set ...]
+//   hyscale bench train CONFIG [--set ...] [--steps N] [--warmup W]
+//   hyscale baselines --data DIR
+//   hyscale eval --ckpt PATH [--data DIR]
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "core/error.h"
+#include "data/baselines.h"
+#include "data/dataset.h"
+#include "data/prepare.h"
+#include "kernels/gemm.h"
+#include "parallel/dist.h"
+#include "train/config.h"
+#include "train/trainer.h"
+
+using namespace hyscale;
+
+int main(int argc, char** argv) {
+  kernels::cpu::fix_blas_core_detection(argv);
+  CLI::App app{"hyscale: pretraining and scaling studies of hybrid language models (SambaY family)"};
+  app.require_subcommand(1);
+
+  std::string config, resume, ckpt, data_dir;
+  std::vector<std::string> sets;
+
+  auto* train = app.add_subcommand("train", "train a model from a YAML config");
+  train->add_option("config", config, "config YAML")->required();
+  train->add_option("--set", sets, "override a key: section.key=value (repeatable)");
+  train->add_option("--resume", resume, "auto (newest complete checkpoint) or a checkpoint path");
+
+  data::PrepareOptions prep;
+  auto* prepare = app.add_subcommand("prepare", "tokenize text/JSONL into HDF5 shards");
+  prepare->add_option("--input", prep.inputs, "input files or directories")->required();
+  prepare->add_option("--out", prep.out_dir, "output directory")->required();
+  prepare->add_option("--format", prep.format, "text | jsonl")->check(CLI::IsMember({"text", "jsonl"}));
+  prepare->add_option("--doc-separator", prep.doc_separator, "line that separates documents (text); default: one document per file");
+  prepare->add_option("--val-fraction", prep.val_fraction, "fraction of documents held out for validation");
+  prepare->add_option("--tokenizer", prep.tokenizer, "tokenizer (byte)");
+  prepare->add_option("--seed", prep.seed, "seed of the document shuffle");
+  prepare->add_option("--shard-tokens", prep.shard_tokens, "tokens per shard");
+
+  train::GenerateOptions gen;
+  auto* generate = app.add_subcommand("generate", "sample text from a checkpoint");
+  generate->add_option("--ckpt", gen.ckpt, "checkpoint (.h5)")->required();
+  generate->add_option("--prompt", gen.prompt, "prompt text");
+  generate->add_option("--max-new", gen.max_new, "maximum new tokens");
+  generate->add_option("--temperature", gen.temperature, "sampling temperature (0 = greedy)");
+  generate->add_option("--top-k", gen.top_k, "keep the k most likely tokens (0 = off)");
+  generate->add_option("--top-p", gen.top_p, "nucleus sampling mass (1 = off)");
+  generate->add_option("--seed", gen.seed, "sampling seed");
+  generate->add_option("--threads", gen.threads, "CPU threads (0 = all)");
+
+  auto* info = app.add_subcommand("info", "print layers, parameter counts and FLOPs per token");
+  info->add_option("config", config, "config YAML")->required();
+  info->add_option("--set", sets, "override a key");
+
+  auto* bench = app.add_subcommand("bench", "benchmarks");
+  bench->require_subcommand(1);
+  int64_t bench_steps = 10, bench_warmup = 2;
+  auto* bench_train = bench->add_subcommand("train", "time training steps on synthetic tokens");
+  bench_train->add_option("config", config, "config YAML")->required();
+  bench_train->add_option("--set", sets, "override a key");
+  bench_train->add_option("--steps", bench_steps, "timed steps");
+  bench_train->add_option("--warmup", bench_warmup, "untimed warm-up steps");
+
+  auto* baselines = app.add_subcommand("baselines", "order-0 entropy and n-gram baselines of a prepared dataset");
+  baselines->add_option("--data", data_dir, "prepared dataset directory")->required();
+
+  auto* eval = app.add_subcommand("eval", "validation loss of a checkpoint");
+  eval->add_option("--ckpt", ckpt, "checkpoint (.h5)")->required();
+  eval->add_option("--data", data_dir, "dataset directory (default: the checkpoint's data.path)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  parallel::init(&argc, &argv);
+  int rc = 0;
+  try {
+    if (*train) {
+      auto cfg = train::load_config(config, sets);
+      train::run_training(cfg, resume);
+    } else if (*prepare) {
+      auto st = data::prepare_dataset(prep);
+      std::printf("prepared %s: %lld files (%lld skipped), train %lld docs / %lld tokens in %d shard(s), "
+                  "val %lld docs / %lld tokens in %d shard(s)\n",
+                  prep.out_dir.c_str(), (long long)st.n_files, (long long)st.n_skipped_files,
+                  (long long)st.n_docs_train, (long long)st.n_tokens_train, st.n_shards_train,
+                  (long long)st.n_docs_val, (long long)st.n_tokens_val, st.n_shards_val);
+    } else if (*generate) {
+      std::string text = train::generate(gen);
+      std::cout << gen.prompt << text << std::endl;
+    } else if (*info) {
+      auto cfg = train::load_config(config, sets);
+      int64_t vocab = 0;
+      if (cfg.model.vocab_size == 0) {
+        try {
+          vocab = data::TokenDataset::load(cfg.data.path, "val").vocab_size;
+        } catch (const Error&) {
+          vocab = 320;  // byte tokenizer's padded vocabulary when the data is not prepared yet
+          std::printf("(data.path '%s' not prepared: assuming the byte tokenizer's vocabulary of 320)\n",
+                      cfg.data.path.c_str());
+        }
+      }
+      train::resolve_config(cfg, vocab);
+      std::cout << train::model_info(cfg);
+    } else if (*bench) {
+      auto cfg = train::load_config(config, sets);
+      train::bench_train(cfg, bench_steps, bench_warmup);
+    } else if (*baselines) {
+      auto tr = data::TokenDataset::load(data_dir, "train");
+      auto va = data::TokenDataset::load(data_dir, "val");
+      auto b = data::compute_baselines(tr, va);
+      std::printf("baselines of %s (nats per token; byte tokenizer: nats per byte)\n", data_dir.c_str());
+      std::printf("  order-0 entropy (train)      %.4f\n", b.unigram_entropy_train);
+      std::printf("  unigram model, val loss      %.4f\n", b.unigram_val);
+      std::printf("  bigram model, val loss       %.4f   (alpha %.3g chosen on held-out train)\n", b.bigram_val,
+                  b.bigram_alpha);
+    } else if (*eval) {
+      train::RunConfig cfg;
+      auto model = train::load_model(ckpt, &cfg);
+      kernels::cpu::set_num_threads(static_cast<int>(cfg.training.threads));
+      auto va = data::TokenDataset::load(data_dir.empty() ? cfg.data.path : data_dir, "val");
+      std::printf("val loss %.4f\n", train::evaluate(*model, cfg, va));
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "hyscale: error: %s\n", e.what());
+    rc = 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "hyscale: internal error: %s\n", e.what());
+    rc = 2;
+  }
+  if (rc != 0 && parallel::process().world > 1) parallel::abort_all(rc);
+  parallel::finalize();
+  return rc;
+}

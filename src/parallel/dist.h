@@ -1,0 +1,26 @@
+// Process layout and host-memory collectives over MPI. A build without MPI (or a
+// run started without mpirun) is a single process: rank 0 of world 1, and the
+// collectives are identities. Data-parallel gradient reduction here is the plain
+// (non-overlapped) all-reduce; bucketing, overlap, ZeRO, TP and NCCL belong to
+// the distributed-training work that builds on this file.
+#pragma once
+#include <cstdint>
+
+namespace hyscale::parallel {
+
+struct ProcessInfo {
+  int rank = 0, world = 1, local_rank = 0;
+};
+
+void init(int* argc, char*** argv);  // MPI_Init when built with MPI; idempotent
+void finalize();
+const ProcessInfo& process();
+bool have_mpi();
+
+void allreduce_sum(float* data, int64_t n);
+void allreduce_sum(double* data, int64_t n);
+void barrier();
+// Aborts every rank after a fatal error on one (so mpirun does not hang).
+void abort_all(int code);
+
+}  // namespace hyscale::parallel

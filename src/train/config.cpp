@@ -1,0 +1,336 @@
+#include "train/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace hyscale::train {
+
+namespace {
+
+enum class Kind { Int, Float, Bool, String };
+
+struct Field {
+  std::string key;  // "section.name"
+  Kind kind;
+  void* ptr;
+  double min = -std::numeric_limits<double>::infinity();
+  double max = std::numeric_limits<double>::infinity();
+  std::vector<std::string> allowed;  // for strings; empty = any non-empty string
+  std::string help;
+};
+
+const char* kind_name(Kind k) {
+  switch (k) {
+    case Kind::Int: return "an integer";
+    case Kind::Float: return "a number";
+    case Kind::Bool: return "a boolean (true/false)";
+    case Kind::String: return "a string";
+  }
+  return "?";
+}
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// The schema: every configurable key, its type, range and meaning.
+std::vector<Field> schema(RunConfig& c) {
+  auto I = [](std::string k, int64_t* p, double lo, double hi, std::string h) {
+    return Field{std::move(k), Kind::Int, p, lo, hi, {}, std::move(h)};
+  };
+  auto F = [](std::string k, double* p, double lo, double hi, std::string h) {
+    return Field{std::move(k), Kind::Float, p, lo, hi, {}, std::move(h)};
+  };
+  auto B = [](std::string k, bool* p, std::string h) { return Field{std::move(k), Kind::Bool, p, 0, 1, {}, std::move(h)}; };
+  auto S = [](std::string k, std::string* p, std::vector<std::string> allowed, std::string h) {
+    return Field{std::move(k), Kind::String, p, 0, 0, std::move(allowed), std::move(h)};
+  };
+  auto& m = c.model;
+  auto& o = c.optimizer;
+  auto& s = c.schedule;
+  auto& t = c.training;
+  auto& l = c.logging;
+  auto& k = c.checkpointing;
+  return {
+      S("name", &c.name, {}, "run name; the run directory is <out_dir>/<name>"),
+      S("out_dir", &c.out_dir, {}, "parent directory of run directories"),
+      S("model.arch", &m.arch, {"transformer"}, "architecture (SPEC §1.2)"),
+      I("model.vocab_size", &m.vocab_size, 0, 1e9, "padded vocabulary; 0 = from the dataset"),
+      I("model.n_layers", &m.n_layers, 1, 4096, "number of blocks L"),
+      I("model.d_model", &m.d_model, 1, 1e6, "model width D"),
+      I("model.n_heads", &m.n_heads, 1, 4096, "query heads"),
+      I("model.n_kv_heads", &m.n_kv_heads, 0, 4096, "KV heads (GQA); 0 = n_heads"),
+      I("model.head_dim", &m.head_dim, 0, 4096, "head dimension; 0 = d_model / n_heads"),
+      I("model.mlp_hidden", &m.mlp_hidden, 0, 1e7, "SwiGLU hidden size I; 0 = 4 * d_model"),
+      B("model.tie_embeddings", &m.tie_embeddings, "share the embedding with the LM head"),
+      F("model.rope_base", &m.rope_base, 1e-300, kInf, "RoPE base"),
+      F("model.norm_eps", &m.norm_eps, 1e-300, 1, "RMSNorm epsilon"),
+      F("model.residual_mult", &m.residual_mult, 0, kInf, "multiplier r on every mixer/MLP output"),
+      F("model.logit_mult", &m.logit_mult, 0, kInf, "multiplier on ln_f(x) before the LM head"),
+      F("model.attn_scale", &m.attn_scale, 0, kInf, "softmax scale; 0 = 1/sqrt(head_dim)"),
+      F("model.init_std", &m.init_std, 0, kInf, "std of every linear weight (SP init)"),
+      F("model.embed_init_std", &m.embed_init_std, 0, kInf, "std of an untied embedding"),
+      B("model.scale_out_proj_init", &m.scale_out_proj_init, "divide attn.proj and mlp.w3 init by sqrt(2L)"),
+      F("optimizer.lr", &o.lr, 0, kInf, "peak learning rate"),
+      F("optimizer.beta1", &o.beta1, 0, 0.999999, "AdamW beta1"),
+      F("optimizer.beta2", &o.beta2, 0, 0.999999999, "AdamW beta2"),
+      F("optimizer.eps", &o.eps, 0, 1, "AdamW epsilon"),
+      F("optimizer.weight_decay", &o.weight_decay, 0, kInf, "decoupled weight decay of matrices"),
+      F("optimizer.vector_weight_decay", &o.vector_weight_decay, 0, kInf,
+        "weight decay of vectors, embeddings and LM head"),
+      F("optimizer.matrix_lr_mult", &o.matrix_lr_mult, 0, kInf, "learning-rate multiplier of matrices"),
+      F("optimizer.vector_lr_mult", &o.vector_lr_mult, 0, kInf, "learning-rate multiplier of vectors"),
+      F("optimizer.grad_clip", &o.grad_clip, 0, kInf, "global gradient-norm clip; 0 = off"),
+      I("schedule.warmup_steps", &s.warmup_steps, 0, 1e12, "linear warmup steps"),
+      S("schedule.decay", &s.decay, {"linear", "cosine", "constant"}, "decay after warmup"),
+      F("schedule.min_lr_ratio", &s.min_lr_ratio, 0, 1, "final lr as a fraction of the peak"),
+      S("data.path", &c.data.path, {}, "directory written by `hyscale prepare`"),
+      I("training.batch_size", &t.batch_size, 1, 1e7, "sequences per micro-batch per data-parallel rank"),
+      I("training.seq_len", &t.seq_len, 1, 1e7, "tokens per sequence"),
+      I("training.grad_accum", &t.grad_accum, 1, 1e6, "micro-batches per optimizer step"),
+      I("training.max_steps", &t.max_steps, 1, 1e12, "optimizer steps"),
+      I("training.seed", &t.seed, 0, 9.0e18, "seed of init and data order"),
+      I("training.threads", &t.threads, 0, 4096, "CPU threads; 0 = all cores"),
+      S("training.device", &t.device, {"cpu"}, "compute device (the CUDA backend comes with its own issue)"),
+      S("training.precision", &t.precision, {"fp32"}, "compute precision"),
+      I("logging.log_interval", &l.log_interval, 1, 1e12, "optimizer steps between log lines"),
+      I("logging.eval_interval", &l.eval_interval, 0, 1e12, "steps between evaluations; 0 = at the end only"),
+      I("logging.eval_batches", &l.eval_batches, 1, 1e9, "validation micro-batches per evaluation"),
+      I("checkpointing.interval", &k.interval, 0, 1e12, "steps between checkpoints; 0 = at the end only"),
+      I("checkpointing.keep_last", &k.keep_last, 1, 1e6, "checkpoints kept on disk"),
+  };
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
+  return s;
+}
+
+std::string trim(const std::string& s) {
+  size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
+  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
+}
+
+void set_field(const Field& f, const std::string& raw_in, const std::string& origin) {
+  const std::string raw = trim(raw_in);
+  auto bad_type = [&]() {
+    HS_FAIL(origin, ": key '", f.key, "' expects ", kind_name(f.kind), ", got '", raw, "'");
+  };
+  auto range = [&](double v) {
+    if (!(v >= f.min && v <= f.max))
+      HS_FAIL(origin, ": key '", f.key, "' = ", raw, " is out of range [", f.min, ", ", f.max, "]");
+  };
+  switch (f.kind) {
+    case Kind::Int: {
+      int64_t v = 0;
+      auto [p, ec] = std::from_chars(raw.data(), raw.data() + raw.size(), v);
+      if (ec != std::errc() || p != raw.data() + raw.size() || raw.empty()) {
+        // Accept integral floats written as 1e6.
+        char* end = nullptr;
+        double d = std::strtod(raw.c_str(), &end);
+        if (raw.empty() || *end != '\0' || !std::isfinite(d) || d != std::floor(d) || std::fabs(d) > 9.2e18) bad_type();
+        v = static_cast<int64_t>(d);
+      }
+      range(static_cast<double>(v));
+      *static_cast<int64_t*>(f.ptr) = v;
+      break;
+    }
+    case Kind::Float: {
+      char* end = nullptr;
+      double d = std::strtod(raw.c_str(), &end);
+      if (raw.empty() || *end != '\0' || std::isnan(d)) bad_type();
+      range(d);
+      *static_cast<double*>(f.ptr) = d;
+      break;
+    }
+    case Kind::Bool: {
+      bool b;
+      if (raw == "true" || raw == "True" || raw == "yes" || raw == "on" || raw == "1")
+        b = true;
+      else if (raw == "false" || raw == "False" || raw == "no" || raw == "off" || raw == "0")
+        b = false;
+      else
+        bad_type();
+      *static_cast<bool*>(f.ptr) = b;
+      break;
+    }
+    case Kind::String: {
+      if (raw.empty()) HS_FAIL(origin, ": key '", f.key, "' must not be empty");
+      if (!f.allowed.empty() && std::find(f.allowed.begin(), f.allowed.end(), raw) == f.allowed.end())
+        HS_FAIL(origin, ": key '", f.key, "' = '", raw, "' is not allowed (allowed values: ", join(f.allowed), ")");
+      *static_cast<std::string*>(f.ptr) = raw;
+      break;
+    }
+  }
+}
+
+const Field* find_field(const std::vector<Field>& fs, const std::string& key) {
+  for (auto& f : fs)
+    if (f.key == key) return &f;
+  return nullptr;
+}
+
+[[noreturn]] void unknown_key(const std::vector<Field>& fs, const std::string& key, const std::string& origin) {
+  std::string section = key.substr(0, key.find('.') == std::string::npos ? 0 : key.rfind('.'));
+  std::vector<std::string> allowed;
+  for (auto& f : fs) {
+    std::string fsec = f.key.find('.') == std::string::npos ? "" : f.key.substr(0, f.key.rfind('.'));
+    if (fsec == section) allowed.push_back(f.key);
+  }
+  if (allowed.empty())
+    for (auto& f : fs) {
+      std::string top = f.key.substr(0, f.key.find('.'));
+      if (std::find(allowed.begin(), allowed.end(), top) == allowed.end()) allowed.push_back(top);
+    }
+  HS_FAIL(origin, ": unknown key '", key, "' (allowed here: ", join(allowed), ")");
+}
+
+void walk(const YAML::Node& node, const std::string& prefix, const std::vector<Field>& fs, const std::string& origin) {
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    const std::string name = it->first.as<std::string>();
+    const std::string key = prefix.empty() ? name : prefix + "." + name;
+    const YAML::Node& v = it->second;
+    if (v.IsMap()) {
+      bool is_section = false;
+      for (auto& f : fs)
+        if (f.key.rfind(key + ".", 0) == 0) is_section = true;
+      if (!is_section) {
+        if (find_field(fs, key)) HS_FAIL(origin, ": key '", key, "' expects a single value, got a mapping");
+        unknown_key(fs, key, origin);
+      }
+      walk(v, key, fs, origin);
+    } else if (v.IsScalar()) {
+      const Field* f = find_field(fs, key);
+      if (!f) {
+        for (auto& g : fs)
+          if (g.key.rfind(key + ".", 0) == 0) HS_FAIL(origin, ": '", key, "' is a section and needs a mapping of keys");
+        unknown_key(fs, key, origin);
+      }
+      set_field(*f, v.Scalar(), origin);
+    } else if (v.IsNull()) {
+      if (!find_field(fs, key)) {
+        bool is_section = false;
+        for (auto& f : fs)
+          if (f.key.rfind(key + ".", 0) == 0) is_section = true;
+        if (!is_section) unknown_key(fs, key, origin);
+        continue;  // empty section
+      }
+      HS_FAIL(origin, ": key '", key, "' has no value");
+    } else {
+      HS_FAIL(origin, ": key '", key, "' must be a scalar or a section, got a list");
+    }
+  }
+}
+
+void apply_overrides(RunConfig& cfg, const std::vector<std::string>& overrides) {
+  auto fs = schema(cfg);
+  for (auto& o : overrides) {
+    auto eq = o.find('=');
+    HS_CHECK(eq != std::string::npos && eq > 0, "--set '", o, "': expected key=value (e.g. training.max_steps=100)");
+    std::string key = trim(o.substr(0, eq));
+    const Field* f = find_field(fs, key);
+    if (!f) unknown_key(fs, key, "--set");
+    set_field(*f, o.substr(eq + 1), "--set");
+  }
+}
+
+}  // namespace
+
+RunConfig parse_config(const std::string& text, const std::string& origin, const std::vector<std::string>& overrides) {
+  RunConfig cfg;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    HS_FAIL(origin, ": invalid YAML: ", e.what());
+  }
+  if (!root.IsNull()) {
+    HS_CHECK(root.IsMap(), origin, ": the top level must be a mapping of sections (model:, training:, ...)");
+    auto fs = schema(cfg);
+    walk(root, "", fs, origin);
+  }
+  apply_overrides(cfg, overrides);
+  return cfg;
+}
+
+RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path);
+  HS_CHECK(in.good(), "cannot read config file '", path, "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), path, overrides);
+}
+
+void resolve_config(RunConfig& cfg, int64_t vocab_from_data) {
+  auto& m = cfg.model;
+  if (m.vocab_size == 0) {
+    HS_CHECK(vocab_from_data > 0, "model.vocab_size is 0 (from data) but no dataset vocabulary is known");
+    m.vocab_size = vocab_from_data;
+  }
+  HS_CHECK(vocab_from_data <= 0 || m.vocab_size >= vocab_from_data, "model.vocab_size = ", m.vocab_size,
+           " is smaller than the dataset's vocabulary (", vocab_from_data, ")");
+  if (m.n_kv_heads == 0) m.n_kv_heads = m.n_heads;
+  if (m.head_dim == 0) {
+    HS_CHECK(m.d_model % m.n_heads == 0, "model.head_dim = 0 needs model.d_model (", m.d_model,
+             ") divisible by model.n_heads (", m.n_heads, "); set model.head_dim explicitly");
+    m.head_dim = m.d_model / m.n_heads;
+  }
+  if (m.mlp_hidden == 0) m.mlp_hidden = 4 * m.d_model;
+  nn::validate_model_config(m);
+  HS_CHECK(cfg.schedule.warmup_steps <= cfg.training.max_steps, "schedule.warmup_steps (", cfg.schedule.warmup_steps,
+           ") exceeds training.max_steps (", cfg.training.max_steps, ")");
+  HS_CHECK(cfg.name.find('/') == std::string::npos && cfg.name != "." && cfg.name != "..",
+           "name: '", cfg.name, "' must be a plain directory name");
+}
+
+std::string to_yaml(const RunConfig& cfg_in) {
+  RunConfig cfg = cfg_in;
+  auto fs = schema(cfg);
+  YAML::Emitter out;
+  out.SetDoublePrecision(17);
+  out << YAML::BeginMap;
+  std::string open_section;
+  for (auto& f : fs) {
+    auto dot = f.key.find('.');
+    std::string section = dot == std::string::npos ? "" : f.key.substr(0, dot);
+    std::string leaf = dot == std::string::npos ? f.key : f.key.substr(dot + 1);
+    if (section != open_section) {
+      if (!open_section.empty()) out << YAML::EndMap;
+      if (!section.empty()) out << YAML::Key << section << YAML::Value << YAML::BeginMap;
+      open_section = section;
+    }
+    out << YAML::Key << leaf << YAML::Value;
+    switch (f.kind) {
+      case Kind::Int: out << *static_cast<int64_t*>(f.ptr); break;
+      case Kind::Float: out << *static_cast<double*>(f.ptr); break;
+      case Kind::Bool: out << *static_cast<bool*>(f.ptr); break;
+      case Kind::String: out << *static_cast<std::string*>(f.ptr); break;
+    }
+  }
+  if (!open_section.empty()) out << YAML::EndMap;
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::string describe_keys() {
+  RunConfig cfg;
+  auto fs = schema(cfg);
+  std::string yaml = to_yaml(cfg);
+  std::ostringstream os;
+  for (auto& f : fs) {
+    os << f.key << " (" << kind_name(f.kind);
+    if (!f.allowed.empty()) os << ": " << join(f.allowed);
+    os << ") — " << f.help << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace hyscale::train

@@ -1,0 +1,94 @@
+// `hyscale info` and `hyscale bench train`.
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+
+#include "core/random.h"
+#include "kernels/gemm.h"
+#include "train/optimizer.h"
+#include "train/trainer.h"
+
+namespace hyscale::train {
+
+std::string model_info(const RunConfig& cfg) {
+  nn::TransformerModel model(cfg.model);
+  const auto& m = cfg.model;
+  std::ostringstream os;
+  os << "model: " << m.arch << "  L=" << m.n_layers << "  D=" << m.d_model << "  heads=" << m.n_heads
+     << "  kv_heads=" << m.n_kv_heads << "  head_dim=" << m.head_dim << "  mlp_hidden=" << m.mlp_hidden
+     << "  vocab=" << m.vocab_size << "  tied=" << (m.tie_embeddings ? "yes" : "no") << "\n";
+  os << "layers:\n  wte: embedding [" << m.vocab_size << ", " << m.d_model << "]\n";
+  for (auto& s : model.layer_summary()) os << "  " << s << "\n";
+  os << "  ln_f: RMSNorm\n  lm_head: " << (m.tie_embeddings ? "tied to wte" : "linear") << "\n";
+  os << "parameters:\n";
+  int64_t total = 0;
+  for (auto& [name, t] : model.named_parameters()) total += t.numel();
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "  total %lld | embedding %lld | non-embedding (matrices) %lld\n",
+                static_cast<long long>(total), static_cast<long long>(model.embedding_params()),
+                static_cast<long long>(model.non_embedding_params()));
+  os << buf;
+  const int64_t T = cfg.training.seq_len;
+  const double ntrans = static_cast<double>(model.non_embedding_params());
+  std::snprintf(buf, sizeof buf,
+                "training FLOPs per token at seq_len %lld: %.4g (matmuls + causal attention) | 6*N_non_embedding = "
+                "%.4g\n",
+                static_cast<long long>(T), model.train_flops_per_token(T), 6.0 * ntrans);
+  os << buf;
+  return os.str();
+}
+
+double bench_train(RunConfig cfg, int64_t steps, int64_t warmup) {
+  HS_CHECK(steps > 0 && warmup >= 0, "bench: --steps must be > 0 and --warmup >= 0");
+  kernels::cpu::set_num_threads(static_cast<int>(cfg.training.threads));
+  resolve_config(cfg, cfg.model.vocab_size > 0 ? cfg.model.vocab_size : 320);
+  nn::TransformerModel model(cfg.model);
+  model.init_weights(static_cast<uint64_t>(cfg.training.seed));
+  AdamW opt(model.named_parameters(), cfg.optimizer);
+  const int64_t B = cfg.training.batch_size, T = cfg.training.seq_len, A = cfg.training.grad_accum;
+  Rng rng(1);
+  auto batch = [&]() {
+    Tensor ids = Tensor::empty({B, T}, DType::i32), tg = Tensor::empty({B, T}, DType::i32);
+    for (int64_t i = 0; i < B * T; ++i) {
+      ids.data<int32_t>()[i] = static_cast<int32_t>(rng.below(cfg.model.vocab_size));
+      tg.data<int32_t>()[i] = static_cast<int32_t>(rng.below(cfg.model.vocab_size));
+    }
+    return std::pair{ids, tg};
+  };
+  std::vector<std::pair<Tensor, Tensor>> batches;
+  for (int64_t a = 0; a < A; ++a) batches.push_back(batch());
+  auto one_step = [&]() {
+    opt.zero_grad();
+    for (auto& [ids, tg] : batches) model.loss(ids, tg).backward(Tensor::full({}, 1.0 / A));
+    const double gn = opt.grad_norm();
+    if (gn > 1.0) opt.scale_grads(1.0 / gn);
+    opt.step(1e-4);
+  };
+  for (int64_t i = 0; i < warmup; ++i) one_step();
+  std::vector<double> times;
+  for (int64_t i = 0; i < steps; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    one_step();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  const double med = times[times.size() / 2];
+  const double tokens = static_cast<double>(B * T * A);
+  const double tps = tokens / med;
+  const double fpt = model.train_flops_per_token(T);
+  std::printf("hyscale bench train: %s L=%lld D=%lld H=%lld Hkv=%lld hd=%lld vocab=%lld | batch %lld x %lld x accum %lld"
+              " | %d threads | fp32 cpu\n",
+              cfg.model.arch.c_str(), (long long)cfg.model.n_layers, (long long)cfg.model.d_model,
+              (long long)cfg.model.n_heads, (long long)cfg.model.n_kv_heads, (long long)cfg.model.head_dim,
+              (long long)cfg.model.vocab_size, (long long)B, (long long)T, (long long)A, kernels::cpu::num_threads());
+  std::printf("%-28s %14s\n", "metric", "value");
+  std::printf("%-28s %14.2f\n", "step time median (ms)", med * 1e3);
+  std::printf("%-28s %14.2f\n", "step time min (ms)", times.front() * 1e3);
+  std::printf("%-28s %14.0f\n", "tokens/s", tps);
+  std::printf("%-28s %14.4g\n", "FLOPs/token (train)", fpt);
+  std::printf("%-28s %14.2f\n", "achieved GFLOP/s", tps * fpt / 1e9);
+  std::printf("%-28s %14lld\n", "timed steps", (long long)steps);
+  return tps;
+}
+
+}  // namespace hyscale::train

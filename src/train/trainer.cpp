@@ -1,0 +1,261 @@
+#include "train/trainer.h"
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/autograd.h"
+#include "core/random.h"
+#include "data/dataset.h"
+#include "data/sampler.h"
+#include "kernels/gemm.h"
+#include "parallel/dist.h"
+#include "train/checkpoint.h"
+#include "train/optimizer.h"
+
+namespace fs = std::filesystem;
+
+namespace hyscale::train {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string fmt_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  int64_t t = static_cast<int64_t>(s + 0.5);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", static_cast<long long>(t / 3600),
+                static_cast<long long>(t / 60 % 60), static_cast<long long>(t % 60));
+  return buf;
+}
+
+// Tokens of a batch as two int32 tensors [B, T].
+struct Batch {
+  Tensor ids, targets;
+};
+
+Batch make_batch(const data::TokenDataset& ds, const std::vector<int64_t>& starts, int64_t T) {
+  const int64_t B = static_cast<int64_t>(starts.size());
+  Batch b{Tensor::empty({B, T}, DType::i32), Tensor::empty({B, T}, DType::i32)};
+  data::fill_batch(ds, starts, T, b.ids.data<int32_t>(), b.targets.data<int32_t>());
+  return b;
+}
+
+// A logger writing to the console and (on rank 0) to <run_dir>/log.txt.
+std::shared_ptr<spdlog::logger> make_logger(const std::string& run_dir, bool rank0) {
+  std::vector<spdlog::sink_ptr> sinks;
+  auto console = std::make_shared<spdlog::sinks::stdout_color_sink_mt>();
+  sinks.push_back(console);
+  if (rank0) sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(run_dir + "/log.txt", false));
+  auto lg = std::make_shared<spdlog::logger>("hyscale", sinks.begin(), sinks.end());
+  lg->set_pattern("[%H:%M:%S] %v");
+  lg->set_level(rank0 ? spdlog::level::info : spdlog::level::warn);
+  lg->flush_on(spdlog::level::info);
+  return lg;
+}
+
+void apply_threads(const RunConfig& cfg) { kernels::cpu::set_num_threads(static_cast<int>(cfg.training.threads)); }
+
+}  // namespace
+
+double evaluate(const nn::TransformerModel& model, const RunConfig& cfg, const data::TokenDataset& val) {
+  NoGrad ng;
+  const auto& pi = parallel::process();
+  const int64_t T = cfg.training.seq_len, B = cfg.training.batch_size;
+  const int64_t n = val.size();
+  HS_CHECK(n >= T + 1, "validation split has ", n, " tokens, fewer than seq_len + 1 = ", T + 1);
+  // Sequential, unshuffled blocks; all ranks together evaluate eval_batches micro-batches.
+  const int64_t max_blocks = cfg.logging.eval_batches * B;
+  auto starts = data::val_block_starts(n, T, max_blocks, pi.rank, pi.world);
+  double sums[2] = {0, 0};  // loss * tokens, tokens
+  for (size_t i = 0; i < starts.size(); i += static_cast<size_t>(B)) {
+    std::vector<int64_t> chunk(starts.begin() + i, starts.begin() + std::min(starts.size(), i + B));
+    Batch b = make_batch(val, chunk, T);
+    const double l = model.loss(b.ids, b.targets).item();
+    sums[0] += l * static_cast<double>(chunk.size() * T);
+    sums[1] += static_cast<double>(chunk.size() * T);
+  }
+  parallel::allreduce_sum(sums, 2);
+  HS_CHECK(sums[1] > 0, "validation produced no blocks");
+  return sums[0] / sums[1];
+}
+
+TrainResult run_training(RunConfig cfg, const std::string& resume) {
+  const auto& pi = parallel::process();
+  const bool rank0 = pi.rank == 0;
+  apply_threads(cfg);
+  HS_CHECK(cfg.training.device == "cpu", "training.device: only cpu in this build");
+
+  // ---- data
+  auto train_ds = data::TokenDataset::load(cfg.data.path, "train");
+  auto val_ds = data::TokenDataset::load(cfg.data.path, "val");
+  HS_CHECK(train_ds.vocab_size == val_ds.vocab_size, "data.path '", cfg.data.path,
+           "': train and val splits disagree on vocab_size");
+  resolve_config(cfg, train_ds.vocab_size);
+  const std::string run_dir = cfg.run_dir();
+
+  // ---- resume target
+  std::optional<std::string> ckpt;
+  if (resume == "auto") {
+    ckpt = find_latest_checkpoint(run_dir);
+  } else if (!resume.empty()) {
+    HS_CHECK(fs::exists(resume), "--resume: checkpoint '", resume, "' does not exist");
+    ckpt = resume;
+  } else {
+    HS_CHECK(!find_latest_checkpoint(run_dir).has_value(), "run directory '", run_dir,
+             "' already has checkpoints: pass --resume auto to continue it, or choose another name");
+  }
+  std::error_code ec;
+  fs::create_directories(run_dir, ec);
+  HS_CHECK(!ec, "cannot create run directory '", run_dir, "': ", ec.message());
+  const std::string cfg_yaml = to_yaml(cfg);
+  if (rank0) {
+    std::ofstream out(run_dir + "/config.resolved.yaml", std::ios::trunc);
+    out << cfg_yaml;
+    HS_CHECK(out.good(), "cannot write ", run_dir, "/config.resolved.yaml");
+  }
+  auto log = make_logger(run_dir, rank0);
+
+  // ---- model and optimizer
+  nn::TransformerModel model(cfg.model);
+  model.init_weights(static_cast<uint64_t>(cfg.training.seed));
+  AdamW opt(model.named_parameters(), cfg.optimizer);
+  data::BlockSampler sampler(train_ds.size(), cfg.training.seq_len, static_cast<uint64_t>(cfg.training.seed), pi.rank,
+                             pi.world);
+  Rng rng(static_cast<uint64_t>(cfg.training.seed) ^ 0x5eed);
+  TrainState st;
+  if (ckpt) {
+    // Shapes are checked tensor by tensor: a checkpoint of another model is refused with its name.
+    st = load_checkpoint(*ckpt, opt, true);
+    HS_CHECK(st.sampler.seed == static_cast<uint64_t>(cfg.training.seed), "checkpoint '", *ckpt,
+             "' was written with training.seed ", st.sampler.seed, ", this run uses ", cfg.training.seed);
+    sampler.restore(st.sampler);
+    rng.set_state(st.rng);
+    log->info("resumed from {} at step {} ({} tokens seen)", *ckpt, st.step, st.tokens_seen);
+  }
+
+  const int64_t B = cfg.training.batch_size, T = cfg.training.seq_len, A = cfg.training.grad_accum;
+  const int64_t tokens_per_step = B * T * A * pi.world;
+  const double flops_per_token = model.train_flops_per_token(T);
+  log->info("hyscale train: run {} | {} layers, d_model {}, {} params ({} non-embedding) | {} ranks x {} threads",
+            cfg.name, cfg.model.n_layers, cfg.model.d_model, model.num_parameters(), model.non_embedding_params(),
+            pi.world, kernels::cpu::num_threads());
+  log->info("data: {} train tokens, {} val tokens | batch {} x {} x accum {} x ranks {} = {} tokens/step | {} steps",
+            train_ds.size(), val_ds.size(), B, T, A, pi.world, tokens_per_step, cfg.training.max_steps);
+
+  std::ofstream metrics;
+  if (rank0) {
+    metrics.open(run_dir + "/metrics.jsonl", std::ios::app);
+    HS_CHECK(metrics.good(), "cannot open ", run_dir, "/metrics.jsonl");
+  }
+  auto emit = [&](const nlohmann::json& j) {
+    if (!rank0) return;
+    metrics << j.dump() << "\n";
+    metrics.flush();
+  };
+
+  TrainResult res;
+  res.run_dir = run_dir;
+  const auto t_start = Clock::now();
+  auto t_log = Clock::now();
+  int64_t steps_since_log = 0;
+  double loss_since_log = 0;
+  const int64_t start_step = st.step;
+  const int64_t max_steps = cfg.training.max_steps;
+
+  auto do_eval = [&](int64_t step) {
+    auto t0 = Clock::now();
+    double vl = evaluate(model, cfg, val_ds);
+    res.final_val_loss = vl;
+    log->info("step {:>6} | val loss {:.4f} | val time {:.1f}s", step, vl, seconds_since(t0));
+    emit({{"type", "eval"}, {"step", step}, {"tokens", st.tokens_seen}, {"val_loss", vl},
+          {"elapsed_s", seconds_since(t_start)}});
+  };
+  auto do_ckpt = [&]() {
+    st.sampler = sampler.state();
+    st.rng = rng.state();
+    if (rank0) {
+      std::string p = save_checkpoint(run_dir, opt, st, cfg_yaml, cfg.checkpointing.keep_last);
+      log->info("checkpoint {}", p);
+    }
+    parallel::barrier();
+  };
+
+  for (int64_t step = start_step; step < max_steps; ++step) {
+    const double lr = lr_at(cfg.schedule, cfg.optimizer.lr, step, max_steps);
+    opt.zero_grad();
+    double step_loss = 0;
+    for (int64_t a = 0; a < A; ++a) {
+      Batch b = make_batch(train_ds, sampler.next(B), T);
+      Tensor loss = model.loss(b.ids, b.targets);
+      step_loss += loss.item() / static_cast<double>(A);
+      // Average over micro-batches: seed the backward with 1/A instead of scaling the loss.
+      loss.backward(Tensor::full({}, 1.0 / static_cast<double>(A)));
+    }
+    if (pi.world > 1) {  // data-parallel mean of gradients and of the logged loss
+      for (auto& [name, p] : opt.params()) {
+        Tensor g = p.grad();
+        if (!g.defined()) {  // every rank must join every all-reduce
+          g = Tensor::zeros(p.shape());
+          Tensor(p).set_grad(g);
+        }
+        parallel::allreduce_sum(g.data<float>(), g.numel());
+      }
+      opt.scale_grads(1.0 / pi.world);
+      parallel::allreduce_sum(&step_loss, 1);
+      step_loss /= pi.world;
+    }
+    const double gnorm = opt.grad_norm();
+    HS_CHECK(std::isfinite(step_loss) && std::isfinite(gnorm), "training diverged at step ", step + 1, ": loss ",
+             step_loss, ", grad norm ", gnorm, " (lower optimizer.lr or check the data)");
+    if (cfg.optimizer.grad_clip > 0 && gnorm > cfg.optimizer.grad_clip)
+      opt.scale_grads(cfg.optimizer.grad_clip / (gnorm + 1e-6));
+    opt.step(lr);
+    st.step = step + 1;
+    st.tokens_seen += tokens_per_step;
+    res.step_losses.push_back(step_loss);
+    res.final_train_loss = step_loss;
+    loss_since_log += step_loss;
+    ++steps_since_log;
+
+    if (st.step % cfg.logging.log_interval == 0 || st.step == max_steps) {
+      const double dt = seconds_since(t_log);
+      const double tps = static_cast<double>(tokens_per_step * steps_since_log) / std::max(dt, 1e-9);
+      const double elapsed = seconds_since(t_start);
+      const double eta = elapsed / static_cast<double>(st.step - start_step) * static_cast<double>(max_steps - st.step);
+      const double mean_loss = loss_since_log / static_cast<double>(steps_since_log);
+      log->info("step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tok/s | {:.2f} GFLOP/s | "
+                "elapsed {} | eta {}",
+                st.step, max_steps, mean_loss, lr, gnorm, tps, tps * flops_per_token / 1e9, fmt_duration(elapsed),
+                fmt_duration(eta));
+      emit({{"type", "train"}, {"step", st.step}, {"tokens", st.tokens_seen}, {"train_loss", step_loss},
+            {"train_loss_mean", mean_loss}, {"lr", lr}, {"grad_norm", gnorm}, {"tokens_per_s", tps},
+            {"flops_per_token", flops_per_token}, {"elapsed_s", elapsed}});
+      t_log = Clock::now();
+      steps_since_log = 0;
+      loss_since_log = 0;
+    }
+    const bool last = st.step == max_steps;
+    if (last || (cfg.logging.eval_interval > 0 && st.step % cfg.logging.eval_interval == 0)) do_eval(st.step);
+    if (last || (cfg.checkpointing.interval > 0 && st.step % cfg.checkpointing.interval == 0)) do_ckpt();
+  }
+  if (start_step >= max_steps) log->info("nothing to do: checkpoint is at step {} >= max_steps {}", start_step, max_steps);
+  res.steps = st.step;
+  log->info("done: {} steps, final train loss {:.4f}, final val loss {:.4f}, {}", st.step, res.final_train_loss,
+            res.final_val_loss, fmt_duration(seconds_since(t_start)));
+  spdlog::drop("hyscale");
+  return res;
+}
+
+}  // namespace hyscale::train

@@ -1,0 +1,175 @@
+// End-to-end: training runs, bit-exact resume, checkpoints, and the CLI's
+// behaviour on bad input (clear message, non-zero exit, no crash).
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "data/h5.h"
+#include "e2e_util.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+
+using namespace hyscale;
+using namespace hyscale::testing;
+using Catch::Matchers::Contains;
+namespace fs = std::filesystem;
+
+static train::RunConfig tiny_config(const std::string& data, const std::string& out, const std::string& name) {
+  auto c = train::parse_config(
+      "model:\n  n_layers: 2\n  d_model: 48\n  n_heads: 4\n  n_kv_heads: 2\n  head_dim: 12\n"
+      "optimizer:\n  lr: 1.0e-2\n  vector_weight_decay: 0.0\n"
+      "schedule:\n  warmup_steps: 5\n  decay: cosine\n"
+      "training:\n  batch_size: 8\n  seq_len: 48\n  max_steps: 30\n  threads: 1\n"
+      "logging:\n  log_interval: 5\n  eval_interval: 10\n  eval_batches: 4\n",
+      "tiny");
+  c.data.path = data;
+  c.out_dir = out;
+  c.name = name;
+  return c;
+}
+
+TEST_CASE("a 30-step run: loss falls, val loss logged, run directory complete", "[e2e]") {
+  TempDir tmp("e2e_train");
+  auto data = prepare_corpus(tmp);
+  auto cfg = tiny_config(data, tmp.str("runs"), "t30");
+  auto res = train::run_training(cfg, "");
+  REQUIRE(res.step_losses.size() == 30);
+  double first = (res.step_losses[0] + res.step_losses[1] + res.step_losses[2]) / 3;
+  double last = (res.step_losses[27] + res.step_losses[28] + res.step_losses[29]) / 3;
+  INFO("first " << first << " last " << last);
+  REQUIRE(last < first - 1.0);  // from ~ln(320)=5.8 to well below
+  REQUIRE(res.final_val_loss < first);
+  const std::string rd = tmp.str("runs/t30");
+  REQUIRE(fs::exists(rd + "/config.resolved.yaml"));
+  REQUIRE(fs::exists(rd + "/log.txt"));
+  REQUIRE(fs::exists(rd + "/checkpoints/latest"));
+  std::ifstream m(rd + "/metrics.jsonl");
+  std::string line;
+  int train_lines = 0, eval_lines = 0;
+  while (std::getline(m, line)) {
+    if (line.find("\"type\":\"train\"") != std::string::npos) ++train_lines;
+    if (line.find("\"val_loss\"") != std::string::npos) ++eval_lines;
+    REQUIRE(line.find("\"step\"") != std::string::npos);
+  }
+  REQUIRE(train_lines == 6);
+  REQUIRE(eval_lines == 3);
+  // The resolved config is complete: it reloads and names every derived value.
+  auto back = train::load_config(rd + "/config.resolved.yaml");
+  REQUIRE(back.model.vocab_size == 320);
+  REQUIRE(back.model.mlp_hidden == 4 * 48);
+}
+
+TEST_CASE("resume reproduces the uninterrupted run bit for bit", "[e2e][resume]") {
+  TempDir tmp("e2e_resume");
+  auto data = prepare_corpus(tmp);
+  auto a = tiny_config(data, tmp.str("runs"), "straight");
+  a.training.max_steps = 20;
+  a.checkpointing.interval = 10;
+  a.training.grad_accum = 2;
+  auto ra = train::run_training(a, "");
+
+  auto b = a;
+  b.name = "interrupted";
+  auto rb1 = train::run_training(b, "");
+  // Simulate a crash after step 10: the step-20 checkpoint never made it to disk.
+  const std::string ck = tmp.str("runs/interrupted/checkpoints");
+  fs::remove(ck + "/step_0000020.h5");
+  REQUIRE(train::find_latest_checkpoint(tmp.str("runs/interrupted")).value() == ck + "/step_0000010.h5");
+  auto rb2 = train::run_training(b, "auto");
+  REQUIRE(rb2.step_losses.size() == 10);
+  for (int i = 0; i < 10; ++i) {
+    INFO("step " << 11 + i);
+    REQUIRE(rb2.step_losses[i] == ra.step_losses[10 + i]);  // exact equality
+  }
+  REQUIRE(rb2.final_val_loss == ra.final_val_loss);
+  // A fresh run refuses to overwrite a run directory with checkpoints.
+  REQUIRE_THROWS_WITH(train::run_training(b, ""), Contains("--resume auto"));
+}
+
+TEST_CASE("an interrupted checkpoint write leaves the previous one usable", "[e2e][checkpoint]") {
+  TempDir tmp("e2e_atomic");
+  auto data = prepare_corpus(tmp);
+  auto a = tiny_config(data, tmp.str("runs"), "atomic");
+  a.training.max_steps = 4;
+  a.schedule.warmup_steps = 0;
+  train::run_training(a, "");
+  const std::string ck = tmp.str("runs/atomic/checkpoints");
+  // A crash mid-write leaves a .tmp file and possibly a half-written step file.
+  { std::ofstream(ck + "/step_0000008.h5.tmp") << "partial"; }
+  { std::ofstream(ck + "/step_0000009.h5") << "garbage, not HDF5"; }
+  REQUIRE(train::find_latest_checkpoint(tmp.str("runs/atomic")).value() == ck + "/step_0000004.h5");
+}
+
+TEST_CASE("CLI: bad config, bad data and bad checkpoints give clear errors and exit codes", "[e2e][errors]") {
+  TempDir tmp("e2e_cli");
+  auto data = prepare_corpus(tmp);
+  const std::string cfg = tmp.str("c.yaml");
+  {
+    std::ofstream(cfg) << "name: cli\nout_dir: " << tmp.str("runs") << "\ndata:\n  path: " << data
+                       << "\nmodel:\n  n_layers: 1\n  d_model: 32\n  n_heads: 2\n"
+                          "training:\n  batch_size: 2\n  seq_len: 16\n  max_steps: 2\n  threads: 1\n";
+  }
+  SECTION("unknown key, wrong type, bad value") {
+    auto r = run_cli("train " + cfg + " --set model.n_layer=2");
+    REQUIRE(r.exit_code == 1);
+    REQUIRE_THAT(r.output, Contains("model.n_layer"));
+    r = run_cli("train " + cfg + " --set training.seq_len=long");
+    REQUIRE(r.exit_code == 1);
+    REQUIRE_THAT(r.output, Contains("training.seq_len"));
+    r = run_cli("train " + cfg + " --set schedule.decay=step");
+    REQUIRE(r.exit_code == 1);
+    REQUIRE_THAT(r.output, Contains("schedule.decay") && Contains("allowed"));
+  }
+  SECTION("truncated and corrupted shards") {
+    const std::string shard = data + "/train_00000.h5";
+    const auto size = fs::file_size(shard);
+    fs::resize_file(shard, size / 2);
+    auto r = run_cli("train " + cfg);
+    REQUIRE(r.exit_code == 1);
+    REQUIRE_THAT(r.output, Contains("train_00000.h5"));
+    { std::ofstream(shard, std::ios::trunc) << std::string(4096, 'x'); }
+    r = run_cli("train " + cfg);
+    REQUIRE(r.exit_code == 1);
+    REQUIRE_THAT(r.output, Contains("train_00000.h5"));
+  }
+  SECTION("checkpoint with a missing tensor") {
+    auto r = run_cli("train " + cfg);
+    REQUIRE(r.exit_code == 0);
+    const std::string good = tmp.str("runs/cli/checkpoints/step_0000002.h5");
+    REQUIRE(fs::exists(good));
+    // Copy every dataset and attribute except one parameter.
+    const std::string bad = tmp.str("bad.h5");
+    {
+      auto in = data::H5File::open_read(good);
+      auto out = data::H5File::create(bad);
+      for (auto& name : data::list_datasets(in, "/")) {
+        if (name == "params/blocks.0.mlp.w1") continue;
+        std::vector<uint64_t> dims;
+        if (name == "rng_state") {
+          auto v = data::read_array<uint64_t>(in, name, &dims);
+          data::write_array<uint64_t>(out, name, v.data(), dims);
+        } else {
+          auto v = data::read_array<float>(in, name, &dims);
+          data::write_array<float>(out, name, v.data(), dims);
+        }
+      }
+      for (const char* a : {"format_version", "step", "tokens_seen", "optimizer_step", "sampler_seed",
+                            "sampler_epoch", "sampler_cursor", "complete"})
+        data::set_attr_int(out, a, data::get_attr_int(in, a));
+      data::set_attr_string(out, "config", data::get_attr_string(in, "config"));
+      out.close();
+    }
+    r = run_cli("eval --ckpt " + bad);
+    REQUIRE(r.exit_code == 1);
+    REQUIRE_THAT(r.output, Contains("missing tensor") && Contains("blocks.0.mlp.w1"));
+    r = run_cli("train " + cfg + " --set name=cli2 --resume " + bad);
+    REQUIRE(r.exit_code == 1);
+    REQUIRE_THAT(r.output, Contains("blocks.0.mlp.w1"));
+    r = run_cli("generate --ckpt " + tmp.str("nope.h5") + " --prompt hi");
+    REQUIRE(r.exit_code == 1);
+    REQUIRE_THAT(r.output, Contains("nope.h5"));
+    r = run_cli("generate --ckpt " + good + " --prompt 'the cat' --max-new 20 --temperature 0");
+    REQUIRE(r.exit_code == 0);
+    REQUIRE_THAT(r.output, Contains("the cat"));
+  }
+}

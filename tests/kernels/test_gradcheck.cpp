@@ -1,0 +1,82 @@
+// Gradient checks of every differentiable op against central finite differences
+// in f64, on random inputs with odd sizes.
+#include "core/ops.h"
+#include "gradcheck.h"
+
+using namespace hyscale;
+using hyscale::testing::gradcheck;
+using hyscale::testing::randint;
+using hyscale::testing::randn;
+
+TEST_CASE("gradcheck linear", "[grad]") {
+  gradcheck([](auto& in) { return ops::linear(in[0], in[1]); }, {randn({3, 5, 7}, 1), randn({11, 7}, 2)});
+}
+
+TEST_CASE("gradcheck bmm with every transpose", "[grad]") {
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      Shape sa = ta ? Shape{3, 5, 4} : Shape{3, 4, 5};
+      Shape sb = tb ? Shape{3, 7, 5} : Shape{3, 5, 7};
+      gradcheck([=](auto& in) { return ops::bmm(in[0], in[1], ta, tb); }, {randn(sa, 3), randn(sb, 4)});
+    }
+}
+
+TEST_CASE("gradcheck add, mul, scale", "[grad]") {
+  gradcheck([](auto& in) { return ops::add(in[0], in[1]); }, {randn({5, 3}, 5), randn({5, 3}, 6)});
+  gradcheck([](auto& in) { return ops::mul(in[0], in[1]); }, {randn({5, 3}, 7), randn({5, 3}, 8)});
+  gradcheck([](auto& in) { return ops::scale(in[0], -0.37); }, {randn({13}, 9)});
+}
+
+TEST_CASE("gradcheck silu and swiglu", "[grad]") {
+  gradcheck([](auto& in) { return ops::silu(in[0]); }, {randn({7, 9}, 10, 2.0)});
+  gradcheck([](auto& in) { return ops::swiglu(in[0]); }, {randn({3, 5, 14}, 11, 2.0)});
+}
+
+TEST_CASE("gradcheck rmsnorm", "[grad]") {
+  gradcheck([](auto& in) { return ops::rmsnorm(in[0], in[1], 1e-5); }, {randn({3, 5, 13}, 12), randn({13}, 13)});
+}
+
+TEST_CASE("gradcheck embedding", "[grad]") {
+  Tensor ids = randint({3, 7}, 11, 14);
+  ids.data<int32_t>()[0] = ids.data<int32_t>()[1];  // a repeated id accumulates
+  gradcheck([ids](auto& in) { return ops::embedding(ids, in[0]); }, {randn({11, 5}, 15)});
+}
+
+TEST_CASE("gradcheck rope", "[grad]") {
+  gradcheck([](auto& in) { return ops::rope(in[0], 1e4, 3); }, {randn({2, 7, 3, 10}, 16)});
+}
+
+TEST_CASE("gradcheck attention: causal, windowed, GQA, multi-tile", "[grad]") {
+  struct C { int64_t B, T, H, Hk, D, W; };
+  for (C c : {C{2, 7, 2, 1, 6, 0}, C{1, 9, 4, 2, 4, 3}, C{1, 5, 3, 3, 8, 1}, C{1, 131, 2, 1, 4, 0},
+              C{1, 137, 4, 2, 4, 70}}) {
+    INFO("B=" << c.B << " T=" << c.T << " H=" << c.H << " Hk=" << c.Hk << " D=" << c.D << " W=" << c.W);
+    gradcheck([c](auto& in) { return ops::attention(in[0], in[1], in[2], 0.7, c.W); },
+              {randn({c.B, c.T, c.H, c.D}, 17), randn({c.B, c.T, c.Hk, c.D}, 18), randn({c.B, c.T, c.Hk, c.D}, 19)},
+              1e-6, 1e-5, 1e-8, 60);
+  }
+}
+
+TEST_CASE("gradcheck cross_entropy", "[grad]") {
+  Tensor tg = randint({9}, 13, 20);
+  gradcheck([tg](auto& in) { return ops::cross_entropy(in[0], tg); }, {randn({9, 13}, 21, 3.0)});
+}
+
+TEST_CASE("gradcheck views: slice, reshape, contiguous", "[grad]") {
+  gradcheck(
+      [](auto& in) {
+        Tensor s = in[0].slice(1, 2, 7).reshape({3, 5, 1});
+        return ops::mul(s, s);
+      },
+      {randn({3, 9}, 22)});
+}
+
+TEST_CASE("gradcheck a composed block: norm -> linear -> swiglu -> linear + residual", "[grad]") {
+  gradcheck(
+      [](auto& in) {
+        Tensor h = ops::rmsnorm(in[0], in[1], 1e-5);
+        Tensor y = ops::linear(ops::swiglu(ops::linear(h, in[2])), in[3]);
+        return ops::add(in[0], ops::scale(y, 0.5));
+      },
+      {randn({2, 3, 5}, 23), randn({5}, 24), randn({8, 5}, 25), randn({5, 4}, 26)});
+}
