@@ -71,6 +71,8 @@ int main(int argc, char** argv) {
 
   auto* baselines = app.add_subcommand("baselines", "order-0 entropy and n-gram baselines of a prepared dataset");
   baselines->add_option("--data", data_dir, "prepared dataset directory")->required();
+  bool baselines_json = false;
+  baselines->add_flag("--json", baselines_json, "print JSON");
 
   auto* eval = app.add_subcommand("eval", "validation loss of a checkpoint");
   eval->add_option("--ckpt", ckpt, "checkpoint (.h5)")->required();
@@ -119,11 +121,17 @@ int main(int argc, char** argv) {
       auto tr = data::TokenDataset::load(data_dir, "train");
       auto va = data::TokenDataset::load(data_dir, "val");
       auto b = data::compute_baselines(tr, va);
+      if (baselines_json) {
+        std::printf("{\"unigram_entropy_train\": %.6f, \"unigram_val\": %.6f, \"bigram_val\": %.6f, "
+                    "\"bigram_alpha\": %g, \"unit\": \"nats per token\"}\n",
+                    b.unigram_entropy_train, b.unigram_val, b.bigram_val, b.bigram_alpha);
+      } else {
       std::printf("baselines of %s (nats per token; byte tokenizer: nats per byte)\n", data_dir.c_str());
       std::printf("  order-0 entropy (train)      %.4f\n", b.unigram_entropy_train);
       std::printf("  unigram model, val loss      %.4f\n", b.unigram_val);
       std::printf("  bigram model, val loss       %.4f   (alpha %.3g chosen on held-out train)\n", b.bigram_val,
                   b.bigram_alpha);
+      }
     } else if (*eval) {
       train::RunConfig cfg;
       auto model = train::load_model(ckpt, &cfg);

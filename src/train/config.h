@@ -42,7 +42,7 @@ struct TrainingConfig {
 struct LoggingConfig {
   int64_t log_interval = 10;
   int64_t eval_interval = 100;  // 0 = only at the end
-  int64_t eval_batches = 16;    // validation micro-batches (all ranks together)
+  int64_t eval_batches = 16;    // validation batches of batch_size x ranks sequences
 };
 
 struct CheckpointConfig {

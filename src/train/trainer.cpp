@@ -75,8 +75,9 @@ double evaluate(const nn::TransformerModel& model, const RunConfig& cfg, const d
   const int64_t T = cfg.training.seq_len, B = cfg.training.batch_size;
   const int64_t n = val.size();
   HS_CHECK(n >= T + 1, "validation split has ", n, " tokens, fewer than seq_len + 1 = ", T + 1);
-  // Sequential, unshuffled blocks; all ranks together evaluate eval_batches micro-batches.
-  const int64_t max_blocks = cfg.logging.eval_batches * B;
+  // Sequential, unshuffled blocks: eval_batches global batches (batch_size x ranks sequences
+  // each), dealt round-robin to the ranks, so the set of blocks does not depend on the layout.
+  const int64_t max_blocks = cfg.logging.eval_batches * B * pi.world;
   auto starts = data::val_block_starts(n, T, max_blocks, pi.rank, pi.world);
   double sums[2] = {0, 0};  // loss * tokens, tokens
   for (size_t i = 0; i < starts.size(); i += static_cast<size_t>(B)) {
