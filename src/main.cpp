@@ -74,6 +74,8 @@ int main(int argc, char** argv) {
   bool baselines_json = false;
   baselines->add_flag("--json", baselines_json, "print JSON");
 
+  auto* keys = app.add_subcommand("config-keys", "list every config key with its type and meaning");
+
   auto* eval = app.add_subcommand("eval", "validation loss of a checkpoint");
   eval->add_option("--ckpt", ckpt, "checkpoint (.h5)")->required();
   eval->add_option("--data", data_dir, "dataset directory (default: the checkpoint's data.path)");
@@ -132,6 +134,8 @@ int main(int argc, char** argv) {
       std::printf("  bigram model, val loss       %.4f   (alpha %.3g chosen on held-out train)\n", b.bigram_val,
                   b.bigram_alpha);
       }
+    } else if (*keys) {
+      std::cout << train::describe_keys();
     } else if (*eval) {
       train::RunConfig cfg;
       auto model = train::load_model(ckpt, &cfg);

@@ -24,6 +24,12 @@ void accumulate_into(Tensor& acc, const Tensor& g) {
     HS_FAIL("autograd: cannot accumulate gradients of dtype ", dtype_name(acc.dtype()));
 }
 
+// True when nothing but `t` refers to its data: the engine may then keep it as an
+// accumulator and add into it in place (no copy).
+bool exclusive(const Tensor& t) {
+  return t.impl_ptr().use_count() == 1 && t.impl().storage.use_count() == 1 && t.is_contiguous();
+}
+
 // An owned, contiguous copy (gradients returned by nodes may alias each other).
 Tensor owned_copy(const Tensor& g) {
   NoGrad ng;
@@ -72,7 +78,7 @@ void run_backward(const Tensor& root, const Tensor& seed_in) {
   };
   auto add_to_leaf = [](TensorImpl* leaf, const Tensor& g) {
     if (!leaf->grad) {
-      leaf->grad = owned_copy(g).impl_ptr();
+      leaf->grad = exclusive(g) ? g.impl_ptr() : owned_copy(g).impl_ptr();
     } else {
       Tensor acc(leaf->grad);
       accumulate_into(acc, g);
@@ -131,6 +137,7 @@ void run_backward(const Tensor& root, const Tensor& seed_in) {
       NoGrad ng;  // backward computations are not recorded
       grads = n->backward(g);
     }
+    g = Tensor();  // drop our reference so gradients that view it can count as exclusive
     HS_CHECK(grads.size() == n->inputs.size(), "autograd node '", n->name(), "' returned ", grads.size(),
              " gradients for ", n->inputs.size(), " inputs");
     for (size_t i = 0; i < grads.size(); ++i) {
@@ -142,6 +149,8 @@ void run_backward(const Tensor& root, const Tensor& seed_in) {
           auto it = pending.find(m);
           if (it == pending.end() || !it->second.defined()) {
             pending[m] = grads[i];
+          } else if (exclusive(it->second)) {
+            accumulate_into(it->second, grads[i]);
           } else {
             Tensor acc = owned_copy(it->second);
             accumulate_into(acc, grads[i]);

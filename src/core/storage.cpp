@@ -1,5 +1,7 @@
 #include "core/storage.h"
 
+#include <malloc.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -7,6 +9,19 @@
 #include "core/error.h"
 
 namespace hyscale {
+
+namespace {
+// Activations of every step are allocated and freed again; by default glibc serves
+// large blocks with fresh mmap()s, so each step pays page faults to zero new pages.
+// Keeping large blocks in the heap makes steady-state steps reuse memory (a simple
+// caching allocator for host memory; the CUDA backend brings its own).
+struct HostAllocatorTuning {
+  HostAllocatorTuning() {
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  }
+} g_host_allocator_tuning;
+}  // namespace
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
   if (device.is_cpu()) {

@@ -323,11 +323,17 @@ std::string to_yaml(const RunConfig& cfg_in) {
 std::string describe_keys() {
   RunConfig cfg;
   auto fs = schema(cfg);
-  std::string yaml = to_yaml(cfg);
   std::ostringstream os;
   for (auto& f : fs) {
     os << f.key << " (" << kind_name(f.kind);
     if (!f.allowed.empty()) os << ": " << join(f.allowed);
+    os << "; default ";
+    switch (f.kind) {
+      case Kind::Int: os << *static_cast<int64_t*>(f.ptr); break;
+      case Kind::Float: os << *static_cast<double*>(f.ptr); break;
+      case Kind::Bool: os << (*static_cast<bool*>(f.ptr) ? "true" : "false"); break;
+      case Kind::String: os << *static_cast<std::string*>(f.ptr); break;
+    }
     os << ") — " << f.help << "\n";
   }
   return os.str();

@@ -193,3 +193,22 @@ TEST_CASE("backward kernels are deterministic run to run", "[kernels][determinis
       REQUIRE(all == first);
   }
 }
+
+#include "kernels/cpu/vec_math.h"
+
+TEST_CASE("vectorised expf: accuracy and special values", "[kernels][math]") {
+  using hyscale::kernels::cpu::expf_fast;
+  double worst = 0;
+  for (float x = -87.0f; x <= 88.0f; x += 0.0137f) {
+    const double ref = std::exp(static_cast<double>(x));
+    worst = std::max(worst, std::fabs(expf_fast(x) - ref) / ref);
+  }
+  INFO("worst relative error " << worst);
+  REQUIRE(worst < 4e-7);
+  REQUIRE(expf_fast(0.0f) == 1.0f);
+  REQUIRE(expf_fast(-INFINITY) == 0.0f);
+  REQUIRE(expf_fast(-1000.0f) == 0.0f);
+  REQUIRE(std::isinf(expf_fast(INFINITY)));
+  REQUIRE(std::isinf(expf_fast(1000.0f)));
+  REQUIRE(std::isnan(expf_fast(NAN)));
+}

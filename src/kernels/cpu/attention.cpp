@@ -6,6 +6,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/vec_math.h"
 #include "kernels/gemm.h"
 
 namespace hyscale::kernels::cpu {
@@ -47,27 +48,28 @@ void attention_fwd(const T* q, const T* k, const T* v, T* out, T* lse, int64_t B
             for (int64_t r = 0; r < nq; ++r) {
               const int64_t i = i0 + r;
               T* s = S.data() + r * kBk;
-              T mx = ninf;
-              for (int64_t c = 0; c < nk; ++c) {
-                const int64_t j = j0 + c;
-                if (j > i || j < i - W + 1) s[c] = ninf;
-                mx = std::max(mx, s[c]);
-              }
-              const T mnew = std::max(m[r], mx);
-              if (mnew == ninf) {  // nothing visible yet in this row
-                for (int64_t c = 0; c < nk; ++c) s[c] = 0;
+              // Visible columns of this row in the tile: keys max(j0, i-W+1) .. min(i, j1-1).
+              const int64_t c0 = std::max<int64_t>(0, i - W + 1 - j0), c1 = std::min<int64_t>(nk - 1, i - j0);
+              if (c0 > c1) {  // nothing visible in this tile for this row
+                std::fill(s, s + nk, T(0));
                 continue;
               }
-              const T alpha = std::exp(m[r] - mnew);  // exp(-inf) = 0 on the first visible tile
+              T mx = ninf;
+#pragma omp simd reduction(max : mx)
+              for (int64_t c = c0; c <= c1; ++c) mx = std::max(mx, s[c]);
+              const T mnew = std::max(m[r], mx);
+              const T alpha = kexp<T>(m[r] - mnew);  // 0 on the first visible tile (m = -inf)
               T rs = 0;
+#pragma omp simd reduction(+ : rs)
               for (int64_t c = 0; c < nk; ++c) {
-                T p = std::exp(s[c] - mnew);
+                const T p = (c >= c0 && c <= c1) ? kexp<T>(s[c] - mnew) : T(0);
                 s[c] = p;
                 rs += p;
               }
               l[r] = l[r] * alpha + rs;
               m[r] = mnew;
               T* a = acc.data() + r * D;
+#pragma omp simd
               for (int64_t d = 0; d < D; ++d) a[d] *= alpha;
             }
             gemm<T>(false, false, nq, D, nk, T(1), S.data(), kBk, vblk, Hk * D, T(1), acc.data(), D);
@@ -130,12 +132,14 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
               T* p = P.data() + r * kBk;
               T* dp = dP.data() + r * kBk;
               const T li = lrow[r];
+              const int64_t c0 = std::max<int64_t>(0, i - W + 1 - j0), c1 = std::min<int64_t>(nk - 1, i - j0);
+              const bool row_ok = li != -std::numeric_limits<T>::infinity();
+              const T Dr = Drow[r];
+#pragma omp simd
               for (int64_t c = 0; c < nk; ++c) {
-                const int64_t j = j0 + c;
-                const bool vis = j <= i && j >= i - W + 1 && li != -std::numeric_limits<T>::infinity();
-                const T pv = vis ? std::exp(p[c] - li) : T(0);
+                const T pv = (row_ok && c >= c0 && c <= c1) ? kexp<T>(p[c] - li) : T(0);
                 p[c] = pv;
-                dp[c] = pv * (dp[c] - Drow[r]);  // dS
+                dp[c] = pv * (dp[c] - Dr);  // dS
               }
             }
             // dV_j += P^T dO ; dK_j += scale dS^T Q ; dQ_i += scale dS K

@@ -1,5 +1,7 @@
 #include "kernels/cross_entropy.h"
 
+#include "kernels/cpu/vec_math.h"
+
 #include <cmath>
 #include <limits>
 
@@ -14,7 +16,7 @@ void cross_entropy_fwd(const T* logits, const int32_t* targets, T* loss_rows, T*
     for (int64_t v = 0; v < V; ++v) m = z[v] > m ? z[v] : m;
     T s = 0;
 #pragma omp simd reduction(+ : s)
-    for (int64_t v = 0; v < V; ++v) s += std::exp(z[v] - m);
+    for (int64_t v = 0; v < V; ++v) s += kexp<T>(z[v] - m);
     T l = m + std::log(s);
     lse[n] = l;
     loss_rows[n] = l - z[targets[n]];
@@ -30,7 +32,7 @@ void cross_entropy_bwd(const T* logits, const int32_t* targets, const T* lse, T 
     T* d = dlogits + n * V;
     const T l = lse[n];
 #pragma omp simd
-    for (int64_t v = 0; v < V; ++v) d[v] = std::exp(z[v] - l) * dscale;
+    for (int64_t v = 0; v < V; ++v) d[v] = kexp<T>(z[v] - l) * dscale;
     d[targets[n]] -= dscale;
   }
 }

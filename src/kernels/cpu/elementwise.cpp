@@ -1,5 +1,7 @@
 #include "kernels/elementwise.h"
 
+#include "kernels/cpu/vec_math.h"
+
 #include <cmath>
 #include <vector>
 
@@ -8,7 +10,7 @@ namespace hyscale::kernels::cpu {
 // Parallelise only when there is enough work to amortise the fork/join.
 static constexpr int64_t kParMin = 1 << 15;
 
-template <class T> static inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+template <class T> static inline T sigmoid(T x) { return ksigmoid<T>(x); }
 
 template <class T> void add_inplace(T* acc, const T* x, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > kParMin)
@@ -28,11 +30,11 @@ template <class T> void scale(const T* a, T s, T* out, int64_t n) {
 }
 
 template <class T> void silu_fwd(const T* x, T* y, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > kParMin)
+#pragma omp parallel for simd schedule(static) if (n > kParMin)
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * sigmoid(x[i]);
 }
 template <class T> void silu_bwd(const T* x, const T* dy, T* dx, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > kParMin)
+#pragma omp parallel for simd schedule(static) if (n > kParMin)
   for (int64_t i = 0; i < n; ++i) {
     T s = sigmoid(x[i]);
     dx[i] = dy[i] * s * (T(1) + x[i] * (T(1) - s));
@@ -45,6 +47,7 @@ template <class T> void swiglu_fwd(const T* x, T* y, int64_t rows, int64_t I) {
     const T* g = x + r * 2 * I;
     const T* v = g + I;
     T* o = y + r * I;
+#pragma omp simd
     for (int64_t i = 0; i < I; ++i) o[i] = g[i] * sigmoid(g[i]) * v[i];
   }
 }
@@ -56,6 +59,7 @@ template <class T> void swiglu_bwd(const T* x, const T* dy, T* dx, int64_t rows,
     const T* d = dy + r * I;
     T* dg = dx + r * 2 * I;
     T* dv = dg + I;
+#pragma omp simd
     for (int64_t i = 0; i < I; ++i) {
       T s = sigmoid(g[i]);
       T silu = g[i] * s;

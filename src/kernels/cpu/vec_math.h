@@ -1,0 +1,42 @@
+// Vectorisable elementary functions for the CPU kernels (internal header).
+// glibc's expf is a scalar call the compiler cannot vectorise (without -ffast-math);
+// this exp is branch-free, so `#pragma omp simd` loops run it 16 lanes at a time.
+//
+// expf_fast: x = k ln2 + r, |r| <= ln2/2 (Cody–Waite split of ln2), exp(r) by its
+// degree-6 Taylor polynomial (truncation error < 1.2e-7 relative), times 2^k built in the
+// exponent bits. Max relative error ~2 ulp against expf; exp(-inf) = 0, exp(+inf) = inf,
+// NaN propagates. f64 kernels (gradient checks) keep std::exp.
+#pragma once
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+namespace hyscale::kernels::cpu {
+
+inline float expf_fast(float x) {
+  const float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  // Round-to-nearest via the 1.5*2^23 trick (vectorises; nearbyint may not).
+  const float kf = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const float r = (xc - kf * 0.693145751953125f) - kf * 1.428606765330187e-06f;
+  float p = 0.0013888889f;
+  p = p * r + 0.008333334f;
+  p = p * r + 0.041666668f;
+  p = p * r + 0.16666667f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t k = static_cast<int32_t>(kf);
+  const float scale = std::bit_cast<float>(static_cast<int32_t>((k + 127) << 23));
+  float y = p * scale;
+  y = x < -87.0f ? 0.0f : y;  // underflow (and -inf) -> 0
+  y = x > 88.0f ? std::numeric_limits<float>::infinity() : y;
+  return x != x ? x : y;  // NaN in, NaN out
+}
+
+template <class T> inline T kexp(T x) { return std::exp(x); }
+template <> inline float kexp<float>(float x) { return expf_fast(x); }
+
+template <class T> inline T ksigmoid(T x) { return T(1) / (T(1) + kexp<T>(-x)); }
+
+}  // namespace hyscale::kernels::cpu
