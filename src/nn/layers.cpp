@@ -6,14 +6,14 @@
 
 namespace hyscale::nn {
 
-RMSNorm::RMSNorm(int64_t dim, double eps) : eps_(eps) {
-  weight = register_parameter("weight", Tensor::full({dim}, 1.0));
+RMSNorm::RMSNorm(int64_t dim, double eps, DType dtype) : eps_(eps) {
+  weight = register_parameter("weight", Tensor::full({dim}, 1.0, dtype));
 }
 Tensor RMSNorm::forward(const Tensor& x) const { return ops::rmsnorm(x, weight, eps_); }
 
-SwiGLUMLP::SwiGLUMLP(int64_t dim, int64_t hidden) {
-  w1 = register_parameter("w1", Tensor::zeros({2 * hidden, dim}));
-  w3 = register_parameter("w3", Tensor::zeros({dim, hidden}));
+SwiGLUMLP::SwiGLUMLP(int64_t dim, int64_t hidden, DType dtype) {
+  w1 = register_parameter("w1", Tensor::zeros({2 * hidden, dim}, dtype));
+  w3 = register_parameter("w3", Tensor::zeros({dim, hidden}, dtype));
 }
 Tensor SwiGLUMLP::forward(const Tensor& x) const { return ops::linear(ops::swiglu(ops::linear(x, w1)), w3); }
 
@@ -24,8 +24,8 @@ CausalSelfAttention::CausalSelfAttention(const AttentionConfig& cfg) : cfg_(cfg)
            cfg.rope ? " and even with RoPE" : "", ", got ", cfg.head_dim);
   if (cfg_.scale == 0) cfg_.scale = 1.0 / std::sqrt(static_cast<double>(cfg.head_dim));
   const int64_t qkv = (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim;
-  wqkv = register_parameter("wqkv", Tensor::zeros({qkv, cfg.dim}));
-  proj = register_parameter("proj", Tensor::zeros({cfg.dim, cfg.n_heads * cfg.head_dim}));
+  wqkv = register_parameter("wqkv", Tensor::zeros({qkv, cfg.dim}, cfg.dtype));
+  proj = register_parameter("proj", Tensor::zeros({cfg.dim, cfg.n_heads * cfg.head_dim}, cfg.dtype));
 }
 
 Tensor CausalSelfAttention::forward(const Tensor& x) const {

@@ -10,7 +10,7 @@ namespace hyscale::nn {
 
 class RMSNorm : public Module {
  public:
-  RMSNorm(int64_t dim, double eps);
+  RMSNorm(int64_t dim, double eps, DType dtype = DType::f32);
   Tensor forward(const Tensor& x) const;
   Tensor weight;
 
@@ -21,7 +21,7 @@ class RMSNorm : public Module {
 // SwiGLU MLP: w1 D -> 2I ([gate | value]), y = w3(silu(gate) * value), w3 I -> D. No biases.
 class SwiGLUMLP : public Module {
  public:
-  SwiGLUMLP(int64_t dim, int64_t hidden);
+  SwiGLUMLP(int64_t dim, int64_t hidden, DType dtype = DType::f32);
   Tensor forward(const Tensor& x) const;
   Tensor w1, w3;
 };
@@ -32,6 +32,7 @@ struct AttentionConfig {
   bool rope = true;
   double rope_base = 1e4;
   double scale = 0;        // softmax scale; 0 = 1/sqrt(head_dim)
+  DType dtype = DType::f32;  // parameter dtype (f64 only for gradient checks)
 };
 
 // Fused QKV projection wqkv [(H + 2 Hk) * hd, D], laid out [q heads | k heads | v heads]

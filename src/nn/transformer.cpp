@@ -22,7 +22,7 @@ void validate_model_config(const ModelConfig& c) {
 }
 
 Block::Block(const ModelConfig& c) : r_(c.residual_mult) {
-  norm1 = register_module("norm1", std::make_shared<RMSNorm>(c.d_model, c.norm_eps));
+  norm1 = register_module("norm1", std::make_shared<RMSNorm>(c.d_model, c.norm_eps, c.param_dtype));
   AttentionConfig ac;
   ac.dim = c.d_model;
   ac.n_heads = c.n_heads;
@@ -31,9 +31,10 @@ Block::Block(const ModelConfig& c) : r_(c.residual_mult) {
   ac.rope = true;
   ac.rope_base = c.rope_base;
   ac.scale = c.attn_scale;
+  ac.dtype = c.param_dtype;
   attn = register_module("attn", std::make_shared<CausalSelfAttention>(ac));
-  norm2 = register_module("norm2", std::make_shared<RMSNorm>(c.d_model, c.norm_eps));
-  mlp = register_module("mlp", std::make_shared<SwiGLUMLP>(c.d_model, c.mlp_hidden));
+  norm2 = register_module("norm2", std::make_shared<RMSNorm>(c.d_model, c.norm_eps, c.param_dtype));
+  mlp = register_module("mlp", std::make_shared<SwiGLUMLP>(c.d_model, c.mlp_hidden, c.param_dtype));
 }
 
 Tensor Block::forward(const Tensor& x_in) const {
@@ -44,11 +45,11 @@ Tensor Block::forward(const Tensor& x_in) const {
 
 TransformerModel::TransformerModel(const ModelConfig& cfg) : cfg_(cfg) {
   validate_model_config(cfg);
-  wte = register_parameter("wte", Tensor::zeros({cfg.vocab_size, cfg.d_model}));
+  wte = register_parameter("wte", Tensor::zeros({cfg.vocab_size, cfg.d_model}, cfg.param_dtype));
   for (int64_t i = 0; i < cfg.n_layers; ++i)
     blocks.push_back(register_module("blocks." + std::to_string(i), std::make_shared<Block>(cfg)));
-  ln_f = register_module("ln_f", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
-  if (!cfg.tie_embeddings) lm_head = register_parameter("lm_head", Tensor::zeros({cfg.vocab_size, cfg.d_model}));
+  ln_f = register_module("ln_f", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps, cfg.param_dtype));
+  if (!cfg.tie_embeddings) lm_head = register_parameter("lm_head", Tensor::zeros({cfg.vocab_size, cfg.d_model}, cfg.param_dtype));
 }
 
 void TransformerModel::init_weights(uint64_t seed) {

@@ -27,6 +27,8 @@ struct ModelConfig {
   double init_std = 0.02;         // every linear weight ~ N(0, init_std^2)
   double embed_init_std = 1e-4;   // untied embedding (tied: init_std)
   bool scale_out_proj_init = true;  // attn.proj and mlp.w3 divided by sqrt(2L) (GPT-2 branch)
+  // Parameter dtype: f32 for training; f64 only for whole-model gradient checks (not a config key).
+  DType param_dtype = DType::f32;
 };
 
 class Block : public Module {
