@@ -11,24 +11,11 @@
 
 #include "core/random.h"
 #include "data/prepare.h"
+#include "data/test_util.h"
 
 namespace hyscale::testing {
 
-struct TempDir {
-  std::filesystem::path path;
-  explicit TempDir(const std::string& tag) {
-    static int counter = 0;
-    path = std::filesystem::temp_directory_path() /
-           ("hyscale_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string str(const std::string& sub = "") const { return sub.empty() ? path.string() : (path / sub).string(); }
-};
+using TempDir = hyscale::test::TempDir;  // tests/data/test_util.h
 
 // A learnable corpus: sentences from a tiny grammar, documents separated by "%".
 inline std::string make_corpus(const std::string& dir, int n_docs = 400, uint64_t seed = 5) {
@@ -50,7 +37,7 @@ inline std::string make_corpus(const std::string& dir, int n_docs = 400, uint64_
 inline std::string prepare_corpus(const TempDir& tmp) {
   data::PrepareOptions o;
   o.inputs = {make_corpus(tmp.str())};
-  o.out_dir = tmp.str("data");
+  o.out_dir = tmp / "data";
   o.doc_separator = "%";
   o.val_fraction = 0.1;
   data::prepare_dataset(o);

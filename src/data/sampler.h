@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/random.h"
 #include "data/dataset.h"
 
 namespace hyscale::data {
@@ -29,13 +30,7 @@ namespace hyscale::data {
 class SplitMix64 {
  public:
   explicit SplitMix64(uint64_t seed) : state_(seed) {}
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  // Uniform integer in [0, n), n >= 1, without modulo bias.
+  uint64_t next() { return splitmix64(state_); }  // core/random.h
   uint64_t below(uint64_t n);
 
  private:

@@ -29,9 +29,9 @@ static train::RunConfig tiny_config(const std::string& data, const std::string& 
 }
 
 TEST_CASE("a 30-step run: loss falls, val loss logged, run directory complete", "[e2e]") {
-  TempDir tmp("e2e_train");
+  TempDir tmp;
   auto data = prepare_corpus(tmp);
-  auto cfg = tiny_config(data, tmp.str("runs"), "t30");
+  auto cfg = tiny_config(data, (tmp / "runs"), "t30");
   auto res = train::run_training(cfg, "");
   REQUIRE(res.step_losses.size() == 30);
   double first = (res.step_losses[0] + res.step_losses[1] + res.step_losses[2]) / 3;
@@ -39,7 +39,7 @@ TEST_CASE("a 30-step run: loss falls, val loss logged, run directory complete", 
   INFO("first " << first << " last " << last);
   REQUIRE(last < first - 1.0);  // from ~ln(320)=5.8 to well below
   REQUIRE(res.final_val_loss < first);
-  const std::string rd = tmp.str("runs/t30");
+  const std::string rd = (tmp / "runs/t30");
   REQUIRE(fs::exists(rd + "/config.resolved.yaml"));
   REQUIRE(fs::exists(rd + "/log.txt"));
   REQUIRE(fs::exists(rd + "/checkpoints/latest"));
@@ -60,9 +60,9 @@ TEST_CASE("a 30-step run: loss falls, val loss logged, run directory complete", 
 }
 
 TEST_CASE("resume reproduces the uninterrupted run bit for bit", "[e2e][resume]") {
-  TempDir tmp("e2e_resume");
+  TempDir tmp;
   auto data = prepare_corpus(tmp);
-  auto a = tiny_config(data, tmp.str("runs"), "straight");
+  auto a = tiny_config(data, (tmp / "runs"), "straight");
   a.training.max_steps = 20;
   a.checkpointing.interval = 10;
   a.training.grad_accum = 2;
@@ -72,9 +72,9 @@ TEST_CASE("resume reproduces the uninterrupted run bit for bit", "[e2e][resume]"
   b.name = "interrupted";
   auto rb1 = train::run_training(b, "");
   // Simulate a crash after step 10: the step-20 checkpoint never made it to disk.
-  const std::string ck = tmp.str("runs/interrupted/checkpoints");
+  const std::string ck = (tmp / "runs/interrupted/checkpoints");
   fs::remove(ck + "/step_0000020.h5");
-  REQUIRE(train::find_latest_checkpoint(tmp.str("runs/interrupted")).value() == ck + "/step_0000010.h5");
+  REQUIRE(train::find_latest_checkpoint((tmp / "runs/interrupted")).value() == ck + "/step_0000010.h5");
   auto rb2 = train::run_training(b, "auto");
   REQUIRE(rb2.step_losses.size() == 10);
   for (int i = 0; i < 10; ++i) {
@@ -87,25 +87,25 @@ TEST_CASE("resume reproduces the uninterrupted run bit for bit", "[e2e][resume]"
 }
 
 TEST_CASE("an interrupted checkpoint write leaves the previous one usable", "[e2e][checkpoint]") {
-  TempDir tmp("e2e_atomic");
+  TempDir tmp;
   auto data = prepare_corpus(tmp);
-  auto a = tiny_config(data, tmp.str("runs"), "atomic");
+  auto a = tiny_config(data, (tmp / "runs"), "atomic");
   a.training.max_steps = 4;
   a.schedule.warmup_steps = 0;
   train::run_training(a, "");
-  const std::string ck = tmp.str("runs/atomic/checkpoints");
+  const std::string ck = (tmp / "runs/atomic/checkpoints");
   // A crash mid-write leaves a .tmp file and possibly a half-written step file.
   { std::ofstream(ck + "/step_0000008.h5.tmp") << "partial"; }
   { std::ofstream(ck + "/step_0000009.h5") << "garbage, not HDF5"; }
-  REQUIRE(train::find_latest_checkpoint(tmp.str("runs/atomic")).value() == ck + "/step_0000004.h5");
+  REQUIRE(train::find_latest_checkpoint((tmp / "runs/atomic")).value() == ck + "/step_0000004.h5");
 }
 
 TEST_CASE("CLI: bad config, bad data and bad checkpoints give clear errors and exit codes", "[e2e][errors]") {
-  TempDir tmp("e2e_cli");
+  TempDir tmp;
   auto data = prepare_corpus(tmp);
-  const std::string cfg = tmp.str("c.yaml");
+  const std::string cfg = (tmp / "c.yaml");
   {
-    std::ofstream(cfg) << "name: cli\nout_dir: " << tmp.str("runs") << "\ndata:\n  path: " << data
+    std::ofstream(cfg) << "name: cli\nout_dir: " << (tmp / "runs") << "\ndata:\n  path: " << data
                        << "\nmodel:\n  n_layers: 1\n  d_model: 32\n  n_heads: 2\n"
                           "training:\n  batch_size: 2\n  seq_len: 16\n  max_steps: 2\n  threads: 1\n";
   }
@@ -135,10 +135,10 @@ TEST_CASE("CLI: bad config, bad data and bad checkpoints give clear errors and e
   SECTION("checkpoint with a missing tensor") {
     auto r = run_cli("train " + cfg);
     REQUIRE(r.exit_code == 0);
-    const std::string good = tmp.str("runs/cli/checkpoints/step_0000002.h5");
+    const std::string good = (tmp / "runs/cli/checkpoints/step_0000002.h5");
     REQUIRE(fs::exists(good));
     // Copy every dataset and attribute except one parameter.
-    const std::string bad = tmp.str("bad.h5");
+    const std::string bad = (tmp / "bad.h5");
     {
       auto in = data::H5File::open_read(good);
       auto out = data::H5File::create(bad);
@@ -165,7 +165,7 @@ TEST_CASE("CLI: bad config, bad data and bad checkpoints give clear errors and e
     r = run_cli("train " + cfg + " --set name=cli2 --resume " + bad);
     REQUIRE(r.exit_code == 1);
     REQUIRE_THAT(r.output, Contains("blocks.0.mlp.w1"));
-    r = run_cli("generate --ckpt " + tmp.str("nope.h5") + " --prompt hi");
+    r = run_cli("generate --ckpt " + (tmp / "nope.h5") + " --prompt hi");
     REQUIRE(r.exit_code == 1);
     REQUIRE_THAT(r.output, Contains("nope.h5"));
     r = run_cli("generate --ckpt " + good + " --prompt 'the cat' --max-new 20 --temperature 0");
