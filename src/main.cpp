@@ -86,9 +86,9 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
 
-  parallel::init(&argc, &argv);
   int rc = 0;
   try {
+    parallel::init(&argc, &argv);
     if (*train) {
       auto cfg = train::load_config(config, sets);
       train::run_training(cfg, resume);

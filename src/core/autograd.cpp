@@ -143,6 +143,9 @@ void run_backward(const Tensor& root, const Tensor& seed_in) {
     for (size_t i = 0; i < grads.size(); ++i) {
       auto& in = n->inputs[i];
       if (!in) continue;
+      HS_CHECK(!grads[i].defined() || (grads[i].shape() == in->shape && grads[i].dtype() == in->dtype),
+               "autograd node '", n->name(), "' returned a gradient ", grads[i].desc(), " for input ", i, " of ",
+               dtype_name(in->dtype), shape_str(in->shape));
       if (in->grad_fn) {
         Node* m = in->grad_fn.get();
         if (grads[i].defined()) {

@@ -26,6 +26,12 @@ Tensor prep(const char* op, const Tensor& t, const char* what) {
   return t.contiguous();
 }
 
+// BLAS takes 32-bit sizes.
+void check_blas_dims(const char* op, std::initializer_list<int64_t> dims) {
+  for (int64_t d : dims)
+    HS_CHECK(d < (int64_t{1} << 31), op, ": dimension ", d, " exceeds the 32-bit sizes BLAS accepts; split the batch");
+}
+
 void same_dtype(const char* op, const Tensor& a, const Tensor& b) {
   HS_CHECK(a.dtype() == b.dtype(), op, ": dtype mismatch: ", a.desc(), " vs ", b.desc());
 }
@@ -81,10 +87,14 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in) {
   same_dtype("linear", x, w);
   HS_CHECK(w.dim() == 2 && x.dim() >= 1 && x.shape().back() == w.size(1), "linear: input ", shape_str(x.shape()),
            " does not match weight ", shape_str(w.shape()), " (weight is [out, in])");
-  const int64_t K = w.size(1), N = w.size(0), M = K ? x.numel() / K : 0;
+  const int64_t K = w.size(1), N = w.size(0);
+  int64_t M = 1;
+  for (int64_t i = 0; i + 1 < x.dim(); ++i) M *= x.size(i);
+  check_blas_dims("linear", {M, N, K});
   Shape out_shape = x.shape();
   out_shape.back() = N;
-  Tensor y = Tensor::empty(out_shape, x.dtype());
+  // An empty inner dimension gives a zero product (BLAS would leave C untouched).
+  Tensor y = K == 0 ? Tensor::zeros(out_shape, x.dtype()) : Tensor::empty(out_shape, x.dtype());
   dispatch(x.dtype(), [&](auto z) {
     using T = decltype(z);
     kc::gemm<T>(false, true, M, N, K, T(1), HS_PTR(x), K, HS_PTR(w), K, T(0), HS_PTR(y), N);
@@ -147,7 +157,8 @@ Tensor bmm(const Tensor& a_in, const Tensor& b_in, bool ta, bool tb) {
   const int64_t Kb = tb ? b.size(2) : b.size(1), N = tb ? b.size(1) : b.size(2);
   HS_CHECK(K == Kb, "bmm: inner dimensions differ: a ", shape_str(a.shape()), (ta ? "^T" : ""), " vs b ",
            shape_str(b.shape()), (tb ? "^T" : ""));
-  Tensor y = Tensor::empty({Bn, M, N}, a.dtype());
+  check_blas_dims("bmm", {M, N, K});
+  Tensor y = K == 0 ? Tensor::zeros({Bn, M, N}, a.dtype()) : Tensor::empty({Bn, M, N}, a.dtype());
   dispatch(a.dtype(), [&](auto z) {
     using T = decltype(z);
     kc::gemm_batched<T>(ta, tb, Bn, M, N, K, T(1), HS_PTR(a), a.size(2), a.size(1) * a.size(2), HS_PTR(b),
@@ -325,8 +336,8 @@ struct RmsNormNode : Node {
 Tensor rmsnorm(const Tensor& x_in, const Tensor& g_in, double eps) {
   Tensor x = prep("rmsnorm", x_in, "input"), g = prep("rmsnorm", g_in, "weight");
   same_dtype("rmsnorm", x, g);
-  HS_CHECK(g.dim() == 1 && x.dim() >= 1 && x.shape().back() == g.size(0), "rmsnorm: input ", shape_str(x.shape()),
-           " does not match weight ", shape_str(g.shape()));
+  HS_CHECK(g.dim() == 1 && x.dim() >= 1 && x.shape().back() == g.size(0) && g.size(0) > 0, "rmsnorm: input ",
+           shape_str(x.shape()), " does not match weight ", shape_str(g.shape()), " (or the normalised size is 0)");
   const int64_t D = g.size(0), rows = x.numel() / D;
   Tensor y = Tensor::empty(x.shape(), x.dtype()), rstd = Tensor::empty({rows}, x.dtype());
   dispatch(x.dtype(), [&](auto z) {

@@ -194,6 +194,7 @@ Tensor Tensor::reshape(const Shape& new_shape_in) const {
       HS_CHECK(infer < 0, "reshape: more than one -1 in ", shape_str(new_shape_in));
       infer = static_cast<int64_t>(i);
     } else {
+      HS_CHECK(ns[i] >= 0, "reshape: negative size in ", shape_str(new_shape_in));
       known *= ns[i];
     }
   }
@@ -272,6 +273,13 @@ void Tensor::copy_from(const Tensor& src) {
   HS_CHECK(shape() == src.shape(), "copy_from: shape mismatch: destination ", shape_str(shape()), " vs source ",
            shape_str(src.shape()));
   if (device().is_cpu() && src.device().is_cpu()) {
+    if (impl().storage == src.impl().storage && numel() > 0) {
+      // Views of one buffer may overlap: go through a private copy.
+      Tensor tmp = empty(src.shape(), src.dtype());
+      strided_copy_cpu(tmp, src);
+      strided_copy_cpu(*this, tmp);
+      return;
+    }
     strided_copy_cpu(*this, src);
     return;
   }
@@ -325,7 +333,9 @@ void Tensor::set_grad(const Tensor& g) {
   }
   HS_CHECK(g.shape() == shape(), "set_grad: gradient shape ", shape_str(g.shape()), " does not match tensor ",
            shape_str(shape()), " ", name());
-  impl().grad = g.impl_ptr();
+  HS_CHECK(g.dtype() == dtype(), "set_grad: gradient dtype ", dtype_name(g.dtype()), " does not match tensor ",
+           dtype_name(dtype()), " ", name());
+  impl().grad = g.contiguous().impl_ptr();  // accumulation treats it as one flat buffer
 }
 
 void Tensor::backward(const Tensor& seed) const { run_backward(*this, seed); }

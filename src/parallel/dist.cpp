@@ -89,6 +89,19 @@ void barrier() {
 #endif
 }
 
+void broadcast_string(std::string& s) {
+#ifdef HYSCALE_WITH_MPI
+  if (g_info.world == 1) return;
+  int64_t n = static_cast<int64_t>(s.size());
+  HS_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT64_T, 0, MPI_COMM_WORLD));
+  s.resize(static_cast<size_t>(n));
+  HS_CHECK(n < INT_MAX, "broadcast_string: string of ", n, " bytes is too long");
+  if (n > 0) HS_MPI_CHECK(MPI_Bcast(s.data(), static_cast<int>(n), MPI_CHAR, 0, MPI_COMM_WORLD));
+#else
+  (void)s;
+#endif
+}
+
 void abort_all(int code) {
 #ifdef HYSCALE_WITH_MPI
   int init = 0, fin = 0;

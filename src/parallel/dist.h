@@ -5,6 +5,7 @@
 // the distributed-training work that builds on this file.
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace hyscale::parallel {
 
@@ -20,6 +21,8 @@ bool have_mpi();
 void allreduce_sum(float* data, int64_t n);
 void allreduce_sum(double* data, int64_t n);
 void barrier();
+// Rank 0's string on every rank.
+void broadcast_string(std::string& s);
 // Aborts every rank after a fatal error on one (so mpirun does not hang).
 void abort_all(int code);
 

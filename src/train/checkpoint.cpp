@@ -26,6 +26,22 @@ std::vector<uint64_t> dims_of(const Tensor& t) {
   return d;
 }
 
+// step_XXXXXXX.h5 files of a checkpoint directory, sorted by step number (not by name:
+// names stop sorting correctly past 7 digits).
+std::vector<std::pair<int64_t, fs::path>> list_step_files(const fs::path& dir) {
+  std::vector<std::pair<int64_t, fs::path>> out;
+  if (!fs::is_directory(dir)) return out;
+  for (auto& e : fs::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (n.size() < 9 || n.rfind("step_", 0) != 0 || n.substr(n.size() - 3) != ".h5") continue;
+    const std::string digits = n.substr(5, n.size() - 8);
+    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 18) continue;
+    out.emplace_back(std::stoll(digits), e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 bool is_complete(const std::string& path) {
   try {
     auto f = data::H5File::open_read(path);
@@ -35,14 +51,6 @@ bool is_complete(const std::string& path) {
   }
 }
 
-void read_into(data::H5File& f, const std::string& name, Tensor& dst) {
-  HS_CHECK(data::has_dataset(f, name), "checkpoint '", f.path(), "': missing tensor '", name, "'");
-  std::vector<uint64_t> dims;
-  auto v = data::read_array<float>(f, name, &dims);
-  HS_CHECK(dims == dims_of(dst), "checkpoint '", f.path(), "': tensor '", name, "' has shape ",
-           shape_str(Shape(dims.begin(), dims.end())), " but the model expects ", shape_str(dst.shape()));
-  std::copy(v.begin(), v.end(), dst.data<float>());
-}
 }  // namespace
 
 std::string save_checkpoint(const std::string& run_dir, const AdamW& opt_in, const TrainState& st,
@@ -87,14 +95,21 @@ std::string save_checkpoint(const std::string& run_dir, const AdamW& opt_in, con
   }
   data::commit_file_atomically(latest.string() + ".tmp", latest.string());
 
-  // Keep the newest keep_last checkpoints.
-  std::vector<fs::path> files;
+  // Keep the newest keep_last checkpoints (never the one just written); drop leftovers of
+  // interrupted writes.
+  auto files = list_step_files(dir);
+  int64_t kept = 0;
+  for (auto it = files.rbegin(); it != files.rend(); ++it) {
+    if (it->second == final_path || kept < keep_last) {
+      ++kept;
+      continue;
+    }
+    fs::remove(it->second, ec);
+  }
   for (auto& e : fs::directory_iterator(dir)) {
     const std::string n = e.path().filename().string();
-    if (n.rfind("step_", 0) == 0 && e.path().extension() == ".h5") files.push_back(e.path());
+    if (n.rfind("step_", 0) == 0 && n.size() > 7 && n.substr(n.size() - 7) == ".h5.tmp") fs::remove(e.path(), ec);
   }
-  std::sort(files.begin(), files.end());
-  for (size_t i = 0; i + static_cast<size_t>(keep_last) < files.size(); ++i) fs::remove(files[i], ec);
   return final_path.string();
 }
 
@@ -105,21 +120,31 @@ TrainState load_checkpoint(const std::string& path, AdamW& opt, bool load_moment
   const int64_t ver = data::get_attr_int(f, "format_version");
   HS_CHECK(ver == kFormatVersion, "checkpoint '", path, "' has format_version ", ver, " (this build reads ",
            kFormatVersion, ")");
-  // Check every tensor before touching the model, so a bad file changes nothing.
+  // Read and check every tensor before touching the model, so a bad file changes nothing.
+  std::vector<std::string> prefixes{"params/"};
+  if (load_moments) prefixes = {"params/", "optim/exp_avg/", "optim/exp_avg_sq/"};
+  std::vector<std::vector<float>> staged;
   for (auto& [name, p] : opt.params()) {
-    for (std::string prefix : {"params/", "optim/exp_avg/", "optim/exp_avg_sq/"}) {
-      if (!load_moments && prefix != "params/") continue;
-      HS_CHECK(data::has_dataset(f, prefix + name), "checkpoint '", path, "': missing tensor '", prefix + name, "'");
+    for (auto& prefix : prefixes) {
+      const std::string key = prefix + name;
+      HS_CHECK(data::has_dataset(f, key), "checkpoint '", path, "': missing tensor '", key, "'");
+      std::vector<uint64_t> dims;
+      staged.push_back(data::read_array<float>(f, key, &dims));
+      HS_CHECK(dims == dims_of(p), "checkpoint '", path, "': tensor '", key, "' has shape ",
+               shape_str(Shape(dims.begin(), dims.end())), " but the model expects ", shape_str(p.shape()));
     }
   }
+  // A tensor the model lacks means the checkpoint is of another model (e.g. untied vs tied).
+  for (auto& name : data::list_datasets(f, "params")) {
+    bool known = false;
+    for (auto& [pn, p] : opt.params()) known = known || pn == name;
+    HS_CHECK(known, "checkpoint '", path, "' has tensor 'params/", name,
+             "' that this model does not have (different model config?)");
+  }
+  size_t k = 0;
   for (size_t i = 0; i < opt.params().size(); ++i) {
-    const auto& [name, p] = opt.params()[i];
-    Tensor dst = p;
-    read_into(f, "params/" + name, dst);
-    if (load_moments) {
-      read_into(f, "optim/exp_avg/" + name, opt.exp_avg(i));
-      read_into(f, "optim/exp_avg_sq/" + name, opt.exp_avg_sq(i));
-    }
+    Tensor dsts[3] = {opt.params()[i].second, opt.exp_avg(i), opt.exp_avg_sq(i)};
+    for (size_t j = 0; j < prefixes.size(); ++j, ++k) std::copy(staged[k].begin(), staged[k].end(), dsts[j].data<float>());
   }
   TrainState st;
   st.step = data::get_attr_int(f, "step");
@@ -149,15 +174,23 @@ std::optional<std::string> find_latest_checkpoint(const std::string& run_dir) {
     const fs::path p = dir / name;
     if (fs::exists(p) && is_complete(p.string())) return p.string();
   }
-  std::vector<fs::path> files;
-  for (auto& e : fs::directory_iterator(dir)) {
-    const std::string n = e.path().filename().string();
-    if (n.rfind("step_", 0) == 0 && e.path().extension() == ".h5") files.push_back(e.path());
-  }
-  std::sort(files.rbegin(), files.rend());
-  for (auto& p : files)
-    if (is_complete(p.string())) return p.string();
+  auto files = list_step_files(dir);
+  for (auto it = files.rbegin(); it != files.rend(); ++it)
+    if (is_complete(it->second.string())) return it->second.string();
   return std::nullopt;
+}
+
+std::vector<std::string> set_aside_newer_checkpoints(const std::string& run_dir, int64_t step) {
+  std::vector<std::string> moved;
+  for (auto& [s, p] : list_step_files(fs::path(run_dir) / "checkpoints")) {
+    if (s <= step) continue;
+    const std::string to = p.string() + ".stale";
+    std::error_code ec;
+    fs::rename(p, to, ec);
+    HS_CHECK(!ec, "cannot move '", p.string(), "' aside to '", to, "': ", ec.message());
+    moved.push_back(to);
+  }
+  return moved;
 }
 
 }  // namespace hyscale::train

@@ -11,6 +11,7 @@
 #include <array>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "data/sampler.h"
 #include "train/optimizer.h"
@@ -38,5 +39,10 @@ std::string checkpoint_config(const std::string& path);
 // Newest complete checkpoint of a run: the `latest` pointer if it names a complete
 // file, otherwise the highest-step complete step_*.h5. nullopt when there is none.
 std::optional<std::string> find_latest_checkpoint(const std::string& run_dir);
+
+// Resuming from step S abandons the checkpoints after S: they are renamed to
+// "<file>.stale" (kept, never deleted) so pruning and `--resume auto` ignore them.
+// Returns the new names.
+std::vector<std::string> set_aside_newer_checkpoints(const std::string& run_dir, int64_t step);
 
 }  // namespace hyscale::train

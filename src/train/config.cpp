@@ -81,7 +81,7 @@ std::vector<Field> schema(RunConfig& c) {
       F("optimizer.lr", &o.lr, 0, kInf, "peak learning rate"),
       F("optimizer.beta1", &o.beta1, 0, 0.999999, "AdamW beta1"),
       F("optimizer.beta2", &o.beta2, 0, 0.999999999, "AdamW beta2"),
-      F("optimizer.eps", &o.eps, 0, 1, "AdamW epsilon"),
+      F("optimizer.eps", &o.eps, 1e-30, 1, "AdamW epsilon (> 0)"),
       F("optimizer.weight_decay", &o.weight_decay, 0, kInf, "decoupled weight decay of matrices"),
       F("optimizer.vector_weight_decay", &o.vector_weight_decay, 0, kInf,
         "weight decay of vectors, embeddings and LM head"),
@@ -147,6 +147,7 @@ void set_field(const Field& f, const std::string& raw_in, const std::string& ori
       char* end = nullptr;
       double d = std::strtod(raw.c_str(), &end);
       if (raw.empty() || *end != '\0' || std::isnan(d)) bad_type();
+      if (!std::isfinite(d)) HS_FAIL(origin, ": key '", f.key, "' = ", raw, " must be a finite number");
       range(d);
       *static_cast<double*>(f.ptr) = d;
       break;

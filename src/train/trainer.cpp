@@ -13,6 +13,7 @@
 #include "core/autograd.h"
 #include "core/random.h"
 #include "data/dataset.h"
+#include "data/h5.h"
 #include "data/sampler.h"
 #include "kernels/gemm.h"
 #include "parallel/dist.h"
@@ -65,6 +66,39 @@ std::shared_ptr<spdlog::logger> make_logger(const std::string& run_dir, bool ran
   return lg;
 }
 
+// Drops metrics records after `step` (they were logged by a run that crashed before its
+// next checkpoint and are about to be recomputed). Rewritten atomically.
+void truncate_metrics(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string line, kept;
+  bool dropped = false;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    int64_t s = -1;
+    try {
+      s = nlohmann::json::parse(line).value("step", int64_t{-1});
+    } catch (const std::exception&) {
+      dropped = true;  // a torn last line from the crash
+      continue;
+    }
+    if (s > step) {
+      dropped = true;
+      continue;
+    }
+    kept += line + "\n";
+  }
+  if (!dropped) return;
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << kept;
+    out.flush();
+    HS_CHECK(out.good(), "cannot write ", tmp);
+  }
+  data::commit_file_atomically(tmp, path);
+}
+
 void apply_threads(const RunConfig& cfg) { kernels::cpu::set_num_threads(static_cast<int>(cfg.training.threads)); }
 
 }  // namespace
@@ -106,17 +140,29 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
   resolve_config(cfg, train_ds.vocab_size);
   const std::string run_dir = cfg.run_dir();
 
-  // ---- resume target
-  std::optional<std::string> ckpt;
-  if (resume == "auto") {
-    ckpt = find_latest_checkpoint(run_dir);
-  } else if (!resume.empty()) {
-    HS_CHECK(fs::exists(resume), "--resume: checkpoint '", resume, "' does not exist");
-    ckpt = resume;
-  } else {
-    HS_CHECK(!find_latest_checkpoint(run_dir).has_value(), "run directory '", run_dir,
-             "' already has checkpoints: pass --resume auto to continue it, or choose another name");
+  // ---- resume target: decided by rank 0 and broadcast, so every rank starts from the same
+  // checkpoint even when the run directory is not on a shared filesystem.
+  std::string ckpt_path, err;
+  if (rank0) {
+    try {
+      if (resume == "auto") {
+        ckpt_path = find_latest_checkpoint(run_dir).value_or("");
+      } else if (!resume.empty()) {
+        HS_CHECK(fs::exists(resume), "--resume: checkpoint '", resume, "' does not exist");
+        ckpt_path = resume;
+      } else {
+        HS_CHECK(!find_latest_checkpoint(run_dir).has_value(), "run directory '", run_dir,
+                 "' already has checkpoints: pass --resume auto to continue it, or choose another name");
+      }
+    } catch (const Error& e) {
+      err = e.what();
+    }
   }
+  parallel::broadcast_string(err);
+  HS_CHECK(err.empty(), err);
+  parallel::broadcast_string(ckpt_path);
+  std::optional<std::string> ckpt;
+  if (!ckpt_path.empty()) ckpt = ckpt_path;
   std::error_code ec;
   fs::create_directories(run_dir, ec);
   HS_CHECK(!ec, "cannot create run directory '", run_dir, "': ", ec.message());
@@ -137,12 +183,30 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
   Rng rng(static_cast<uint64_t>(cfg.training.seed) ^ 0x5eed);
   TrainState st;
   if (ckpt) {
-    // Shapes are checked tensor by tensor: a checkpoint of another model is refused with its name.
+    // The stored model config must match this run's (tensor shapes alone miss e.g. rope_base).
+    RunConfig saved = parse_config(checkpoint_config(*ckpt), *ckpt + " (stored config)");
+    resolve_config(saved, 0);
+    RunConfig a, b;
+    a.model = saved.model;
+    b.model = cfg.model;
+    HS_CHECK(to_yaml(a) == to_yaml(b), "checkpoint '", *ckpt, "' was written by a different model config than ",
+             "this run's model section; resume with the same model.* keys (see its stored config)");
     st = load_checkpoint(*ckpt, opt, true);
     HS_CHECK(st.sampler.seed == static_cast<uint64_t>(cfg.training.seed), "checkpoint '", *ckpt,
              "' was written with training.seed ", st.sampler.seed, ", this run uses ", cfg.training.seed);
     sampler.restore(st.sampler);
     rng.set_state(st.rng);
+    // Every rank must resume at the same step, or collectives would pair up wrongly.
+    double steps[2] = {static_cast<double>(st.step), static_cast<double>(st.step) * st.step};
+    parallel::allreduce_sum(steps, 2);
+    HS_CHECK(steps[0] * steps[0] == steps[1] * pi.world, "ranks resumed at different steps (is checkpoint '",
+             *ckpt, "' the same file on every node?)");
+    if (rank0) {
+      // Later checkpoints and metrics belong to an abandoned continuation: set them aside
+      // so pruning, --resume auto and scaling fits never mix the two histories.
+      for (auto& p : set_aside_newer_checkpoints(run_dir, st.step)) log->warn("set aside {}", p);
+      truncate_metrics(run_dir + "/metrics.jsonl", st.step);
+    }
     log->info("resumed from {} at step {} ({} tokens seen)", *ckpt, st.step, st.tokens_seen);
   }
 

@@ -48,6 +48,8 @@ TEST_CASE("shape and dtype errors name the op and both shapes", "[core][errors]"
   REQUIRE_THROWS_WITH(ops::add(a, Tensor::zeros({2, 3}, DType::f64)), Contains("dtype mismatch"));
   REQUIRE_THROWS_WITH(a.reshape({4, 2}), Contains("reshape") && Contains("[2, 3]"));
   REQUIRE_THROWS_WITH(a.slice(1, 2, 5), Contains("slice") && Contains("[2, 3]"));
+  REQUIRE_THROWS_WITH(a.reshape({-2, -3}), Contains("negative"));
+  REQUIRE_THROWS_WITH(ops::rmsnorm(Tensor::zeros({2, 0}), Tensor::zeros({0}), 1e-5), Contains("rmsnorm"));
   REQUIRE_THROWS_WITH(a.data<double>(), Contains("f32"));
   Tensor ids = Tensor::from_vector<int32_t>({0, 9}, {2});
   REQUIRE_THROWS_WITH(ops::embedding(ids, Tensor::zeros({4, 3})), Contains("index 9"));
@@ -58,4 +60,16 @@ TEST_CASE("devices parse; cuda without a device gives a clear error", "[core]") 
   REQUIRE(Device::parse("cuda:3").index == 3);
   REQUIRE_THROWS_WITH(Device::parse("gpu0"), Contains("gpu0"));
   if (!cuda_available()) REQUIRE_THROWS_AS(Tensor::zeros({2}, DType::f32, Device::cuda(0)), Error);
+}
+
+TEST_CASE("copy between overlapping views of one buffer is exact", "[core]") {
+  Tensor x = Tensor::from_vector<float>({0, 1, 2, 3, 4}, {5});
+  x.slice(0, 1, 5).copy_from(x.slice(0, 0, 4));  // shift right by one
+  REQUIRE(x.to_vector<float>() == std::vector<float>{0, 0, 1, 2, 3});
+}
+
+TEST_CASE("a product over an empty inner dimension is zero", "[core]") {
+  Tensor y = ops::linear(Tensor::zeros({4, 0}), Tensor::zeros({3, 0}));
+  REQUIRE(y.shape() == Shape{4, 3});
+  for (float v : y.to_vector<float>()) REQUIRE(v == 0.0f);
 }

@@ -86,6 +86,45 @@ TEST_CASE("resume reproduces the uninterrupted run bit for bit", "[e2e][resume]"
   REQUIRE_THROWS_WITH(train::run_training(b, ""), Contains("--resume auto"));
 }
 
+TEST_CASE("resuming from an older checkpoint sets later ones and their metrics aside", "[e2e][checkpoint]") {
+  TempDir tmp;
+  auto data = prepare_corpus(tmp);
+  auto a = tiny_config(data, (tmp / "runs"), "older");
+  a.training.max_steps = 8;
+  a.schedule.warmup_steps = 0;
+  a.checkpointing.interval = 2;
+  a.checkpointing.keep_last = 10;
+  a.logging.log_interval = 1;
+  auto first = train::run_training(a, "");
+  const std::string ck = (tmp / "runs/older/checkpoints");
+  auto again = train::run_training(a, ck + "/step_0000004.h5");
+  REQUIRE(again.step_losses.size() == 4);
+  for (int i = 0; i < 4; ++i) REQUIRE(again.step_losses[i] == first.step_losses[4 + i]);
+  // The abandoned step 6 and 8 files were kept aside, the new ones written, latest is step 8.
+  REQUIRE(fs::exists(ck + "/step_0000006.h5.stale"));
+  REQUIRE(fs::exists(ck + "/step_0000008.h5.stale"));
+  REQUIRE(fs::exists(ck + "/step_0000008.h5"));
+  REQUIRE(train::find_latest_checkpoint((tmp / "runs/older")).value() == ck + "/step_0000008.h5");
+  // metrics.jsonl holds each step once.
+  std::ifstream m((tmp / "runs/older/metrics.jsonl"));
+  std::string line;
+  std::vector<int> steps;
+  while (std::getline(m, line))
+    if (line.find("\"type\":\"train\"") != std::string::npos) {
+      auto j = line.find("\"step\":");
+      steps.push_back(std::stoi(line.substr(j + 7)));
+    }
+  REQUIRE(steps == std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8});
+  // A checkpoint of a different model is refused by name.
+  auto other = a;
+  other.name = "other";
+  other.model.rope_base = 500;
+  REQUIRE_THROWS_WITH(train::run_training(other, ck + "/step_0000008.h5"), Contains("different model config"));
+  other.model.rope_base = a.model.rope_base;
+  other.model.tie_embeddings = true;
+  REQUIRE_THROWS_WITH(train::run_training(other, ck + "/step_0000008.h5"), Contains("model"));
+}
+
 TEST_CASE("an interrupted checkpoint write leaves the previous one usable", "[e2e][checkpoint]") {
   TempDir tmp;
   auto data = prepare_corpus(tmp);

@@ -46,6 +46,9 @@ TEST_CASE("config errors name the key and what is allowed", "[config][errors]") 
   REQUIRE_THROWS_WITH(parse_config("model:\n  n_layers: [1, 2]\n", "a.yaml"), Contains("model.n_layers"));
   REQUIRE_THROWS_WITH(parse_config("model: {n_layers: 2\n", "a.yaml"), Contains("invalid YAML"));
   REQUIRE_THROWS_WITH(parse_config("", "a.yaml", {"training.nope=3"}), Contains("--set") && Contains("training.nope"));
+  REQUIRE_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.lr=inf"}), Contains("optimizer.lr") && Contains("finite"));
+  REQUIRE_THROWS_WITH(parse_config("optimizer:\n  lr: 1e400\n", "a.yaml"), Contains("optimizer.lr"));
+  REQUIRE_THROWS_WITH(parse_config("", "a.yaml", {"optimizer.eps=0"}), Contains("optimizer.eps") && Contains("range"));
   REQUIRE_THROWS_WITH(parse_config("", "a.yaml", {"training.seq_len"}), Contains("key=value"));
   auto c = parse_config("model:\n  n_layers: 1\n  d_model: 48\n  n_heads: 6\n  n_kv_heads: 4\n", "a.yaml");
   REQUIRE_THROWS_WITH(resolve_config(c, 320), Contains("model.n_kv_heads"));

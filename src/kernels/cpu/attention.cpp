@@ -28,7 +28,7 @@ void attention_fwd(const T* q, const T* k, const T* v, T* out, T* lse, int64_t B
   const T ninf = -std::numeric_limits<T>::infinity();
 #pragma omp parallel
   {
-    std::vector<T> S(kBq * kBk), acc(kBq * D), m(kBq), l(kBq);
+    AlignedBuf<T> S(kBq * kBk), acc(kBq * D), m(kBq), l(kBq);
 #pragma omp for collapse(3) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; ++b)
       for (int64_t h = 0; h < H; ++h)
@@ -94,11 +94,11 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
   const T scale = static_cast<T>(scale_d);
   // Per-(b, h) dK/dV, summed over the heads of each KV group afterwards in a fixed
   // order: more parallelism than one task per KV head, and still deterministic.
-  std::vector<T> dk_h(static_cast<size_t>(B * H * T_ * D)), dv_h(static_cast<size_t>(B * H * T_ * D));
+  AlignedBuf<T> dk_h(static_cast<size_t>(B * H * T_ * D)), dv_h(static_cast<size_t>(B * H * T_ * D));
   std::memset(dq, 0, sizeof(T) * B * T_ * H * D);
 #pragma omp parallel
   {
-    std::vector<T> P(kBq * kBk), dP(kBq * kBk), Drow(kBq);
+    AlignedBuf<T> P(kBq * kBk), dP(kBq * kBk), Drow(kBq);
 #pragma omp for collapse(2) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; ++b)
       for (int64_t h = 0; h < H; ++h) {

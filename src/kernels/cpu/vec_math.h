@@ -10,7 +10,9 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
+#include <new>
 
 namespace hyscale::kernels::cpu {
 
@@ -33,6 +35,27 @@ inline float expf_fast(float x) {
   y = x > 88.0f ? std::numeric_limits<float>::infinity() : y;
   return x != x ? x : y;  // NaN in, NaN out
 }
+
+// Scratch buffer aligned to 64 bytes. Vectorised reductions must not depend on where the
+// heap put a buffer (a compiler may peel a loop for alignment, changing summation order),
+// or losses would stop being bit-reproducible.
+template <class T> class AlignedBuf {
+ public:
+  explicit AlignedBuf(size_t n) : n_(n), p_(static_cast<T*>(std::aligned_alloc(64, ((n * sizeof(T) + 63) / 64) * 64 + 64))) {
+    if (!p_) throw std::bad_alloc();
+  }
+  ~AlignedBuf() { std::free(p_); }
+  AlignedBuf(const AlignedBuf&) = delete;
+  AlignedBuf& operator=(const AlignedBuf&) = delete;
+  T* data() { return p_; }
+  T& operator[](size_t i) { return p_[i]; }
+  T* begin() { return p_; }
+  T* end() { return p_ + n_; }
+
+ private:
+  size_t n_;
+  T* p_;
+};
 
 template <class T> inline T kexp(T x) { return std::exp(x); }
 template <> inline float kexp<float>(float x) { return expf_fast(x); }
