@@ -1,5 +1,7 @@
 #include "core/ops.h"
 
+#include "core/ops_util.h"
+
 #include <cmath>
 
 #include "kernels/attention.h"
@@ -13,47 +15,11 @@
 namespace hyscale::ops {
 
 namespace kc = hyscale::kernels::cpu;
+using namespace detail;
 
 namespace {
 
-// Common checks: defined, CPU, floating compute dtype (f32/f64), contiguous copy.
-Tensor prep(const char* op, const Tensor& t, const char* what) {
-  HS_CHECK(t.defined(), op, ": ", what, " is undefined");
-  HS_CHECK(t.device().is_cpu(), op, ": ", what, " is on ", t.device().str(),
-           "; this op runs on device cpu only in this build");
-  HS_CHECK(t.dtype() == DType::f32 || t.dtype() == DType::f64, op, ": ", what, " has dtype ", dtype_name(t.dtype()),
-           " (expected f32 or f64)");
-  return t.contiguous();
-}
 
-// BLAS takes 32-bit sizes.
-void check_blas_dims(const char* op, std::initializer_list<int64_t> dims) {
-  for (int64_t d : dims)
-    HS_CHECK(d < (int64_t{1} << 31), op, ": dimension ", d, " exceeds the 32-bit sizes BLAS accepts; split the batch");
-}
-
-void same_dtype(const char* op, const Tensor& a, const Tensor& b) {
-  HS_CHECK(a.dtype() == b.dtype(), op, ": dtype mismatch: ", a.desc(), " vs ", b.desc());
-}
-
-void check_ids(const char* op, const Tensor& ids, int64_t V) {
-  HS_CHECK(ids.dtype() == DType::i32, op, ": indices must be i32, got ", ids.desc());
-  HS_CHECK(ids.device().is_cpu(), op, ": indices must be on cpu, got ", ids.desc());
-  Tensor c = ids.contiguous();
-  const int32_t* p = c.data<int32_t>();
-  for (int64_t i = 0; i < c.numel(); ++i)
-    HS_CHECK(p[i] >= 0 && p[i] < V, op, ": index ", p[i], " at position ", i, " is outside [0, ", V, ")");
-}
-
-// Call fn(T{}) with T = float or double according to dtype.
-template <class F> void dispatch(DType t, F&& fn) {
-  if (t == DType::f32)
-    fn(float{});
-  else
-    fn(double{});
-}
-
-#define HS_PTR(t) (t).data<T>()
 
 // ------------------------------------------------------------------ linear
 struct LinearNode : Node {

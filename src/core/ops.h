@@ -31,3 +31,19 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
 
 }  // namespace hyscale::ops
+
+namespace hyscale::ops {
+
+// ---- Mamba-1 and GMU building blocks (SPEC §2, §3)
+
+// Selective scan (kernels/selective_scan.h): u, delta [B, T, Dc]; A_log [Dc, N]; Bm, Cm [B, T, N];
+// D, dt_bias [Dc] -> y [B, T, Dc] = scan output with the D·u skip, before any gate.
+// `chunk` = steps between saved states (memory O(B Dc N T / chunk) for backward).
+Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log, const Tensor& Bm, const Tensor& Cm,
+                      const Tensor& D, const Tensor& dt_bias, int64_t chunk = 128);
+// Causal depthwise conv1d with bias: x [B, T, C], w [C, K] (1 <= K <= 8), bias [C] -> [B, T, C].
+Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias);
+// GMU gate: silu(p) * m, p and m of the same shape [..., d_mem].
+Tensor gmu_gate(const Tensor& p, const Tensor& m);
+
+}  // namespace hyscale::ops

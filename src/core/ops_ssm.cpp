@@ -1,0 +1,151 @@
+// Autograd ops of the Mamba-1 / GMU kernel families (selective scan, causal conv1d, GMU gate).
+#include "core/ops.h"
+#include "core/ops_util.h"
+#include "kernels/conv1d.h"
+#include "kernels/gmu.h"
+#include "kernels/selective_scan.h"
+
+namespace hyscale::ops {
+
+namespace kc = hyscale::kernels::cpu;
+using namespace detail;
+
+namespace {
+
+struct SelectiveScanNode : Node {
+  Tensor u, delta, A_log, Bm, Cm, D, dt_bias, states;
+  int64_t chunk;
+  std::vector<Tensor> backward(const Tensor& g_in) override {
+    Tensor dy = g_in.contiguous();
+    const int64_t B = u.size(0), T_ = u.size(1), Dc = u.size(2), N = A_log.size(1);
+    const DType dt = u.dtype();
+    Tensor du = Tensor::empty(u.shape(), dt), dd = Tensor::empty(delta.shape(), dt),
+           dA = Tensor::empty(A_log.shape(), dt), dB = Tensor::empty(Bm.shape(), dt),
+           dC = Tensor::empty(Cm.shape(), dt), dD = Tensor::empty(D.shape(), dt),
+           dbias = Tensor::empty(dt_bias.shape(), dt);
+    dispatch(dt, [&](auto z) {
+      using T = decltype(z);
+      kc::selective_scan_bwd<T>(HS_PTR(u), HS_PTR(delta), HS_PTR(A_log), HS_PTR(Bm), HS_PTR(Cm), HS_PTR(D),
+                                HS_PTR(dt_bias), HS_PTR(states), HS_PTR(dy), HS_PTR(du), HS_PTR(dd), HS_PTR(dA),
+                                HS_PTR(dB), HS_PTR(dC), HS_PTR(dD), HS_PTR(dbias), B, T_, Dc, N, chunk);
+    });
+    return {du, dd, dA, dB, dC, dD, dbias};
+  }
+  void release() override { u = delta = A_log = Bm = Cm = D = dt_bias = states = Tensor(); }
+  const char* name() const override { return "selective_scan"; }
+};
+
+struct Conv1dNode : Node {
+  Tensor x, w;
+  std::vector<Tensor> backward(const Tensor& g_in) override {
+    Tensor dy = g_in.contiguous();
+    Tensor dx = Tensor::empty(x.shape(), x.dtype()), dw = Tensor::empty(w.shape(), w.dtype()),
+           db = Tensor::empty({w.size(0)}, w.dtype());
+    dispatch(x.dtype(), [&](auto z) {
+      using T = decltype(z);
+      kc::causal_conv1d_bwd<T>(HS_PTR(x), HS_PTR(w), HS_PTR(dy), HS_PTR(dx), HS_PTR(dw), HS_PTR(db), x.size(0),
+                               x.size(1), x.size(2), w.size(1));
+    });
+    return {dx, dw, db};
+  }
+  void release() override { x = w = Tensor(); }
+  const char* name() const override { return "causal_conv1d"; }
+};
+
+struct GmuGateNode : Node {
+  Tensor p, m;
+  std::vector<Tensor> backward(const Tensor& g_in) override {
+    Tensor dh = g_in.contiguous();
+    Tensor dp = Tensor::empty(p.shape(), p.dtype()), dm = Tensor::zeros(m.shape(), m.dtype());
+    const int64_t d = p.shape().back(), rows = p.numel() / std::max<int64_t>(d, 1);
+    dispatch(p.dtype(), [&](auto z) {
+      using T = decltype(z);
+      kc::gmu_gate_bwd<T>(HS_PTR(p), HS_PTR(m), HS_PTR(dh), HS_PTR(dp), HS_PTR(dm), rows, d);
+    });
+    return {dp, dm};
+  }
+  void release() override { p = m = Tensor(); }
+  const char* name() const override { return "gmu_gate"; }
+};
+
+}  // namespace
+
+Tensor selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tensor& A_log_in, const Tensor& B_in,
+                      const Tensor& C_in, const Tensor& D_in, const Tensor& bias_in, int64_t chunk) {
+  const char* op = "selective_scan";
+  Tensor u = prep(op, u_in, "u"), delta = prep(op, delta_in, "delta"), A_log = prep(op, A_log_in, "A_log"),
+         Bm = prep(op, B_in, "B"), Cm = prep(op, C_in, "C"), D = prep(op, D_in, "D"), bias = prep(op, bias_in, "dt_bias");
+  for (const Tensor* t : {&delta, &A_log, &Bm, &Cm, &D, &bias}) same_dtype(op, u, *t);
+  HS_CHECK(u.dim() == 3 && delta.shape() == u.shape(), op, ": u and delta must both be [B, T, Dc], got ",
+           shape_str(u.shape()), " and ", shape_str(delta.shape()));
+  const int64_t B = u.size(0), T_ = u.size(1), Dc = u.size(2);
+  HS_CHECK(A_log.dim() == 2 && A_log.size(0) == Dc && A_log.size(1) > 0, op, ": A_log must be [", Dc, ", N], got ",
+           shape_str(A_log.shape()));
+  const int64_t N = A_log.size(1);
+  HS_CHECK(Bm.shape() == Shape({B, T_, N}) && Cm.shape() == Bm.shape(), op, ": B and C must be [", B, ", ", T_, ", ",
+           N, "], got ", shape_str(Bm.shape()), " and ", shape_str(Cm.shape()));
+  HS_CHECK(D.shape() == Shape({Dc}) && bias.shape() == Shape({Dc}), op, ": D and dt_bias must be [", Dc, "], got ",
+           shape_str(D.shape()), " and ", shape_str(bias.shape()));
+  HS_CHECK(chunk >= 1, op, ": chunk must be >= 1, got ", chunk);
+  Tensor y = Tensor::empty(u.shape(), u.dtype());
+  Tensor states = Tensor::empty({B, kc::scan_num_chunks(T_, chunk), Dc, N}, u.dtype());
+  dispatch(u.dtype(), [&](auto z) {
+    using T = decltype(z);
+    kc::selective_scan_fwd<T>(HS_PTR(u), HS_PTR(delta), HS_PTR(A_log), HS_PTR(Bm), HS_PTR(Cm), HS_PTR(D),
+                              HS_PTR(bias), HS_PTR(y), HS_PTR(states), B, T_, Dc, N, chunk);
+  });
+  if (!any_requires_grad({&u, &delta, &A_log, &Bm, &Cm, &D, &bias})) return y;
+  auto node = std::make_shared<SelectiveScanNode>();
+  node->u = u.detach();
+  node->delta = delta.detach();
+  node->A_log = A_log.detach();
+  node->Bm = Bm.detach();
+  node->Cm = Cm.detach();
+  node->D = D.detach();
+  node->dt_bias = bias.detach();
+  node->states = states;
+  node->chunk = chunk;
+  return record(y, node, {&u, &delta, &A_log, &Bm, &Cm, &D, &bias});
+}
+
+Tensor causal_conv1d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
+  const char* op = "causal_conv1d";
+  Tensor x = prep(op, x_in, "x"), w = prep(op, w_in, "weight"), b = prep(op, b_in, "bias");
+  same_dtype(op, x, w);
+  same_dtype(op, x, b);
+  HS_CHECK(x.dim() == 3, op, ": x must be [B, T, C], got ", shape_str(x.shape()));
+  HS_CHECK(w.dim() == 2 && w.size(0) == x.size(2) && w.size(1) >= 1 && w.size(1) <= 8, op, ": weight must be [",
+           x.size(2), ", K] with 1 <= K <= 8, got ", shape_str(w.shape()));
+  HS_CHECK(b.shape() == Shape({x.size(2)}), op, ": bias must be [", x.size(2), "], got ", shape_str(b.shape()));
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  dispatch(x.dtype(), [&](auto z) {
+    using T = decltype(z);
+    kc::causal_conv1d_fwd<T>(HS_PTR(x), HS_PTR(w), HS_PTR(b), HS_PTR(y), x.size(0), x.size(1), x.size(2), w.size(1));
+  });
+  if (!any_requires_grad({&x, &w, &b})) return y;
+  auto node = std::make_shared<Conv1dNode>();
+  node->x = x.detach();
+  node->w = w.detach();
+  return record(y, node, {&x, &w, &b});
+}
+
+Tensor gmu_gate(const Tensor& p_in, const Tensor& m_in) {
+  const char* op = "gmu_gate";
+  Tensor p = prep(op, p_in, "p"), m = prep(op, m_in, "memory");
+  same_dtype(op, p, m);
+  HS_CHECK(p.shape() == m.shape() && p.dim() >= 1, op, ": gate input ", shape_str(p.shape()), " and memory ",
+           shape_str(m.shape()), " must have the same shape");
+  Tensor h = Tensor::empty(p.shape(), p.dtype());
+  const int64_t d = p.shape().back(), rows = d ? p.numel() / d : 0;
+  dispatch(p.dtype(), [&](auto z) {
+    using T = decltype(z);
+    kc::gmu_gate_fwd<T>(HS_PTR(p), HS_PTR(m), HS_PTR(h), rows, d);
+  });
+  if (!any_requires_grad({&p, &m})) return h;
+  auto node = std::make_shared<GmuGateNode>();
+  node->p = p.detach();
+  node->m = m.detach();
+  return record(h, node, {&p, &m});
+}
+
+}  // namespace hyscale::ops

@@ -1,0 +1,17 @@
+// Causal depthwise conv1d with bias (Mamba-1, SPEC §3 step 2; width K = 2..4 in practice):
+//   y[b,t,c] = bias[c] + sum_{k<K} w[c,k] x[b, t-K+1+k, c]     (zero left padding)
+// The SiLU that follows is a separate op. Layouts: x, y, dx, dy [B, T, C]; w, dw [C, K];
+// bias, dbias [C]. Backward writes dx, dw, dbias; dw and dbias are reduced per channel by
+// the thread that owns the channel, over (b, t) in order: deterministic.
+#pragma once
+#include <cstdint>
+
+namespace hyscale::kernels::cpu {
+
+template <class T>
+void causal_conv1d_fwd(const T* x, const T* w, const T* bias, T* y, int64_t B, int64_t T_, int64_t C, int64_t K);
+template <class T>
+void causal_conv1d_bwd(const T* x, const T* w, const T* dy, T* dx, T* dw, T* dbias, int64_t B, int64_t T_, int64_t C,
+                       int64_t K);
+
+}  // namespace hyscale::kernels::cpu

@@ -1,0 +1,85 @@
+#include "kernels/conv1d.h"
+
+#include <algorithm>
+#include <vector>
+
+namespace hyscale::kernels::cpu {
+
+template <class T>
+void causal_conv1d_fwd(const T* x, const T* w, const T* bias, T* y, int64_t B, int64_t T_, int64_t C, int64_t K) {
+  std::vector<T> wt(static_cast<size_t>(K * C));  // [K, C]: contiguous over channels
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t k = 0; k < K; ++k) wt[k * C + c] = w[c * K + k];
+#pragma omp parallel for collapse(2) schedule(static) if (B * T_ * C > 32768)
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T_; ++t) {
+      T* yr = y + (b * T_ + t) * C;
+      for (int64_t c = 0; c < C; ++c) yr[c] = bias[c];
+      for (int64_t k = 0; k < K; ++k) {
+        const int64_t ts = t - K + 1 + k;
+        if (ts < 0) continue;
+        const T* xr = x + (b * T_ + ts) * C;
+        const T* wk = wt.data() + k * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) yr[c] += wk[c] * xr[c];
+      }
+    }
+}
+
+template <class T>
+void causal_conv1d_bwd(const T* x, const T* w, const T* dy, T* dx, T* dw, T* dbias, int64_t B, int64_t T_, int64_t C,
+                       int64_t K) {
+  std::vector<T> wt(static_cast<size_t>(K * C));
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t k = 0; k < K; ++k) wt[k * C + c] = w[c * K + k];
+  // dx[b,t,c] = sum_k w[c,k] dy[b, t+K-1-k, c]
+#pragma omp parallel for collapse(2) schedule(static) if (B * T_ * C > 32768)
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T_; ++t) {
+      T* dxr = dx + (b * T_ + t) * C;
+      for (int64_t c = 0; c < C; ++c) dxr[c] = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const int64_t td = t + K - 1 - k;
+        if (td >= T_) continue;
+        const T* dyr = dy + (b * T_ + td) * C;
+        const T* wk = wt.data() + k * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) dxr[c] += wk[c] * dyr[c];
+      }
+    }
+  // dw, dbias: channel blocks owned by one thread each.
+  constexpr int64_t kBlk = 32;
+  const int64_t nblk = (C + kBlk - 1) / kBlk;
+#pragma omp parallel for schedule(static) if (B * T_ * C > 32768)
+  for (int64_t blk = 0; blk < nblk; ++blk) {
+    const int64_t c0 = blk * kBlk, c1 = std::min(C, c0 + kBlk);
+    T acc_w[kBlk * 8] = {};  // K <= 8
+    T acc_b[kBlk] = {};
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < T_; ++t) {
+        const T* dyr = dy + (b * T_ + t) * C;
+        for (int64_t c = c0; c < c1; ++c) acc_b[c - c0] += dyr[c];
+        for (int64_t k = 0; k < K; ++k) {
+          const int64_t ts = t - K + 1 + k;
+          if (ts < 0) continue;
+          const T* xr = x + (b * T_ + ts) * C;
+          for (int64_t c = c0; c < c1; ++c) acc_w[(c - c0) * 8 + k] += dyr[c] * xr[c];
+        }
+      }
+    for (int64_t c = c0; c < c1; ++c) {
+      dbias[c] = acc_b[c - c0];
+      for (int64_t k = 0; k < K; ++k) dw[c * K + k] = acc_w[(c - c0) * 8 + k];
+    }
+  }
+}
+
+template void causal_conv1d_fwd<float>(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t,
+                                       int64_t);
+template void causal_conv1d_fwd<double>(const double*, const double*, const double*, double*, int64_t, int64_t,
+                                        int64_t, int64_t);
+template void causal_conv1d_bwd<float>(const float*, const float*, const float*, float*, float*, float*, int64_t,
+                                       int64_t, int64_t, int64_t);
+template void causal_conv1d_bwd<double>(const double*, const double*, const double*, double*, double*, double*,
+                                        int64_t, int64_t, int64_t, int64_t);
+
+}  // namespace hyscale::kernels::cpu

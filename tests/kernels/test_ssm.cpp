@@ -1,0 +1,130 @@
+// Selective scan, causal conv1d and GMU gate: finite-difference gradients (f64), a naive
+// sequential reference across chunk boundaries, determinism, GMU memory-gradient accumulation.
+#include <cmath>
+
+#include "core/ops.h"
+#include "gradcheck.h"
+
+using namespace hyscale;
+using hyscale::testing::gradcheck;
+using hyscale::testing::randn;
+
+namespace {
+// A_log like Mamba's S4D-real init (log(n+1)) plus noise, so decays differ per channel.
+Tensor a_log(int64_t Dc, int64_t N, uint64_t seed, DType dt) {
+  Tensor t = randn({Dc, N}, seed, 0.1);
+  for (int64_t c = 0; c < Dc; ++c)
+    for (int64_t n = 0; n < N; ++n) t.data<double>()[c * N + n] += std::log(n + 1.0);
+  return dt == DType::f64 ? t : t.to(dt);
+}
+
+// Direct transcription of SPEC §3 steps 4–6 in double.
+std::vector<double> naive_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log, const Tensor& Bm,
+                               const Tensor& Cm, const Tensor& D, const Tensor& bias) {
+  auto U = u.to(DType::f64), De = delta.to(DType::f64), Al = A_log.to(DType::f64), Bt = Bm.to(DType::f64),
+       Ct = Cm.to(DType::f64), Dd = D.to(DType::f64), bi = bias.to(DType::f64);
+  const int64_t B = u.size(0), T = u.size(1), Dc = u.size(2), N = A_log.size(1);
+  std::vector<double> y(B * T * Dc);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t c = 0; c < Dc; ++c) {
+      std::vector<double> h(N, 0.0);
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t r = (b * T + t) * Dc + c;
+        const double x = De.data<double>()[r] + bi.data<double>()[c];
+        const double dt = x > 20 ? x : std::log1p(std::exp(x));
+        double acc = 0;
+        for (int64_t n = 0; n < N; ++n) {
+          const double A = -std::exp(Al.data<double>()[c * N + n]);
+          h[n] = std::exp(dt * A) * h[n] + dt * Bt.data<double>()[(b * T + t) * N + n] * U.data<double>()[r];
+          acc += Ct.data<double>()[(b * T + t) * N + n] * h[n];
+        }
+        y[r] = acc + Dd.data<double>()[c] * U.data<double>()[r];
+      }
+    }
+  return y;
+}
+}  // namespace
+
+TEST_CASE("selective scan equals the sequential reference across chunk boundaries (f32)", "[ssm]") {
+  const int64_t chunk = 16;
+  for (int64_t T : {int64_t{1}, int64_t{7}, chunk - 1, chunk, chunk + 1, 3 * chunk + 5}) {
+    INFO("T = " << T);
+    const int64_t B = 2, Dc = 19, N = 16;
+    auto f = DType::f32;
+    Tensor u = randn({B, T, Dc}, 1, 1.0, f), delta = randn({B, T, Dc}, 2, 1.0, f), Al = a_log(Dc, N, 3, f),
+           Bm = randn({B, T, N}, 4, 1.0, f), Cm = randn({B, T, N}, 5, 1.0, f), D = randn({Dc}, 6, 1.0, f),
+           bias = randn({Dc}, 7, 0.5, f);
+    auto ref = naive_scan(u, delta, Al, Bm, Cm, D, bias);
+    auto y = ops::selective_scan(u, delta, Al, Bm, Cm, D, bias, chunk).to_vector<float>();
+    for (size_t i = 0; i < y.size(); ++i) REQUIRE(std::fabs(y[i] - ref[i]) <= 2e-5 * (1 + std::fabs(ref[i])));
+    // The chunk length changes memory, never the result.
+    auto y1 = ops::selective_scan(u, delta, Al, Bm, Cm, D, bias, 1).to_vector<float>();
+    auto y2 = ops::selective_scan(u, delta, Al, Bm, Cm, D, bias, 4096).to_vector<float>();
+    REQUIRE(y1 == y);
+    REQUIRE(y2 == y);
+  }
+}
+
+TEST_CASE("gradcheck selective scan (every input) across chunk boundaries", "[ssm][grad]") {
+  for (int64_t T : {1, 5, 9}) {
+    INFO("T = " << T);
+    const int64_t B = 2, Dc = 11, N = 3;  // Dc crosses a channel block (8)
+    gradcheck(
+        [](auto& in) { return ops::selective_scan(in[0], in[1], in[2], in[3], in[4], in[5], in[6], 4); },
+        {randn({B, T, Dc}, 11), randn({B, T, Dc}, 12), a_log(Dc, N, 13, DType::f64), randn({B, T, N}, 14),
+         randn({B, T, N}, 15), randn({Dc}, 16), randn({Dc}, 17, 0.5)},
+        1e-6, 1e-5, 1e-8, 80);
+  }
+}
+
+TEST_CASE("selective scan backward is deterministic", "[ssm][determinism]") {
+  const int64_t B = 2, T = 70, Dc = 40, N = 16;
+  auto f = DType::f32;
+  std::vector<Tensor> in = {randn({B, T, Dc}, 21, 1.0, f), randn({B, T, Dc}, 22, 1.0, f), a_log(Dc, N, 23, f),
+                            randn({B, T, N}, 24, 1.0, f),  randn({B, T, N}, 25, 1.0, f),  randn({Dc}, 26, 1.0, f),
+                            randn({Dc}, 27, 0.5, f)};
+  std::vector<float> first;
+  for (int rep = 0; rep < 3; ++rep) {
+    for (auto& t : in) {
+      t.zero_grad();
+      t.requires_grad_();
+    }
+    Tensor y = ops::selective_scan(in[0], in[1], in[2], in[3], in[4], in[5], in[6], 16);
+    y.backward(randn(y.shape(), 28, 1.0, f));
+    std::vector<float> all;
+    for (auto& t : in) {
+      auto g = t.grad().to_vector<float>();
+      all.insert(all.end(), g.begin(), g.end());
+    }
+    if (rep == 0)
+      first = all;
+    else
+      REQUIRE(all == first);
+  }
+}
+
+TEST_CASE("causal conv1d: reference values and gradients", "[ssm][conv]") {
+  // y_t = b + w0 x_{t-2} + w1 x_{t-1} + w2 x_t
+  Tensor x = Tensor::from_vector<float>({1, 2, 3, 4}, {1, 4, 1});
+  Tensor w = Tensor::from_vector<float>({0.5f, -1.0f, 2.0f}, {1, 3});
+  Tensor b = Tensor::from_vector<float>({0.25f}, {1});
+  auto y = ops::causal_conv1d(x, w, b).to_vector<float>();
+  REQUIRE(y == std::vector<float>{0.25f + 2, 0.25f - 1 + 4, 0.25f + 0.5f - 2 + 6, 0.25f + 1 - 3 + 8});
+  for (int64_t K : {2, 4})
+    gradcheck([](auto& in) { return ops::causal_conv1d(in[0], in[1], in[2]); },
+              {randn({2, 7, 37}, 31), randn({37, K}, 32), randn({37}, 33)});
+  REQUIRE_THROWS_WITH(ops::causal_conv1d(x, Tensor::zeros({2, 3}), b), Catch::Matchers::Contains("causal_conv1d"));
+}
+
+TEST_CASE("GMU gate: gradient, and memory gradient accumulated over every GMU that reads it", "[ssm][gmu]") {
+  gradcheck([](auto& in) { return ops::gmu_gate(in[0], in[1]); }, {randn({3, 5, 9}, 41, 2.0), randn({3, 5, 9}, 42)});
+  // Two GMU layers read one memory m: dm = dh1*silu(p1) + dh2*silu(p2).
+  Tensor m = randn({4, 6}, 43), p1 = randn({4, 6}, 44), p2 = randn({4, 6}, 45);
+  m.requires_grad_();
+  Tensor h = ops::add(ops::gmu_gate(p1, m), ops::gmu_gate(p2, m));
+  h.backward(Tensor::full({4, 6}, 1.0, DType::f64));
+  for (int64_t i = 0; i < 24; ++i) {
+    auto silu = [](double v) { return v / (1 + std::exp(-v)); };
+    REQUIRE(m.grad().data<double>()[i] == Approx(silu(p1.data<double>()[i]) + silu(p2.data<double>()[i])));
+  }
+}
