@@ -406,8 +406,8 @@ struct AttentionNode : Node {
     dispatch(q.dtype(), [&](auto z) {
       using T = decltype(z);
       kc::attention_bwd<T>(HS_PTR(q), HS_PTR(k), HS_PTR(v), HS_PTR(out), HS_PTR(g), HS_PTR(lse), HS_PTR(dq),
-                           HS_PTR(dk), HS_PTR(dv), q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), scale,
-                           window);
+                           HS_PTR(dk), HS_PTR(dv), q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), v.size(3),
+                           scale, window);
     });
     return {dq, dk, dv};
   }
@@ -422,17 +422,18 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, dou
   same_dtype("attention", q, v);
   HS_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "attention: expected q [B, T, H, D], k/v [B, T, Hk, D], got ",
            shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
-  HS_CHECK(k.shape() == v.shape(), "attention: k ", shape_str(k.shape()), " and v ", shape_str(v.shape()),
-           " differ");
+  HS_CHECK(k.size(0) == v.size(0) && k.size(1) == v.size(1) && k.size(2) == v.size(2), "attention: k ",
+           shape_str(k.shape()), " and v ", shape_str(v.shape()), " disagree on B, T or heads");
   HS_CHECK(q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3),
            "attention: q ", shape_str(q.shape()), " and k ", shape_str(k.shape()), " disagree on B, T or D");
   HS_CHECK(k.size(2) > 0 && q.size(2) % k.size(2) == 0, "attention: query heads (", q.size(2),
            ") must be a multiple of KV heads (", k.size(2), ")");
-  const int64_t B = q.size(0), T_ = q.size(1), H = q.size(2), Hk = k.size(2), D = q.size(3);
-  Tensor out = Tensor::empty(q.shape(), q.dtype()), lse = Tensor::empty({B, H, T_}, q.dtype());
+  const int64_t B = q.size(0), T_ = q.size(1), H = q.size(2), Hk = k.size(2), D = q.size(3), Dv = v.size(3);
+  Tensor out = Tensor::empty({B, T_, H, Dv}, q.dtype()), lse = Tensor::empty({B, H, T_}, q.dtype());
   dispatch(q.dtype(), [&](auto z) {
     using T = decltype(z);
-    kc::attention_fwd<T>(HS_PTR(q), HS_PTR(k), HS_PTR(v), HS_PTR(out), HS_PTR(lse), B, T_, H, Hk, D, scale, window);
+    kc::attention_fwd<T>(HS_PTR(q), HS_PTR(k), HS_PTR(v), HS_PTR(out), HS_PTR(lse), B, T_, H, Hk, D, Dv, scale,
+                         window);
   });
   if (!any_requires_grad({&q, &k, &v})) return out;
   auto node = std::make_shared<AttentionNode>();

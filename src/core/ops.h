@@ -25,7 +25,8 @@ Tensor rmsnorm(const Tensor& x, const Tensor& g, double eps);
 Tensor embedding(const Tensor& ids, const Tensor& table);
 // x [B, T, H, D], positions pos0 .. pos0+T-1
 Tensor rope(const Tensor& x, double base, int64_t pos0 = 0);
-// q [B, T, H, D], k/v [B, T, Hk, D] -> [B, T, H, D]; causal, window as in kernels/attention.h
+// q [B, T, H, D], k [B, T, Hk, D], v [B, T, Hk, Dv] -> [B, T, H, Dv]; causal, window as in
+// kernels/attention.h (window = visible keys incl. self; 0 = full causal)
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, int64_t window = 0);
 // logits [N, V], targets int32 [N] -> scalar mean cross-entropy (fused with the softmax)
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
@@ -45,5 +46,15 @@ Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log,
 Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias);
 // GMU gate: silu(p) * m, p and m of the same shape [..., d_mem].
 Tensor gmu_gate(const Tensor& p, const Tensor& m);
+
+}  // namespace hyscale::ops
+
+namespace hyscale::ops {
+
+// ---- differential attention (SPEC §5)
+// lambda = exp(<lq1, lk1>) - exp(<lq2, lk2>) + lambda_init, a scalar tensor; the four vectors are [d].
+Tensor diff_lambda(const Tensor& lq1, const Tensor& lk1, const Tensor& lq2, const Tensor& lk2, double lambda_init);
+// a1 - lambda * a2 (a1, a2 same shape; lambda a scalar tensor)
+Tensor diff_combine(const Tensor& a1, const Tensor& a2, const Tensor& lambda);
 
 }  // namespace hyscale::ops

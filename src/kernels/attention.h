@@ -2,8 +2,9 @@
 // tiles). Nothing of size T x T is ever stored: the forward saves only the
 // log-sum-exp per (b, h, t); the backward recomputes probabilities tile by tile.
 //
-// Layouts (contiguous): q, out, dq, dout [B, T, H, D]; k, v, dk, dv [B, T, Hk, D];
-// lse [B, H, T]. Query head h reads KV head h / (H / Hk) (flash-attn's GQA rule).
+// Layouts (contiguous): q, dq [B, T, H, D]; k, dk [B, T, Hk, D]; v, dv [B, T, Hk, Dv];
+// out, dout [B, T, H, Dv]; lse [B, H, T]. (Dv may differ from D: differential attention
+// reads both value halves of a head pair as one [v1 | v2] value of width 2D.) Query head h reads KV head h / (H / Hk) (flash-attn's GQA rule).
 // window = number of visible keys including the current token (query t sees keys
 // t-window+1 .. t); window <= 0 or >= T means full causal attention (SPEC §4).
 // The backward writes (not accumulates) dq, dk, dv and is deterministic.
@@ -14,10 +15,11 @@ namespace hyscale::kernels::cpu {
 
 template <class T>
 void attention_fwd(const T* q, const T* k, const T* v, T* out, T* lse, int64_t B, int64_t T_, int64_t H, int64_t Hk,
-                   int64_t D, double scale, int64_t window);
+                   int64_t D, int64_t Dv, double scale, int64_t window);
 
 template <class T>
 void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* dout, const T* lse, T* dq, T* dk, T* dv,
-                   int64_t B, int64_t T_, int64_t H, int64_t Hk, int64_t D, double scale, int64_t window);
+                   int64_t B, int64_t T_, int64_t H, int64_t Hk, int64_t D, int64_t Dv, double scale,
+                   int64_t window);
 
 }  // namespace hyscale::kernels::cpu

@@ -32,20 +32,34 @@ struct AttentionConfig {
   bool rope = true;
   double rope_base = 1e4;
   double scale = 0;        // softmax scale; 0 = 1/sqrt(head_dim)
+  bool cross = false;      // cross-attention over a shared KV (YOCO): only a query projection
+  bool diff = false;       // differential attention (SPEC §5)
+  int64_t layer_index = 0; // 0-based; sets DA's lambda_init = 0.8 - 0.6 exp(-0.3 l)
   DType dtype = DType::f32;  // parameter dtype (f64 only for gradient checks)
 };
 
-// Fused QKV projection wqkv [(H + 2 Hk) * hd, D], laid out [q heads | k heads | v heads]
-// (a hyscale choice: the reference interleaves per KV group; checkpoints name the
-// logical parts, so the layout is internal), output projection proj [D, H * hd].
-class CausalSelfAttention : public Module {
+// Grouped-query causal attention (SPEC §1.4, §4, §5).
+// Self-attention: fused wqkv [(H + 2 Hk) hd, D], rows laid out [q heads | k heads | v heads]
+// (a hyscale choice: the reference interleaves per KV group; checkpoints name the tensor,
+// so the layout is internal). Cross-attention: wq [H hd, D] only, keys/values come from the
+// shared KV. Output projection proj [D, H hd].
+// Differential attention pairs adjacent heads (q1 = even, q2 = odd heads, same for KV),
+// a_i = Attn(q_i, k_i, [v1 | v2]), out = RMSNorm_2hd(a1 - lambda a2) (1 - lambda_init),
+// re-interleaved to [H, hd]; parameters lambda_{q1,k1,q2,k2} [hd] and subln.weight [2 hd].
+class Attention : public Module {
  public:
-  explicit CausalSelfAttention(const AttentionConfig& cfg);
-  Tensor forward(const Tensor& x) const;  // x [B, T, D] -> [B, T, D]
+  explicit Attention(const AttentionConfig& cfg);
+  // Self-attention x [B, T, D] -> [B, T, D]; k_out/v_out receive this layer's K, V
+  // ([B, T, Hk, hd], after RoPE) when given (the YOCO shared KV).
+  Tensor forward(const Tensor& x, Tensor* k_out = nullptr, Tensor* v_out = nullptr) const;
+  // Cross-attention over a shared KV.
+  Tensor forward_cross(const Tensor& x, const Tensor& k, const Tensor& v) const;
   const AttentionConfig& config() const { return cfg_; }
-  Tensor wqkv, proj;
+  double lambda_init() const;
+  Tensor wqkv, wq, proj, lambda_q1, lambda_k1, lambda_q2, lambda_k2, subln;
 
  private:
+  Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v) const;  // -> [B, T, H hd]
   AttentionConfig cfg_;
 };
 

@@ -26,6 +26,7 @@ struct Field {
   double max = std::numeric_limits<double>::infinity();
   std::vector<std::string> allowed;  // for strings; empty = any non-empty string
   std::string help;
+  bool allow_empty = false;          // for strings that mean "derive" when empty
 };
 
 const char* kind_name(Kind k) {
@@ -61,14 +62,27 @@ std::vector<Field> schema(RunConfig& c) {
   return {
       S("name", &c.name, {}, "run name; the run directory is <out_dir>/<name>"),
       S("out_dir", &c.out_dir, {}, "parent directory of run directories"),
-      S("model.arch", &m.arch, {"transformer"}, "architecture (SPEC §1.2)"),
+      S("model.arch", &m.arch, {"transformer", "transformerls", "samba", "sambayoco", "sambay", "sambayda", "swayoco"},
+        "architecture (SPEC §1.2); sets the layer roles unless model.pattern is given"),
+      Field{"model.pattern", Kind::String, &m.pattern, 0, 0, {},
+            "explicit layer roles, e.g. MSMSM*FGX (A full attn, S SWA, M Mamba, M* Mamba exporting the memory, "
+            "F full attn sharing its KV, G GMU, X cross-attn); empty = from model.arch",
+            true},
       I("model.vocab_size", &m.vocab_size, 0, 1e9, "padded vocabulary; 0 = from the dataset"),
-      I("model.n_layers", &m.n_layers, 1, 4096, "number of blocks L"),
+      I("model.n_layers", &m.n_layers, 0, 4096, "number of blocks L (0 = the length of model.pattern)"),
       I("model.d_model", &m.d_model, 1, 1e6, "model width D"),
       I("model.n_heads", &m.n_heads, 1, 4096, "query heads"),
       I("model.n_kv_heads", &m.n_kv_heads, 0, 4096, "KV heads (GQA); 0 = n_heads"),
       I("model.head_dim", &m.head_dim, 0, 4096, "head dimension; 0 = d_model / n_heads"),
       I("model.mlp_hidden", &m.mlp_hidden, 0, 1e7, "SwiGLU hidden size I; 0 = 4 * d_model"),
+      I("model.window", &m.window, 0, 1e9, "SWA window, visible keys incl. self; 0 = arch default (128; samba 2048)"),
+      S("model.rope", &m.rope, {"auto", "on", "off"}, "RoPE: auto = per arch (off for sambay, sambayda, sambayoco)"),
+      S("model.diff_attn", &m.diff_attn, {"auto", "on", "off"}, "differential attention: auto = on for sambayda"),
+      I("model.d_state", &m.d_state, 1, 1024, "Mamba state size N"),
+      I("model.d_conv", &m.d_conv, 1, 8, "Mamba causal conv width"),
+      I("model.expand", &m.expand, 1, 16, "Mamba d_inner = expand * d_model"),
+      I("model.dt_rank", &m.dt_rank, 0, 1e6, "Mamba dt rank; 0 = ceil(d_model / 16)"),
+      I("model.scan_chunk", &m.scan_chunk, 1, 1e9, "selective-scan steps between states saved for backward"),
       B("model.tie_embeddings", &m.tie_embeddings, "share the embedding with the LM head"),
       F("model.rope_base", &m.rope_base, 1e-300, kInf, "RoPE base"),
       F("model.norm_eps", &m.norm_eps, 1e-300, 1, "RMSNorm epsilon"),
@@ -164,7 +178,11 @@ void set_field(const Field& f, const std::string& raw_in, const std::string& ori
       break;
     }
     case Kind::String: {
-      if (raw.empty()) HS_FAIL(origin, ": key '", f.key, "' must not be empty");
+      if (raw.empty() && !f.allow_empty) HS_FAIL(origin, ": key '", f.key, "' must not be empty");
+      if (raw.empty()) {
+        *static_cast<std::string*>(f.ptr) = raw;
+        break;
+      }
       if (!f.allowed.empty() && std::find(f.allowed.begin(), f.allowed.end(), raw) == f.allowed.end())
         HS_FAIL(origin, ": key '", f.key, "' = '", raw, "' is not allowed (allowed values: ", join(f.allowed), ")");
       *static_cast<std::string*>(f.ptr) = raw;
@@ -224,6 +242,11 @@ void walk(const YAML::Node& node, const std::string& prefix, const std::vector<F
         if (!is_section) unknown_key(fs, key, origin);
         continue;  // empty section
       }
+      const Field* f = find_field(fs, key);
+      if (f->allow_empty) {
+        set_field(*f, "", origin);
+        continue;
+      }
       HS_FAIL(origin, ": key '", key, "' has no value");
     } else {
       HS_FAIL(origin, ": key '", key, "' must be a scalar or a section, got a list");
@@ -278,6 +301,7 @@ void resolve_config(RunConfig& cfg, int64_t vocab_from_data) {
   }
   HS_CHECK(vocab_from_data <= 0 || m.vocab_size >= vocab_from_data, "model.vocab_size = ", m.vocab_size,
            " is smaller than the dataset's vocabulary (", vocab_from_data, ")");
+  if (m.n_layers == 0 && !m.pattern.empty()) m.n_layers = static_cast<int64_t>(nn::parse_pattern(m.pattern).size());
   if (m.n_kv_heads == 0) m.n_kv_heads = m.n_heads;
   if (m.head_dim == 0) {
     HS_CHECK(m.d_model % m.n_heads == 0, "model.head_dim = 0 needs model.d_model (", m.d_model,

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "nn/transformer.h"
+#include "nn/model.h"
 
 namespace hyscale::train {
 

@@ -13,10 +13,10 @@
 
 namespace hyscale::train {
 
-std::unique_ptr<nn::TransformerModel> load_model(const std::string& ckpt, RunConfig* cfg_out) {
+std::unique_ptr<nn::Model> load_model(const std::string& ckpt, RunConfig* cfg_out) {
   RunConfig cfg = parse_config(checkpoint_config(ckpt), ckpt + " (stored config)");
   resolve_config(cfg, 0);
-  auto model = std::make_unique<nn::TransformerModel>(cfg.model);
+  auto model = std::make_unique<nn::Model>(cfg.model);
   AdamW holder(model->named_parameters(), cfg.optimizer);
   load_checkpoint(ckpt, holder, /*load_moments=*/false);
   if (cfg_out) *cfg_out = cfg;

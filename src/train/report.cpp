@@ -11,7 +11,7 @@
 namespace hyscale::train {
 
 std::string model_info(const RunConfig& cfg) {
-  nn::TransformerModel model(cfg.model);
+  nn::Model model(cfg.model);
   const auto& m = cfg.model;
   std::ostringstream os;
   os << "model: " << m.arch << "  L=" << m.n_layers << "  D=" << m.d_model << "  heads=" << m.n_heads
@@ -42,7 +42,7 @@ double bench_train(RunConfig cfg, int64_t steps, int64_t warmup) {
   HS_CHECK(steps > 0 && warmup >= 0, "bench: --steps must be > 0 and --warmup >= 0");
   kernels::cpu::set_num_threads(static_cast<int>(cfg.training.threads));
   resolve_config(cfg, cfg.model.vocab_size > 0 ? cfg.model.vocab_size : 320);
-  nn::TransformerModel model(cfg.model);
+  nn::Model model(cfg.model);
   model.init_weights(static_cast<uint64_t>(cfg.training.seed));
   AdamW opt(model.named_parameters(), cfg.optimizer);
   const int64_t B = cfg.training.batch_size, T = cfg.training.seq_len, A = cfg.training.grad_accum;

@@ -103,7 +103,7 @@ void apply_threads(const RunConfig& cfg) { kernels::cpu::set_num_threads(static_
 
 }  // namespace
 
-double evaluate(const nn::TransformerModel& model, const RunConfig& cfg, const data::TokenDataset& val) {
+double evaluate(const nn::Model& model, const RunConfig& cfg, const data::TokenDataset& val) {
   NoGrad ng;
   const auto& pi = parallel::process();
   const int64_t T = cfg.training.seq_len, B = cfg.training.batch_size;
@@ -175,7 +175,7 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
   auto log = make_logger(run_dir, rank0);
 
   // ---- model and optimizer
-  nn::TransformerModel model(cfg.model);
+  nn::Model model(cfg.model);
   model.init_weights(static_cast<uint64_t>(cfg.training.seed));
   AdamW opt(model.named_parameters(), cfg.optimizer);
   data::BlockSampler sampler(train_ds.size(), cfg.training.seq_len, static_cast<uint64_t>(cfg.training.seed), pi.rank,

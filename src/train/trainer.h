@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "data/dataset.h"
-#include "nn/transformer.h"
+#include "nn/model.h"
 #include "train/config.h"
 
 namespace hyscale::train {
@@ -25,7 +25,7 @@ struct TrainResult {
 TrainResult run_training(RunConfig cfg, const std::string& resume);
 
 // Mean validation loss over cfg.logging.eval_batches micro-batches, averaged over ranks.
-double evaluate(const nn::TransformerModel& model, const RunConfig& cfg, const data::TokenDataset& val);
+double evaluate(const nn::Model& model, const RunConfig& cfg, const data::TokenDataset& val);
 
 struct GenerateOptions {
   std::string ckpt;
@@ -41,7 +41,7 @@ struct GenerateOptions {
 std::string generate(const GenerateOptions& opt);
 
 // Builds the model of a checkpoint with its weights loaded (for generation and evaluation).
-std::unique_ptr<nn::TransformerModel> load_model(const std::string& ckpt, RunConfig* cfg_out = nullptr);
+std::unique_ptr<nn::Model> load_model(const std::string& ckpt, RunConfig* cfg_out = nullptr);
 
 // Human-readable description: layers, parameter counts, FLOPs per token.
 std::string model_info(const RunConfig& cfg);

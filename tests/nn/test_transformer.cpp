@@ -5,7 +5,7 @@
 
 #include "core/ops.h"
 #include "gradcheck.h"
-#include "nn/transformer.h"
+#include "nn/model.h"
 
 using namespace hyscale;
 using hyscale::testing::randint;
@@ -31,7 +31,7 @@ static nn::ModelConfig tiny(bool tied, DType dt) {
 TEST_CASE("Transformer++ loss gradient matches finite differences for every parameter (f64)", "[nn][grad]") {
   for (bool tied : {false, true}) {
     INFO("tied " << tied);
-    nn::TransformerModel model(tiny(tied, DType::f64));
+    nn::Model model(tiny(tied, DType::f64));
     model.init_weights(3);
     Tensor ids = randint({2, 9}, 64, 4), tgt = randint({2, 9}, 64, 5);
     model.loss(ids, tgt).backward();
@@ -58,7 +58,7 @@ TEST_CASE("Transformer++ loss gradient matches finite differences for every para
 }
 
 TEST_CASE("Transformer++ is causal: logits at t do not depend on tokens after t", "[nn]") {
-  nn::TransformerModel model(tiny(false, DType::f32));
+  nn::Model model(tiny(false, DType::f32));
   model.init_weights(7);
   NoGrad ng;
   Tensor a = randint({1, 12}, 64, 8);
@@ -75,7 +75,7 @@ TEST_CASE("Transformer++ is causal: logits at t do not depend on tokens after t"
 
 TEST_CASE("parameter names, counts and FLOPs per token", "[nn]") {
   auto cfg = tiny(false, DType::f32);
-  nn::TransformerModel model(cfg);
+  nn::Model model(cfg);
   std::vector<std::string> names;
   for (auto& [n, t] : model.named_parameters()) names.push_back(n);
   REQUIRE(names.front() == "wte");
@@ -93,7 +93,7 @@ TEST_CASE("parameter names, counts and FLOPs per token", "[nn]") {
   REQUIRE(model.train_flops_per_token(9) == Approx(expect));
   auto tied = cfg;
   tied.tie_embeddings = true;
-  nn::TransformerModel mt(tied);
+  nn::Model mt(tied);
   for (auto& [n, t] : mt.named_parameters()) REQUIRE(n != "lm_head");
 }
 
@@ -107,7 +107,7 @@ TEST_CASE("SP init: std per role, out-projections scaled by 1/sqrt(2L), norms at
   m.n_layers = 8;
   m.init_std = 0.02;
   m.embed_init_std = 1e-4;
-  nn::TransformerModel model(m);
+  nn::Model model(m);
   model.init_weights(11);
   auto stdev = [](const Tensor& t) {
     double s = 0;
@@ -120,7 +120,7 @@ TEST_CASE("SP init: std per role, out-projections scaled by 1/sqrt(2L), norms at
   REQUIRE(stdev(model.wte) == Approx(1e-4).epsilon(0.03));
   for (float v : model.ln_f->weight.to_vector<float>()) REQUIRE(v == 1.0f);
   // Same seed -> same weights; init does not depend on construction order.
-  nn::TransformerModel again(m);
+  nn::Model again(m);
   again.init_weights(11);
   REQUIRE(again.blocks[5]->mlp->w1.to_vector<float>() == model.blocks[5]->mlp->w1.to_vector<float>());
 }

@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "nn/transformer.h"
+#include "nn/model.h"
 #include "train/optimizer.h"
 
 using namespace hyscale;
@@ -32,7 +32,7 @@ TEST_CASE("parameter groups: matrices vs vectors, per-group lr and weight decay"
   m.n_kv_heads = 1;
   m.head_dim = 4;
   m.mlp_hidden = 16;
-  nn::TransformerModel model(m);
+  nn::Model model(m);
   OptimizerConfig oc;
   oc.weight_decay = 0.5;
   oc.vector_weight_decay = 0.0;

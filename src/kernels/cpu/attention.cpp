@@ -20,7 +20,7 @@ inline int64_t eff_window(int64_t window, int64_t T_) { return (window <= 0 || w
 
 template <class T>
 void attention_fwd(const T* q, const T* k, const T* v, T* out, T* lse, int64_t B, int64_t T_, int64_t H, int64_t Hk,
-                   int64_t D, double scale_d, int64_t window) {
+                   int64_t D, int64_t Dv, double scale_d, int64_t window) {
   const int64_t W = eff_window(window, T_);
   const int64_t rep = H / Hk;
   const int64_t nqb = (T_ + kBq - 1) / kBq;
@@ -28,7 +28,7 @@ void attention_fwd(const T* q, const T* k, const T* v, T* out, T* lse, int64_t B
   const T ninf = -std::numeric_limits<T>::infinity();
 #pragma omp parallel
   {
-    AlignedBuf<T> S(kBq * kBk), acc(kBq * D), m(kBq), l(kBq);
+    AlignedBuf<T> S(kBq * kBk), acc(kBq * Dv), m(kBq), l(kBq);
 #pragma omp for collapse(3) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; ++b)
       for (int64_t h = 0; h < H; ++h)
@@ -43,7 +43,7 @@ void attention_fwd(const T* q, const T* k, const T* v, T* out, T* lse, int64_t B
           for (int64_t j0 = lo - lo % kBk; j0 < i1; j0 += kBk) {
             const int64_t j1 = std::min(i1, j0 + kBk), nk = j1 - j0;
             const T* kblk = k + ((b * T_ + j0) * Hk + g) * D;
-            const T* vblk = v + ((b * T_ + j0) * Hk + g) * D;
+            const T* vblk = v + ((b * T_ + j0) * Hk + g) * Dv;
             gemm<T>(false, true, nq, nk, D, scale, qblk, H * D, kblk, Hk * D, T(0), S.data(), kBk);
             for (int64_t r = 0; r < nq; ++r) {
               const int64_t i = i0 + r;
@@ -68,17 +68,17 @@ void attention_fwd(const T* q, const T* k, const T* v, T* out, T* lse, int64_t B
               }
               l[r] = l[r] * alpha + rs;
               m[r] = mnew;
-              T* a = acc.data() + r * D;
+              T* a = acc.data() + r * Dv;
 #pragma omp simd
-              for (int64_t d = 0; d < D; ++d) a[d] *= alpha;
+              for (int64_t d = 0; d < Dv; ++d) a[d] *= alpha;
             }
-            gemm<T>(false, false, nq, D, nk, T(1), S.data(), kBk, vblk, Hk * D, T(1), acc.data(), D);
+            gemm<T>(false, false, nq, Dv, nk, T(1), S.data(), kBk, vblk, Hk * Dv, T(1), acc.data(), Dv);
           }
           for (int64_t r = 0; r < nq; ++r) {
             const int64_t i = i0 + r;
-            T* o = out + ((b * T_ + i) * H + h) * D;
+            T* o = out + ((b * T_ + i) * H + h) * Dv;
             const T inv = l[r] > 0 ? T(1) / l[r] : T(0);
-            for (int64_t d = 0; d < D; ++d) o[d] = acc[r * D + d] * inv;
+            for (int64_t d = 0; d < Dv; ++d) o[d] = acc[r * Dv + d] * inv;
             lse[(b * H + h) * T_ + i] = l[r] > 0 ? m[r] + std::log(l[r]) : ninf;
           }
         }
@@ -87,14 +87,15 @@ void attention_fwd(const T* q, const T* k, const T* v, T* out, T* lse, int64_t B
 
 template <class T>
 void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* dout, const T* lse, T* dq, T* dk, T* dv,
-                   int64_t B, int64_t T_, int64_t H, int64_t Hk, int64_t D, double scale_d, int64_t window) {
+                   int64_t B, int64_t T_, int64_t H, int64_t Hk, int64_t D, int64_t Dv, double scale_d,
+                   int64_t window) {
   const int64_t W = eff_window(window, T_);
   const int64_t rep = H / Hk;
   const int64_t nqb = (T_ + kBq - 1) / kBq;
   const T scale = static_cast<T>(scale_d);
   // Per-(b, h) dK/dV, summed over the heads of each KV group afterwards in a fixed
   // order: more parallelism than one task per KV head, and still deterministic.
-  AlignedBuf<T> dk_h(static_cast<size_t>(B * H * T_ * D)), dv_h(static_cast<size_t>(B * H * T_ * D));
+  AlignedBuf<T> dk_h(static_cast<size_t>(B * H * T_ * D)), dv_h(static_cast<size_t>(B * H * T_ * Dv));
   std::memset(dq, 0, sizeof(T) * B * T_ * H * D);
 #pragma omp parallel
   {
@@ -104,29 +105,29 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
       for (int64_t h = 0; h < H; ++h) {
         const int64_t g = h / rep;
         T* dkh = dk_h.data() + (b * H + h) * T_ * D;  // [T, D]
-        T* dvh = dv_h.data() + (b * H + h) * T_ * D;
+        T* dvh = dv_h.data() + (b * H + h) * T_ * Dv;  // [T, Dv]
         std::fill(dkh, dkh + T_ * D, T(0));
-        std::fill(dvh, dvh + T_ * D, T(0));
+        std::fill(dvh, dvh + T_ * Dv, T(0));
         for (int64_t qb = 0; qb < nqb; ++qb) {
           const int64_t i0 = qb * kBq, i1 = std::min(T_, i0 + kBq), nq = i1 - i0;
           const T* qblk = q + ((b * T_ + i0) * H + h) * D;
-          const T* doblk = dout + ((b * T_ + i0) * H + h) * D;
+          const T* doblk = dout + ((b * T_ + i0) * H + h) * Dv;
           T* dqblk = dq + ((b * T_ + i0) * H + h) * D;
           const T* lrow = lse + (b * H + h) * T_ + i0;
           for (int64_t r = 0; r < nq; ++r) {  // D_i = rowsum(dO * O)
-            const T* o = out + ((b * T_ + i0 + r) * H + h) * D;
-            const T* d_o = doblk + r * H * D;
+            const T* o = out + ((b * T_ + i0 + r) * H + h) * Dv;
+            const T* d_o = doblk + r * H * Dv;
             T s = 0;
-            for (int64_t d = 0; d < D; ++d) s += o[d] * d_o[d];
+            for (int64_t d = 0; d < Dv; ++d) s += o[d] * d_o[d];
             Drow[r] = s;
           }
           const int64_t lo = std::max<int64_t>(0, i0 - W + 1);
           for (int64_t j0 = lo - lo % kBk; j0 < i1; j0 += kBk) {
             const int64_t j1 = std::min(i1, j0 + kBk), nk = j1 - j0;
             const T* kblk = k + ((b * T_ + j0) * Hk + g) * D;
-            const T* vblk = v + ((b * T_ + j0) * Hk + g) * D;
+            const T* vblk = v + ((b * T_ + j0) * Hk + g) * Dv;
             gemm<T>(false, true, nq, nk, D, scale, qblk, H * D, kblk, Hk * D, T(0), P.data(), kBk);
-            gemm<T>(false, true, nq, nk, D, T(1), doblk, H * D, vblk, Hk * D, T(0), dP.data(), kBk);
+            gemm<T>(false, true, nq, nk, Dv, T(1), doblk, H * Dv, vblk, Hk * Dv, T(0), dP.data(), kBk);
             for (int64_t r = 0; r < nq; ++r) {
               const int64_t i = i0 + r;
               T* p = P.data() + r * kBk;
@@ -143,7 +144,7 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
               }
             }
             // dV_j += P^T dO ; dK_j += scale dS^T Q ; dQ_i += scale dS K
-            gemm<T>(true, false, nk, D, nq, T(1), P.data(), kBk, doblk, H * D, T(1), dvh + j0 * D, D);
+            gemm<T>(true, false, nk, Dv, nq, T(1), P.data(), kBk, doblk, H * Dv, T(1), dvh + j0 * Dv, Dv);
             gemm<T>(true, false, nk, D, nq, scale, dP.data(), kBk, qblk, H * D, T(1), dkh + j0 * D, D);
             gemm<T>(false, false, nq, D, nk, scale, dP.data(), kBk, kblk, Hk * D, T(1), dqblk, H * D);
           }
@@ -155,19 +156,15 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
       for (int64_t t = 0; t < T_; ++t)
         for (int64_t g = 0; g < Hk; ++g) {
           T* dkr = dk + ((b * T_ + t) * Hk + g) * D;
-          T* dvr = dv + ((b * T_ + t) * Hk + g) * D;
-          for (int64_t d = 0; d < D; ++d) {
-            dkr[d] = 0;
-            dvr[d] = 0;
-          }
+          T* dvr = dv + ((b * T_ + t) * Hk + g) * Dv;
+          for (int64_t d = 0; d < D; ++d) dkr[d] = 0;
+          for (int64_t d = 0; d < Dv; ++d) dvr[d] = 0;
           for (int64_t j = 0; j < rep; ++j) {
             const int64_t h = g * rep + j;
             const T* sk = dk_h.data() + ((b * H + h) * T_ + t) * D;
-            const T* sv = dv_h.data() + ((b * H + h) * T_ + t) * D;
-            for (int64_t d = 0; d < D; ++d) {
-              dkr[d] += sk[d];
-              dvr[d] += sv[d];
-            }
+            const T* sv = dv_h.data() + ((b * H + h) * T_ + t) * Dv;
+            for (int64_t d = 0; d < D; ++d) dkr[d] += sk[d];
+            for (int64_t d = 0; d < Dv; ++d) dvr[d] += sv[d];
           }
         }
   }
@@ -175,9 +172,9 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
 
 #define HS_INST(T)                                                                                              \
   template void attention_fwd<T>(const T*, const T*, const T*, T*, T*, int64_t, int64_t, int64_t, int64_t,      \
-                                 int64_t, double, int64_t);                                                     \
+                                 int64_t, int64_t, double, int64_t);                                            \
   template void attention_bwd<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, int64_t, \
-                                 int64_t, int64_t, int64_t, int64_t, double, int64_t);
+                                 int64_t, int64_t, int64_t, int64_t, int64_t, double, int64_t);
 HS_INST(float)
 HS_INST(double)
 #undef HS_INST

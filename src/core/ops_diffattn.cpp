@@ -1,0 +1,92 @@
+// Autograd ops of differential attention's scalar lambda and the a1 - lambda a2 combination.
+#include "core/ops.h"
+#include "core/ops_util.h"
+#include "kernels/diff_attn.h"
+
+namespace hyscale::ops {
+
+namespace kc = hyscale::kernels::cpu;
+using namespace detail;
+
+namespace {
+struct DiffLambdaNode : Node {
+  Tensor lq1, lk1, lq2, lk2;
+  std::vector<Tensor> backward(const Tensor& g) override {
+    const double gv = g.item();
+    std::vector<Tensor> out(4);
+    for (auto& t : out) t = Tensor::empty(lq1.shape(), lq1.dtype());
+    dispatch(lq1.dtype(), [&](auto z) {
+      using T = decltype(z);
+      kc::diff_lambda_bwd<T>(HS_PTR(lq1), HS_PTR(lk1), HS_PTR(lq2), HS_PTR(lk2), lq1.numel(), static_cast<T>(gv),
+                             HS_PTR(out[0]), HS_PTR(out[1]), HS_PTR(out[2]), HS_PTR(out[3]));
+    });
+    return out;
+  }
+  void release() override { lq1 = lk1 = lq2 = lk2 = Tensor(); }
+  const char* name() const override { return "diff_lambda"; }
+};
+
+struct DiffCombineNode : Node {
+  Tensor a2;
+  double lambda;
+  std::vector<Tensor> backward(const Tensor& g_in) override {
+    Tensor g = g_in.contiguous();
+    Tensor da1 = Tensor::empty(a2.shape(), a2.dtype()), da2 = Tensor::empty(a2.shape(), a2.dtype()),
+           dl = Tensor::empty({}, a2.dtype());
+    dispatch(a2.dtype(), [&](auto z) {
+      using T = decltype(z);
+      kc::diff_combine_bwd<T>(HS_PTR(a2), HS_PTR(g), static_cast<T>(lambda), HS_PTR(da1), HS_PTR(da2), HS_PTR(dl),
+                              a2.numel());
+    });
+    return {da1, da2, dl};
+  }
+  void release() override { a2 = Tensor(); }
+  const char* name() const override { return "diff_combine"; }
+};
+}  // namespace
+
+Tensor diff_lambda(const Tensor& q1_in, const Tensor& k1_in, const Tensor& q2_in, const Tensor& k2_in,
+                   double lambda_init) {
+  const char* op = "diff_lambda";
+  Tensor q1 = prep(op, q1_in, "lambda_q1"), k1 = prep(op, k1_in, "lambda_k1"), q2 = prep(op, q2_in, "lambda_q2"),
+         k2 = prep(op, k2_in, "lambda_k2");
+  for (const Tensor* t : {&k1, &q2, &k2}) {
+    same_dtype(op, q1, *t);
+    HS_CHECK(t->shape() == q1.shape() && q1.dim() == 1, op, ": the four lambda vectors must be [d], got ",
+             shape_str(q1.shape()), " and ", shape_str(t->shape()));
+  }
+  Tensor out = Tensor::empty({}, q1.dtype());
+  dispatch(q1.dtype(), [&](auto z) {
+    using T = decltype(z);
+    HS_PTR(out)[0] = kc::diff_lambda_fwd<T>(HS_PTR(q1), HS_PTR(k1), HS_PTR(q2), HS_PTR(k2), q1.numel(), lambda_init);
+  });
+  if (!any_requires_grad({&q1, &k1, &q2, &k2})) return out;
+  auto node = std::make_shared<DiffLambdaNode>();
+  node->lq1 = q1.detach();
+  node->lk1 = k1.detach();
+  node->lq2 = q2.detach();
+  node->lk2 = k2.detach();
+  return record(out, node, {&q1, &k1, &q2, &k2});
+}
+
+Tensor diff_combine(const Tensor& a1_in, const Tensor& a2_in, const Tensor& lambda_in) {
+  const char* op = "diff_combine";
+  Tensor a1 = prep(op, a1_in, "a1"), a2 = prep(op, a2_in, "a2"), lam = prep(op, lambda_in, "lambda");
+  same_dtype(op, a1, a2);
+  same_dtype(op, a1, lam);
+  HS_CHECK(a1.shape() == a2.shape(), op, ": a1 ", shape_str(a1.shape()), " and a2 ", shape_str(a2.shape()), " differ");
+  HS_CHECK(lam.numel() == 1, op, ": lambda must be a scalar, got ", shape_str(lam.shape()));
+  const double lv = lam.item();
+  Tensor out = Tensor::empty(a1.shape(), a1.dtype());
+  dispatch(a1.dtype(), [&](auto z) {
+    using T = decltype(z);
+    kc::diff_combine_fwd<T>(HS_PTR(a1), HS_PTR(a2), static_cast<T>(lv), HS_PTR(out), a1.numel());
+  });
+  if (!any_requires_grad({&a1, &a2, &lam})) return out;
+  auto node = std::make_shared<DiffCombineNode>();
+  node->a2 = a2.detach();
+  node->lambda = lv;
+  return record(out, node, {&a1, &a2, &lam});
+}
+
+}  // namespace hyscale::ops

@@ -1,0 +1,45 @@
+// Mamba-1 mixer and the Gated Memory Unit (SPEC §2, §3).
+//
+// Mamba, for u = Norm1(x) [B, T, D], d_inner = expand * D:
+//   [x; z] = in_proj u                     in_proj  [2 d_inner, D]
+//   x~ = silu(conv1d(x) + b)               conv1d.weight [d_inner, d_conv], conv1d.bias [d_inner]
+//   [delta_r; B; C] = x_proj x~            x_proj   [dt_rank + 2 N, d_inner]
+//   delta = dt_proj delta_r                dt_proj  [d_inner, dt_rank] (+ dt_bias, softplus in the scan)
+//   y = scan(x~, delta, A = -exp(A_log), B, C) + D x~     A_log [d_inner, N], D [d_inner]
+//   out = out_proj (y * silu(z))           out_proj [D, d_inner]
+// y (before the gate and out_proj) is the GMU memory m (SPEC §1.5).
+//
+// GMU: out = out_proj (silu(in_proj x) * m), in_proj [d_mem, D], out_proj [D, d_mem], no biases.
+#pragma once
+#include "nn/module.h"
+
+namespace hyscale::nn {
+
+struct MambaConfig {
+  int64_t dim = 0, d_state = 16, d_conv = 4, expand = 2, dt_rank = 0;  // dt_rank 0 = ceil(dim / 16)
+  int64_t scan_chunk = 128;
+  DType dtype = DType::f32;
+};
+
+class Mamba : public Module {
+ public:
+  explicit Mamba(const MambaConfig& cfg);
+  // x [B, T, D] -> [B, T, D]; when memory_out is given it receives y [B, T, d_inner].
+  Tensor forward(const Tensor& x, Tensor* memory_out = nullptr) const;
+  int64_t d_inner() const { return d_inner_; }
+  const MambaConfig& config() const { return cfg_; }
+  Tensor in_proj, conv_w, conv_b, x_proj, dt_proj, dt_bias, A_log, D, out_proj;
+
+ private:
+  MambaConfig cfg_;
+  int64_t d_inner_, dt_rank_;
+};
+
+class GMU : public Module {
+ public:
+  GMU(int64_t dim, int64_t d_mem, DType dtype = DType::f32);
+  Tensor forward(const Tensor& x, const Tensor& memory) const;  // x [B, T, D], memory [B, T, d_mem]
+  Tensor in_proj, out_proj;
+};
+
+}  // namespace hyscale::nn

@@ -1,0 +1,114 @@
+// The language models: token embedding -> L pre-norm blocks -> final RMSNorm -> logit
+// multiplier -> LM head (tied or untied). Every block is
+//   x = x + r * Mixer(Norm1(x));  x = x + r * MLP(Norm2(x))        (SPEC §1.1)
+// with an MLP in every layer; the mixer is chosen by the layer's role (SPEC §1.3):
+//   A   full causal self-attention          S   sliding-window self-attention (window W)
+//   M   Mamba-1                              M*  Mamba-1 that exports the GMU memory
+//   F   full attention whose K, V become the shared KV (YOCO)
+//   G   GMU reading the memory of M*         X   cross-attention over the shared KV
+// An architecture (model.arch) is a rule for the roles of layers 0..L-1; model.pattern gives
+// them explicitly, e.g. "MSMSM*FGX" (SambaY, L = 8). The residual stream is fp32.
+//
+// Parameter names: wte, blocks.{i}.norm1.weight, blocks.{i}.{attn|mamba|gmu}.<...>,
+// blocks.{i}.norm2.weight, blocks.{i}.mlp.{w1,w3}, ln_f.weight, lm_head (absent when tied).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/layers.h"
+#include "nn/mamba.h"
+
+namespace hyscale::nn {
+
+enum class Role { Attn, SWA, Mamba, MambaMem, SharedKV, GMU, Cross };
+const char* role_code(Role r);  // "A", "S", "M", "M*", "F", "G", "X"
+
+struct ModelConfig {
+  std::string arch = "transformer";  // transformer | transformerls | samba | sambayoco | sambay | sambayda | swayoco
+  std::string pattern;               // explicit layer roles (overrides arch's layout); "" = from arch
+  int64_t vocab_size = 0;            // padded vocabulary (a multiple of 64)
+  int64_t n_layers = 0, d_model = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, mlp_hidden = 0;
+  int64_t window = 0;                // SWA window (visible keys incl. self); 0 = arch default
+  std::string rope = "auto";         // auto (per arch, SPEC §1.2) | on | off
+  std::string diff_attn = "auto";    // auto (on for sambayda) | on | off
+  int64_t d_state = 16, d_conv = 4, expand = 2, dt_rank = 0;  // Mamba-1; dt_rank 0 = ceil(D/16)
+  int64_t scan_chunk = 128;          // selective-scan steps between saved states
+  bool tie_embeddings = false;
+  double rope_base = 1e4;
+  double norm_eps = 1e-5;
+  double residual_mult = 1.0;  // r: multiplies every mixer/MLP output (1/sqrt(2L) under muP++)
+  double logit_mult = 1.0;     // multiplies ln_f(x) before the LM head
+  double attn_scale = 0;       // 0 = 1/sqrt(head_dim)
+  // Standard-parametrisation init (SPEC §6.2 "SP"):
+  double init_std = 0.02;         // every linear weight ~ N(0, init_std^2)
+  double embed_init_std = 1e-4;   // untied embedding (tied: init_std)
+  bool scale_out_proj_init = true;  // out-projections (attn.proj, mlp.w3, mamba/gmu out_proj) / sqrt(2L)
+  // Parameter dtype: f32 for training; f64 only for whole-model gradient checks (not a config key).
+  DType param_dtype = DType::f32;
+};
+
+// Layer roles of a config (from model.pattern, else from model.arch); throws on unsupported depths.
+std::vector<Role> layer_roles(const ModelConfig& cfg);
+// Parses a pattern string ("MSMSM*FGX"); throws naming the offending character.
+std::vector<Role> parse_pattern(const std::string& pattern);
+// Effective settings of an architecture.
+int64_t effective_window(const ModelConfig& cfg);
+bool effective_rope(const ModelConfig& cfg);
+bool effective_diff(const ModelConfig& cfg);
+
+// State threaded through the blocks of one forward pass: the GMU memory and the shared KV.
+struct BlockState {
+  Tensor memory, k, v;
+};
+
+class Block : public Module {
+ public:
+  Block(const ModelConfig& cfg, Role role, int64_t index);
+  Tensor forward(const Tensor& x, BlockState& st) const;
+  Role role() const { return role_; }
+  std::shared_ptr<RMSNorm> norm1, norm2;
+  std::shared_ptr<Attention> attn;
+  std::shared_ptr<Mamba> mamba;
+  std::shared_ptr<GMU> gmu;
+  std::shared_ptr<SwiGLUMLP> mlp;
+
+ private:
+  Role role_;
+  double r_;
+};
+
+class Model : public Module {
+ public:
+  explicit Model(const ModelConfig& cfg);
+  const ModelConfig& config() const { return cfg_; }
+  const std::vector<Role>& roles() const { return roles_; }
+
+  // Initialise every parameter from `seed` (deterministic, order-independent; SPEC §2, §3, §6.2).
+  void init_weights(uint64_t seed);
+  // ids int32 [B, T] -> logits [B*T, V]
+  Tensor forward(const Tensor& ids) const;
+  // Mean cross-entropy of next-token prediction: ids, targets int32 [B, T].
+  Tensor loss(const Tensor& ids, const Tensor& targets) const;
+
+  // Counts: matrices outside the embedding/LM head (SPEC §6.5's N), embedding parameters,
+  // vectors (norms, biases, A_log, D, conv, lambdas), and training FLOPs per token at length T.
+  int64_t non_embedding_params() const;
+  int64_t embedding_params() const;
+  int64_t vector_params() const;
+  double train_flops_per_token(int64_t seq_len) const;
+  std::vector<std::string> layer_summary() const;
+
+  Tensor wte, lm_head;
+  std::shared_ptr<RMSNorm> ln_f;
+  std::vector<std::shared_ptr<Block>> blocks;
+
+ private:
+  ModelConfig cfg_;
+  std::vector<Role> roles_;
+};
+
+// Validates a model config; throws hyscale::Error naming the model.* key.
+void validate_model_config(const ModelConfig& cfg);
+
+}  // namespace hyscale::nn
