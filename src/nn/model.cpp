@@ -288,10 +288,40 @@ int64_t Model::non_embedding_params() const {
 
 int64_t Model::vector_params() const { return num_parameters() - non_embedding_params() - embedding_params(); }
 
-double Model::train_flops_per_token(int64_t T) const {
-  const auto& c = cfg_;
+double Model::train_flops_per_token(int64_t T) const { return nn::train_flops_per_token(cfg_, T); }
+std::vector<std::string> Model::layer_summary() const { return nn::layer_summary(cfg_); }
+
+ParamCounts count_parameters(const ModelConfig& c) {
+  ParamCounts pc;
+  const int64_t D = c.d_model, I = c.mlp_hidden, H = c.n_heads, Hk = c.n_kv_heads, hd = c.head_dim;
+  const int64_t di = c.expand * D, R = c.dt_rank > 0 ? c.dt_rank : (D + 15) / 16, N = c.d_state;
+  const bool da = effective_diff(c);
+  pc.embedding = c.vocab_size * D * (c.tie_embeddings ? 1 : 2);
+  pc.vectors = D;  // ln_f
+  for (Role r : layer_roles(c)) {
+    pc.matrices += 3 * D * I;
+    pc.vectors += 2 * D;
+    switch (r) {
+      case Role::Attn:
+      case Role::SWA:
+      case Role::SharedKV: pc.matrices += D * (H + 2 * Hk) * hd + H * hd * D; break;
+      case Role::Cross: pc.matrices += 2 * D * H * hd; break;
+      case Role::Mamba:
+      case Role::MambaMem:
+        pc.matrices += 2 * di * D + (R + 2 * N) * di + di * R + D * di;
+        pc.vectors += di * c.d_conv + di + di + di * N + di;
+        break;
+      case Role::GMU: pc.matrices += 2 * D * di; break;
+    }
+    if (da && r != Role::Mamba && r != Role::MambaMem && r != Role::GMU) pc.vectors += 6 * hd;
+  }
+  return pc;
+}
+
+double train_flops_per_token(const ModelConfig& c, int64_t T) {
+  const auto roles_ = layer_roles(c);
   // Matmuls: 2 FLOPs per multiply-add, x3 for forward + backward, incl. the LM head.
-  double f = 6.0 * static_cast<double>(non_embedding_params() + c.vocab_size * c.d_model);
+  double f = 6.0 * static_cast<double>(count_parameters(c).matrices + c.vocab_size * c.d_model);
   const double Td = static_cast<double>(T);
   auto mean_visible = [&](int64_t W) {  // mean number of keys a query sees
     if (W <= 0 || W >= T) return (Td + 1.0) / 2.0;
@@ -319,9 +349,9 @@ double Model::train_flops_per_token(int64_t T) const {
   return f;
 }
 
-std::vector<std::string> Model::layer_summary() const {
+std::vector<std::string> layer_summary(const ModelConfig& c) {
+  const auto roles_ = layer_roles(c);
   std::vector<std::string> out;
-  const auto& c = cfg_;
   const std::string pos = effective_rope(c) ? "RoPE" : "NoPE";
   const std::string da = effective_diff(c) ? ", differential" : "";
   const std::string heads = "H=" + std::to_string(c.n_heads) + ", Hkv=" + std::to_string(c.n_kv_heads) +

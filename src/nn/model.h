@@ -108,6 +108,24 @@ class Model : public Module {
   std::vector<Role> roles_;
 };
 
+// Exact parameter counts from the config alone (no allocation), per layer:
+//   matrices  MLP 3 D I;  self-attention D (H + 2 Hk) hd + H hd D;  cross-attention 2 D H hd;
+//             Mamba 2 di D + (R + 2N) di + di R + D di;  GMU 2 D d_mem
+//             (di = d_mem = expand D, R = dt_rank, N = d_state)
+//   vectors   norms 2 D (+ D for ln_f);  Mamba conv di K + conv bias di + dt_bias di + A_log di N + D di;
+//             differential attention 4 hd (lambdas) + 2 hd (subln) per attention layer
+//   embedding V D (x2 untied).
+// `matrices` is SPEC §6.5's N (non-embedding matrix parameters, every projection included).
+struct ParamCounts {
+  int64_t embedding = 0, matrices = 0, vectors = 0;
+  int64_t total() const { return embedding + matrices + vectors; }
+};
+ParamCounts count_parameters(const ModelConfig& cfg);
+// Training FLOPs per token at sequence length T: 6 x (matrices + LM head) + attention over
+// the visible (query, key) pairs (causal / window / cross) + scan and conv, x3 for training.
+double train_flops_per_token(const ModelConfig& cfg, int64_t T);
+std::vector<std::string> layer_summary(const ModelConfig& cfg);
+
 // Validates a model config; throws hyscale::Error naming the model.* key.
 void validate_model_config(const ModelConfig& cfg);
 

@@ -11,29 +11,33 @@
 namespace hyscale::train {
 
 std::string model_info(const RunConfig& cfg) {
-  nn::Model model(cfg.model);
+  // Everything here is computed from the config: no weights are allocated, so paper-size
+  // models (billions of parameters) can be inspected on a laptop.
+  nn::validate_model_config(cfg.model);
   const auto& m = cfg.model;
+  const auto pc = nn::count_parameters(m);
   std::ostringstream os;
-  os << "model: " << m.arch << "  L=" << m.n_layers << "  D=" << m.d_model << "  heads=" << m.n_heads
-     << "  kv_heads=" << m.n_kv_heads << "  head_dim=" << m.head_dim << "  mlp_hidden=" << m.mlp_hidden
-     << "  vocab=" << m.vocab_size << "  tied=" << (m.tie_embeddings ? "yes" : "no") << "\n";
+  os << "model: " << m.arch << (m.pattern.empty() ? "" : " pattern " + m.pattern) << "  L=" << m.n_layers
+     << "  D=" << m.d_model << "  heads=" << m.n_heads << "  kv_heads=" << m.n_kv_heads << "  head_dim=" << m.head_dim
+     << "  mlp_hidden=" << m.mlp_hidden << "  vocab=" << m.vocab_size << "  tied=" << (m.tie_embeddings ? "yes" : "no")
+     << "\n";
+  std::string roles;
+  for (auto r : nn::layer_roles(m)) roles += nn::role_code(r);
+  os << "layer roles: " << roles << "\n";
   os << "layers:\n  wte: embedding [" << m.vocab_size << ", " << m.d_model << "]\n";
-  for (auto& s : model.layer_summary()) os << "  " << s << "\n";
+  for (auto& s : nn::layer_summary(m)) os << "  " << s << "\n";
   os << "  ln_f: RMSNorm\n  lm_head: " << (m.tie_embeddings ? "tied to wte" : "linear") << "\n";
-  os << "parameters:\n";
-  int64_t total = 0;
-  for (auto& [name, t] : model.named_parameters()) total += t.numel();
-  char buf[256];
-  std::snprintf(buf, sizeof buf, "  total %lld | embedding %lld | non-embedding (matrices) %lld\n",
-                static_cast<long long>(total), static_cast<long long>(model.embedding_params()),
-                static_cast<long long>(model.non_embedding_params()));
+  char buf[320];
+  std::snprintf(buf, sizeof buf,
+                "parameters: total %lld | embedding %lld | non-embedding matrices %lld | vectors %lld\n",
+                static_cast<long long>(pc.total()), static_cast<long long>(pc.embedding),
+                static_cast<long long>(pc.matrices), static_cast<long long>(pc.vectors));
   os << buf;
   const int64_t T = cfg.training.seq_len;
-  const double ntrans = static_cast<double>(model.non_embedding_params());
   std::snprintf(buf, sizeof buf,
-                "training FLOPs per token at seq_len %lld: %.4g (matmuls + causal attention) | 6*N_non_embedding = "
-                "%.4g\n",
-                static_cast<long long>(T), model.train_flops_per_token(T), 6.0 * ntrans);
+                "training FLOPs per token at seq_len %lld: %.4g (matmuls + attention over visible pairs + scan) | "
+                "6 * non-embedding matrices = %.4g\n",
+                static_cast<long long>(T), nn::train_flops_per_token(m, T), 6.0 * static_cast<double>(pc.matrices));
   os << buf;
   return os.str();
 }

@@ -59,6 +59,25 @@ TEST_CASE("a 30-step run: loss falls, val loss logged, run directory complete", 
   REQUIRE(back.model.mlp_hidden == 4 * 48);
 }
 
+TEST_CASE("every architecture trains: 30 steps, loss falls", "[e2e][arch]") {
+  TempDir tmp;
+  auto data = prepare_corpus(tmp);
+  for (std::string arch : {"transformerls", "samba", "sambayoco", "sambay", "sambayda", "swayoco"}) {
+    INFO("arch " << arch);
+    auto cfg = tiny_config(data, (tmp / "runs"), arch);
+    cfg.model.arch = arch;
+    cfg.model.n_layers = 8;
+    cfg.model.window = 16;
+    cfg.logging.eval_interval = 0;
+    auto res = train::run_training(cfg, "");
+    const double first = (res.step_losses[0] + res.step_losses[1] + res.step_losses[2]) / 3;
+    const double last = (res.step_losses[27] + res.step_losses[28] + res.step_losses[29]) / 3;
+    INFO("first " << first << " last " << last);
+    REQUIRE(last < first - 1.0);
+    REQUIRE(std::isfinite(res.final_val_loss));
+  }
+}
+
 TEST_CASE("resume reproduces the uninterrupted run bit for bit", "[e2e][resume]") {
   TempDir tmp;
   auto data = prepare_corpus(tmp);
