@@ -15,3 +15,13 @@ void causal_conv1d_bwd(const T* x, const T* w, const T* dy, T* dx, T* dw, T* dbi
                        int64_t K);
 
 }  // namespace hyscale::kernels::cpu
+
+namespace hyscale::kernels::cpu {
+
+// One decoding step: y[b,c] = bias[c] + sum_{k<K-1} w[c,k] state[b,k,c] + w[c,K-1] x[b,c];
+// then the state window shifts by one (state holds the last K-1 inputs, oldest first).
+// Layouts: x, y [B, C]; state [B, K-1, C].
+template <class T>
+void causal_conv1d_step(const T* x, const T* w, const T* bias, T* state, T* y, int64_t B, int64_t C, int64_t K);
+
+}  // namespace hyscale::kernels::cpu

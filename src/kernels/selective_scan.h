@@ -31,3 +31,13 @@ void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm,
                         T* dD, T* ddt_bias, int64_t B, int64_t T_, int64_t Dc, int64_t N, int64_t chunk);
 
 }  // namespace hyscale::kernels::cpu
+
+namespace hyscale::kernels::cpu {
+
+// One decoding step of the scan for every channel, updating the state in place.
+// Layouts: u, delta, y [B, Dc]; Bm, Cm [B, N]; h [B, Dc, N] (the state after the previous step).
+template <class T>
+void selective_scan_step(const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, const T* D,
+                         const T* dt_bias, T* h, T* y, int64_t B, int64_t Dc, int64_t N);
+
+}  // namespace hyscale::kernels::cpu

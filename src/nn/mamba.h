@@ -26,6 +26,9 @@ class Mamba : public Module {
   explicit Mamba(const MambaConfig& cfg);
   // x [B, T, D] -> [B, T, D]; when memory_out is given it receives y [B, T, d_inner].
   Tensor forward(const Tensor& x, Tensor* memory_out = nullptr) const;
+  // One decoding step, x [B, 1, D]; conv_state [B, d_conv - 1, d_inner] and ssm_state
+  // [B, d_inner, N] are updated in place.
+  Tensor step(const Tensor& x, Tensor& conv_state, Tensor& ssm_state, Tensor* memory_out = nullptr) const;
   int64_t d_inner() const { return d_inner_; }
   const MambaConfig& config() const { return cfg_; }
   Tensor in_proj, conv_w, conv_b, x_proj, dt_proj, dt_bias, A_log, D, out_proj;

@@ -62,10 +62,29 @@ struct BlockState {
   Tensor memory, k, v;
 };
 
+// Step-wise decoding state. Per layer, only what the architecture needs: full attention (A, F)
+// keeps a KV cache of max_len positions, sliding-window layers (S) a ring buffer of W entries,
+// cross-attention layers (X) nothing (they read the F layer's cache: the shared KV), Mamba
+// layers (M, M*) their conv window [B, d_conv - 1, d_inner] and SSM state [B, d_inner, N],
+// GMU layers nothing (they read the M* output of the same step).
+struct LayerCache {
+  Tensor k, v;  // [B, cap, Hk, hd]
+  int64_t cap = 0;
+  Tensor conv, ssm;
+};
+struct DecodeState {
+  int64_t batch = 0, pos = 0, max_len = 0;
+  std::vector<LayerCache> layers;
+  int64_t bytes() const;  // state memory, all layers, whole batch
+};
+
 class Block : public Module {
  public:
   Block(const ModelConfig& cfg, Role role, int64_t index);
   Tensor forward(const Tensor& x, BlockState& st) const;
+  // One decoding step: x [B, 1, D]; `shared` is the F layer's cache (for X), `memory` the M*
+  // output of this step (written by M*, read by G).
+  Tensor step(const Tensor& x, LayerCache& cache, const LayerCache* shared, Tensor& memory, int64_t pos) const;
   Role role() const { return role_; }
   std::shared_ptr<RMSNorm> norm1, norm2;
   std::shared_ptr<Attention> attn;
@@ -90,6 +109,12 @@ class Model : public Module {
   Tensor forward(const Tensor& ids) const;
   // Mean cross-entropy of next-token prediction: ids, targets int32 [B, T].
   Tensor loss(const Tensor& ids, const Tensor& targets) const;
+
+  // Step-wise decoding: a fresh state for `batch` sequences of up to max_len tokens, and one
+  // step (ids int32 [B], the tokens at position st.pos) -> logits [B, V]. Feeding a sequence
+  // token by token gives the parallel forward's logits.
+  DecodeState init_decode(int64_t batch, int64_t max_len) const;
+  Tensor step(const Tensor& ids, DecodeState& st) const;
 
   // Counts: matrices outside the embedding/LM head (SPEC §6.5's N), embedding parameters,
   // vectors (norms, biases, A_log, D, conv, lambdas), and training FLOPs per token at length T.

@@ -1,5 +1,4 @@
-// Sampling from a trained checkpoint. Each new token re-runs the forward over the
-// last seq_len tokens (no KV cache yet: constant-state decoding is its own work).
+// Sampling from a trained checkpoint with step-wise decoding (nn/decode.cpp).
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -72,20 +71,20 @@ std::string generate(const GenerateOptions& opt) {
   Rng rng(opt.seed);
   std::vector<int32_t> out;
   NoGrad ng;
-  const int64_t T = cfg.training.seq_len;
+  // Step-wise decoding with per-architecture state (KV caches only where needed, SWA ring
+  // buffers, Mamba states): the prompt is fed token by token, then one token per step.
   const int64_t real_vocab = data::ByteTokenizer::kRawVocab;
+  auto st = model->init_decode(1, static_cast<int64_t>(ctx.size()) + opt.max_new);
+  Tensor logits;
+  for (int32_t t : ctx) logits = model->step(Tensor::from_vector<int32_t>({t}, {1}), st);
   for (int64_t i = 0; i < opt.max_new; ++i) {
-    const int64_t n = std::min<int64_t>(static_cast<int64_t>(ctx.size()), T);
-    std::vector<int32_t> window(ctx.end() - n, ctx.end());
-    Tensor ids = Tensor::from_vector(window, {1, n});
-    Tensor logits = model->forward(ids);  // [n, V]
-    const float* last = logits.data<float>() + (n - 1) * logits.size(1);
+    const float* last = logits.data<float>();
     std::vector<double> l(last, last + real_vocab);
     l[tok.bos_id()] = -INFINITY;  // BOS never occurs mid-stream
     const int32_t next = sample_token(std::move(l), opt, rng);
     if (next == tok.eos_id()) break;
-    ctx.push_back(next);
     out.push_back(next);
+    if (i + 1 < opt.max_new) logits = model->step(Tensor::from_vector<int32_t>({next}, {1}), st);
   }
   return tok.decode(out.data(), out.size());
 }

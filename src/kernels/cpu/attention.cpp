@@ -180,3 +180,43 @@ HS_INST(double)
 #undef HS_INST
 
 }  // namespace hyscale::kernels::cpu
+
+namespace hyscale::kernels::cpu {
+
+template <class T>
+void attention_decode(const T* q, const T* kc, const T* vc, T* out, int64_t B, int64_t H, int64_t Hk, int64_t D,
+                      int64_t Dv, int64_t cap, int64_t n_valid, double scale_d) {
+  const int64_t rep = H / Hk;
+  const T scale = static_cast<T>(scale_d);
+#pragma omp parallel for collapse(2) schedule(static) if (B * H * n_valid * D > 65536)
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t g = h / rep;
+      const T* qh = q + (b * H + h) * D;
+      std::vector<T> s(static_cast<size_t>(n_valid));
+      T mx = -std::numeric_limits<T>::infinity();
+      for (int64_t j = 0; j < n_valid; ++j) {
+        const T* kj = kc + ((b * cap + j) * Hk + g) * D;
+        T d = 0;
+        for (int64_t c = 0; c < D; ++c) d += qh[c] * kj[c];
+        s[j] = d * scale;
+        mx = std::max(mx, s[j]);
+      }
+      T z = 0;
+      for (int64_t j = 0; j < n_valid; ++j) z += (s[j] = kexp<T>(s[j] - mx));
+      T* o = out + (b * H + h) * Dv;
+      for (int64_t c = 0; c < Dv; ++c) o[c] = 0;
+      for (int64_t j = 0; j < n_valid; ++j) {
+        const T p = s[j] / z;
+        const T* vj = vc + ((b * cap + j) * Hk + g) * Dv;
+        for (int64_t c = 0; c < Dv; ++c) o[c] += p * vj[c];
+      }
+    }
+}
+
+template void attention_decode<float>(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t,
+                                      int64_t, int64_t, int64_t, int64_t, double);
+template void attention_decode<double>(const double*, const double*, const double*, double*, int64_t, int64_t,
+                                       int64_t, int64_t, int64_t, int64_t, int64_t, double);
+
+}  // namespace hyscale::kernels::cpu

@@ -83,3 +83,28 @@ template void causal_conv1d_bwd<double>(const double*, const double*, const doub
                                         int64_t, int64_t, int64_t, int64_t);
 
 }  // namespace hyscale::kernels::cpu
+
+namespace hyscale::kernels::cpu {
+
+template <class T>
+void causal_conv1d_step(const T* x, const T* w, const T* bias, T* state, T* y, int64_t B, int64_t C, int64_t K) {
+  for (int64_t b = 0; b < B; ++b) {
+    T* st = state + b * (K - 1) * C;
+    for (int64_t c = 0; c < C; ++c) {
+      // Same accumulation order as causal_conv1d_fwd: bias, then k = 0 .. K-1.
+      T acc = bias[c];
+      for (int64_t k = 0; k < K - 1; ++k) acc += w[c * K + k] * st[k * C + c];
+      acc += w[c * K + K - 1] * x[b * C + c];
+      y[b * C + c] = acc;
+      for (int64_t k = 0; k + 1 < K - 1; ++k) st[k * C + c] = st[(k + 1) * C + c];
+      if (K > 1) st[(K - 2) * C + c] = x[b * C + c];
+    }
+  }
+}
+
+template void causal_conv1d_step<float>(const float*, const float*, const float*, float*, float*, int64_t, int64_t,
+                                        int64_t);
+template void causal_conv1d_step<double>(const double*, const double*, const double*, double*, double*, int64_t,
+                                         int64_t, int64_t);
+
+}  // namespace hyscale::kernels::cpu

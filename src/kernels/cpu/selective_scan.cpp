@@ -193,3 +193,36 @@ HS_INST(double)
 #undef HS_INST
 
 }  // namespace hyscale::kernels::cpu
+
+namespace hyscale::kernels::cpu {
+
+template <class T>
+void selective_scan_step(const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, const T* D,
+                         const T* dt_bias, T* h, T* y, int64_t B, int64_t Dc, int64_t N) {
+#pragma omp parallel for collapse(2) schedule(static) if (B * Dc * N > 65536)
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t c = 0; c < Dc; ++c) {
+      // Same expression order as selective_scan_fwd, so step-wise decoding reproduces it.
+      const T dt = softplus(delta[b * Dc + c] + dt_bias[c]);
+      const T uv = u[b * Dc + c];
+      const T dtu = dt * uv;
+      const T* Bt = Bm + b * N;
+      const T* Ct = Cm + b * N;
+      T* hc = h + (b * Dc + c) * N;
+      T acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t n = 0; n < N; ++n) {
+        const T A = -std::exp(A_log[c * N + n]);
+        hc[n] = kexp<T>(dt * A) * hc[n] + dtu * Bt[n];
+        acc += Ct[n] * hc[n];
+      }
+      y[b * Dc + c] = acc + D[c] * uv;
+    }
+}
+
+template void selective_scan_step<float>(const float*, const float*, const float*, const float*, const float*,
+                                         const float*, const float*, float*, float*, int64_t, int64_t, int64_t);
+template void selective_scan_step<double>(const double*, const double*, const double*, const double*, const double*,
+                                          const double*, const double*, double*, double*, int64_t, int64_t, int64_t);
+
+}  // namespace hyscale::kernels::cpu

@@ -1,0 +1,183 @@
+// Step-wise decoding of every architecture (attention KV caches and ring buffers, Mamba conv
+// and SSM states, the shared KV and the per-step GMU memory). All under NoGrad.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/ops.h"
+#include "kernels/attention.h"
+#include "kernels/conv1d.h"
+#include "kernels/selective_scan.h"
+#include "nn/model.h"
+
+namespace hyscale::nn {
+
+namespace kc = hyscale::kernels::cpu;
+
+namespace {
+// Calls fn(T{}) for the tensor's dtype (f32 or f64).
+template <class F> void by_dtype(DType t, F&& fn) {
+  HS_CHECK(t == DType::f32 || t == DType::f64, "decode: parameters must be f32 or f64, got ", dtype_name(t));
+  if (t == DType::f32)
+    fn(float{});
+  else
+    fn(double{});
+}
+}  // namespace
+
+// ---------------------------------------------------------------- attention
+Tensor Attention::attend_cache(const Tensor& q, const Tensor& kc_, const Tensor& vc_, int64_t n_valid) const {
+  const int64_t B = q.size(0), H = cfg_.n_heads, Hk = cfg_.n_kv_heads, hd = cfg_.head_dim, cap = kc_.size(1);
+  auto decode = [&](const Tensor& qq, const Tensor& kk, const Tensor& vv, int64_t Hq, int64_t Hkv, int64_t Dv) {
+    Tensor qc = qq.contiguous(), kcc = kk.contiguous(), vcc = vv.contiguous();
+    Tensor out = Tensor::empty({B, Hq, Dv}, q.dtype());
+    by_dtype(q.dtype(), [&](auto z) {
+      using T = decltype(z);
+      kc::attention_decode<T>(qc.data<T>(), kcc.data<T>(), vcc.data<T>(), out.data<T>(), B, Hq, Hkv, hd, Dv, cap,
+                              n_valid, cfg_.scale);
+    });
+    return out;
+  };
+  if (!cfg_.diff) return decode(q.reshape({B, H, hd}), kc_, vc_, H, Hk, hd).reshape({B, 1, H * hd});
+  // Differential attention: the pairing of `attend`, on the cache.
+  Tensor qq = q.reshape({B, H / 2, 2 * hd});
+  Tensor kk = kc_.reshape({B, cap, Hk / 2, 2 * hd}), v12 = vc_.reshape({B, cap, Hk / 2, 2 * hd});
+  Tensor a1 = decode(qq.slice(2, 0, hd), kk.slice(3, 0, hd), v12, H / 2, Hk / 2, 2 * hd);
+  Tensor a2 = decode(qq.slice(2, hd, 2 * hd), kk.slice(3, hd, 2 * hd), v12, H / 2, Hk / 2, 2 * hd);
+  const double li = lambda_init();
+  Tensor lam = ops::diff_lambda(lambda_q1, lambda_k1, lambda_q2, lambda_k2, li);
+  Tensor o = ops::rmsnorm(ops::diff_combine(a1, a2, lam), subln, 1e-5);
+  return ops::scale(o, 1.0 - li).reshape({B, 1, H * hd});
+}
+
+Tensor Attention::step(const Tensor& x, Tensor& k_cache, Tensor& v_cache, int64_t pos) const {
+  HS_CHECK(!cfg_.cross, "attention: step() on a cross-attention layer");
+  const int64_t B = x.size(0), H = cfg_.n_heads, Hk = cfg_.n_kv_heads, hd = cfg_.head_dim, cap = k_cache.size(1);
+  Tensor qkv = ops::linear(x, wqkv);  // [B, 1, (H + 2Hk) hd]
+  Tensor q = qkv.slice(2, 0, H * hd).reshape({B, 1, H, hd});
+  Tensor k = qkv.slice(2, H * hd, (H + Hk) * hd).reshape({B, 1, Hk, hd});
+  Tensor v = qkv.slice(2, (H + Hk) * hd, (H + 2 * Hk) * hd).reshape({B, 1, Hk, hd});
+  if (cfg_.rope) {
+    q = ops::rope(q, cfg_.rope_base, pos);
+    k = ops::rope(k, cfg_.rope_base, pos);
+  }
+  const bool ring = cfg_.window > 0;
+  HS_CHECK(ring || pos < cap, "decode: position ", pos, " exceeds the KV cache of ", cap, " (max_len)");
+  const int64_t slot = ring ? pos % cap : pos;
+  k_cache.slice(1, slot, slot + 1).copy_from(k);
+  v_cache.slice(1, slot, slot + 1).copy_from(v);
+  const int64_t n_valid = ring ? std::min(pos + 1, cap) : pos + 1;
+  return ops::linear(attend_cache(q, k_cache, v_cache, n_valid), proj);
+}
+
+Tensor Attention::step_cross(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache, int64_t pos) const {
+  HS_CHECK(cfg_.cross, "attention: step_cross() on a self-attention layer");
+  const int64_t B = x.size(0);
+  Tensor q = ops::linear(x, wq).reshape({B, 1, cfg_.n_heads, cfg_.head_dim});
+  if (cfg_.rope) q = ops::rope(q, cfg_.rope_base, pos);
+  return ops::linear(attend_cache(q, k_cache, v_cache, pos + 1), proj);
+}
+
+// ---------------------------------------------------------------- Mamba
+Tensor Mamba::step(const Tensor& u, Tensor& conv_state, Tensor& ssm_state, Tensor* memory_out) const {
+  const int64_t B = u.size(0), di = d_inner_, R = dt_rank_, N = cfg_.d_state;
+  Tensor xz = ops::linear(u, in_proj).reshape({B, 2 * di});
+  Tensor x = xz.slice(1, 0, di).contiguous(), z = xz.slice(1, di, 2 * di).contiguous();
+  Tensor xconv = Tensor::empty({B, di}, u.dtype()), y = Tensor::empty({B, di}, u.dtype());
+  by_dtype(u.dtype(), [&](auto zz) {
+    using T = decltype(zz);
+    kc::causal_conv1d_step<T>(x.data<T>(), conv_w.data<T>(), conv_b.data<T>(), conv_state.data<T>(),
+                              xconv.data<T>(), B, di, cfg_.d_conv);
+  });
+  Tensor xc = ops::silu(xconv);
+  Tensor dbc = ops::linear(xc, x_proj);  // [B, R + 2N]
+  Tensor delta = ops::linear(dbc.slice(1, 0, R), dt_proj).contiguous();
+  Tensor Bm = dbc.slice(1, R, R + N).contiguous(), Cm = dbc.slice(1, R + N, R + 2 * N).contiguous();
+  by_dtype(u.dtype(), [&](auto zz) {
+    using T = decltype(zz);
+    kc::selective_scan_step<T>(xc.data<T>(), delta.data<T>(), A_log.data<T>(), Bm.data<T>(), Cm.data<T>(),
+                               D.data<T>(), dt_bias.data<T>(), ssm_state.data<T>(), y.data<T>(), B, di, N);
+  });
+  if (memory_out) *memory_out = y.reshape({B, 1, di});
+  return ops::linear(ops::gmu_gate(z, y), out_proj).reshape({B, 1, cfg_.dim});
+}
+
+// ---------------------------------------------------------------- blocks and model
+Tensor Block::step(const Tensor& x_in, LayerCache& cache, const LayerCache* shared, Tensor& memory,
+                   int64_t pos) const {
+  auto branch = [&](const Tensor& y) { return r_ == 1.0 ? y : ops::scale(y, r_); };
+  Tensor h = norm1->forward(x_in), y;
+  switch (role_) {
+    case Role::Attn:
+    case Role::SWA:
+    case Role::SharedKV: y = attn->step(h, cache.k, cache.v, pos); break;
+    case Role::Cross:
+      HS_CHECK(shared, "decode: cross-attention layer without a shared KV layer");
+      y = attn->step_cross(h, shared->k, shared->v, pos);
+      break;
+    case Role::Mamba: y = mamba->step(h, cache.conv, cache.ssm); break;
+    case Role::MambaMem: y = mamba->step(h, cache.conv, cache.ssm, &memory); break;
+    case Role::GMU: y = gmu->forward(h, memory); break;
+  }
+  Tensor x = ops::add(x_in, branch(y));
+  return ops::add(x, branch(mlp->forward(norm2->forward(x))));
+}
+
+DecodeState Model::init_decode(int64_t batch, int64_t max_len) const {
+  HS_CHECK(batch > 0 && max_len > 0, "decode: batch and max_len must be positive");
+  const auto& c = cfg_;
+  DecodeState st;
+  st.batch = batch;
+  st.max_len = max_len;
+  const DType dt = c.param_dtype;
+  for (size_t l = 0; l < roles_.size(); ++l) {
+    LayerCache lc;
+    switch (roles_[l]) {
+      case Role::Attn:
+      case Role::SharedKV:
+      case Role::SWA:
+        lc.cap = roles_[l] == Role::SWA ? std::min(effective_window(c), max_len) : max_len;
+        lc.k = Tensor::zeros({batch, lc.cap, c.n_kv_heads, c.head_dim}, dt);
+        lc.v = Tensor::zeros({batch, lc.cap, c.n_kv_heads, c.head_dim}, dt);
+        break;
+      case Role::Mamba:
+      case Role::MambaMem:
+        lc.conv = Tensor::zeros({batch, std::max<int64_t>(c.d_conv - 1, 0), c.expand * c.d_model}, dt);
+        lc.ssm = Tensor::zeros({batch, c.expand * c.d_model, c.d_state}, dt);
+        break;
+      case Role::Cross:
+      case Role::GMU: break;
+    }
+    st.layers.push_back(lc);
+  }
+  return st;
+}
+
+int64_t DecodeState::bytes() const {
+  int64_t n = 0;
+  for (auto& l : layers)
+    for (const Tensor* t : {&l.k, &l.v, &l.conv, &l.ssm})
+      if (t->defined()) n += static_cast<int64_t>(t->nbytes());
+  return n;
+}
+
+Tensor Model::step(const Tensor& ids, DecodeState& st) const {
+  HS_CHECK(ids.dim() == 1 && ids.size(0) == st.batch, "decode: ids must be [", st.batch, "], got ",
+           shape_str(ids.shape()));
+  HS_CHECK(st.pos < st.max_len, "decode: position ", st.pos, " reached max_len ", st.max_len);
+  NoGrad ng;
+  const int64_t B = st.batch;
+  Tensor x = ops::embedding(ids.reshape({B, 1}), wte);  // [B, 1, D]
+  Tensor memory;
+  const LayerCache* shared = nullptr;
+  for (size_t l = 0; l < blocks.size(); ++l) {
+    x = blocks[l]->step(x, st.layers[l], shared, memory, st.pos);
+    if (roles_[l] == Role::SharedKV) shared = &st.layers[l];
+  }
+  x = ln_f->forward(x);
+  if (cfg_.logit_mult != 1.0) x = ops::scale(x, cfg_.logit_mult);
+  ++st.pos;
+  return ops::linear(x.reshape({B, cfg_.d_model}), cfg_.tie_embeddings ? wte : lm_head);
+}
+
+}  // namespace hyscale::nn
