@@ -20,8 +20,8 @@ RUN=runs/default
 echo
 echo "== validation loss vs baselines (nats per byte, same validation split)"
 $HS baselines --data "$DATA" --json > "$RUN/baselines.json"
-python3 - "$RUN/metrics.jsonl" "$RUN/baselines.json" <<'PY'
-import json, sys
+python3 - "$RUN/metrics.jsonl" "$RUN/baselines.json" "$RUN/config.resolved.yaml" <<'PY'
+import json, re, sys
 evals = [json.loads(l) for l in open(sys.argv[1]) if '"val_loss"' in l]
 if not evals:
     sys.exit("quickstart: no evaluation in " + sys.argv[1])
@@ -30,7 +30,9 @@ model = evals[-1]["val_loss"]
 print(f"  order-0 entropy (train split)        {b['unigram_entropy_train']:.4f}")
 print(f"  unigram model                        {b['unigram_val']:.4f}")
 print(f"  bigram model                         {b['bigram_val']:.4f}")
-print(f"  hyscale Transformer++ (step {evals[-1]['step']:>4})    {model:.4f}")
+arch = re.search(r"^\s+arch:\s*(\S+)", open(sys.argv[3]).read(), re.M).group(1)
+label = f"hyscale {arch} (step {evals[-1]['step']})"
+print(f"  {label:<37}{model:.4f}")
 verdict = "below" if model < b["bigram_val"] else "NOT below"
 print(f"  => the model's validation loss is {verdict} the bigram baseline")
 PY

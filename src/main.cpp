@@ -4,6 +4,7 @@
 //   hyscale generate --ckpt PATH --prompt TEXT [--max-new N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
 //   hyscale info CONFIG [--set ...]
 //   hyscale bench train CONFIG [--set ...] [--steps N] [--warmup W]
+//   hyscale bench layers CONFIG [--set ...] [--lengths 512,1024,...] [--batch B] [--reps R]
 //   hyscale baselines --data DIR
 //   hyscale eval --ckpt PATH [--data DIR]
 #include <CLI/CLI.hpp>
@@ -69,6 +70,15 @@ int main(int argc, char** argv) {
   bench_train->add_option("--steps", bench_steps, "timed steps");
   bench_train->add_option("--warmup", bench_warmup, "untimed warm-up steps");
 
+  std::vector<int64_t> bench_lengths{512, 1024, 2048, 4096};
+  int64_t bench_batch = 1, bench_reps = 3;
+  auto* bench_layers = bench->add_subcommand("layers", "forward+backward time per layer type vs sequence length");
+  bench_layers->add_option("config", config, "config YAML (widths)")->required();
+  bench_layers->add_option("--set", sets, "override a key");
+  bench_layers->add_option("--lengths", bench_lengths, "sequence lengths")->delimiter(',');
+  bench_layers->add_option("--batch", bench_batch, "batch size");
+  bench_layers->add_option("--reps", bench_reps, "timed repetitions (median)");
+
   auto* baselines = app.add_subcommand("baselines", "order-0 entropy and n-gram baselines of a prepared dataset");
   baselines->add_option("--data", data_dir, "prepared dataset directory")->required();
   bool baselines_json = false;
@@ -116,6 +126,9 @@ int main(int argc, char** argv) {
       }
       train::resolve_config(cfg, vocab);
       std::cout << train::model_info(cfg);
+    } else if (*bench_layers) {
+      auto cfg = train::load_config(config, sets);
+      train::bench_layers(cfg, bench_lengths, bench_batch, bench_reps);
     } else if (*bench) {
       auto cfg = train::load_config(config, sets);
       train::bench_train(cfg, bench_steps, bench_warmup);

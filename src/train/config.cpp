@@ -309,6 +309,11 @@ void resolve_config(RunConfig& cfg, int64_t vocab_from_data) {
     m.head_dim = m.d_model / m.n_heads;
   }
   if (m.mlp_hidden == 0) m.mlp_hidden = 4 * m.d_model;
+  // Architecture defaults written out, so config.resolved.yaml states them.
+  if (m.window == 0) m.window = nn::effective_window(m);
+  m.rope = nn::effective_rope(m) ? "on" : "off";
+  m.diff_attn = nn::effective_diff(m) ? "on" : "off";
+  if (m.dt_rank == 0) m.dt_rank = (m.d_model + 15) / 16;
   nn::validate_model_config(m);
   HS_CHECK(cfg.schedule.warmup_steps <= cfg.training.max_steps, "schedule.warmup_steps (", cfg.schedule.warmup_steps,
            ") exceeds training.max_steps (", cfg.training.max_steps, ")");

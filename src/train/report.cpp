@@ -1,8 +1,12 @@
 // `hyscale info` and `hyscale bench train`.
+#include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <functional>
 #include <cstdio>
 #include <sstream>
 
+#include "core/autograd.h"
 #include "core/random.h"
 #include "kernels/gemm.h"
 #include "train/optimizer.h"
@@ -93,6 +97,109 @@ double bench_train(RunConfig cfg, int64_t steps, int64_t warmup) {
   std::printf("%-28s %14.2f\n", "achieved GFLOP/s", tps * fpt / 1e9);
   std::printf("%-28s %14lld\n", "timed steps", (long long)steps);
   return tps;
+}
+
+}  // namespace hyscale::train
+
+namespace hyscale::train {
+
+void bench_layers(RunConfig cfg, const std::vector<int64_t>& lengths, int64_t batch, int64_t reps) {
+  HS_CHECK(!lengths.empty() && batch > 0 && reps > 0, "bench layers: need lengths, --batch > 0 and --reps > 0");
+  kernels::cpu::set_num_threads(static_cast<int>(cfg.training.threads));
+  resolve_config(cfg, cfg.model.vocab_size > 0 ? cfg.model.vocab_size : 320);
+  const auto& m = cfg.model;
+  const int64_t D = m.d_model;
+  nn::AttentionConfig ac;
+  ac.dim = D;
+  ac.n_heads = m.n_heads;
+  ac.n_kv_heads = m.n_kv_heads;
+  ac.head_dim = m.head_dim;
+  ac.rope = nn::effective_rope(m);
+  ac.diff = nn::effective_diff(m);
+  auto full = std::make_shared<nn::Attention>(ac);
+  ac.window = nn::effective_window(m);
+  auto swa = std::make_shared<nn::Attention>(ac);
+  ac.window = 0;
+  ac.cross = true;
+  auto cross = std::make_shared<nn::Attention>(ac);
+  nn::MambaConfig mc;
+  mc.dim = D;
+  mc.d_state = m.d_state;
+  mc.d_conv = m.d_conv;
+  mc.expand = m.expand;
+  mc.dt_rank = m.dt_rank;
+  mc.scan_chunk = m.scan_chunk;
+  auto mamba = std::make_shared<nn::Mamba>(mc);
+  auto gmu = std::make_shared<nn::GMU>(D, m.expand * D);
+  for (nn::Module* mod : {static_cast<nn::Module*>(full.get()), static_cast<nn::Module*>(swa.get()),
+                          static_cast<nn::Module*>(cross.get()), static_cast<nn::Module*>(mamba.get()),
+                          static_cast<nn::Module*>(gmu.get())})
+    for (auto& [name, p] : mod->named_parameters()) {
+      Tensor t = p;
+      nn::init_normal(t, 0.02, 1, name);
+    }
+  for (auto& [name, p] : mamba->named_parameters())
+    if (name == "A_log" || name == "D" || name == "dt_bias") Tensor(p).fill(name == "dt_bias" ? -4.0 : 0.5);
+
+  struct Row {
+    std::string name;
+    std::function<Tensor(const Tensor&)> fwd;
+  };
+  Rng rng(3);
+  auto randn = [&](const Shape& s) {
+    Tensor t = Tensor::empty(s);
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = static_cast<float>(rng.normal());
+    return t;
+  };
+  std::vector<Row> rows = {
+      {"full attention (A/F)", [&](const Tensor& x) { return full->forward(x); }},
+      {"SWA W=" + std::to_string(nn::effective_window(m)) + " (S)", [&](const Tensor& x) { return swa->forward(x); }},
+      {"Mamba-1 (M)", [&](const Tensor& x) { return mamba->forward(x); }},
+      {"GMU (G)",
+       [&](const Tensor& x) { return gmu->forward(x, randn({x.size(0), x.size(1), m.expand * D})); }},
+      {"cross-attention (X)",
+       [&](const Tensor& x) {
+         Tensor k = randn({x.size(0), x.size(1), m.n_kv_heads, m.head_dim}),
+                v = randn({x.size(0), x.size(1), m.n_kv_heads, m.head_dim});
+         return cross->forward_cross(x, k, v);
+       }},
+  };
+  std::printf("hyscale bench layers: forward + backward of one mixer, D=%lld H=%lld Hkv=%lld hd=%lld, batch %lld, "
+              "%d threads, fp32 cpu, median of %lld (ms)\n",
+              (long long)D, (long long)m.n_heads, (long long)m.n_kv_heads, (long long)m.head_dim, (long long)batch,
+              kernels::cpu::num_threads(), (long long)reps);
+  std::printf("%-26s", "layer");
+  for (int64_t T : lengths) std::printf(" %10s", ("T=" + std::to_string(T)).c_str());
+  std::printf(" %14s\n", "last/first");
+  for (auto& row : rows) {
+    std::printf("%-26s", row.name.c_str());
+    std::vector<double> meds;
+    for (int64_t T : lengths) {
+      Tensor x = randn({batch, T, D});
+      x.requires_grad_();
+      std::vector<double> ts;
+      for (int64_t r = 0; r < reps + 1; ++r) {
+        auto t0 = std::chrono::steady_clock::now();
+        Tensor y = row.fwd(x);
+        y.backward(Tensor::full(y.shape(), 1e-3));
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (r > 0) ts.push_back(dt);  // first run warms caches and allocator
+        x.zero_grad();
+        for (nn::Module* mod : {static_cast<nn::Module*>(full.get()), static_cast<nn::Module*>(swa.get()),
+                                static_cast<nn::Module*>(cross.get()), static_cast<nn::Module*>(mamba.get()),
+                                static_cast<nn::Module*>(gmu.get())})
+          for (auto& [n, p] : mod->named_parameters()) Tensor(p).zero_grad();
+      }
+      std::sort(ts.begin(), ts.end());
+      meds.push_back(ts[ts.size() / 2]);
+      std::printf(" %10.2f", meds.back() * 1e3);
+      std::fflush(stdout);
+    }
+    std::printf(" %13.1fx\n", meds.back() / meds.front());
+  }
+  std::printf("(T grows %.0fx: linear cost grows ~%.0fx, quadratic ~%.0fx)\n",
+              static_cast<double>(lengths.back()) / lengths.front(), static_cast<double>(lengths.back()) / lengths.front(),
+              std::pow(static_cast<double>(lengths.back()) / lengths.front(), 2));
 }
 
 }  // namespace hyscale::train

@@ -48,5 +48,8 @@ std::string model_info(const RunConfig& cfg);
 
 // Times full training steps on synthetic tokens and prints a table; returns tokens/s.
 double bench_train(RunConfig cfg, int64_t steps, int64_t warmup);
+// Forward + backward time of each mixer type (full attention, SWA, Mamba, GMU, cross-attention)
+// at the config's width for each sequence length; prints a table.
+void bench_layers(RunConfig cfg, const std::vector<int64_t>& lengths, int64_t batch, int64_t reps);
 
 }  // namespace hyscale::train

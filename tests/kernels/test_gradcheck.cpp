@@ -80,3 +80,16 @@ TEST_CASE("gradcheck a composed block: norm -> linear -> swiglu -> linear + resi
       },
       {randn({2, 3, 5}, 23), randn({5}, 24), randn({8, 5}, 25), randn({5, 4}, 26)});
 }
+
+TEST_CASE("gradcheck attention with a value width different from the key width (DA's [v1 | v2])", "[grad]") {
+  gradcheck([](auto& in) { return ops::attention(in[0], in[1], in[2], 0.5, 4); },
+            {randn({2, 9, 4, 3}, 61), randn({2, 9, 2, 3}, 62), randn({2, 9, 2, 6}, 63)});
+}
+
+TEST_CASE("gradcheck differential-attention lambda and combination", "[grad]") {
+  gradcheck([](auto& in) { return ops::diff_lambda(in[0], in[1], in[2], in[3], 0.35); },
+            {randn({5}, 64, 0.3), randn({5}, 65, 0.3), randn({5}, 66, 0.3), randn({5}, 67, 0.3)});
+  gradcheck([](auto& in) { return ops::diff_combine(in[0], in[1], ops::diff_lambda(in[2], in[3], in[4], in[5], 0.2)); },
+            {randn({3, 7}, 68), randn({3, 7}, 69), randn({4}, 70, 0.3), randn({4}, 71, 0.3), randn({4}, 72, 0.3),
+             randn({4}, 73, 0.3)});
+}

@@ -212,3 +212,17 @@ TEST_CASE("vectorised expf: accuracy and special values", "[kernels][math]") {
   REQUIRE(std::isinf(expf_fast(1000.0f)));
   REQUIRE(std::isnan(expf_fast(NAN)));
 }
+
+TEST_CASE("sliding-window attention equals a dense masked f64 reference (W = 1, 2, 17, T-1, T, T+5; odd T)",
+          "[kernels][attention][swa]") {
+  for (int64_t T : {37, 131}) {
+    for (int64_t W : {int64_t{1}, int64_t{2}, int64_t{17}, T - 1, T, T + 5}) {
+      INFO("T=" << T << " W=" << W);
+      Tensor q = randn({2, T, 4, 8}, 51), k = randn({2, T, 2, 8}, 52), v = randn({2, T, 2, 8}, 53);
+      std::vector<double> ref, lse;
+      naive_attention(q, k, v, 0.35, W, ref, lse);
+      auto out = ops::attention(q, k, v, 0.35, W).to_vector<double>();
+      for (size_t i = 0; i < out.size(); ++i) REQUIRE(std::fabs(out[i] - ref[i]) < 1e-12);
+    }
+  }
+}
