@@ -75,4 +75,31 @@ inline void gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f
   }
 }
 
+// Whole-model check: every parameter (f64) of `model`, `probes` elements each, of the mean
+// cross-entropy of (ids, tgt). M is any model type with named_parameters() and loss().
+template <class M>
+void check_model_gradients(M& model, const Tensor& ids, const Tensor& tgt, int64_t probes, double rtol = 1e-5,
+                           double atol = 1e-7) {
+  model.loss(ids, tgt).backward();
+  NoGrad ng;
+  for (auto& [name, p] : model.named_parameters()) {
+    INFO("parameter " << name);
+    Tensor g = p.grad();
+    REQUIRE(g.defined());
+    double* x = p.template data<double>();
+    const int64_t n = p.numel(), stride = std::max<int64_t>(1, n / probes);
+    for (int64_t i = 0; i < n; i += stride) {
+      const double orig = x[i], eps = 1e-6;
+      x[i] = orig + eps;
+      const double lp = model.loss(ids, tgt).item();
+      x[i] = orig - eps;
+      const double lm = model.loss(ids, tgt).item();
+      x[i] = orig;
+      const double num = (lp - lm) / (2 * eps), ana = g.template data<double>()[i];
+      INFO("element " << i << " numeric " << num << " analytic " << ana);
+      REQUIRE(std::fabs(num - ana) <= atol + rtol * std::fabs(num));
+    }
+  }
+}
+
 }  // namespace hyscale::testing

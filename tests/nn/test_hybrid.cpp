@@ -48,27 +48,7 @@ TEST_CASE("every architecture: loss gradient of every parameter matches finite d
       if (name.find("dt_bias") != std::string::npos) Tensor(p).fill(0.3);
       if (name.find("lambda_") != std::string::npos) Tensor(p).copy_from(randn(p.shape(), 5, 0.5));
     }
-    Tensor ids = randint({2, 9}, 64, 4), tgt = randint({2, 9}, 64, 5);
-    model.loss(ids, tgt).backward();
-    NoGrad ng;
-    for (auto& [name, p] : model.named_parameters()) {
-      INFO("parameter " << name);
-      Tensor g = p.grad();
-      REQUIRE(g.defined());
-      double* x = p.data<double>();
-      const int64_t n = p.numel(), stride = std::max<int64_t>(1, n / 5);
-      for (int64_t i = 0; i < n; i += stride) {
-        const double orig = x[i], eps = 1e-6;
-        x[i] = orig + eps;
-        const double lp = model.loss(ids, tgt).item();
-        x[i] = orig - eps;
-        const double lm = model.loss(ids, tgt).item();
-        x[i] = orig;
-        const double num = (lp - lm) / (2 * eps), ana = g.data<double>()[i];
-        INFO("element " << i << " numeric " << num << " analytic " << ana);
-        REQUIRE(std::fabs(num - ana) <= 1e-7 + 1e-5 * std::fabs(num));
-      }
-    }
+    hyscale::testing::check_model_gradients(model, randint({2, 9}, 64, 4), randint({2, 9}, 64, 5), 5);
   }
 }
 
