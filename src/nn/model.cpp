@@ -217,6 +217,15 @@ Model::Model(const ModelConfig& cfg) : cfg_(cfg) {
 }
 
 void Model::init_weights(uint64_t seed) {
+  HS_CHECK(cfg_.init == "normal" || cfg_.init == "uniform", "model.init: '", cfg_.init,
+           "' is not an init scheme (allowed: normal, uniform)");
+  // Linear weights [out, in]: N(0, std^2) (SP) or U(+-w_init/sqrt(in)) (muP++), then / div.
+  auto init_matrix = [&](Tensor& p, const std::string& name, double div) {
+    if (cfg_.init == "normal")
+      init_normal(p, cfg_.init_std / div, seed, name);
+    else
+      init_uniform(p, cfg_.w_init / std::sqrt(static_cast<double>(p.size(1))) / div, seed, name);
+  };
   const double out_div = cfg_.scale_out_proj_init ? std::sqrt(2.0 * cfg_.n_layers) : 1.0;
   for (auto& [name, t] : named_parameters()) {
     Tensor p = t;
@@ -224,7 +233,9 @@ void Model::init_weights(uint64_t seed) {
         ends_with(name, "subln.weight")) {
       p.fill(1.0);
     } else if (name == "wte") {
-      init_normal(p, cfg_.tie_embeddings ? cfg_.init_std : cfg_.embed_init_std, seed, name);
+      init_normal(p, cfg_.tie_embeddings ? 0.02 : cfg_.embed_init_std, seed, name);
+    } else if (name == "lm_head" && cfg_.zero_readout) {
+      p.zero();
     } else if (ends_with(name, ".A_log")) {  // S4D-real: A = -(n + 1)
       const int64_t N = p.size(1);
       Tensor v = Tensor::empty(p.shape(), DType::f64);
@@ -251,9 +262,9 @@ void Model::init_weights(uint64_t seed) {
       init_normal(p, 0.1, seed, name);
     } else if (ends_with(name, "attn.proj") || ends_with(name, "mlp.w3") || ends_with(name, "mamba.out_proj") ||
                ends_with(name, "gmu.out_proj")) {
-      init_normal(p, cfg_.init_std / out_div, seed, name);  // GPT-2 branch (SPEC §6.3 names)
+      init_matrix(p, name, out_div);  // GPT-2 branch divides these (SPEC §6.3 names)
     } else {
-      init_normal(p, cfg_.init_std, seed, name);
+      init_matrix(p, name, 1.0);
     }
   }
 }

@@ -40,9 +40,13 @@ struct ModelConfig {
   double residual_mult = 1.0;  // r: multiplies every mixer/MLP output (1/sqrt(2L) under muP++)
   double logit_mult = 1.0;     // multiplies ln_f(x) before the LM head
   double attn_scale = 0;       // 0 = 1/sqrt(head_dim)
-  // Standard-parametrisation init (SPEC §6.2 "SP"):
-  double init_std = 0.02;         // every linear weight ~ N(0, init_std^2)
-  double embed_init_std = 1e-4;   // untied embedding (tied: init_std)
+  // Initialisation (SPEC §2, §3, §6.2, §6.3):
+  std::string init = "normal";    // normal: every linear weight ~ N(0, init_std^2) (SP);
+                                  // uniform: U(+-w_init / sqrt(fan_in)) (muP / muP++; PyTorch's default)
+  double init_std = 0.02;
+  double w_init = 1.0;
+  double embed_init_std = 1e-4;   // untied embedding (tied: 0.02)
+  bool zero_readout = false;      // zero lm_head (muP / muP++ with untied embeddings)
   bool scale_out_proj_init = true;  // out-projections (attn.proj, mlp.w3, mamba/gmu out_proj) / sqrt(2L)
   // Parameter dtype: f32 for training; f64 only for whole-model gradient checks (not a config key).
   DType param_dtype = DType::f32;

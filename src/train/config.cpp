@@ -62,6 +62,23 @@ std::vector<Field> schema(RunConfig& c) {
   return {
       S("name", &c.name, {}, "run name; the run directory is <out_dir>/<name>"),
       S("out_dir", &c.out_dir, {}, "parent directory of run directories"),
+      Field{"base_hps", Kind::String, &c.base_hps, 0, 0, {},
+            "YAML file of base.* values (configs/base_hps/paper_era.yaml or head.yaml); empty = built-in paper-era set",
+            true},
+      I("base.d0", &c.base.d0, 1, 1e6, "muP++ base depth d0"),
+      F("base.eta0", &c.base.eta0, 0, kInf, "base learning rate eta0"),
+      F("base.b0", &c.base.b0, 1, kInf, "base batch in tokens b0"),
+      F("base.t0", &c.base.t0, 0, kInf, "base token budget t0 (train tokens = t0 * N / n0)"),
+      I("base.hd0", &c.base.hd0, 1, 1e6, "base head dim (muP++ attention scale sqrt(hd0)/hd)"),
+      F("base.w_init", &c.base.w_init, 0, kInf, "hidden-matrix init multiplier"),
+      F("base.n0_mult", &c.base.n0_mult, 0, kInf, "n0 = n0_mult * d0^3"),
+      F("base.weight_decay", &c.base.weight_decay, 0, kInf, "base weight decay (matrices)"),
+      F("base.warmup_tokens", &c.base.warmup_tokens, 0, kInf, "warmup tokens when schedule.warmup_steps is 0"),
+      I("model.depth", &c.scaling.depth, 0, 4096,
+        "muP++ depth d: L = d, D = ar d, heads d, KV heads d/4, head_dim hd0, MLP 4D (each overridable); 0 = off"),
+      I("model.ar", &c.scaling.ar, 0, 1e6, "aspect ratio D/d under model.depth; 0 = the architecture's"),
+      S("model.parametrization", &c.scaling.parametrization, {"sp", "mup", "mupp"},
+        "sp | mup | mupp: learning rates, multipliers and init per SPEC §6.2"),
       S("model.arch", &m.arch, {"transformer", "transformerls", "samba", "sambayoco", "sambay", "sambayda", "swayoco"},
         "architecture (SPEC §1.2); sets the layer roles unless model.pattern is given"),
       Field{"model.pattern", Kind::String, &m.pattern, 0, 0, {},
@@ -89,10 +106,13 @@ std::vector<Field> schema(RunConfig& c) {
       F("model.residual_mult", &m.residual_mult, 0, kInf, "multiplier r on every mixer/MLP output"),
       F("model.logit_mult", &m.logit_mult, 0, kInf, "multiplier on ln_f(x) before the LM head"),
       F("model.attn_scale", &m.attn_scale, 0, kInf, "softmax scale; 0 = 1/sqrt(head_dim)"),
-      F("model.init_std", &m.init_std, 0, kInf, "std of every linear weight (SP init)"),
+      S("model.init", &m.init, {"normal", "uniform"},
+        "linear-weight init: normal N(0, init_std^2) (sp) or uniform U(+-w_init/sqrt(fan_in)) (mup, mupp)"),
+      F("model.init_std", &m.init_std, 0, kInf, "std of every linear weight under init: normal"),
+      B("model.zero_readout", &m.zero_readout, "initialise lm_head to zero (mup/mupp, untied)"),
       F("model.embed_init_std", &m.embed_init_std, 0, kInf, "std of an untied embedding"),
       B("model.scale_out_proj_init", &m.scale_out_proj_init, "divide attn.proj and mlp.w3 init by sqrt(2L)"),
-      F("optimizer.lr", &o.lr, 0, kInf, "peak learning rate"),
+      F("optimizer.lr", &o.lr, 0, kInf, "peak learning rate; 0 = eta0 sqrt(b/b0) (x sqrt(d0/d) under mupp)"),
       F("optimizer.beta1", &o.beta1, 0, 0.999999, "AdamW beta1"),
       F("optimizer.beta2", &o.beta2, 0, 0.999999999, "AdamW beta2"),
       F("optimizer.eps", &o.eps, 1e-30, 1, "AdamW epsilon (> 0)"),
@@ -109,7 +129,8 @@ std::vector<Field> schema(RunConfig& c) {
       I("training.batch_size", &t.batch_size, 1, 1e7, "sequences per micro-batch per data-parallel rank"),
       I("training.seq_len", &t.seq_len, 1, 1e7, "tokens per sequence"),
       I("training.grad_accum", &t.grad_accum, 1, 1e6, "micro-batches per optimizer step"),
-      I("training.max_steps", &t.max_steps, 1, 1e12, "optimizer steps"),
+      I("training.max_steps", &t.max_steps, 0, 1e12, "optimizer steps; 0 = from max_tokens or the muP++ budget"),
+      I("training.max_tokens", &t.max_tokens, 0, 9e18, "training tokens (sets max_steps); 0 = unused"),
       I("training.seed", &t.seed, 0, 9.0e18, "seed of init and data order"),
       I("training.threads", &t.threads, 0, 4096, "CPU threads; 0 = all cores"),
       S("training.device", &t.device, {"cpu"}, "compute device (the CUDA backend comes with its own issue)"),
@@ -282,6 +303,32 @@ RunConfig parse_config(const std::string& text, const std::string& origin, const
     walk(root, "", fs, origin);
   }
   apply_overrides(cfg, overrides);
+  if (!cfg.base_hps.empty()) {
+    // Precedence: built-in defaults < base_hps file < this config < --set.
+    RunConfig layered;
+    {
+      std::ifstream in(cfg.base_hps);
+      HS_CHECK(in.good(), origin, ": base_hps file '", cfg.base_hps, "' cannot be read");
+      std::stringstream ss;
+      ss << in.rdbuf();
+      YAML::Node b;
+      try {
+        b = YAML::Load(ss.str());
+      } catch (const YAML::Exception& e) {
+        HS_FAIL(cfg.base_hps, ": invalid YAML: ", e.what());
+      }
+      HS_CHECK(b.IsMap() && b.size() == 1 && b["base"], cfg.base_hps,
+               ": a base_hps file holds one section 'base:' with the base hyper-parameters");
+      auto fs = schema(layered);
+      walk(b, "", fs, cfg.base_hps);
+    }
+    if (!root.IsNull()) {
+      auto fs = schema(layered);
+      walk(root, "", fs, origin);
+    }
+    apply_overrides(layered, overrides);
+    cfg = layered;
+  }
   return cfg;
 }
 
@@ -293,15 +340,54 @@ RunConfig load_config(const std::string& path, const std::vector<std::string>& o
   return parse_config(ss.str(), path, overrides);
 }
 
-void resolve_config(RunConfig& cfg, int64_t vocab_from_data) {
+int64_t default_aspect_ratio(const std::string& arch) {
+  if (arch == "samba") return 122;
+  if (arch == "sambay" || arch == "sambayda") return 124;
+  if (arch == "sambayoco") return 126;
+  if (arch == "swayoco") return 130;
+  return 128;  // transformer, transformerls
+}
+
+double leading_order_params(const std::string& arch, double ar, double d) {
+  double mult = 0;
+  if (arch == "transformer" || arch == "transformerls") mult = 14.5 * ar * ar;
+  else if (arch == "samba") mult = 15 * ar * ar + 160 * ar;
+  else if (arch == "sambay" || arch == "sambayda") mult = 14.5 * ar * ar + 144 * ar;
+  else if (arch == "sambayoco") mult = 13.5 * ar * ar + 208 * ar;
+  else if (arch == "swayoco") mult = 12 * ar * ar + 288 * ar;
+  return mult * d * d * d;
+}
+
+void resolve_config(RunConfig& cfg, int64_t vocab_from_data, int world) {
   auto& m = cfg.model;
+  auto& sc = cfg.scaling;
+  auto& o = cfg.optimizer;
+  auto& t = cfg.training;
+  const auto& base = cfg.base;
   if (m.vocab_size == 0) {
     HS_CHECK(vocab_from_data > 0, "model.vocab_size is 0 (from data) but no dataset vocabulary is known");
     m.vocab_size = vocab_from_data;
   }
   HS_CHECK(vocab_from_data <= 0 || m.vocab_size >= vocab_from_data, "model.vocab_size = ", m.vocab_size,
            " is smaller than the dataset's vocabulary (", vocab_from_data, ")");
+  // ---- widths from one depth knob (SPEC §6.1); every derived value can be overridden
+  if (sc.depth > 0) {
+    const int64_t d = sc.depth;
+    HS_CHECK(m.n_layers == 0 || m.n_layers == d, "model.n_layers (", m.n_layers, ") conflicts with model.depth (", d,
+             "); leave model.n_layers at 0");
+    m.n_layers = d;
+    if (sc.ar == 0) sc.ar = default_aspect_ratio(m.arch);
+    if (m.d_model == 0) m.d_model = sc.ar * d;
+    if (m.n_heads == 0) m.n_heads = d;
+    if (m.n_kv_heads == 0) {
+      HS_CHECK(d % 4 == 0, "model.depth = ", d, ": KV heads = d/4 needs d divisible by 4; set model.n_kv_heads");
+      m.n_kv_heads = d / 4;
+    }
+    if (m.head_dim == 0) m.head_dim = base.hd0;
+  }
   if (m.n_layers == 0 && !m.pattern.empty()) m.n_layers = static_cast<int64_t>(nn::parse_pattern(m.pattern).size());
+  HS_CHECK(m.n_layers > 0, "model.n_layers must be positive (or set model.depth or model.pattern)");
+  HS_CHECK(m.d_model > 0 && m.n_heads > 0, "model.d_model and model.n_heads must be positive (or set model.depth)");
   if (m.n_kv_heads == 0) m.n_kv_heads = m.n_heads;
   if (m.head_dim == 0) {
     HS_CHECK(m.d_model % m.n_heads == 0, "model.head_dim = 0 needs model.d_model (", m.d_model,
@@ -315,8 +401,54 @@ void resolve_config(RunConfig& cfg, int64_t vocab_from_data) {
   m.diff_attn = nn::effective_diff(m) ? "on" : "off";
   if (m.dt_rank == 0) m.dt_rank = (m.d_model + 15) / 16;
   nn::validate_model_config(m);
-  HS_CHECK(cfg.schedule.warmup_steps <= cfg.training.max_steps, "schedule.warmup_steps (", cfg.schedule.warmup_steps,
-           ") exceeds training.max_steps (", cfg.training.max_steps, ")");
+
+  // ---- parametrisation (SPEC §6.2, §6.3), with d = L and r = d0 / d
+  const std::string& par = sc.parametrization;
+  const bool mu = par == "mup" || par == "mupp", mupp = par == "mupp";
+  const double d = static_cast<double>(m.n_layers), r = static_cast<double>(base.d0) / d;
+  const double tokens_per_step = static_cast<double>(t.batch_size * t.seq_len * t.grad_accum) * std::max(world, 1);
+  if (o.lr == 0) o.lr = base.eta0 * std::sqrt(tokens_per_step / base.b0) * (mupp ? std::sqrt(r) : 1.0);
+  if (mu) {
+    o.matrix_lr_mult = r;   // hidden matrices: lr / w
+    o.vector_lr_mult = 1.0;
+    m.logit_mult = r;       // ln_f(x) * d0/d before the LM head
+    m.attn_scale = std::sqrt(static_cast<double>(base.hd0)) / static_cast<double>(m.head_dim);
+    m.init = "uniform";
+    m.w_init = base.w_init;
+    m.zero_readout = !m.tie_embeddings;
+    m.embed_init_std = 1e-4;  // untied "RWKV init"; tied uses 0.02
+    o.weight_decay = base.weight_decay;
+    o.vector_weight_decay = mupp ? 0.0 : base.weight_decay;  // no weight decay on vectors under muP++
+  }
+  if (mupp) m.residual_mult = 1.0 / std::sqrt(2.0 * d);  // Depth-muP branch multiplier
+  // GPT-2 init scaling of out-projections: SP, or muP(++) with tied embeddings (SPEC §6.3 quirk).
+  if (mu) m.scale_out_proj_init = m.tie_embeddings;
+
+  // ---- token budget and warmup in steps (SPEC §6.4, §6.5)
+  if (t.max_steps == 0) {
+    double tokens = static_cast<double>(t.max_tokens);
+    if (tokens == 0) {
+      HS_CHECK(sc.depth > 0, "training.max_steps = 0 needs training.max_tokens or model.depth (token budget)");
+      // The paper's budget uses SPEC §6.5's leading-order N(d) = mult(ar) d^3 (not the exact
+      // count, which is a few % higher); an explicit model.pattern has no formula: exact count.
+      const double n0 = base.n0_mult * std::pow(static_cast<double>(base.d0), 3);
+      const double n = m.pattern.empty() ? leading_order_params(m.arch, static_cast<double>(sc.ar), d)
+                                         : static_cast<double>(nn::count_parameters(m).matrices);
+      tokens = base.t0 * n / n0;
+    }
+    t.max_steps = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(tokens / tokens_per_step)));
+    if (t.max_tokens == 0) t.max_tokens = static_cast<int64_t>(tokens);
+  } else if (t.max_tokens > 0) {
+    HS_CHECK(static_cast<double>(t.max_steps) * tokens_per_step >= static_cast<double>(t.max_tokens) &&
+                 static_cast<double>(t.max_steps - 1) * tokens_per_step < static_cast<double>(t.max_tokens),
+             "training.max_steps (", t.max_steps, ") and training.max_tokens (", t.max_tokens,
+             ") disagree; set only one");
+  }
+  if (cfg.schedule.warmup_steps == 0 && sc.depth > 0 && base.warmup_tokens > 0)
+    cfg.schedule.warmup_steps =
+        std::min<int64_t>(t.max_steps, static_cast<int64_t>(std::llround(base.warmup_tokens / tokens_per_step)));
+  HS_CHECK(cfg.schedule.warmup_steps <= t.max_steps, "schedule.warmup_steps (", cfg.schedule.warmup_steps,
+           ") exceeds training.max_steps (", t.max_steps, ")");
   HS_CHECK(cfg.name.find('/') == std::string::npos && cfg.name != "." && cfg.name != "..",
            "name: '", cfg.name, "' must be a plain directory name");
 }

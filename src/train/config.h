@@ -32,7 +32,8 @@ struct TrainingConfig {
   int64_t batch_size = 8;   // sequences per micro-batch per data-parallel rank
   int64_t seq_len = 128;
   int64_t grad_accum = 1;   // micro-batches per optimizer step
-  int64_t max_steps = 100;
+  int64_t max_steps = 100;  // 0 = from the token budget (max_tokens, or t0 * N / n0 under model.depth)
+  int64_t max_tokens = 0;   // training tokens; 0 = max_steps decides (or the muP++ budget when max_steps = 0)
   int64_t seed = 1234;
   int64_t threads = 0;      // CPU threads (0 = all cores)
   std::string device = "cpu";
@@ -50,9 +51,33 @@ struct CheckpointConfig {
   int64_t keep_last = 3;
 };
 
+// Base hyper-parameters of muP++ (SPEC §6.4), paper-era values (ArchScale 1fbcceb) by default;
+// configs/base_hps/{paper_era,head}.yaml hold the two published sets.
+struct BaseHPs {
+  int64_t d0 = 16;              // base depth
+  double eta0 = 4e-4;           // base learning rate
+  double b0 = 2097152;          // base batch, tokens (2^21)
+  double t0 = 1e11;             // base token budget
+  int64_t hd0 = 128;            // base head dim (attention scale sqrt(hd0)/hd)
+  double w_init = 1.0;          // hidden init multiplier
+  double n0_mult = 237568;      // n0 = n0_mult * d0^3 (the d0 Transformer++'s N)
+  double weight_decay = 0.1;
+  double warmup_tokens = 1e9;
+};
+
+// Model-size knobs of the scaling workflow (SPEC §6.1): one depth d sets everything.
+struct ScalingConfig {
+  int64_t depth = 0;  // 0 = widths given explicitly in model.*
+  int64_t ar = 0;     // aspect ratio D / d; 0 = the architecture's (SPEC §1.2)
+  std::string parametrization = "mupp";  // sp | mup | mupp (SPEC §6.2)
+};
+
 struct RunConfig {
   std::string name = "default";
   std::string out_dir = "runs";
+  std::string base_hps;  // YAML file with base.* values ("" = the built-in paper-era set)
+  BaseHPs base;
+  ScalingConfig scaling;
   nn::ModelConfig model;
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
@@ -69,9 +94,15 @@ RunConfig load_config(const std::string& path, const std::vector<std::string>& o
 // Parses YAML text (used for the config stored in checkpoints); `origin` names it in errors.
 RunConfig parse_config(const std::string& yaml_text, const std::string& origin,
                        const std::vector<std::string>& overrides = {});
-// Fills derived values (head_dim, mlp_hidden, n_kv_heads) and checks cross-key rules.
-// vocab_from_data > 0 supplies model.vocab_size when the config leaves it 0.
-void resolve_config(RunConfig& cfg, int64_t vocab_from_data);
+// Fills derived values and checks cross-key rules: widths from model.depth (SPEC §6.1), the
+// parametrisation's learning rates, multipliers and init (SPEC §6.2–§6.3), the token budget
+// and warmup in steps (SPEC §6.4–§6.5). vocab_from_data > 0 supplies model.vocab_size when the
+// config leaves it 0; `world` is the number of data-parallel ranks (the batch in tokens).
+void resolve_config(RunConfig& cfg, int64_t vocab_from_data, int world = 1);
+// SPEC §6.5's leading-order non-embedding matrix count N(d) = mult(ar) d^3 of an architecture.
+double leading_order_params(const std::string& arch, double ar, double d);
+// Default aspect ratio of an architecture (SPEC §1.2).
+int64_t default_aspect_ratio(const std::string& arch);
 // The whole config as YAML, every key written out.
 std::string to_yaml(const RunConfig& cfg);
 // One line per key: "section.key  type  default  — help" (for the README and --help).

@@ -137,7 +137,7 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
   auto val_ds = data::TokenDataset::load(cfg.data.path, "val");
   HS_CHECK(train_ds.vocab_size == val_ds.vocab_size, "data.path '", cfg.data.path,
            "': train and val splits disagree on vocab_size");
-  resolve_config(cfg, train_ds.vocab_size);
+  resolve_config(cfg, train_ds.vocab_size, pi.world);
   const std::string run_dir = cfg.run_dir();
 
   // ---- resume target: decided by rank 0 and broadcast, so every rank starts from the same
@@ -185,7 +185,7 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
   if (ckpt) {
     // The stored model config must match this run's (tensor shapes alone miss e.g. rope_base).
     RunConfig saved = parse_config(checkpoint_config(*ckpt), *ckpt + " (stored config)");
-    resolve_config(saved, 0);
+    resolve_config(saved, 0, pi.world);
     RunConfig a, b;
     a.model = saved.model;
     b.model = cfg.model;

@@ -16,7 +16,7 @@ TEST_CASE("tensor factories, dtypes and sizes", "[core]") {
   }
 }
 
-TEST_CASE("reshape of a contiguous tensor is a view; slice is a view", "[core]") {
+TEST_CASE("reshape of a contiguous tensor is a view, slice is a view", "[core]") {
   Tensor x = Tensor::from_vector<float>({0, 1, 2, 3, 4, 5}, {2, 3});
   Tensor r = x.reshape({3, 2});
   REQUIRE(r.raw_data() == x.raw_data());
@@ -55,7 +55,7 @@ TEST_CASE("shape and dtype errors name the op and both shapes", "[core][errors]"
   REQUIRE_THROWS_WITH(ops::embedding(ids, Tensor::zeros({4, 3})), Contains("index 9"));
 }
 
-TEST_CASE("devices parse; cuda without a device gives a clear error", "[core]") {
+TEST_CASE("devices parse, cuda without a device gives a clear error", "[core]") {
   REQUIRE(Device::parse("cpu").is_cpu());
   REQUIRE(Device::parse("cuda:3").index == 3);
   REQUIRE_THROWS_WITH(Device::parse("gpu0"), Contains("gpu0"));

@@ -144,7 +144,7 @@ TEST_CASE("prepare: shards store uint16 ids with the documented attributes", "[d
         std::vector<int32_t>{'h', 'e', 'l', 'l', 'o', '\n', ByteTokenizer::kEos});
 }
 
-TEST_CASE("prepare: one document per file; val_fraction 0 gives an empty val split", "[data]") {
+TEST_CASE("prepare: one document per file, val_fraction 0 gives an empty val split", "[data]") {
   TempDir dir;
   write_file(dir / "in/1.txt", "first file\n%\nstill first\n");
   write_file(dir / "in/2.md", "second");

@@ -16,7 +16,7 @@ namespace fs = std::filesystem;
 
 static train::RunConfig tiny_config(const std::string& data, const std::string& out, const std::string& name) {
   auto c = train::parse_config(
-      "model:\n  n_layers: 2\n  d_model: 48\n  n_heads: 4\n  n_kv_heads: 2\n  head_dim: 12\n"
+      "model:\n  parametrization: sp\n  n_layers: 2\n  d_model: 48\n  n_heads: 4\n  n_kv_heads: 2\n  head_dim: 12\n"
       "optimizer:\n  lr: 1.0e-2\n  vector_weight_decay: 0.0\n"
       "schedule:\n  warmup_steps: 5\n  decay: cosine\n"
       "training:\n  batch_size: 8\n  seq_len: 48\n  max_steps: 30\n  threads: 1\n"

@@ -15,7 +15,7 @@ TEST_CASE("device round trip preserves every byte, at odd sizes", "[gpu]") {
   }
 }
 
-TEST_CASE("zeros on the device read back as zeros; copy_from casts across devices", "[gpu]") {
+TEST_CASE("zeros on the device read back as zeros, copy_from casts across devices", "[gpu]") {
   Tensor d = Tensor::zeros({5, 3}, DType::f32, Device::cuda(0));
   for (float v : d.to(Device::cpu()).to_vector<float>()) REQUIRE(v == 0.0f);
   Tensor h = hyscale::testing::randn({5, 3}, 3, 1.0, DType::f64);

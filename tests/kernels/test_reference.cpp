@@ -213,7 +213,7 @@ TEST_CASE("vectorised expf: accuracy and special values", "[kernels][math]") {
   REQUIRE(std::isnan(expf_fast(NAN)));
 }
 
-TEST_CASE("sliding-window attention equals a dense masked f64 reference (W = 1, 2, 17, T-1, T, T+5; odd T)",
+TEST_CASE("sliding-window attention equals a dense masked f64 reference (W = 1, 2, 17, T-1, T, T+5, odd T)",
           "[kernels][attention][swa]") {
   for (int64_t T : {37, 131}) {
     for (int64_t W : {int64_t{1}, int64_t{2}, int64_t{17}, T - 1, T, T + 5}) {

@@ -20,7 +20,7 @@ PY
 cat > "$TMP/c.yaml" <<EOF2
 out_dir: $TMP/runs
 data: {path: $TMP/data}
-model: {n_layers: 2, d_model: 32, n_heads: 4, n_kv_heads: 2, head_dim: 8}
+model: {parametrization: sp, n_layers: 2, d_model: 32, n_heads: 4, n_kv_heads: 2, head_dim: 8}
 optimizer: {lr: 1.0e-2}
 training: {seq_len: 32, max_steps: 8, threads: 1}
 logging: {log_interval: 1, eval_interval: 4, eval_batches: 4}
