@@ -337,11 +337,14 @@ def read_metrics(run_dir):
                     if final is None or step >= final["step"]:
                         final = rec
                 elif kind == "train":
-                    # The last training record that carries the field.
+                    # The last training record that carries the field. hyscale writes
+                    # paper_flops_per_token = 0 for runs without model.depth: treat a
+                    # non-positive value as absent.
                     if _is_number(rec.get("flops_per_token")):
                         fpt = float(rec["flops_per_token"])
                     if _is_number(rec.get("paper_flops_per_token")):
-                        pfpt = float(rec["paper_flops_per_token"])
+                        v = float(rec["paper_flops_per_token"])
+                        pfpt = v if v > 0 else None
     except OSError as e:
         raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
     return path, final, fpt, pfpt
@@ -350,7 +353,8 @@ def read_metrics(run_dir):
 def load_run(run_dir, x_kind):
     """Load one run. Returns a dict describing its final point, or None if skipped."""
     if not os.path.isdir(run_dir):
-        raise InputError(f"{run_dir}: no such run directory")
+        what = "not a directory" if os.path.exists(run_dir) else "no such run directory"
+        raise InputError(f"{run_dir}: {what}")
     cfg_path, cfg, model = load_config(run_dir)
     met_path, final, fpt, pfpt = read_metrics(run_dir)
     if final is None:
@@ -387,12 +391,13 @@ def load_run(run_dir, x_kind):
         x = tokens * fpt
     elif x_kind == "paper_flops":
         if pfpt is None:
-            raise InputError(f"{met_path}: run '{name}': no train record with "
-                             f"'paper_flops_per_token' (needed by --x paper_flops)")
+            raise InputError(f"{met_path}: run '{name}': no train record with a positive "
+                             f"'paper_flops_per_token' (needed by --x paper_flops; hyscale "
+                             f"writes it for runs with model.depth)")
         x = tokens * pfpt
     elif x_kind == "params":
         p = model.get("non_embedding_params")
-        if not _is_number(p):
+        if not _is_number(p) or p <= 0:
             raise InputError(f"{cfg_path}: run '{name}': missing key 'model.non_embedding_params' "
                              f"(needed by --x params)")
         x = float(p)
@@ -404,7 +409,8 @@ def load_run(run_dir, x_kind):
         "run_dir": run_dir,
         "name": name,
         "group": group,
-        "depth": depth if depth is not None else model.get("n_layers"),
+        # model.depth 0 means "off" in hyscale configs: show n_layers instead.
+        "depth": depth if depth else model.get("n_layers"),
         "step": final["step"],
         "tokens": tokens,
         "loss": loss,
@@ -679,7 +685,7 @@ def main(argv=None):
                 p["x"] /= args.x_scale
                 points.append(p)
         if not points:
-            raise InputError("no usable runs (none has an eval record)")
+            raise InputError("no usable runs: every RUN_DIR was skipped (see warnings above)")
         results = fit_groups(points, args.form, args.bootstrap, args.seed)
         x_label = X_LABELS[args.x_kind] + (f" / {args.x_scale:g}" if args.x_scale != 1.0 else "")
         print_fit_table(results, f"Fits ({args.form} form, x = {args.x_kind}"

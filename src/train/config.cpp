@@ -79,6 +79,10 @@ std::vector<Field> schema(RunConfig& c) {
       I("model.ar", &c.scaling.ar, 0, 1e6, "aspect ratio D/d under model.depth; 0 = the architecture's"),
       S("model.parametrization", &c.scaling.parametrization, {"sp", "mup", "mupp"},
         "sp | mup | mupp: learning rates, multipliers and init per SPEC §6.2"),
+      I("model.non_embedding_params", &c.scaling.non_embedding_params, 0, 9e18,
+        "derived, written by hyscale (any given value is replaced): non-embedding matrix parameters N"),
+      F("model.paper_flops_per_token", &c.scaling.paper_flops_per_token, 0, kInf,
+        "derived, written by hyscale: 6 * 14.5 * 128^2 * d^3, the paper's FLOPs x-axis per token (0 without depth)"),
       S("model.arch", &m.arch, {"transformer", "transformerls", "samba", "sambayoco", "sambay", "sambayda", "swayoco"},
         "architecture (SPEC §1.2); sets the layer roles unless model.pattern is given"),
       Field{"model.pattern", Kind::String, &m.pattern, 0, 0, {},
@@ -401,6 +405,9 @@ void resolve_config(RunConfig& cfg, int64_t vocab_from_data, int world) {
   m.diff_attn = nn::effective_diff(m) ? "on" : "off";
   if (m.dt_rank == 0) m.dt_rank = (m.d_model + 15) / 16;
   nn::validate_model_config(m);
+  sc.non_embedding_params = nn::count_parameters(m).matrices;
+  // SPEC §7: every architecture is placed on the Transformer++ axis 6 N T, N = 14.5 128^2 d^3.
+  sc.paper_flops_per_token = sc.depth > 0 ? 6.0 * leading_order_params("transformer", 128, static_cast<double>(sc.depth)) : 0.0;
 
   // ---- parametrisation (SPEC §6.2, §6.3), with d = L and r = d0 / d
   const std::string& par = sc.parametrization;

@@ -70,6 +70,8 @@ struct ScalingConfig {
   int64_t depth = 0;  // 0 = widths given explicitly in model.*
   int64_t ar = 0;     // aspect ratio D / d; 0 = the architecture's (SPEC §1.2)
   std::string parametrization = "mupp";  // sp | mup | mupp (SPEC §6.2)
+  int64_t non_embedding_params = 0;      // derived: the model's N (written out for fits)
+  double paper_flops_per_token = 0;      // derived: 6 N_transformer(d) (the paper's x-axis), 0 without depth
 };
 
 struct RunConfig {

@@ -306,7 +306,8 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
                 fmt_duration(eta));
       emit({{"type", "train"}, {"step", st.step}, {"tokens", st.tokens_seen}, {"train_loss", step_loss},
             {"train_loss_mean", mean_loss}, {"lr", lr}, {"grad_norm", gnorm}, {"tokens_per_s", tps},
-            {"flops_per_token", flops_per_token}, {"elapsed_s", elapsed}});
+            {"flops_per_token", flops_per_token}, {"paper_flops_per_token", cfg.scaling.paper_flops_per_token},
+            {"params", cfg.scaling.non_embedding_params}, {"elapsed_s", elapsed}});
       t_log = Clock::now();
       steps_since_log = 0;
       loss_since_log = 0;

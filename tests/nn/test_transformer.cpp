@@ -104,3 +104,27 @@ TEST_CASE("SP init: std per role, out-projections scaled by 1/sqrt(2L), norms at
   again.init_weights(11);
   REQUIRE(again.blocks[5]->mlp->w1.to_vector<float>() == model.blocks[5]->mlp->w1.to_vector<float>());
 }
+
+TEST_CASE("muP++ init: uniform +-w_init/sqrt(fan_in) matrices, zero readout", "[nn][init]") {
+  nn::ModelConfig m = tiny(false, DType::f32);
+  m.d_model = 64;
+  m.n_heads = 4;
+  m.n_kv_heads = 2;
+  m.head_dim = 16;
+  m.mlp_hidden = 256;
+  m.init = "uniform";
+  m.w_init = 1.0;
+  m.zero_readout = true;
+  m.scale_out_proj_init = false;
+  nn::Model model(m);
+  model.init_weights(5);
+  for (float v : model.lm_head.to_vector<float>()) REQUIRE(v == 0.0f);
+  auto w = model.blocks[0]->mlp->w3.to_vector<float>();  // fan_in = 256
+  double ss = 0, mx = 0;
+  for (float v : w) {
+    ss += double(v) * v;
+    mx = std::max(mx, std::fabs(double(v)));
+  }
+  REQUIRE(mx <= 1.0 / 16.0);
+  REQUIRE(std::sqrt(ss / w.size()) == Approx(1.0 / 16.0 / std::sqrt(3.0)).epsilon(0.05));
+}

@@ -292,6 +292,29 @@ class EndToEnd(unittest.TestCase):
             self.assertNotIn("Traceback", r.stderr)
 
 
+    def test_params_axis_and_zero_paper_flops(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            dirs = []
+            for depth, n in ((8, 1e8), (12, 4e8), (16, 1e9)):
+                extra = f"  non_embedding_params: {int(n)}\n"
+                lines = [{"type": "train", "step": 5, "tokens": 1e9, "flops_per_token": FPT,
+                          "paper_flops_per_token": 0.0},  # hyscale writes 0 without model.depth
+                         {"type": "eval", "step": 5, "tokens": 1e9, "val_loss": 0.5 + 30 * n ** -0.2}]
+                dirs.append(write_run(tmp, f"t{depth}", config_yaml(f"t{depth}", "transformer", depth,
+                                                                     "sp", extra), lines))
+            r = run_cli(dirs + ["--x", "params", "--bootstrap", "0", "--out", "p"], cwd=tmp)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(os.path.join(tmp, "p.csv"), newline="", encoding="utf-8") as f:
+                row = next(csv.DictReader(f))
+            self.assertEqual(row["group"], "transformer sp")
+            self.assertEqual(int(row["n_points"]), 3)
+            r = run_cli(dirs + ["--x", "paper_flops", "--bootstrap", "0"], cwd=tmp)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("paper_flops_per_token", r.stderr)
+            self.assertIn("t8", r.stderr)
+            self.assertNotIn("Traceback", r.stderr)
+
+
 class BadInput(unittest.TestCase):
     """(d) exit code 2 and a message naming the file, no traceback."""
 
