@@ -10,7 +10,7 @@
 namespace hyscale::train {
 
 struct OptimizerConfig {
-  double lr = 3e-3;
+  double lr = 0;  // 0 = derived from the base hyper-parameters (resolve_config)
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
   double weight_decay = 0.1;         // matrices
   double vector_weight_decay = 0.1;  // vectors (norms, embeddings, LM head); SP decays everything (SPEC §6.2)

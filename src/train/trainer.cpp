@@ -208,6 +208,13 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
       truncate_metrics(run_dir + "/metrics.jsonl", st.step);
     }
     log->info("resumed from {} at step {} ({} tokens seen)", *ckpt, st.step, st.tokens_seen);
+  } else if (rank0 && fs::exists(run_dir + "/metrics.jsonl")) {
+    // A fresh start (e.g. --resume auto after a crash before the first checkpoint): the old
+    // records describe steps that are about to be recomputed; keep them aside, not mixed in.
+    const std::string aside = run_dir + "/metrics.jsonl.stale";
+    fs::rename(run_dir + "/metrics.jsonl", aside, ec);
+    HS_CHECK(!ec, "cannot move ", run_dir, "/metrics.jsonl aside: ", ec.message());
+    log->warn("fresh start: previous metrics moved to {}", aside);
   }
 
   const int64_t B = cfg.training.batch_size, T = cfg.training.seq_len, A = cfg.training.grad_accum;
