@@ -27,7 +27,6 @@ launched again (with `--resume auto` it continues from its newest checkpoint). E
 
 import argparse
 import copy
-import glob
 import json
 import os
 import shlex
