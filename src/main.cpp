@@ -3,6 +3,7 @@
 //   hyscale prepare --input PATH... --out DIR [--format text|jsonl] [--doc-separator LINE] [--val-fraction F]
 //   hyscale generate --ckpt PATH --prompt TEXT [--max-new N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
 //   hyscale info CONFIG [--set ...]
+//   hyscale coord-check CONFIG --widths 64,128,256 [--steps N] [--set ...]
 //   hyscale bench train CONFIG [--set ...] [--steps N] [--warmup W]
 //   hyscale bench layers CONFIG [--set ...] [--lengths 512,1024,...] [--batch B] [--reps R]
 //   hyscale baselines --data DIR
@@ -84,6 +85,14 @@ int main(int argc, char** argv) {
   bool baselines_json = false;
   baselines->add_flag("--json", baselines_json, "print JSON");
 
+  std::vector<int64_t> cc_widths;
+  int64_t cc_steps = 5;
+  auto* coord = app.add_subcommand("coord-check", "activation RMS across widths after a few steps (muP check)");
+  coord->add_option("config", config, "config YAML")->required();
+  coord->add_option("--set", sets, "override a key");
+  coord->add_option("--widths", cc_widths, "model widths D (each a multiple of model.ar)")->delimiter(',')->required();
+  coord->add_option("--steps", cc_steps, "training steps per width");
+
   auto* keys = app.add_subcommand("config-keys", "list every config key with its type and meaning");
 
   auto* eval = app.add_subcommand("eval", "validation loss of a checkpoint");
@@ -147,6 +156,9 @@ int main(int argc, char** argv) {
       std::printf("  bigram model, val loss       %.4f   (alpha %.3g chosen on held-out train)\n", b.bigram_val,
                   b.bigram_alpha);
       }
+    } else if (*coord) {
+      auto cfg = train::load_config(config, sets);
+      train::coord_check(cfg, cc_widths, cc_steps, true);
     } else if (*keys) {
       std::cout << train::describe_keys();
     } else if (*eval) {

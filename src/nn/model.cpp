@@ -269,15 +269,30 @@ void Model::init_weights(uint64_t seed) {
   }
 }
 
-Tensor Model::forward(const Tensor& ids) const {
+namespace {
+double rms_of(const Tensor& t) {
+  Tensor c = t.contiguous().to(DType::f64);
+  double s = 0;
+  for (int64_t i = 0; i < c.numel(); ++i) s += c.data<double>()[i] * c.data<double>()[i];
+  return std::sqrt(s / static_cast<double>(std::max<int64_t>(c.numel(), 1)));
+}
+}  // namespace
+
+Tensor Model::forward(const Tensor& ids, std::vector<std::pair<std::string, double>>* rms) const {
   HS_CHECK(ids.dim() == 2, "model.forward: ids must be [B, T], got ", shape_str(ids.shape()));
   const int64_t B = ids.size(0), T = ids.size(1);
   Tensor x = ops::embedding(ids, wte);  // [B, T, D]
+  if (rms) rms->emplace_back("embedding", rms_of(x));
   BlockState st;
-  for (auto& blk : blocks) x = blk->forward(x, st);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    x = blocks[i]->forward(x, st);
+    if (rms) rms->emplace_back("blocks." + std::to_string(i) + " [" + role_code(roles_[i]) + "]", rms_of(x));
+  }
   x = ln_f->forward(x);
   if (cfg_.logit_mult != 1.0) x = ops::scale(x, cfg_.logit_mult);
-  return ops::linear(x.reshape({B * T, cfg_.d_model}), cfg_.tie_embeddings ? wte : lm_head);
+  Tensor logits = ops::linear(x.reshape({B * T, cfg_.d_model}), cfg_.tie_embeddings ? wte : lm_head);
+  if (rms) rms->emplace_back("logits", rms_of(logits));
+  return logits;
 }
 
 Tensor Model::loss(const Tensor& ids, const Tensor& targets) const {

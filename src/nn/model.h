@@ -109,8 +109,10 @@ class Model : public Module {
 
   // Initialise every parameter from `seed` (deterministic, order-independent; SPEC §2, §3, §6.2).
   void init_weights(uint64_t seed);
-  // ids int32 [B, T] -> logits [B*T, V]
-  Tensor forward(const Tensor& ids) const;
+  // ids int32 [B, T] -> logits [B*T, V]. When `rms` is given it receives the root-mean-square
+  // of the embedding output, of the residual stream after every block and of the logits
+  // (what a coordinate check compares across widths).
+  Tensor forward(const Tensor& ids, std::vector<std::pair<std::string, double>>* rms = nullptr) const;
   // Mean cross-entropy of next-token prediction: ids, targets int32 [B, T].
   Tensor loss(const Tensor& ids, const Tensor& targets) const;
 

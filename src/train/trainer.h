@@ -48,6 +48,16 @@ std::string model_info(const RunConfig& cfg);
 
 // Times full training steps on synthetic tokens and prints a table; returns tokens/s.
 double bench_train(RunConfig cfg, int64_t steps, int64_t warmup);
+// μP coordinate check: for each width D (depth D / ar, every parametrisation rule applied),
+// train `steps` steps on fixed random tokens and measure activation RMS on a fixed batch.
+struct CoordCheckResult {
+  std::vector<int64_t> widths;
+  std::vector<std::string> rows;          // embedding, first/middle/last block, logits
+  std::vector<std::vector<double>> rms;   // [row][width]
+  std::vector<double> slopes;             // per row: slope of log RMS vs log width
+};
+CoordCheckResult coord_check(const RunConfig& cfg, const std::vector<int64_t>& widths, int64_t steps, bool print);
+
 // Forward + backward time of each mixer type (full attention, SWA, Mamba, GMU, cross-attention)
 // at the config's width for each sequence length; prints a table.
 void bench_layers(RunConfig cfg, const std::vector<int64_t>& lengths, int64_t batch, int64_t reps);

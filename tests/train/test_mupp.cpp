@@ -106,3 +106,29 @@ TEST_CASE("base_hps files: paper-era equals the built-in defaults, head override
   auto conflict = parse_config("model:\n  depth: 8\n  n_layers: 6\n", "x", {"training.max_steps=5"});
   REQUIRE_THROWS_WITH(resolve_config(conflict, 320), Contains("model.depth") && Contains("model.n_layers"));
 }
+
+#include "train/trainer.h"
+
+TEST_CASE("coordinate check: logits RMS vs width after a few steps, per parametrisation", "[mupp][coord]") {
+  // Tiny Transformer++: width D = 16 d (d = 4, 8, 16), head_dim 8, base d0 = 4, b = b0.
+  auto cfg = parse_config(
+      "model:\n  arch: transformer\n  ar: 16\n  head_dim: 8\n  vocab_size: 320\noptimizer:\n  lr: 0\n"
+      "base:\n  d0: 4\n  b0: 256\n  eta0: 1.0e-2\n  hd0: 8\ntraining:\n  batch_size: 4\n  seq_len: 64\n  threads: 1\n",
+      "coord");
+  auto slope = [&](const std::string& par) {
+    auto c = cfg;
+    c.scaling.parametrization = par;
+    auto r = coord_check(c, {64, 128, 256}, 5, false);
+    REQUIRE(r.rows.back() == "logits");
+    return r.slopes.back();
+  };
+  const double sp = slope("sp"), mup = slope("mup"), mupp = slope("mupp");
+  INFO("slopes of log RMS(logits) vs log width: sp " << sp << ", mup " << mup << ", mupp " << mupp);
+  REQUIRE(sp > 0.4);                 // SP: updates grow with width
+  REQUIRE(std::fabs(mup) < 0.3);     // muP: flat
+  // muP++ (paper-era) also multiplies every group's lr by sqrt(d0/d); with D = ar d the logit
+  // updates then shrink like D^-1/2 instead of growing: slope near -1/2, never positive.
+  REQUIRE(mupp < 0.0);
+  REQUIRE(mupp > -0.8);
+  REQUIRE(sp - mupp > 0.8);
+}
