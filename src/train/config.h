@@ -44,6 +44,7 @@ struct LoggingConfig {
   int64_t log_interval = 10;
   int64_t eval_interval = 100;  // 0 = only at the end
   int64_t eval_batches = 16;    // validation batches of batch_size x ranks sequences
+  double peak_flops = 0;        // peak FLOP/s of the whole job for MFU (0 = MFU not reported)
 };
 
 struct CheckpointConfig {

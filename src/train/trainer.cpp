@@ -311,10 +311,12 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
                 "elapsed {} | eta {}",
                 st.step, max_steps, mean_loss, lr, gnorm, tps, tps * flops_per_token / 1e9, fmt_duration(elapsed),
                 fmt_duration(eta));
-      emit({{"type", "train"}, {"step", st.step}, {"tokens", st.tokens_seen}, {"train_loss", step_loss},
+      nlohmann::json rec = {{"type", "train"}, {"step", st.step}, {"tokens", st.tokens_seen}, {"train_loss", step_loss},
             {"train_loss_mean", mean_loss}, {"lr", lr}, {"grad_norm", gnorm}, {"tokens_per_s", tps},
             {"flops_per_token", flops_per_token}, {"paper_flops_per_token", cfg.scaling.paper_flops_per_token},
-            {"params", cfg.scaling.non_embedding_params}, {"elapsed_s", elapsed}});
+            {"params", cfg.scaling.non_embedding_params}, {"elapsed_s", elapsed}};
+      if (cfg.logging.peak_flops > 0) rec["mfu"] = tps * flops_per_token / cfg.logging.peak_flops;
+      emit(rec);
       t_log = Clock::now();
       steps_since_log = 0;
       loss_since_log = 0;

@@ -236,3 +236,38 @@ TEST_CASE("unsupported depths and patterns are clear config errors", "[nn][error
   c.n_layers = 4;
   REQUIRE_NOTHROW(nn::validate_model_config(c));
 }
+
+TEST_CASE("FLOP counter against hand counts for a tiny model of each architecture", "[nn][flops]") {
+  // Hand count, independent of the counter's formulas: 6 x (every 2-D projection tensor of the
+  // built model + the LM head) + 3 x per-pair attention FLOPs x (visible (query, key) pairs,
+  // enumerated) / T + 3 x per-token scan and conv FLOPs for each Mamba layer.
+  const int64_t T = 11;
+  for (const auto& arch : kArchs) {
+    INFO("arch " << arch);
+    auto c = tiny(arch, DType::f32);
+    nn::Model model(c);
+    double matmul = 0;
+    for (auto& [name, p] : model.named_parameters())
+      if (p.dim() == 2 && name != "wte" && name != "lm_head" && name.find("conv1d") == std::string::npos &&
+          name.find("A_log") == std::string::npos)
+        matmul += static_cast<double>(p.numel());
+    if (!c.tie_embeddings) REQUIRE(model.lm_head.numel() == c.vocab_size * c.d_model);
+    matmul += static_cast<double>(c.vocab_size * c.d_model);  // LM head (tied or not, it is a matmul)
+    const bool da = arch == "sambayda";
+    const double per_pair = (da ? 6.0 : 4.0) * c.n_heads * c.head_dim;
+    double attn = 0, scan = 0;
+    for (auto r : model.roles()) {
+      int64_t pairs = 0;
+      const int64_t W = r == nn::Role::SWA ? c.window : T;
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t j = 0; j <= t; ++j) pairs += (j >= t - W + 1) ? 1 : 0;
+      if (r == nn::Role::Attn || r == nn::Role::SWA || r == nn::Role::SharedKV || r == nn::Role::Cross)
+        attn += 3.0 * per_pair * static_cast<double>(pairs) / T;
+      if (r == nn::Role::Mamba || r == nn::Role::MambaMem) {
+        const double di = 2.0 * c.d_model;
+        scan += 3.0 * (7.0 * di * c.d_state + 2.0 * c.d_conv * di);
+      }
+    }
+    REQUIRE(model.train_flops_per_token(T) == Approx(6.0 * matmul + attn + scan).epsilon(1e-12));
+  }
+}
