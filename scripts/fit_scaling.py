@@ -485,6 +485,13 @@ def write_png(path, results, x_label):
     from matplotlib import ticker
 
     fig, ax = plt.subplots(figsize=(10, 7))
+    # y range from the data; an asymptote far below the points (a fit pinned at C = 0) is left
+    # out of the range instead of squashing the points into one band of a log axis.
+    ys = [float(v) for r in results for v in r["y"]]
+    y_lo, y_hi = (min(ys), max(ys)) if ys else (1.0, 2.0)
+    shown_c = [r["fit"]["C"] for r in results if r["fit"] is not None and r["fit"]["C"] >= 0.5 * y_lo]
+    y_lo = min([y_lo] + shown_c) * 0.92
+    y_hi = y_hi * 1.06
     cmap = plt.get_cmap("tab10" if len(results) <= 10 else "tab20")
     ncol = 10 if len(results) <= 10 else 20
     for i, r in enumerate(results):
@@ -498,12 +505,13 @@ def write_png(path, results, x_label):
         if fit is not None:
             xs = np.geomspace(r["x"].min() / 1.5, r["x"].max() * 1.5, 200)
             ax.plot(xs, power_law(xs, fit["A"], fit["b"], fit["C"]), "-", color=color, lw=1.8)
-            if fit["C"] > 0:
+            if fit["C"] >= y_lo:
                 ax.axhline(fit["C"], color=color, ls="--", lw=1.0, alpha=0.7)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(ticker.ScalarFormatter())
-    ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%.1f"))
+    ax.set_ylim(y_lo, y_hi)
+    ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.2f"))
+    ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%.2f"))
     ax.tick_params(axis="y", which="minor", labelsize=8)
     ax.set_xlabel(x_label)
     ax.set_ylabel("final validation loss")
