@@ -5,11 +5,17 @@
 
 namespace hyscale::kernels::cpu {
 
-template <class T>
-void causal_conv1d_fwd(const T* x, const T* w, const T* bias, T* y, int64_t B, int64_t T_, int64_t C, int64_t K) {
-  std::vector<T> wt(static_cast<size_t>(K * C));  // [K, C]: contiguous over channels
+// w [C, K] -> [K, C], so the inner loops run contiguously over channels.
+template <class T> static std::vector<T> transposed(const T* w, int64_t C, int64_t K) {
+  std::vector<T> wt(static_cast<size_t>(K * C));
   for (int64_t c = 0; c < C; ++c)
     for (int64_t k = 0; k < K; ++k) wt[k * C + c] = w[c * K + k];
+  return wt;
+}
+
+template <class T>
+void causal_conv1d_fwd(const T* x, const T* w, const T* bias, T* y, int64_t B, int64_t T_, int64_t C, int64_t K) {
+  const std::vector<T> wt = transposed(w, C, K);
 #pragma omp parallel for collapse(2) schedule(static) if (B * T_ * C > 32768)
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < T_; ++t) {
@@ -29,9 +35,7 @@ void causal_conv1d_fwd(const T* x, const T* w, const T* bias, T* y, int64_t B, i
 template <class T>
 void causal_conv1d_bwd(const T* x, const T* w, const T* dy, T* dx, T* dw, T* dbias, int64_t B, int64_t T_, int64_t C,
                        int64_t K) {
-  std::vector<T> wt(static_cast<size_t>(K * C));
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t k = 0; k < K; ++k) wt[k * C + c] = w[c * K + k];
+  const std::vector<T> wt = transposed(w, C, K);
   // dx[b,t,c] = sum_k w[c,k] dy[b, t+K-1-k, c]
 #pragma omp parallel for collapse(2) schedule(static) if (B * T_ * C > 32768)
   for (int64_t b = 0; b < B; ++b)
