@@ -3,7 +3,7 @@
 //   hyscale prepare --input PATH... --out DIR [--format text|jsonl] [--doc-separator LINE] [--val-fraction F]
 //   hyscale generate --ckpt PATH --prompt TEXT [--max-new N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
 //   hyscale info CONFIG [--set ...]
-//   hyscale coord-check CONFIG --widths 64,128,256 [--steps N] [--set ...]
+//   hyscale coord-check CONFIG --widths 64,128,256 [--steps N] [--depth D | --joint] [--set ...]
 //   hyscale bench train CONFIG [--set ...] [--steps N] [--warmup W]
 //   hyscale bench layers CONFIG [--set ...] [--lengths 512,1024,...] [--batch B] [--reps R]
 //   hyscale baselines --data DIR
@@ -85,13 +85,14 @@ int main(int argc, char** argv) {
   bool baselines_json = false;
   baselines->add_flag("--json", baselines_json, "print JSON");
 
-  std::vector<int64_t> cc_widths;
-  int64_t cc_steps = 5;
+  train::CoordCheckOptions cc;
   auto* coord = app.add_subcommand("coord-check", "activation RMS across widths after a few steps (muP check)");
   coord->add_option("config", config, "config YAML")->required();
   coord->add_option("--set", sets, "override a key");
-  coord->add_option("--widths", cc_widths, "model widths D (each a multiple of model.ar)")->delimiter(',')->required();
-  coord->add_option("--steps", cc_steps, "training steps per width");
+  coord->add_option("--widths", cc.widths, "model widths D (each a multiple of model.ar)")->delimiter(',')->required();
+  coord->add_option("--steps", cc.steps, "training steps per width");
+  coord->add_option("--depth", cc.depth, "fixed depth for every width (default model.depth, else base.d0)");
+  coord->add_flag("--joint", cc.joint, "move depth with width, d = D / ar, as the paper's configs do");
 
   auto* keys = app.add_subcommand("config-keys", "list every config key with its type and meaning");
 
@@ -158,7 +159,7 @@ int main(int argc, char** argv) {
       }
     } else if (*coord) {
       auto cfg = train::load_config(config, sets);
-      train::coord_check(cfg, cc_widths, cc_steps, true);
+      train::coord_check(cfg, cc, true);
     } else if (*keys) {
       std::cout << train::describe_keys();
     } else if (*eval) {

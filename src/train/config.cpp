@@ -76,7 +76,7 @@ std::vector<Field> schema(RunConfig& c) {
       F("base.warmup_tokens", &c.base.warmup_tokens, 0, kInf, "warmup tokens when schedule.warmup_steps is 0"),
       I("model.depth", &c.scaling.depth, 0, 4096,
         "muP++ depth d: L = d, D = ar d, heads d, KV heads d/4, head_dim hd0, MLP 4D (each overridable); 0 = off"),
-      I("model.ar", &c.scaling.ar, 0, 1e6, "aspect ratio D/d under model.depth; 0 = the architecture's"),
+      I("model.ar", &c.scaling.ar, 0, 1e6, "aspect ratio D/d under model.depth; under mup/mupp also the base width D0 = ar d0; 0 = the architecture's"),
       S("model.parametrization", &c.scaling.parametrization, {"sp", "mup", "mupp"},
         "sp | mup | mupp: learning rates, multipliers and init per SPEC §6.2"),
       I("model.non_embedding_params", &c.scaling.non_embedding_params, 0, 9e18,
@@ -411,16 +411,26 @@ void resolve_config(RunConfig& cfg, int64_t vocab_from_data, int world) {
   // SPEC §7: every architecture is placed on the Transformer++ axis 6 N T, N = 14.5 128^2 d^3.
   sc.paper_flops_per_token = sc.depth > 0 ? 6.0 * leading_order_params("transformer", 128, static_cast<double>(sc.depth)) : 0.0;
 
-  // ---- parametrisation (SPEC §6.2, §6.3), with d = L and r = d0 / d
+  // ---- parametrisation (SPEC §6.2, §6.3)
+  // The paper ties width to depth (D = ar d) and uses one ratio r = d0/d for both the width rules
+  // (matrix lr 1/w, logit multiplier 1/w) and the Depth-muP lr factor sqrt(r). hyscale keeps the
+  // two apart so a width is never mistaken for a depth: r_d = d0 / L for the depth rules and
+  // r_w = D0 / D for the width rules, with base width D0 = ar d0. Whenever D = ar d (every config
+  // the depth knob derives) r_w = r_d = d0/d and the numbers are the paper's; they differ only when
+  // model.d_model is overridden, or in a fixed-depth width sweep (coord-check), where the width
+  // rules alone must keep activations flat.
   const std::string& par = sc.parametrization;
   const bool mu = par == "mup" || par == "mupp", mupp = par == "mupp";
-  const double d = static_cast<double>(m.n_layers), r = static_cast<double>(base.d0) / d;
+  const double d = static_cast<double>(m.n_layers), r_d = static_cast<double>(base.d0) / d;
+  if (mu && sc.ar == 0) sc.ar = default_aspect_ratio(m.arch);  // written out: it fixes D0
+  const double ar = static_cast<double>(sc.ar > 0 ? sc.ar : default_aspect_ratio(m.arch));
+  const double r_w = ar * static_cast<double>(base.d0) / static_cast<double>(m.d_model);
   const double tokens_per_step = static_cast<double>(t.batch_size * t.seq_len * t.grad_accum) * std::max(world, 1);
-  if (o.lr == 0) o.lr = base.eta0 * std::sqrt(tokens_per_step / base.b0) * (mupp ? std::sqrt(r) : 1.0);
+  if (o.lr == 0) o.lr = base.eta0 * std::sqrt(tokens_per_step / base.b0) * (mupp ? std::sqrt(r_d) : 1.0);
   if (mu) {
-    o.matrix_lr_mult = r;   // hidden matrices: lr / w
+    o.matrix_lr_mult = r_w;  // hidden matrices: lr / w
     o.vector_lr_mult = 1.0;
-    m.logit_mult = r;       // ln_f(x) * d0/d before the LM head
+    m.logit_mult = r_w;      // ln_f(x) / w before the LM head
     m.attn_scale = std::sqrt(static_cast<double>(base.hd0)) / static_cast<double>(m.head_dim);
     m.init = "uniform";
     m.w_init = base.w_init;

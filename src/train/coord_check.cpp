@@ -1,7 +1,9 @@
 // `hyscale coord-check`: train a few steps at several widths and compare activation RMS
-// (the μP "coordinate check"). Under μP++ width and depth move together (D = ar d, SPEC §6.1),
-// so each width D runs at depth d = D / ar with every μP++ rule applied; under a correct
-// parametrisation the RMS after a few updates does not grow with width, under SP it does.
+// (the μP "coordinate check"). By default every width D runs at one fixed depth with the heads
+// scaled along (n_heads = D / ar, the paper's ratio), so only the width rules act: under mup and
+// mupp the RMS after a few updates stays flat, under SP it grows. `joint` instead moves depth with
+// width as the paper's configs do (d = D / ar); μP++ then also applies its Depth-μP lr factor
+// sqrt(d0/d), and the logit updates shrink like D^-1/2.
 #include <cmath>
 #include <cstdio>
 
@@ -14,13 +16,17 @@
 
 namespace hyscale::train {
 
-CoordCheckResult coord_check(const RunConfig& cfg_in, const std::vector<int64_t>& widths, int64_t steps, bool print) {
+CoordCheckResult coord_check(const RunConfig& cfg_in, const CoordCheckOptions& opts, bool print) {
+  const std::vector<int64_t>& widths = opts.widths;
+  const int64_t steps = opts.steps;
   HS_CHECK(widths.size() >= 2, "coord-check: give at least two --widths");
   HS_CHECK(steps >= 1, "coord-check: --steps must be >= 1");
   kernels::cpu::set_num_threads(static_cast<int>(cfg_in.training.threads));
   const int64_t ar = cfg_in.scaling.ar > 0 ? cfg_in.scaling.ar : default_aspect_ratio(cfg_in.model.arch);
   CoordCheckResult res;
   res.widths = widths;
+  const int64_t fixed_depth = opts.depth > 0 ? opts.depth : cfg_in.scaling.depth > 0 ? cfg_in.scaling.depth : cfg_in.base.d0;
+  HS_CHECK(!(opts.joint && opts.depth > 0), "coord-check: --depth and --joint exclude each other");
   res.rows = {"embedding", "first block", "middle block", "last block", "logits"};
   res.rms.assign(res.rows.size(), std::vector<double>(widths.size(), 0.0));
   const int64_t V = cfg_in.model.vocab_size > 0 ? cfg_in.model.vocab_size : 320;
@@ -28,10 +34,17 @@ CoordCheckResult coord_check(const RunConfig& cfg_in, const std::vector<int64_t>
     RunConfig cfg = cfg_in;
     HS_CHECK(widths[w] > 0 && widths[w] % ar == 0, "coord-check: width ", widths[w],
              " is not a multiple of the aspect ratio ", ar, " (width = ar * depth; set model.ar)");
-    cfg.scaling.depth = widths[w] / ar;
     cfg.scaling.ar = ar;
     auto& m = cfg.model;
-    m.n_layers = m.d_model = m.n_heads = m.n_kv_heads = m.mlp_hidden = 0;
+    m.n_layers = m.d_model = m.n_heads = m.n_kv_heads = m.mlp_hidden = m.dt_rank = 0;
+    if (opts.joint) {
+      cfg.scaling.depth = widths[w] / ar;
+    } else {
+      cfg.scaling.depth = fixed_depth;
+      m.d_model = widths[w];
+      m.n_heads = widths[w] / ar;
+      m.n_kv_heads = m.n_heads % 4 == 0 ? m.n_heads / 4 : m.n_heads;
+    }
     m.vocab_size = V;
     cfg.training.max_steps = steps;
     cfg.training.max_tokens = 0;
@@ -42,18 +55,17 @@ CoordCheckResult coord_check(const RunConfig& cfg_in, const std::vector<int64_t>
     model.init_weights(static_cast<uint64_t>(cfg.training.seed));
     AdamW opt(model.named_parameters(), cfg.optimizer);
     const int64_t B = cfg.training.batch_size, T = cfg.training.seq_len;
+    // One fixed batch with a learnable rule (target = 7 id + 3 mod V), trained on and then measured,
+    // as in the usual μP coordinate check. With random targets the updates would be uncorrelated
+    // with the activations they meet and every readout update would shrink like D^-1/2.
     Rng rng(static_cast<uint64_t>(cfg.training.seed));  // same data for every width
-    auto batch = [&]() {
-      Tensor ids = Tensor::empty({B, T}, DType::i32), tg = Tensor::empty({B, T}, DType::i32);
-      for (int64_t i = 0; i < B * T; ++i) {
-        ids.data<int32_t>()[i] = static_cast<int32_t>(rng.below(static_cast<uint64_t>(V)));
-        tg.data<int32_t>()[i] = static_cast<int32_t>(rng.below(static_cast<uint64_t>(V)));
-      }
-      return std::pair{ids, tg};
-    };
-    auto eval_batch = batch();
+    Tensor ids = Tensor::empty({B, T}, DType::i32), tg = Tensor::empty({B, T}, DType::i32);
+    for (int64_t i = 0; i < B * T; ++i) {
+      const auto id = static_cast<int64_t>(rng.below(static_cast<uint64_t>(V)));
+      ids.data<int32_t>()[i] = static_cast<int32_t>(id);
+      tg.data<int32_t>()[i] = static_cast<int32_t>((7 * id + 3) % V);
+    }
     for (int64_t s = 0; s < steps; ++s) {
-      auto [ids, tg] = batch();
       opt.zero_grad();
       model.loss(ids, tg).backward();
       const double gn = opt.grad_norm();
@@ -63,7 +75,7 @@ CoordCheckResult coord_check(const RunConfig& cfg_in, const std::vector<int64_t>
     std::vector<std::pair<std::string, double>> rms;
     {
       NoGrad ng;
-      model.forward(eval_batch.first, &rms);
+      model.forward(ids, &rms);
     }
     const size_t L = rms.size() - 2;  // entries: embedding, L blocks, logits
     res.rms[0][w] = rms.front().second;
@@ -86,9 +98,10 @@ CoordCheckResult coord_check(const RunConfig& cfg_in, const std::vector<int64_t>
     res.slopes.push_back((n * sxy - sx * sy) / (n * sxx - sx * sx));
   }
   if (print) {
-    std::printf("coord-check: %s, parametrization %s, ar %lld, %lld steps at lr as derived, batch %lld x %lld\n",
-                cfg_in.model.arch.c_str(), cfg_in.scaling.parametrization.c_str(), (long long)ar, (long long)steps,
-                (long long)cfg_in.training.batch_size, (long long)cfg_in.training.seq_len);
+    std::printf("coord-check: %s, parametrization %s, ar %lld, %s, %lld steps at lr as derived, batch %lld x %lld\n",
+                cfg_in.model.arch.c_str(), cfg_in.scaling.parametrization.c_str(), (long long)ar,
+                opts.joint ? "depth = D/ar (joint)" : ("depth " + std::to_string(fixed_depth) + ", heads D/ar").c_str(),
+                (long long)steps, (long long)cfg_in.training.batch_size, (long long)cfg_in.training.seq_len);
     std::printf("%-14s", "activation RMS");
     for (int64_t w : widths) std::printf(" %10s", ("D=" + std::to_string(w)).c_str());
     std::printf(" %22s\n", "slope d log RMS/d log D");

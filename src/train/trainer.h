@@ -56,7 +56,13 @@ struct CoordCheckResult {
   std::vector<std::vector<double>> rms;   // [row][width]
   std::vector<double> slopes;             // per row: slope of log RMS vs log width
 };
-CoordCheckResult coord_check(const RunConfig& cfg, const std::vector<int64_t>& widths, int64_t steps, bool print);
+struct CoordCheckOptions {
+  std::vector<int64_t> widths;  // model widths D, each a multiple of the aspect ratio
+  int64_t steps = 5;            // training steps per width
+  int64_t depth = 0;            // fixed depth; 0 = model.depth, else base.d0
+  bool joint = false;           // depth moves with width (d = D / ar), as in the paper's configs
+};
+CoordCheckResult coord_check(const RunConfig& cfg, const CoordCheckOptions& opts, bool print);
 
 // Forward + backward time of each mixer type (full attention, SWA, Mamba, GMU, cross-attention)
 // at the config's width for each sequence length; prints a table.

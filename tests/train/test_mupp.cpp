@@ -110,25 +110,61 @@ TEST_CASE("base_hps files: paper-era equals the built-in defaults, head override
 #include "train/trainer.h"
 
 TEST_CASE("coordinate check: logits RMS vs width after a few steps, per parametrisation", "[mupp][coord]") {
-  // Tiny Transformer++: width D = 16 d (d = 4, 8, 16), head_dim 8, base d0 = 4, b = b0.
+  // Tiny Transformer++: widths D = 64, 128, 256 at ar 16 (heads D/16), head_dim 8, base d0 = 4, b = b0.
   auto cfg = parse_config(
       "model:\n  arch: transformer\n  ar: 16\n  head_dim: 8\n  vocab_size: 320\noptimizer:\n  lr: 0\n"
-      "base:\n  d0: 4\n  b0: 256\n  eta0: 1.0e-2\n  hd0: 8\ntraining:\n  batch_size: 4\n  seq_len: 64\n  threads: 1\n",
+      "base:\n  d0: 4\n  b0: 256\n  eta0: 3.0e-3\n  hd0: 8\ntraining:\n  batch_size: 4\n  seq_len: 64\n  threads: 1\n",
       "coord");
-  auto slope = [&](const std::string& par) {
+  std::vector<double> all_rows;  // every row's slope of the last call
+  auto slope = [&](const std::string& par, bool joint) {
     auto c = cfg;
     c.scaling.parametrization = par;
-    auto r = coord_check(c, {64, 128, 256}, 5, false);
+    CoordCheckOptions o;
+    o.widths = {64, 128, 256};
+    o.steps = 5;
+    o.joint = joint;
+    auto r = coord_check(c, o, false);
     REQUIRE(r.rows.back() == "logits");
+    all_rows = r.slopes;
     return r.slopes.back();
   };
-  const double sp = slope("sp"), mup = slope("mup"), mupp = slope("mupp");
-  INFO("slopes of log RMS(logits) vs log width: sp " << sp << ", mup " << mup << ", mupp " << mupp);
-  REQUIRE(sp > 0.4);                 // SP: updates grow with width
-  REQUIRE(std::fabs(mup) < 0.3);     // muP: flat
-  // muP++ (paper-era) also multiplies every group's lr by sqrt(d0/d); with D = ar d the logit
-  // updates then shrink like D^-1/2 instead of growing: slope near -1/2, never positive.
-  REQUIRE(mupp < 0.0);
-  REQUIRE(mupp > -0.8);
-  REQUIRE(sp - mupp > 0.8);
+  SECTION("fixed depth (d0): only the width rules act") {
+    const double sp = slope("sp", false);
+    const double sp_last_block = all_rows[3];
+    const double mup = slope("mup", false);
+    for (double v : all_rows) CHECK(std::fabs(v) < 0.25);  // muP: every row flat
+    const double mupp = slope("mupp", false);
+    for (double v : all_rows) CHECK(std::fabs(v) < 0.25);  // muP++: every row flat
+    INFO("logits: sp " << sp << " mup " << mup << " mupp " << mupp << "; sp last block " << sp_last_block);
+    REQUIRE(sp > 0.5);               // SP: logit updates grow with width
+    REQUIRE(sp_last_block > 1.0);    // and the residual stream much faster
+    REQUIRE(std::fabs(mup) < 0.2);
+    REQUIRE(std::fabs(mupp) < 0.2);
+  }
+  SECTION("joint (d = D / ar, the paper's configs)") {
+    const double sp = slope("sp", true), mupp = slope("mupp", true);
+    INFO("joint slopes: sp " << sp << ", mupp " << mupp);
+    REQUIRE(sp > 0.4);
+    // muP++ (paper-era) also multiplies every group's lr by sqrt(d0/d); with D = ar d the logit
+    // updates then shrink like D^-1/2 instead of growing: slope near -1/2, never positive.
+    REQUIRE(mupp < 0.0);
+    REQUIRE(mupp > -0.8);
+  }
+}
+
+TEST_CASE("width and depth ratios stay apart: d_model override changes only the width rules", "[mupp]") {
+  auto base = parse_config("model:\n  arch: sambay\n  depth: 8\ntraining:\n  batch_size: 512\n  seq_len: 4096\n  max_steps: 0\n"
+                           "optimizer:\n  lr: 0\n", "wd");
+  auto a = base;
+  resolve_config(a, 320);
+  REQUIRE(a.model.d_model == 992);
+  REQUIRE(a.optimizer.matrix_lr_mult == Approx(2.0));  // d0/d = 16/8
+  REQUIRE(a.model.logit_mult == Approx(2.0));
+  auto b = base;
+  b.model.d_model = 1984;  // twice the width at the same depth
+  resolve_config(b, 320);
+  REQUIRE(b.optimizer.matrix_lr_mult == Approx(1.0));  // D0/D = 124*16/1984
+  REQUIRE(b.model.logit_mult == Approx(1.0));
+  REQUIRE(b.optimizer.lr == Approx(a.optimizer.lr));   // the depth factor sqrt(d0/d) is unchanged
+  REQUIRE(b.model.residual_mult == Approx(a.model.residual_mult));
 }
