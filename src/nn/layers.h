@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "nn/module.h"
+#include "parallel/tp_ops.h"
 
 namespace hyscale::nn {
 
@@ -19,11 +20,15 @@ class RMSNorm : public Module {
 };
 
 // SwiGLU MLP: w1 D -> 2I ([gate | value]), y = w3(silu(gate) * value), w3 I -> D. No biases.
+// Tensor parallel: w1 column-parallel (each of gate and value split), w3 row-parallel.
 class SwiGLUMLP : public Module {
  public:
-  SwiGLUMLP(int64_t dim, int64_t hidden, DType dtype = DType::f32);
+  SwiGLUMLP(int64_t dim, int64_t hidden, DType dtype = DType::f32, parallel::TensorParallel tp = {});
   Tensor forward(const Tensor& x) const;
   Tensor w1, w3;
+
+ private:
+  parallel::TensorParallel tp_;
 };
 
 struct AttentionConfig {
@@ -36,6 +41,7 @@ struct AttentionConfig {
   bool diff = false;       // differential attention (SPEC §5)
   int64_t layer_index = 0; // 0-based; sets DA's lambda_init = 0.8 - 0.6 exp(-0.3 l)
   DType dtype = DType::f32;  // parameter dtype (f64 only for gradient checks)
+  parallel::TensorParallel tp;  // heads split over the group (whole differential pairs)
 };
 
 // Grouped-query causal attention (SPEC §1.4, §4, §5).
@@ -46,6 +52,9 @@ struct AttentionConfig {
 // Differential attention pairs adjacent heads (q1 = even, q2 = odd heads, same for KV),
 // a_i = Attn(q_i, k_i, [v1 | v2]), out = RMSNorm_2hd(a1 - lambda a2) (1 - lambda_init),
 // re-interleaved to [H, hd]; parameters lambda_{q1,k1,q2,k2} [hd] and subln.weight [2 hd].
+// Tensor parallel: each rank holds H/tp query and Hk/tp KV heads (contiguous, so GQA groups
+// and differential pairs stay whole): wqkv / wq column-parallel per part, proj row-parallel;
+// the replicated lambdas and subln see only local heads, so their gradients are all-reduced.
 class Attention : public Module {
  public:
   explicit Attention(const AttentionConfig& cfg);
@@ -69,6 +78,7 @@ class Attention : public Module {
   // Decode-time attention of q [B, 1, H, hd] over n_valid cache slots -> [B, 1, H hd].
   Tensor attend_cache(const Tensor& q, const Tensor& kc, const Tensor& vc, int64_t n_valid) const;
   AttentionConfig cfg_;
+  int64_t H_, Hk_;  // heads on this rank
 };
 
 }  // namespace hyscale::nn

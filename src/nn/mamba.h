@@ -10,8 +10,15 @@
 // y (before the gate and out_proj) is the GMU memory m (SPEC §1.5).
 //
 // GMU: out = out_proj (silu(in_proj x) * m), in_proj [d_mem, D], out_proj [D, d_mem], no biases.
+//
+// Tensor parallel: the d_inner channels are split (in_proj column-parallel per x/z part; conv,
+// scan, A_log, D, dt_bias and dt_proj's output rows local; x_proj row-parallel, its partial
+// [delta_r; B; C] all-reduced, and all-reduced again in backward since every rank's channels
+// use it; out_proj row-parallel). The GMU splits d_mem the same way, so the memory a rank
+// exports is exactly the channels its GMU reads: never gathered.
 #pragma once
 #include "nn/module.h"
+#include "parallel/tp_ops.h"
 
 namespace hyscale::nn {
 
@@ -19,6 +26,7 @@ struct MambaConfig {
   int64_t dim = 0, d_state = 16, d_conv = 4, expand = 2, dt_rank = 0;  // dt_rank 0 = ceil(dim / 16)
   int64_t scan_chunk = 128;
   DType dtype = DType::f32;
+  parallel::TensorParallel tp;
 };
 
 class Mamba : public Module {
@@ -29,7 +37,7 @@ class Mamba : public Module {
   // One decoding step, x [B, 1, D]; conv_state [B, d_conv - 1, d_inner] and ssm_state
   // [B, d_inner, N] are updated in place.
   Tensor step(const Tensor& x, Tensor& conv_state, Tensor& ssm_state, Tensor* memory_out = nullptr) const;
-  int64_t d_inner() const { return d_inner_; }
+  int64_t d_inner() const { return d_inner_; }  // channels on this rank
   const MambaConfig& config() const { return cfg_; }
   Tensor in_proj, conv_w, conv_b, x_proj, dt_proj, dt_bias, A_log, D, out_proj;
 
@@ -40,9 +48,12 @@ class Mamba : public Module {
 
 class GMU : public Module {
  public:
-  GMU(int64_t dim, int64_t d_mem, DType dtype = DType::f32);
-  Tensor forward(const Tensor& x, const Tensor& memory) const;  // x [B, T, D], memory [B, T, d_mem]
+  GMU(int64_t dim, int64_t d_mem, DType dtype = DType::f32, parallel::TensorParallel tp = {});
+  Tensor forward(const Tensor& x, const Tensor& memory) const;  // x [B, T, D], memory [B, T, d_mem local]
   Tensor in_proj, out_proj;
+
+ private:
+  parallel::TensorParallel tp_;
 };
 
 }  // namespace hyscale::nn

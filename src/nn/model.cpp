@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/ops.h"
+#include "parallel/tp_ops.h"
 
 namespace hyscale::nn {
 
@@ -145,7 +146,8 @@ void validate_model_config(const ModelConfig& c) {
            "shared KV), got ", n_mem, " and ", n_kv);
 }
 
-Block::Block(const ModelConfig& c, Role role, int64_t index) : role_(role), r_(c.residual_mult) {
+Block::Block(const ModelConfig& c, Role role, int64_t index, const parallel::TensorParallel& tp)
+    : role_(role), r_(c.residual_mult) {
   norm1 = register_module("norm1", std::make_shared<RMSNorm>(c.d_model, c.norm_eps, c.param_dtype));
   switch (role) {
     case Role::Attn:
@@ -165,6 +167,7 @@ Block::Block(const ModelConfig& c, Role role, int64_t index) : role_(role), r_(c
       ac.diff = effective_diff(c);
       ac.layer_index = index;
       ac.dtype = c.param_dtype;
+      ac.tp = tp;
       attn = register_module("attn", std::make_shared<Attention>(ac));
       break;
     }
@@ -178,15 +181,16 @@ Block::Block(const ModelConfig& c, Role role, int64_t index) : role_(role), r_(c
       mc.dt_rank = c.dt_rank;
       mc.scan_chunk = c.scan_chunk;
       mc.dtype = c.param_dtype;
+      mc.tp = tp;
       mamba = register_module("mamba", std::make_shared<Mamba>(mc));
       break;
     }
     case Role::GMU:
-      gmu = register_module("gmu", std::make_shared<GMU>(c.d_model, c.expand * c.d_model, c.param_dtype));
+      gmu = register_module("gmu", std::make_shared<GMU>(c.d_model, c.expand * c.d_model, c.param_dtype, tp));
       break;
   }
   norm2 = register_module("norm2", std::make_shared<RMSNorm>(c.d_model, c.norm_eps, c.param_dtype));
-  mlp = register_module("mlp", std::make_shared<SwiGLUMLP>(c.d_model, c.mlp_hidden, c.param_dtype));
+  mlp = register_module("mlp", std::make_shared<SwiGLUMLP>(c.d_model, c.mlp_hidden, c.param_dtype, tp));
 }
 
 Tensor Block::forward(const Tensor& x_in, BlockState& st) const {
@@ -205,15 +209,20 @@ Tensor Block::forward(const Tensor& x_in, BlockState& st) const {
   return ops::add(x, branch(mlp->forward(norm2->forward(x))));
 }
 
-Model::Model(const ModelConfig& cfg) : cfg_(cfg) {
+Model::Model(const ModelConfig& cfg, const parallel::TensorParallel& tp) : cfg_(cfg), tp_(tp) {
   validate_model_config(cfg);
+  HS_CHECK(tp.size >= 1 && tp.rank >= 0 && tp.rank < tp.size && (tp.size == 1 || tp.comm),
+           "model: bad tensor-parallel group (size ", tp.size, ", rank ", tp.rank, ")");
+  HS_CHECK(cfg.vocab_size % tp.size == 0, "model.vocab_size (", cfg.vocab_size,
+           ") must be divisible by parallel.tp (", tp.size, "); it is padded to a multiple of 64 tp");
   roles_ = layer_roles(cfg);
-  wte = register_parameter("wte", Tensor::zeros({cfg.vocab_size, cfg.d_model}, cfg.param_dtype));
+  const int64_t Vl = tp.local(cfg.vocab_size);
+  wte = register_parameter("wte", Tensor::zeros({Vl, cfg.d_model}, cfg.param_dtype), {0, {}});
   for (int64_t i = 0; i < cfg.n_layers; ++i)
-    blocks.push_back(register_module("blocks." + std::to_string(i), std::make_shared<Block>(cfg, roles_[i], i)));
+    blocks.push_back(register_module("blocks." + std::to_string(i), std::make_shared<Block>(cfg, roles_[i], i, tp)));
   ln_f = register_module("ln_f", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps, cfg.param_dtype));
   if (!cfg.tie_embeddings)
-    lm_head = register_parameter("lm_head", Tensor::zeros({cfg.vocab_size, cfg.d_model}, cfg.param_dtype));
+    lm_head = register_parameter("lm_head", Tensor::zeros({Vl, cfg.d_model}, cfg.param_dtype), {0, {}});
 }
 
 void Model::init_weights(uint64_t seed) {
@@ -227,8 +236,16 @@ void Model::init_weights(uint64_t seed) {
       init_uniform(p, cfg_.w_init / std::sqrt(static_cast<double>(p.size(1))) / div, seed, name);
   };
   const double out_div = cfg_.scale_out_proj_init ? std::sqrt(2.0 * cfg_.n_layers) : 1.0;
-  for (auto& [name, t] : named_parameters()) {
-    Tensor p = t;
+  const auto params = named_parameters();
+  const auto specs = named_shard_specs();
+  for (size_t pi = 0; pi < params.size(); ++pi) {
+    const std::string& name = params[pi].first;
+    const ShardSpec& spec = specs[pi].second;
+    Tensor local = params[pi].second;
+    // Draw the global tensor (the stream depends only on seed and name, fan-in is the global
+    // one), then keep this rank's rows/columns of every part.
+    const bool sharded = spec.dim >= 0 && tp_.on();
+    Tensor p = sharded ? Tensor::zeros(global_shape(local.shape(), spec, tp_.size), local.dtype()) : local;
     if (ends_with(name, "norm1.weight") || ends_with(name, "norm2.weight") || name == "ln_f.weight" ||
         ends_with(name, "subln.weight")) {
       p.fill(1.0);
@@ -266,6 +283,10 @@ void Model::init_weights(uint64_t seed) {
     } else {
       init_matrix(p, name, 1.0);
     }
+    if (sharded)
+      for (const auto& sl : logical_slices(name, local.shape(), spec, tp_.size, tp_.rank))
+        local.slice(sl.dim, sl.local_offset, sl.local_offset + sl.count)
+            .copy_from(p.slice(sl.dim, sl.fused_offset + sl.global_offset, sl.fused_offset + sl.global_offset + sl.count));
   }
 }
 
@@ -279,9 +300,15 @@ double rms_of(const Tensor& t) {
 }  // namespace
 
 Tensor Model::forward(const Tensor& ids, std::vector<std::pair<std::string, double>>* rms) const {
+  Tensor logits = parallel::gather_from_tp(local_logits(ids, rms), tp_);
+  if (rms) rms->emplace_back("logits", rms_of(logits));
+  return logits;
+}
+
+Tensor Model::local_logits(const Tensor& ids, std::vector<std::pair<std::string, double>>* rms) const {
   HS_CHECK(ids.dim() == 2, "model.forward: ids must be [B, T], got ", shape_str(ids.shape()));
   const int64_t B = ids.size(0), T = ids.size(1);
-  Tensor x = ops::embedding(ids, wte);  // [B, T, D]
+  Tensor x = parallel::vocab_parallel_embedding(ids, wte, tp_);  // [B, T, D]
   if (rms) rms->emplace_back("embedding", rms_of(x));
   BlockState st;
   for (size_t i = 0; i < blocks.size(); ++i) {
@@ -290,29 +317,38 @@ Tensor Model::forward(const Tensor& ids, std::vector<std::pair<std::string, doub
   }
   x = ln_f->forward(x);
   if (cfg_.logit_mult != 1.0) x = ops::scale(x, cfg_.logit_mult);
-  Tensor logits = ops::linear(x.reshape({B * T, cfg_.d_model}), cfg_.tie_embeddings ? wte : lm_head);
-  if (rms) rms->emplace_back("logits", rms_of(logits));
-  return logits;
+  return ops::linear(parallel::copy_to_tp(x.reshape({B * T, cfg_.d_model}), tp_), cfg_.tie_embeddings ? wte : lm_head);
 }
 
 Tensor Model::loss(const Tensor& ids, const Tensor& targets) const {
   HS_CHECK(targets.shape() == ids.shape(), "model.loss: targets ", shape_str(targets.shape()), " vs ids ",
            shape_str(ids.shape()));
-  return ops::cross_entropy(forward(ids), targets.reshape({targets.numel()}));
+  return parallel::vocab_parallel_cross_entropy(local_logits(ids, nullptr), targets.reshape({targets.numel()}), tp_);
 }
 
 int64_t Model::embedding_params() const { return cfg_.vocab_size * cfg_.d_model * (cfg_.tie_embeddings ? 1 : 2); }
 
+// Global counts (every tensor at its global shape), whatever the tensor-parallel layout.
 int64_t Model::non_embedding_params() const {
   int64_t n = 0;
-  for (auto& [name, t] : named_parameters())
+  const auto specs = named_shard_specs();
+  const auto params = named_parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& [name, t] = params[i];
     if (t.dim() == 2 && name != "wte" && name != "lm_head" && !ends_with(name, "conv1d.weight") &&
         !ends_with(name, ".A_log"))
-      n += t.numel();
+      n += shape_numel(global_shape(t.shape(), specs[i].second, tp_.size));
+  }
   return n;
 }
 
-int64_t Model::vector_params() const { return num_parameters() - non_embedding_params() - embedding_params(); }
+int64_t Model::vector_params() const {
+  int64_t n = 0;
+  const auto specs = named_shard_specs();
+  const auto params = named_parameters();
+  for (size_t i = 0; i < params.size(); ++i) n += shape_numel(global_shape(params[i].second.shape(), specs[i].second, tp_.size));
+  return n - non_embedding_params() - embedding_params();
+}
 
 double Model::train_flops_per_token(int64_t T) const { return nn::train_flops_per_token(cfg_, T); }
 std::vector<std::string> Model::layer_summary() const { return nn::layer_summary(cfg_); }

@@ -84,7 +84,7 @@ struct DecodeState {
 
 class Block : public Module {
  public:
-  Block(const ModelConfig& cfg, Role role, int64_t index);
+  Block(const ModelConfig& cfg, Role role, int64_t index, const parallel::TensorParallel& tp = {});
   Tensor forward(const Tensor& x, BlockState& st) const;
   // One decoding step: x [B, 1, D]; `shared` is the F layer's cache (for X), `memory` the M*
   // output of this step (written by M*, read by G).
@@ -103,17 +103,23 @@ class Block : public Module {
 
 class Model : public Module {
  public:
-  explicit Model(const ModelConfig& cfg);
+  // tp: the tensor-parallel group; parameters are then this rank's shards (see ShardSpec),
+  // the embedding and LM head split over the (padded) vocabulary.
+  explicit Model(const ModelConfig& cfg, const parallel::TensorParallel& tp = {});
   const ModelConfig& config() const { return cfg_; }
+  const parallel::TensorParallel& tensor_parallel() const { return tp_; }
   const std::vector<Role>& roles() const { return roles_; }
 
   // Initialise every parameter from `seed` (deterministic, order-independent; SPEC §2, §3, §6.2).
+  // Under tensor parallelism each rank draws the global tensor and keeps its shard, so the
+  // model is the same at every tp.
   void init_weights(uint64_t seed);
   // ids int32 [B, T] -> logits [B*T, V]. When `rms` is given it receives the root-mean-square
   // of the embedding output, of the residual stream after every block and of the logits
   // (what a coordinate check compares across widths).
   Tensor forward(const Tensor& ids, std::vector<std::pair<std::string, double>>* rms = nullptr) const;
-  // Mean cross-entropy of next-token prediction: ids, targets int32 [B, T].
+  // Mean cross-entropy of next-token prediction: ids, targets int32 [B, T]. Under tensor
+  // parallelism the logits stay split over the vocabulary (vocab-parallel cross-entropy).
   Tensor loss(const Tensor& ids, const Tensor& targets) const;
 
   // Step-wise decoding: a fresh state for `batch` sequences of up to max_len tokens, and one
@@ -135,8 +141,10 @@ class Model : public Module {
   std::vector<std::shared_ptr<Block>> blocks;
 
  private:
+  Tensor local_logits(const Tensor& ids, std::vector<std::pair<std::string, double>>* rms) const;
   ModelConfig cfg_;
   std::vector<Role> roles_;
+  parallel::TensorParallel tp_;
 };
 
 // Exact parameter counts from the config alone (no allocation), per layer:

@@ -14,17 +14,71 @@ std::vector<std::pair<std::string, Tensor>> Module::named_parameters(const std::
   return out;
 }
 
+std::vector<std::pair<std::string, ShardSpec>> Module::named_shard_specs(const std::string& prefix) const {
+  std::vector<std::pair<std::string, ShardSpec>> out;
+  for (size_t i = 0; i < params_.size(); ++i) out.emplace_back(prefix + params_[i].first, specs_[i]);
+  for (auto& [n, m] : children_) {
+    auto sub = m->named_shard_specs(prefix + n + ".");
+    out.insert(out.end(), sub.begin(), sub.end());
+  }
+  return out;
+}
+
+Shape global_shape(const Shape& local, const ShardSpec& spec, int tp) {
+  Shape g = local;
+  if (spec.dim >= 0) g[static_cast<size_t>(spec.dim)] *= tp;
+  return g;
+}
+
+std::vector<LogicalSlice> logical_slices(const std::string& name, const Shape& local, const ShardSpec& spec, int tp,
+                                         int rank) {
+  std::vector<LogicalSlice> out;
+  if (spec.dim < 0) {
+    LogicalSlice s;
+    s.name = name;
+    s.global_shape = local;
+    s.count = local.empty() ? 1 : local[0];
+    out.push_back(s);
+    return out;
+  }
+  const size_t d = static_cast<size_t>(spec.dim);
+  HS_CHECK(d < local.size(), "parameter '", name, "': shard dim ", spec.dim, " outside its shape ", shape_str(local));
+  auto parts = spec.parts;
+  if (parts.empty()) parts.emplace_back("", local[d] * tp);
+  int64_t local_off = 0, fused_off = 0;
+  for (auto& [suffix, size] : parts) {
+    HS_CHECK(size % tp == 0, "parameter '", name, (suffix.empty() ? "" : "." + suffix), "': size ", size,
+             " along dim ", spec.dim, " is not divisible by the tensor-parallel size ", tp);
+    LogicalSlice s;
+    s.name = suffix.empty() ? name : name + "." + suffix;
+    s.global_shape = local;
+    s.global_shape[d] = size;
+    s.dim = spec.dim;
+    s.count = size / tp;
+    s.local_offset = local_off;
+    s.global_offset = s.count * rank;
+    s.fused_offset = fused_off;
+    local_off += s.count;
+    fused_off += size;
+    out.push_back(s);
+  }
+  HS_CHECK(local_off == local[d], "parameter '", name, "': parts sum to ", local_off, " local rows, tensor has ",
+           local[d]);
+  return out;
+}
+
 int64_t Module::num_parameters() const {
   int64_t n = 0;
   for (auto& [name, t] : named_parameters()) n += t.numel();
   return n;
 }
 
-Tensor Module::register_parameter(const std::string& name, Tensor t) {
+Tensor Module::register_parameter(const std::string& name, Tensor t, ShardSpec spec) {
   for (auto& [n, p] : params_) HS_CHECK(n != name, "duplicate parameter name '", name, "'");
   t.requires_grad_(true);
   t.set_name(name);
   params_.emplace_back(name, t);
+  specs_.push_back(std::move(spec));
   return t;
 }
 

@@ -10,6 +10,31 @@
 
 namespace hyscale::nn {
 
+// How a parameter is split over the tensor-parallel group. dim -1: replicated (every rank holds
+// it whole). dim 0 / 1: split along rows / columns; a fused projection lists its logical parts
+// (name suffix, global size along dim), e.g. wqkv = [q | k | v], and every part is split evenly:
+// rank r holds the r-th 1/tp of each part, the parts concatenated in order. No parts: the whole
+// dimension is one part.
+struct ShardSpec {
+  int dim = -1;
+  std::vector<std::pair<std::string, int64_t>> parts;
+};
+
+// One logical tensor of a parameter (a part of a fused projection, or the whole parameter):
+// its checkpoint name and global shape, and which rows/columns this rank holds: local
+// [local_offset, local_offset + count) along `dim` = global [global_offset, ... + count).
+struct LogicalSlice {
+  std::string name;
+  Shape global_shape;
+  int dim = -1;  // -1: replicated, the whole tensor
+  int64_t local_offset = 0, global_offset = 0, count = 0;
+  int64_t fused_offset = 0;  // where this part starts along dim in the global fused tensor
+};
+std::vector<LogicalSlice> logical_slices(const std::string& name, const Shape& local_shape, const ShardSpec& spec,
+                                         int tp_size, int tp_rank);
+// Global shape of a (possibly fused) parameter from its local shape.
+Shape global_shape(const Shape& local_shape, const ShardSpec& spec, int tp_size);
+
 class Module {
  public:
   virtual ~Module() = default;
@@ -17,10 +42,12 @@ class Module {
   // All parameters of this module and its children, depth-first in registration order.
   std::vector<std::pair<std::string, Tensor>> named_parameters(const std::string& prefix = "") const;
   int64_t num_parameters() const;
+  // Shard specs, in the order of named_parameters.
+  std::vector<std::pair<std::string, ShardSpec>> named_shard_specs(const std::string& prefix = "") const;
 
  protected:
   // Registers a leaf parameter (requires_grad on); the name is local to this module.
-  Tensor register_parameter(const std::string& name, Tensor t);
+  Tensor register_parameter(const std::string& name, Tensor t, ShardSpec spec = {});
   template <class M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
     children_.emplace_back(name, m);
@@ -29,6 +56,7 @@ class Module {
 
  private:
   std::vector<std::pair<std::string, Tensor>> params_;
+  std::vector<ShardSpec> specs_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
 };
 

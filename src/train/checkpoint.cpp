@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "data/h5.h"
 
@@ -12,7 +13,8 @@ namespace fs = std::filesystem;
 namespace hyscale::train {
 
 namespace {
-constexpr int64_t kFormatVersion = 1;
+// 2: tensors under logical names (fused projections per part), layout attributes.
+constexpr int64_t kFormatVersion = 2;
 
 std::string step_file(int64_t step) {
   char buf[32];
@@ -53,36 +55,125 @@ bool is_complete(const std::string& path) {
 
 }  // namespace
 
-std::string save_checkpoint(const std::string& run_dir, const AdamW& opt_in, const TrainState& st,
-                            const std::string& config_yaml, int64_t keep_last) {
-  auto& opt = const_cast<AdamW&>(opt_in);  // moments are read, not modified
+namespace {
+
+struct Target {
+  std::string name;
+  Tensor local;
+  nn::ShardSpec spec;
+};
+
+// This rank's slice of a logical tensor, read from `f` (checked against the expected shape).
+Tensor read_slice(data::H5File& f, const std::string& path, const std::string& key, const nn::LogicalSlice& sl) {
+  HS_CHECK(data::has_dataset(f, key), "checkpoint '", path, "': missing tensor '", key, "'");
+  std::vector<uint64_t> dims;
+  auto v = data::read_array<float>(f, key, &dims);
+  HS_CHECK(Shape(dims.begin(), dims.end()) == sl.global_shape, "checkpoint '", path, "': tensor '", key,
+           "' has shape ", shape_str(Shape(dims.begin(), dims.end())), " but the model expects ",
+           shape_str(sl.global_shape));
+  Tensor full = Tensor::empty(sl.global_shape);
+  std::copy(v.begin(), v.end(), full.data<float>());
+  if (sl.dim < 0) return full;
+  return full.slice(sl.dim, sl.global_offset, sl.global_offset + sl.count).contiguous();
+}
+
+// Stages every requested tensor of `targets` (kinds: 0 params, 1 exp_avg, 2 exp_avg_sq) as
+// this rank's local tensors; throws before anything is modified.
+std::vector<std::vector<Tensor>> stage(data::H5File& f, const std::string& path, const std::vector<Target>& targets,
+                                       int nkinds, int tp, int tp_rank) {
+  static const char* prefix[3] = {"params/", "optim/exp_avg/", "optim/exp_avg_sq/"};
+  std::vector<std::vector<Tensor>> out(static_cast<size_t>(nkinds));
+  std::vector<std::string> known;
+  for (const auto& t : targets) {
+    const auto slices = nn::logical_slices(t.name, t.local.shape(), t.spec, tp, tp_rank);
+    for (auto& sl : slices) known.push_back(sl.name);
+    for (int k = 0; k < nkinds; ++k) {
+      Tensor local = Tensor::empty(t.local.shape());
+      for (auto& sl : slices) {
+        Tensor part = read_slice(f, path, prefix[k] + sl.name, sl);
+        if (sl.dim < 0)
+          local.copy_from(part);
+        else
+          local.slice(sl.dim, sl.local_offset, sl.local_offset + sl.count).copy_from(part);
+      }
+      out[static_cast<size_t>(k)].push_back(local);
+    }
+  }
+  // A tensor the model lacks means the checkpoint is of another model (e.g. untied vs tied).
+  std::sort(known.begin(), known.end());
+  for (auto& name : data::list_datasets(f, "params"))
+    HS_CHECK(std::binary_search(known.begin(), known.end(), name), "checkpoint '", path, "' has tensor 'params/",
+             name, "' that this model does not have (different model config?)");
+  return out;
+}
+
+data::H5File open_checked(const std::string& path) {
+  auto f = data::H5File::open_read(path);
+  HS_CHECK(data::has_attr(f, "complete") && data::get_attr_int(f, "complete") == 1, "checkpoint '", path,
+           "' is incomplete (a save was interrupted); use an earlier checkpoint");
+  const int64_t ver = data::get_attr_int(f, "format_version");
+  HS_CHECK(ver == kFormatVersion, "checkpoint '", path, "' has format_version ", ver, " (this build reads ",
+           kFormatVersion, ")");
+  return f;
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& run_dir, DistributedAdamW& opt, const parallel::Grid& grid,
+                            const TrainState& st, const std::string& config_yaml, int64_t keep_last) {
+  const bool writer = grid.rank == 0;
   const fs::path dir = fs::path(run_dir) / "checkpoints";
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  HS_CHECK(!ec, "cannot create checkpoint directory '", dir.string(), "': ", ec.message());
   const fs::path final_path = dir / step_file(st.step);
   const std::string tmp = final_path.string() + ".tmp";
-  {
-    auto f = data::H5File::create(tmp);
-    for (size_t i = 0; i < opt.params().size(); ++i) {
-      const auto& [name, p] = opt.params()[i];
-      data::write_array<float>(f, "params/" + name, p.data<float>(), dims_of(p));
-      data::write_array<float>(f, "optim/exp_avg/" + name, opt.exp_avg(i).data<float>(), dims_of(p));
-      data::write_array<float>(f, "optim/exp_avg_sq/" + name, opt.exp_avg_sq(i).data<float>(), dims_of(p));
-    }
-    data::write_array<uint64_t>(f, "rng_state", st.rng.data(), {4});
-    data::set_attr_int(f, "format_version", kFormatVersion);
-    data::set_attr_int(f, "step", st.step);
-    data::set_attr_int(f, "tokens_seen", st.tokens_seen);
-    data::set_attr_int(f, "optimizer_step", opt.step_count());
-    data::set_attr_int(f, "sampler_seed", static_cast<int64_t>(st.sampler.seed));
-    data::set_attr_int(f, "sampler_epoch", st.sampler.epoch);
-    data::set_attr_int(f, "sampler_cursor", st.sampler.cursor);
-    data::set_attr_string(f, "config", config_yaml);
-    data::set_attr_int(f, "complete", 1);
-    f.flush();
-    f.close();
+  std::optional<data::H5File> f;
+  if (writer) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    HS_CHECK(!ec, "cannot create checkpoint directory '", dir.string(), "': ", ec.message());
+    f.emplace(data::H5File::create(tmp));
   }
+  static const char* prefix[3] = {"params/", "optim/exp_avg/", "optim/exp_avg_sq/"};
+  for (size_t i = 0; i < opt.params().size(); ++i) {
+    const DistParam& dp = opt.params()[i];
+    for (int k = 0; k < 3; ++k) {
+      // Under ZeRO-1 moment() is a dp collective: every rank takes part, in this order.
+      Tensor local = k == 0 ? dp.p : opt.moment(i, k - 1);
+      if (grid.dp_rank != 0) continue;  // the first data-parallel replica writes
+      for (const auto& sl : nn::logical_slices(dp.name, local.shape(), dp.spec, grid.tp, grid.tp_rank)) {
+        Tensor full;
+        if (sl.dim < 0) {
+          full = local;
+        } else {
+          Tensor mine = local.slice(sl.dim, sl.local_offset, sl.local_offset + sl.count).contiguous();
+          Tensor all = Tensor::empty({grid.tp, mine.numel()});
+          grid.tp_comm->allgather(mine.data<float>(), all.data<float>(), mine.numel(), DType::f32);
+          if (!writer) continue;
+          full = Tensor::empty(sl.global_shape);
+          for (int r = 0; r < grid.tp; ++r) {
+            Tensor chunk = all.slice(0, r, r + 1).reshape(mine.shape());
+            full.slice(sl.dim, r * sl.count, (r + 1) * sl.count).copy_from(chunk);
+          }
+        }
+        if (writer) data::write_array<float>(*f, prefix[k] + sl.name, full.contiguous().data<float>(), dims_of(full));
+      }
+    }
+  }
+  if (!writer) return "";
+  data::write_array<uint64_t>(*f, "rng_state", st.rng.data(), {4});
+  data::set_attr_int(*f, "format_version", kFormatVersion);
+  data::set_attr_int(*f, "step", st.step);
+  data::set_attr_int(*f, "tokens_seen", st.tokens_seen);
+  data::set_attr_int(*f, "optimizer_step", opt.step_count());
+  data::set_attr_int(*f, "sampler_seed", static_cast<int64_t>(st.sampler.seed));
+  data::set_attr_int(*f, "sampler_epoch", st.sampler.epoch);
+  data::set_attr_int(*f, "sampler_cursor", st.sampler.cursor);
+  data::set_attr_int(*f, "layout_tp", grid.tp);
+  data::set_attr_int(*f, "layout_dp", grid.dp);
+  data::set_attr_int(*f, "layout_zero", opt.zero() ? 1 : 0);
+  data::set_attr_string(*f, "config", config_yaml);
+  data::set_attr_int(*f, "complete", 1);
+  f->flush();
+  f->close();
   data::commit_file_atomically(tmp, final_path.string());
 
   // Point `latest` at it (same temp + rename discipline).
@@ -97,6 +188,7 @@ std::string save_checkpoint(const std::string& run_dir, const AdamW& opt_in, con
 
   // Keep the newest keep_last checkpoints (never the one just written); drop leftovers of
   // interrupted writes.
+  std::error_code ec;
   auto files = list_step_files(dir);
   int64_t kept = 0;
   for (auto it = files.rbegin(); it != files.rend(); ++it) {
@@ -113,39 +205,12 @@ std::string save_checkpoint(const std::string& run_dir, const AdamW& opt_in, con
   return final_path.string();
 }
 
-TrainState load_checkpoint(const std::string& path, AdamW& opt, bool load_moments) {
-  auto f = data::H5File::open_read(path);
-  HS_CHECK(data::has_attr(f, "complete") && data::get_attr_int(f, "complete") == 1, "checkpoint '", path,
-           "' is incomplete (a save was interrupted); use an earlier checkpoint");
-  const int64_t ver = data::get_attr_int(f, "format_version");
-  HS_CHECK(ver == kFormatVersion, "checkpoint '", path, "' has format_version ", ver, " (this build reads ",
-           kFormatVersion, ")");
-  // Read and check every tensor before touching the model, so a bad file changes nothing.
-  std::vector<std::string> prefixes{"params/"};
-  if (load_moments) prefixes = {"params/", "optim/exp_avg/", "optim/exp_avg_sq/"};
-  std::vector<std::vector<float>> staged;
-  for (auto& [name, p] : opt.params()) {
-    for (auto& prefix : prefixes) {
-      const std::string key = prefix + name;
-      HS_CHECK(data::has_dataset(f, key), "checkpoint '", path, "': missing tensor '", key, "'");
-      std::vector<uint64_t> dims;
-      staged.push_back(data::read_array<float>(f, key, &dims));
-      HS_CHECK(dims == dims_of(p), "checkpoint '", path, "': tensor '", key, "' has shape ",
-               shape_str(Shape(dims.begin(), dims.end())), " but the model expects ", shape_str(p.shape()));
-    }
-  }
-  // A tensor the model lacks means the checkpoint is of another model (e.g. untied vs tied).
-  for (auto& name : data::list_datasets(f, "params")) {
-    bool known = false;
-    for (auto& [pn, p] : opt.params()) known = known || pn == name;
-    HS_CHECK(known, "checkpoint '", path, "' has tensor 'params/", name,
-             "' that this model does not have (different model config?)");
-  }
-  size_t k = 0;
-  for (size_t i = 0; i < opt.params().size(); ++i) {
-    Tensor dsts[3] = {opt.params()[i].second, opt.exp_avg(i), opt.exp_avg_sq(i)};
-    for (size_t j = 0; j < prefixes.size(); ++j, ++k) std::copy(staged[k].begin(), staged[k].end(), dsts[j].data<float>());
-  }
+TrainState load_checkpoint(const std::string& path, DistributedAdamW& opt, const parallel::Grid& grid,
+                           bool load_moments) {
+  auto f = open_checked(path);
+  std::vector<Target> targets;
+  for (auto& dp : opt.params()) targets.push_back(Target{dp.name, dp.p, dp.spec});
+  auto staged = stage(f, path, targets, load_moments ? 3 : 1, grid.tp, grid.tp_rank);
   TrainState st;
   st.step = data::get_attr_int(f, "step");
   st.tokens_seen = data::get_attr_int(f, "tokens_seen");
@@ -156,8 +221,28 @@ TrainState load_checkpoint(const std::string& path, AdamW& opt, bool load_moment
   auto rng = data::read_array<uint64_t>(f, "rng_state", &dims);
   HS_CHECK(rng.size() == 4, "checkpoint '", path, "': rng_state must hold 4 values");
   std::copy(rng.begin(), rng.end(), st.rng.begin());
-  if (load_moments) opt.set_step_count(data::get_attr_int(f, "optimizer_step"));
+  const int64_t opt_step = data::get_attr_int(f, "optimizer_step");
+  // Everything checked: commit.
+  for (size_t i = 0; i < targets.size(); ++i) {
+    Tensor(targets[i].local).copy_from(staged[0][i]);
+    if (load_moments) {
+      opt.set_moment(i, 0, staged[1][i]);
+      opt.set_moment(i, 1, staged[2][i]);
+    }
+  }
+  if (load_moments) opt.set_step_count(opt_step);
   return st;
+}
+
+void load_checkpoint_params(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& params,
+                            const std::vector<std::pair<std::string, nn::ShardSpec>>& specs, int tp_size,
+                            int tp_rank) {
+  HS_CHECK(params.size() == specs.size(), "load_checkpoint_params: parameters and shard specs differ in number");
+  auto f = open_checked(path);
+  std::vector<Target> targets;
+  for (size_t i = 0; i < params.size(); ++i) targets.push_back(Target{params[i].first, params[i].second, specs[i].second});
+  auto staged = stage(f, path, targets, 1, tp_size, tp_rank);
+  for (size_t i = 0; i < targets.size(); ++i) Tensor(targets[i].local).copy_from(staged[0][i]);
 }
 
 std::string checkpoint_config(const std::string& path) {

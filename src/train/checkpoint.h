@@ -1,9 +1,16 @@
 // Checkpoints: one HDF5 file per save, runs/<name>/checkpoints/step_XXXXXXX.h5.
-//   /params/<name>        every parameter at its global shape, f32
-//   /optim/exp_avg/<name>, /optim/exp_avg_sq/<name>   AdamW moments
+//   /params/<name>        every parameter at its global shape, f32, under its logical name:
+//                         fused projections are stored per part (blocks.0.attn.wqkv.q / .k / .v,
+//                         mlp.w1.gate / .value, mamba.in_proj.x / .z), so a file does not
+//                         depend on the (dp, tp, zero) layout that wrote it and resumes at any other
+//   /optim/exp_avg/<name>, /optim/exp_avg_sq/<name>   AdamW moments, same names and shapes
 //   /rng_state            uint64[4] of the trainer's generator
 //   root attributes: format_version, step, tokens_seen, sampler_seed/epoch/cursor,
-//                    config (the resolved YAML), complete (=1, written last)
+//                    config (the resolved YAML), layout_tp/dp/zero (informational),
+//                    complete (=1, written last)
+// Saving is collective: tensor-parallel slices are gathered one tensor at a time to world
+// rank 0, which writes (no rank holds the whole model twice); under ZeRO-1 moments are
+// all-gathered over the data-parallel group one bucket at a time.
 // Written to "<file>.tmp", flushed, fsync'd and renamed, then the `latest`
 // pointer is replaced the same way: a crash mid-write never damages an earlier
 // checkpoint. Older files beyond keep_last are deleted after a successful save.
@@ -14,7 +21,9 @@
 #include <vector>
 
 #include "data/sampler.h"
-#include "train/optimizer.h"
+#include "nn/module.h"
+#include "parallel/comm.h"
+#include "train/dist_optim.h"
 
 namespace hyscale::train {
 
@@ -25,13 +34,21 @@ struct TrainState {
   std::array<uint64_t, 4> rng{};
 };
 
-// Saves and returns the path of the new checkpoint.
-std::string save_checkpoint(const std::string& run_dir, const AdamW& opt, const TrainState& st,
-                            const std::string& config_yaml, int64_t keep_last);
+// Saves and returns the path of the new checkpoint (on world rank 0; "" elsewhere).
+// Collective over the grid's world: every rank calls it.
+std::string save_checkpoint(const std::string& run_dir, DistributedAdamW& opt, const parallel::Grid& grid,
+                            const TrainState& st, const std::string& config_yaml, int64_t keep_last);
 
-// Loads parameters (and moments, when `opt_moments` is true) into `opt`'s tensors.
-// Every parameter must be present with the same shape; errors name the file and tensor.
-TrainState load_checkpoint(const std::string& path, AdamW& opt, bool load_moments = true);
+// Loads this rank's slices of the parameters (and of the moments, when `load_moments`).
+// Every tensor must be present with the expected global shape; errors name the file and
+// tensor, and nothing is modified unless the whole file checks out.
+TrainState load_checkpoint(const std::string& path, DistributedAdamW& opt, const parallel::Grid& grid,
+                           bool load_moments = true);
+
+// Parameters only (generate, eval): `params` and `specs` as the model gives them.
+void load_checkpoint_params(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& params,
+                            const std::vector<std::pair<std::string, nn::ShardSpec>>& specs, int tp_size = 1,
+                            int tp_rank = 0);
 
 // The resolved config stored in a checkpoint.
 std::string checkpoint_config(const std::string& path);

@@ -144,6 +144,11 @@ std::vector<Field> schema(RunConfig& c) {
       I("logging.eval_batches", &l.eval_batches, 1, 1e9, "validation batches (of batch_size x ranks sequences) per evaluation"),
       F("logging.peak_flops", &l.peak_flops, 0, kInf,
         "peak FLOP/s of the whole job (e.g. 989e12 x GPUs for H100 bf16) for MFU; 0 = no MFU"),
+      I("parallel.tp", &c.parallel.tp, 1, 4096,
+        "tensor-parallel size (ranks per tp group, consecutive ranks); data-parallel size = ranks / tp"),
+      I("parallel.zero", &c.parallel.zero, 0, 1, "1 = ZeRO-1: AdamW moments sharded over the data-parallel group"),
+      F("parallel.bucket_mb", &c.parallel.bucket_mb, 0.001, 1e6,
+        "data-parallel gradient bucket size in MiB (each bucket is reduced as soon as backward fills it)"),
       I("checkpointing.interval", &k.interval, 0, 1e12, "steps between checkpoints; 0 = at the end only"),
       I("checkpointing.keep_last", &k.keep_last, 1, 1e6, "checkpoints kept on disk"),
   };

@@ -75,6 +75,12 @@ struct ScalingConfig {
   double paper_flops_per_token = 0;      // derived: 6 N_transformer(d) (the paper's x-axis), 0 without depth
 };
 
+struct ParallelConfig {
+  int64_t tp = 1;            // tensor-parallel size; data-parallel size = ranks / tp
+  int64_t zero = 0;          // 1: ZeRO-1 (optimizer moments sharded over the data-parallel group)
+  double bucket_mb = 25.0;   // gradient all-reduce bucket size (MiB of fp32)
+};
+
 struct RunConfig {
   std::string name = "default";
   std::string out_dir = "runs";
@@ -88,6 +94,7 @@ struct RunConfig {
   TrainingConfig training;
   LoggingConfig logging;
   CheckpointConfig checkpointing;
+  ParallelConfig parallel;
 
   std::string run_dir() const { return out_dir + "/" + name; }
 };

@@ -16,8 +16,7 @@ std::unique_ptr<nn::Model> load_model(const std::string& ckpt, RunConfig* cfg_ou
   RunConfig cfg = parse_config(checkpoint_config(ckpt), ckpt + " (stored config)");
   resolve_config(cfg, 0);
   auto model = std::make_unique<nn::Model>(cfg.model);
-  AdamW holder(model->named_parameters(), cfg.optimizer);
-  load_checkpoint(ckpt, holder, /*load_moments=*/false);
+  load_checkpoint_params(ckpt, model->named_parameters(), model->named_shard_specs());
   if (cfg_out) *cfg_out = cfg;
   return model;
 }

@@ -18,6 +18,8 @@
 #include "kernels/gemm.h"
 #include "parallel/dist.h"
 #include "train/checkpoint.h"
+#include "parallel/comm.h"
+#include "parallel/tp_ops.h"
 #include "train/optimizer.h"
 
 namespace fs = std::filesystem;
@@ -105,14 +107,15 @@ void apply_threads(const RunConfig& cfg) { kernels::cpu::set_num_threads(static_
 
 double evaluate(const nn::Model& model, const RunConfig& cfg, const data::TokenDataset& val) {
   NoGrad ng;
-  const auto& pi = parallel::process();
+  const auto& g = parallel::grid();
   const int64_t T = cfg.training.seq_len, B = cfg.training.batch_size;
   const int64_t n = val.size();
   HS_CHECK(n >= T + 1, "validation split has ", n, " tokens, fewer than seq_len + 1 = ", T + 1);
-  // Sequential, unshuffled blocks: eval_batches global batches (batch_size x ranks sequences
-  // each), dealt round-robin to the ranks, so the set of blocks does not depend on the layout.
-  const int64_t max_blocks = cfg.logging.eval_batches * B * pi.world;
-  auto starts = data::val_block_starts(n, T, max_blocks, pi.rank, pi.world);
+  // Sequential, unshuffled blocks: eval_batches global batches (batch_size x dp sequences
+  // each), dealt round-robin to the data-parallel ranks (a tp group shares its blocks), so the
+  // set of blocks does not depend on the layout; the mean is over every dp rank's tokens.
+  const int64_t max_blocks = cfg.logging.eval_batches * B * g.dp;
+  auto starts = data::val_block_starts(n, T, max_blocks, g.dp_rank, g.dp);
   double sums[2] = {0, 0};  // loss * tokens, tokens
   for (size_t i = 0; i < starts.size(); i += static_cast<size_t>(B)) {
     std::vector<int64_t> chunk(starts.begin() + i, starts.begin() + std::min(starts.size(), i + B));
@@ -121,7 +124,7 @@ double evaluate(const nn::Model& model, const RunConfig& cfg, const data::TokenD
     sums[0] += l * static_cast<double>(chunk.size() * T);
     sums[1] += static_cast<double>(chunk.size() * T);
   }
-  parallel::allreduce_sum(sums, 2);
+  g.dp_comm->allreduce(sums, 2, DType::f64);
   HS_CHECK(sums[1] > 0, "validation produced no blocks");
   return sums[0] / sums[1];
 }
@@ -137,7 +140,10 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
   auto val_ds = data::TokenDataset::load(cfg.data.path, "val");
   HS_CHECK(train_ds.vocab_size == val_ds.vocab_size, "data.path '", cfg.data.path,
            "': train and val splits disagree on vocab_size");
-  resolve_config(cfg, train_ds.vocab_size, pi.world);
+  // ---- process grid: tp groups of consecutive ranks, dp across them
+  const parallel::Grid grid = parallel::make_grid(static_cast<int>(cfg.parallel.tp));
+  parallel::set_grid(grid);
+  resolve_config(cfg, train_ds.vocab_size, grid.dp);
   const std::string run_dir = cfg.run_dir();
 
   // ---- resume target: decided by rank 0 and broadcast, so every rank starts from the same
@@ -175,23 +181,25 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
   auto log = make_logger(run_dir, rank0);
 
   // ---- model and optimizer
-  nn::Model model(cfg.model);
+  nn::Model model(cfg.model, parallel::tensor_parallel_from_grid(grid));
   model.init_weights(static_cast<uint64_t>(cfg.training.seed));
-  AdamW opt(model.named_parameters(), cfg.optimizer);
-  data::BlockSampler sampler(train_ds.size(), cfg.training.seq_len, static_cast<uint64_t>(cfg.training.seed), pi.rank,
-                             pi.world);
+  DistributedAdamW opt(model.named_parameters(), model.named_shard_specs(), cfg.optimizer, grid,
+                       cfg.parallel.bucket_mb, cfg.parallel.zero == 1);
+  // Each dp rank reads its own disjoint stream; the ranks of one tp group read the same batch.
+  data::BlockSampler sampler(train_ds.size(), cfg.training.seq_len, static_cast<uint64_t>(cfg.training.seed),
+                             grid.dp_rank, grid.dp);
   Rng rng(static_cast<uint64_t>(cfg.training.seed) ^ 0x5eed);
   TrainState st;
   if (ckpt) {
     // The stored model config must match this run's (tensor shapes alone miss e.g. rope_base).
     RunConfig saved = parse_config(checkpoint_config(*ckpt), *ckpt + " (stored config)");
-    resolve_config(saved, 0, pi.world);
+    resolve_config(saved, 0, grid.dp);
     RunConfig a, b;
     a.model = saved.model;
     b.model = cfg.model;
     HS_CHECK(to_yaml(a) == to_yaml(b), "checkpoint '", *ckpt, "' was written by a different model config than ",
              "this run's model section; resume with the same model.* keys (see its stored config)");
-    st = load_checkpoint(*ckpt, opt, true);
+    st = load_checkpoint(*ckpt, opt, grid, true);
     HS_CHECK(st.sampler.seed == static_cast<uint64_t>(cfg.training.seed), "checkpoint '", *ckpt,
              "' was written with training.seed ", st.sampler.seed, ", this run uses ", cfg.training.seed);
     sampler.restore(st.sampler);
@@ -218,13 +226,15 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
   }
 
   const int64_t B = cfg.training.batch_size, T = cfg.training.seq_len, A = cfg.training.grad_accum;
-  const int64_t tokens_per_step = B * T * A * pi.world;
+  const int64_t tokens_per_step = B * T * A * grid.dp;
   const double flops_per_token = model.train_flops_per_token(T);
-  log->info("hyscale train: run {} | {} layers, d_model {}, {} params ({} non-embedding) | {} ranks x {} threads",
-            cfg.name, cfg.model.n_layers, cfg.model.d_model, model.num_parameters(), model.non_embedding_params(),
-            pi.world, kernels::cpu::num_threads());
-  log->info("data: {} train tokens, {} val tokens | batch {} x {} x accum {} x ranks {} = {} tokens/step | {} steps",
-            train_ds.size(), val_ds.size(), B, T, A, pi.world, tokens_per_step, cfg.training.max_steps);
+  log->info("hyscale train: run {} | {} layers, d_model {}, {} params ({} non-embedding) | {} ranks (tp {} x dp {}{}) x "
+            "{} threads | {} gradient buckets",
+            cfg.name, cfg.model.n_layers, cfg.model.d_model, model.vector_params() + model.non_embedding_params() +
+            model.embedding_params(), model.non_embedding_params(), grid.world, grid.tp, grid.dp,
+            opt.zero() ? ", ZeRO-1" : "", kernels::cpu::num_threads(), opt.num_buckets());
+  log->info("data: {} train tokens, {} val tokens | batch {} x {} x accum {} x dp {} = {} tokens/step | {} steps",
+            train_ds.size(), val_ds.size(), B, T, A, grid.dp, tokens_per_step, cfg.training.max_steps);
 
   std::ofstream metrics;
   if (rank0) {
@@ -257,11 +267,9 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
   auto do_ckpt = [&]() {
     st.sampler = sampler.state();
     st.rng = rng.state();
-    if (rank0) {
-      std::string p = save_checkpoint(run_dir, opt, st, cfg_yaml, cfg.checkpointing.keep_last);
-      log->info("checkpoint {}", p);
-    }
-    parallel::barrier();
+    std::string p = save_checkpoint(run_dir, opt, grid, st, cfg_yaml, cfg.checkpointing.keep_last);
+    if (rank0) log->info("checkpoint {}", p);
+    grid.world_comm->barrier();
   };
 
   for (int64_t step = start_step; step < max_steps; ++step) {
@@ -272,21 +280,15 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
       Batch b = make_batch(train_ds, sampler.next(B), T);
       Tensor loss = model.loss(b.ids, b.targets);
       step_loss += loss.item() / static_cast<double>(A);
+      // The last micro-batch's backward launches the bucketed gradient reductions as it goes.
+      if (a == A - 1) opt.arm();
       // Average over micro-batches: seed the backward with 1/A instead of scaling the loss.
       loss.backward(Tensor::full({}, 1.0 / static_cast<double>(A)));
     }
-    if (pi.world > 1) {  // data-parallel mean of gradients and of the logged loss
-      for (auto& [name, p] : opt.params()) {
-        Tensor g = p.grad();
-        if (!g.defined()) {  // every rank must join every all-reduce
-          g = Tensor::zeros(p.shape());
-          Tensor(p).set_grad(g);
-        }
-        parallel::allreduce_sum(g.data<float>(), g.numel());
-      }
-      opt.scale_grads(1.0 / pi.world);
-      parallel::allreduce_sum(&step_loss, 1);
-      step_loss /= pi.world;
+    opt.finish_backward();  // data-parallel mean of the gradients (fp32)
+    if (grid.dp > 1) {      // and of the logged loss
+      grid.dp_comm->allreduce(&step_loss, 1, DType::f64);
+      step_loss /= grid.dp;
     }
     const double gnorm = opt.grad_norm();
     HS_CHECK(std::isfinite(step_loss) && std::isfinite(gnorm), "training diverged at step ", step + 1, ": loss ",

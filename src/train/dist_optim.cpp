@@ -1,0 +1,264 @@
+#include "train/dist_optim.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/adamw.h"
+#include "kernels/elementwise.h"
+
+namespace hyscale::train {
+
+namespace kc = hyscale::kernels::cpu;
+
+DistributedAdamW::DistributedAdamW(const std::vector<std::pair<std::string, Tensor>>& params,
+                                   const std::vector<std::pair<std::string, nn::ShardSpec>>& specs,
+                                   const OptimizerConfig& cfg, const parallel::Grid& grid, double bucket_mb, bool zero)
+    : cfg_(cfg), grid_(grid), zero_(zero && grid.dp > 1) {
+  HS_CHECK(params.size() == specs.size(), "optimizer: ", params.size(), " parameters but ", specs.size(), " shard specs");
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& [name, p] = params[i];
+    HS_CHECK(p.dtype() == DType::f32 && p.device().is_cpu() && p.is_contiguous(), "optimizer: parameter '", name,
+             "' must be a contiguous f32 CPU tensor, got ", p.desc());
+    HS_CHECK(specs[i].first == name, "optimizer: shard spec order does not match the parameters at '", name, "'");
+    params_.push_back(DistParam{name, p, specs[i].second, is_vector_param(name, p) ? 1 : 0, 0, 0});
+  }
+  got_.assign(params_.size(), 0);
+  if (!zero_)
+    for (auto& dp : params_) {
+      m_.push_back(Tensor::zeros(dp.p.shape()));
+      v_.push_back(Tensor::zeros(dp.p.shape()));
+    }
+  if (grid_.dp > 1) {
+    // Buckets in backward order: the last-registered parameters get their gradients first.
+    const int64_t cap = std::max<int64_t>(1, static_cast<int64_t>(bucket_mb * 1024 * 1024 / 4));
+    for (size_t k = params_.size(); k-- > 0;) {
+      if (buckets_.empty() || (buckets_.back().n > 0 && buckets_.back().n + params_[k].p.numel() > cap))
+        buckets_.emplace_back();
+      Bucket& b = buckets_.back();
+      params_[k].bucket = static_cast<int64_t>(buckets_.size()) - 1;
+      params_[k].offset = b.n;
+      b.members.push_back(k);
+      b.n += params_[k].p.numel();
+    }
+    const int64_t dp = grid_.dp;
+    for (auto& b : buckets_) {
+      b.n_pad = (b.n + dp - 1) / dp * dp;
+      b.shard = b.n_pad / dp;
+      b.grad_buf = Tensor::zeros({b.n_pad});
+      if (zero_) {
+        b.grad_shard = Tensor::zeros({b.shard});
+        b.m = Tensor::zeros({b.shard});
+        b.v = Tensor::zeros({b.shard});
+      }
+    }
+    for (size_t i = 0; i < params_.size(); ++i) {
+      auto alive = alive_;
+      params_[i].p.add_grad_ready_hook([this, i, alive](Tensor& g) {
+        if (*alive) on_grad_ready(i, g);
+      });
+    }
+  }
+}
+
+DistributedAdamW::~DistributedAdamW() {
+  *alive_ = false;
+  for (auto& b : buckets_)
+    if (b.req) b.req->wait();
+}
+
+bool DistributedAdamW::counted_once(const DistParam& p) const { return p.spec.dim >= 0 || grid_.tp_rank == 0; }
+
+void DistributedAdamW::zero_grad() {
+  for (auto& dp : params_) dp.p.zero_grad();
+}
+
+void DistributedAdamW::arm() {
+  if (grid_.dp == 1) return;
+  armed_ = true;
+  next_launch_ = 0;
+  std::fill(got_.begin(), got_.end(), 0);
+  for (auto& b : buckets_) {
+    b.pending = static_cast<int64_t>(b.members.size());
+    b.launched = false;
+  }
+}
+
+void DistributedAdamW::on_grad_ready(size_t i, const Tensor& g) {
+  if (!armed_ || got_[i]) return;
+  const DistParam& dp = params_[i];
+  Bucket& b = buckets_[static_cast<size_t>(dp.bucket)];
+  Tensor gc = g.contiguous();
+  HS_CHECK(gc.numel() == dp.p.numel() && gc.dtype() == DType::f32, "optimizer: gradient of '", dp.name,
+           "' has the wrong shape or dtype");
+  std::memcpy(b.grad_buf.data<float>() + dp.offset, gc.data<float>(), static_cast<size_t>(gc.numel()) * 4);
+  got_[i] = 1;
+  if (--b.pending == 0) launch_ready();
+}
+
+void DistributedAdamW::launch(Bucket& b) {
+  auto& comm = *grid_.dp_comm;
+  if (zero_)
+    b.req = comm.ireduce_scatter(b.grad_buf.data<float>(), b.grad_shard.data<float>(), b.shard, DType::f32);
+  else
+    b.req = comm.iallreduce(b.grad_buf.data<float>(), b.n_pad, DType::f32);
+  b.launched = true;
+}
+
+void DistributedAdamW::launch_ready() {
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) launch(buckets_[next_launch_++]);
+}
+
+void DistributedAdamW::finish_backward() {
+  if (grid_.dp == 1) return;
+  HS_CHECK(armed_, "optimizer: finish_backward without arm()");
+  // Parameters that got no gradient this step contribute zeros (every rank must still join).
+  for (auto& b : buckets_) {
+    if (b.pending == 0) continue;
+    for (size_t k : b.members)
+      if (!got_[k]) {
+        std::memset(b.grad_buf.data<float>() + params_[k].offset, 0, static_cast<size_t>(params_[k].p.numel()) * 4);
+        got_[k] = 1;
+      }
+    b.pending = 0;
+  }
+  launch_ready();
+  const float inv = 1.0f / static_cast<float>(grid_.dp);
+  for (auto& b : buckets_) {
+    b.req->wait();
+    b.req.reset();
+    if (zero_) {
+      kc::scale(b.grad_shard.data<float>(), inv, b.grad_shard.data<float>(), b.shard);
+      continue;
+    }
+    for (size_t k : b.members) {
+      Tensor& p = params_[k].p;
+      Tensor g = p.grad();
+      if (!g.defined()) {
+        g = Tensor::zeros(p.shape());
+        p.set_grad(g);
+      }
+      kc::scale(b.grad_buf.data<float>() + params_[k].offset, inv, g.data<float>(), g.numel());
+    }
+  }
+  armed_ = false;
+}
+
+double DistributedAdamW::grad_norm() {
+  double ss = 0;
+  if (zero_) {
+    for (auto& b : buckets_) {
+      const int64_t s0 = b.shard * grid_.dp_rank, s1 = s0 + b.shard;
+      for (size_t k : b.members) {
+        const DistParam& dp = params_[k];
+        const int64_t a = std::max(s0, dp.offset), e = std::min(s1, dp.offset + dp.p.numel());
+        if (a < e && counted_once(dp)) ss += kc::sum_squares(b.grad_shard.data<float>() + (a - s0), e - a);
+      }
+    }
+    grid_.dp_comm->allreduce(&ss, 1, DType::f64);
+  } else {
+    for (auto& dp : params_) {
+      Tensor g = dp.p.grad();
+      if (g.defined() && counted_once(dp)) ss += kc::sum_squares(g.data<float>(), g.numel());
+    }
+  }
+  if (grid_.tp > 1) grid_.tp_comm->allreduce(&ss, 1, DType::f64);
+  return std::sqrt(ss);
+}
+
+void DistributedAdamW::scale_grads(double factor) {
+  const float f = static_cast<float>(factor);
+  if (zero_) {
+    for (auto& b : buckets_) kc::scale(b.grad_shard.data<float>(), f, b.grad_shard.data<float>(), b.shard);
+    return;
+  }
+  for (auto& dp : params_) {
+    Tensor g = dp.p.grad();
+    if (g.defined()) kc::scale(g.data<float>(), f, g.data<float>(), g.numel());
+  }
+}
+
+void DistributedAdamW::step(double lr) {
+  ++step_;
+  const double mult[2] = {cfg_.matrix_lr_mult, cfg_.vector_lr_mult};
+  const double wd[2] = {cfg_.weight_decay, cfg_.vector_weight_decay};
+  auto update = [&](float* p, const float* g, float* m, float* v, int64_t n, int group) {
+    kc::adamw_step(p, g, m, v, n, static_cast<float>(lr * mult[group]), static_cast<float>(cfg_.beta1),
+                   static_cast<float>(cfg_.beta2), static_cast<float>(cfg_.eps), static_cast<float>(wd[group]), step_);
+  };
+  if (!zero_) {
+    for (size_t i = 0; i < params_.size(); ++i) {
+      Tensor& p = params_[i].p;
+      Tensor g = p.grad();
+      if (!g.defined()) continue;  // unused this step (single data-parallel rank)
+      update(p.data<float>(), g.data<float>(), m_[i].data<float>(), v_[i].data<float>(), p.numel(), params_[i].group);
+    }
+    return;
+  }
+  gathered_bucket_ = -1;
+  for (auto& b : buckets_) {
+    // grad_buf is free once the reduce-scatter is done: it carries the parameters now.
+    float* buf = b.grad_buf.data<float>();
+    const int64_t s0 = b.shard * grid_.dp_rank, s1 = s0 + b.shard;
+    for (size_t k : b.members) {
+      DistParam& dp = params_[k];
+      const int64_t a = std::max(s0, dp.offset), e = std::min(s1, dp.offset + dp.p.numel());
+      if (a >= e) continue;
+      std::memcpy(buf + a, dp.p.data<float>() + (a - dp.offset), static_cast<size_t>(e - a) * 4);
+      update(buf + a, b.grad_shard.data<float>() + (a - s0), b.m.data<float>() + (a - s0),
+             b.v.data<float>() + (a - s0), e - a, dp.group);
+    }
+    grid_.dp_comm->allgather(buf + s0, buf, b.shard, DType::f32);
+    for (size_t k : b.members) {
+      DistParam& dp = params_[k];
+      std::memcpy(dp.p.data<float>(), buf + dp.offset, static_cast<size_t>(dp.p.numel()) * 4);
+    }
+  }
+}
+
+Tensor DistributedAdamW::moment(size_t i, int which) {
+  HS_CHECK(i < params_.size() && (which == 0 || which == 1), "optimizer: bad moment index");
+  if (!zero_) return which == 0 ? m_[i] : v_[i];
+  const DistParam& dp = params_[i];
+  Bucket& b = buckets_[static_cast<size_t>(dp.bucket)];
+  if (gathered_bucket_ != dp.bucket) {
+    for (int w = 0; w < 2; ++w) {
+      gathered_[w] = Tensor::empty({b.n_pad});
+      grid_.dp_comm->allgather((w == 0 ? b.m : b.v).data<float>(), gathered_[w].data<float>(), b.shard, DType::f32);
+    }
+    gathered_bucket_ = dp.bucket;
+  }
+  Tensor out = Tensor::empty(dp.p.shape());
+  std::memcpy(out.data<float>(), gathered_[which].data<float>() + dp.offset, static_cast<size_t>(out.numel()) * 4);
+  return out;
+}
+
+void DistributedAdamW::set_moment(size_t i, int which, const Tensor& full_in) {
+  HS_CHECK(i < params_.size() && (which == 0 || which == 1), "optimizer: bad moment index");
+  const DistParam& dp = params_[i];
+  Tensor full = full_in.contiguous();
+  HS_CHECK(full.shape() == dp.p.shape() && full.dtype() == DType::f32, "optimizer: moment of '", dp.name, "' has shape ",
+           shape_str(full.shape()), ", expected ", shape_str(dp.p.shape()));
+  if (!zero_) {
+    (which == 0 ? m_[i] : v_[i]).copy_from(full);
+    return;
+  }
+  gathered_bucket_ = -1;
+  Bucket& b = buckets_[static_cast<size_t>(dp.bucket)];
+  const int64_t s0 = b.shard * grid_.dp_rank, s1 = s0 + b.shard;
+  const int64_t a = std::max(s0, dp.offset), e = std::min(s1, dp.offset + dp.p.numel());
+  if (a < e)
+    std::memcpy((which == 0 ? b.m : b.v).data<float>() + (a - s0), full.data<float>() + (a - dp.offset),
+                static_cast<size_t>(e - a) * 4);
+}
+
+int64_t DistributedAdamW::state_bytes() const {
+  int64_t n = 0;
+  if (zero_)
+    for (auto& b : buckets_) n += 2 * b.shard * 4;
+  else
+    for (auto& dp : params_) n += 2 * dp.p.numel() * 4;
+  return n;
+}
+
+}  // namespace hyscale::train
