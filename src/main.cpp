@@ -6,6 +6,7 @@
 //   hyscale coord-check CONFIG --widths 64,128,256 [--steps N] [--depth D | --joint] [--set ...]
 //   hyscale bench train CONFIG [--set ...] [--steps N] [--warmup W]
 //   hyscale bench layers CONFIG [--set ...] [--lengths 512,1024,...] [--batch B] [--reps R]
+//   hyscale bench comm [--sizes 1K,...,64M] [--iters N] [--backend mpi|nccl]
 //   hyscale baselines --data DIR
 //   hyscale eval --ckpt PATH [--data DIR]
 #include <CLI/CLI.hpp>
@@ -17,6 +18,7 @@
 #include "data/dataset.h"
 #include "data/prepare.h"
 #include "kernels/gemm.h"
+#include "parallel/bench_comm.h"
 #include "parallel/dist.h"
 #include "train/config.h"
 #include "train/trainer.h"
@@ -80,6 +82,14 @@ int main(int argc, char** argv) {
   bench_layers->add_option("--batch", bench_batch, "batch size");
   bench_layers->add_option("--reps", bench_reps, "timed repetitions (median)");
 
+  parallel::BenchCommOptions comm_opt;
+  std::vector<std::string> comm_sizes;
+  auto* bench_comm = bench->add_subcommand("comm", "all-reduce / reduce-scatter / all-gather time and bandwidth");
+  bench_comm->add_option("--sizes", comm_sizes, "message sizes in bytes (1K,...,64M; K/M/G = 1024^k)")->delimiter(',');
+  bench_comm->add_option("--iters", comm_opt.iters, "timed iterations per op and size");
+  bench_comm->add_option("--backend", comm_opt.backend, "mpi (host memory) | nccl (device memory)")
+      ->check(CLI::IsMember({"mpi", "nccl"}));
+
   auto* baselines = app.add_subcommand("baselines", "order-0 entropy and n-gram baselines of a prepared dataset");
   baselines->add_option("--data", data_dir, "prepared dataset directory")->required();
   bool baselines_json = false;
@@ -136,6 +146,9 @@ int main(int argc, char** argv) {
       }
       train::resolve_config(cfg, vocab);
       std::cout << train::model_info(cfg);
+    } else if (*bench_comm) {
+      for (const auto& sz : comm_sizes) comm_opt.sizes.push_back(parallel::parse_bytes(sz));
+      parallel::bench_comm(comm_opt);
     } else if (*bench_layers) {
       auto cfg = train::load_config(config, sets);
       train::bench_layers(cfg, bench_lengths, bench_batch, bench_reps);
