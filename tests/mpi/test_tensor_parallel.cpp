@@ -133,3 +133,108 @@ TEST_CASE("tensor parallel: indivisible head counts and odd differential pairs a
   v.vocab_size = 65;
   REQUIRE_THROWS_WITH(nn::Model(v, tp), Catch::Contains("vocab_size"));
 }
+
+#include "train/dist_optim.h"
+
+TEST_CASE("data parallel: bucketed, overlapped reduction gives the full batch's gradients (plain and ZeRO-1)",
+          "[mpi][dp]") {
+  const auto& pi = parallel::process();
+  for (int tpsize : {1, 2}) {
+    if (pi.world % tpsize != 0) continue;
+    const parallel::Grid grid = parallel::make_grid(tpsize);
+    const auto tp = parallel::tensor_parallel_from_grid(grid);
+    for (bool zero : {false, true}) {
+      INFO("tp " << tpsize << " dp " << grid.dp << (zero ? " ZeRO-1" : " plain") << ", rank " << pi.rank);
+      const auto cfg = tiny("sambay", false);
+      nn::Model full(cfg), mine(cfg, tp);
+      full.init_weights(3);
+      mine.init_weights(3);
+      train::OptimizerConfig oc;
+      // Tiny buckets: many of them, launched while backward runs.
+      train::DistributedAdamW opt(mine.named_parameters(), mine.named_shard_specs(), oc, grid, 0.002, zero);
+      if (grid.dp > 1) CHECK(opt.num_buckets() > 3);
+      const int64_t Bl = 2, B = Bl * grid.dp, T = 9;
+      Tensor ids = Tensor::empty({B, T}, DType::i32), tg = Tensor::empty({B, T}, DType::i32);
+      Rng rng(17);
+      for (int64_t i = 0; i < B * T; ++i) {
+        ids.data<int32_t>()[i] = static_cast<int32_t>(rng.below(64));
+        tg.data<int32_t>()[i] = static_cast<int32_t>(rng.below(64));
+      }
+      full.loss(ids, tg).backward();
+      // Two micro-batches of one sequence each per rank (gradient accumulation), the last armed.
+      opt.zero_grad();
+      for (int64_t a = 0; a < Bl; ++a) {
+        const int64_t row = grid.dp_rank * Bl + a;
+        Tensor l = mine.loss(ids.slice(0, row, row + 1).contiguous(), tg.slice(0, row, row + 1).contiguous());
+        if (a == Bl - 1) opt.arm();
+        l.backward(Tensor::full({}, 1.0 / static_cast<double>(Bl)));
+      }
+      opt.finish_backward();
+      // Global gradient norm: every element once.
+      double ss = 0;
+      for (auto& [n, p] : full.named_parameters()) {
+        Tensor g = p.grad().to(DType::f64);
+        for (int64_t i = 0; i < g.numel(); ++i) ss += g.data<double>()[i] * g.data<double>()[i];
+      }
+      CHECK(opt.grad_norm() == Approx(std::sqrt(ss)).epsilon(1e-5));
+      if (zero) continue;  // ZeRO-1 keeps only gradient shards; its step is checked below
+      const auto fp = full.named_parameters(), mp = mine.named_parameters();
+      const auto specs = mine.named_shard_specs();
+      for (size_t i = 0; i < mp.size(); ++i) {
+        INFO("parameter " << mp[i].first);
+        for (const auto& sl : nn::logical_slices(mp[i].first, mp[i].second.shape(), specs[i].second, tp.size, tp.rank)) {
+          Tensor want = sl.dim < 0 ? fp[i].second.grad()
+                                   : fp[i].second.grad().slice(sl.dim, sl.fused_offset + sl.global_offset,
+                                                               sl.fused_offset + sl.global_offset + sl.count);
+          Tensor got = sl.dim < 0 ? mp[i].second.grad()
+                                  : mp[i].second.grad().slice(sl.dim, sl.local_offset, sl.local_offset + sl.count);
+          const bool lambda = sl.name.find(".lambda_") != std::string::npos;
+          // f32: 1e-6 at dp 2 (the issue's bar), 2e-6 at dp 4 (more partial sums), 1e-5 under tp.
+          const double tol = lambda ? 1e-2 : tpsize > 1 ? 1e-5 : grid.dp <= 2 ? 1e-6 : 2e-6;
+          CHECK(rel_err(got, want) < tol);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("ZeRO-1 step equals the plain data-parallel step; moments gather and scatter back", "[mpi][dp]") {
+  const auto& pi = parallel::process();
+  const parallel::Grid grid = parallel::make_grid(1);
+  std::vector<Tensor> after[2];
+  for (int z = 0; z < 2; ++z) {
+    const auto cfg = tiny("transformer", false);
+    nn::Model m(cfg);
+    m.init_weights(9);
+    train::OptimizerConfig oc;
+    oc.weight_decay = 0.1;
+    oc.matrix_lr_mult = 0.5;
+    train::DistributedAdamW opt(m.named_parameters(), m.named_shard_specs(), oc, grid, 0.003, z == 1);
+    REQUIRE(opt.zero() == (z == 1 && grid.dp > 1));
+    for (int step = 0; step < 3; ++step) {
+      Tensor ids = Tensor::empty({1, 7}, DType::i32), tg = Tensor::empty({1, 7}, DType::i32);
+      Rng rng(100 * step + pi.rank);
+      for (int64_t i = 0; i < 7; ++i) {
+        ids.data<int32_t>()[i] = static_cast<int32_t>(rng.below(64));
+        tg.data<int32_t>()[i] = static_cast<int32_t>(rng.below(64));
+      }
+      opt.zero_grad();
+      Tensor l = m.loss(ids, tg);
+      opt.arm();
+      l.backward();
+      opt.finish_backward();
+      opt.scale_grads(0.5);
+      opt.step(1e-2);
+    }
+    for (auto& [n, p] : m.named_parameters()) after[z].push_back(p.clone());
+    // Moments survive a gather / set round trip (what checkpoints do).
+    for (size_t i = 0; i < opt.params().size(); ++i) {
+      Tensor m0 = opt.moment(i, 0).clone(), v0 = opt.moment(i, 1).clone();
+      opt.set_moment(i, 0, m0);
+      opt.set_moment(i, 1, v0);
+      CHECK(rel_err(opt.moment(i, 0), m0) == 0.0);
+      CHECK(rel_err(opt.moment(i, 1), v0) == 0.0);
+    }
+  }
+  for (size_t i = 0; i < after[0].size(); ++i) CHECK(rel_err(after[1][i], after[0][i]) < 1e-7);
+}
