@@ -141,7 +141,7 @@ std::vector<Field> schema(RunConfig& c) {
       S("training.precision", &t.precision, {"fp32"}, "compute precision"),
       I("logging.log_interval", &l.log_interval, 1, 1e12, "optimizer steps between log lines"),
       I("logging.eval_interval", &l.eval_interval, 0, 1e12, "steps between evaluations; 0 = at the end only"),
-      I("logging.eval_batches", &l.eval_batches, 1, 1e9, "validation batches (of batch_size x ranks sequences) per evaluation"),
+      I("logging.eval_batches", &l.eval_batches, 1, 1e9, "validation batches (of batch_size x dp sequences) per evaluation"),
       F("logging.peak_flops", &l.peak_flops, 0, kInf,
         "peak FLOP/s of the whole job (e.g. 989e12 x GPUs for H100 bf16) for MFU; 0 = no MFU"),
       I("parallel.tp", &c.parallel.tp, 1, 4096,

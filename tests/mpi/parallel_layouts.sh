@@ -65,6 +65,11 @@ def close(a, b, rel, what):
 ref, tp, zero, dp2, dp2z = (losses(n) for n in ("ref", "tp2dp2", "zero", "dp2", "dp2z"))
 assert len(ref) == 10 and len(tp) == 10 and len(zero) == 10, (len(ref), len(tp), len(zero))
 close(tp, ref, 1e-5, "tp 2 x dp 2 vs 1 process")
+def vals(name):
+    rows = [json.loads(l) for l in open(f"{sys.argv[1]}/{name}/metrics.jsonl")]
+    return {r["step"]: r["val_loss"] for r in rows if r["type"] == "eval"}
+assert sorted(vals("ref")) == [5, 10], vals("ref")
+close(vals("tp2dp2"), vals("ref"), 1e-5, "validation loss (averaged over dp ranks), tp 2 x dp 2 vs 1 process")
 close(zero, tp, 1e-6, "ZeRO-1 vs plain data parallel (tp 2 x dp 2)")
 close(dp2z, dp2, 1e-6, "ZeRO-1 vs plain data parallel (dp 2)")
 re_tp, re_one, re_same, re_zero = (losses(n) for n in ("re_tp", "re_one", "re_same", "re_zero"))
