@@ -1,7 +1,7 @@
 // hyscale CLI: parses arguments and calls into src/train and src/data.
 //   hyscale train CONFIG [--set k=v ...] [--resume auto|PATH]
 //   hyscale prepare --input PATH... --out DIR [--format text|jsonl] [--doc-separator LINE] [--val-fraction F]
-//   hyscale generate --ckpt PATH --prompt TEXT [--max-new N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
+//   hyscale generate --ckpt PATH --prompt TEXT [--prompt TEXT ...] [--max-new N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
 //   hyscale info CONFIG [--set ...]
 //   hyscale coord-check CONFIG --widths 64,128,256 [--steps N] [--depth D | --joint] [--set ...]
 //   hyscale bench train CONFIG [--set ...] [--steps N] [--warmup W]
@@ -52,12 +52,12 @@ int main(int argc, char** argv) {
   train::GenerateOptions gen;
   auto* generate = app.add_subcommand("generate", "sample text from a checkpoint");
   generate->add_option("--ckpt", gen.ckpt, "checkpoint (.h5)")->required();
-  generate->add_option("--prompt", gen.prompt, "prompt text");
+  generate->add_option("--prompt", gen.prompts, "prompt text (repeat for a batch of prompts)");
   generate->add_option("--max-new", gen.max_new, "maximum new tokens");
-  generate->add_option("--temperature", gen.temperature, "sampling temperature (0 = greedy)");
-  generate->add_option("--top-k", gen.top_k, "keep the k most likely tokens (0 = off)");
-  generate->add_option("--top-p", gen.top_p, "nucleus sampling mass (1 = off)");
-  generate->add_option("--seed", gen.seed, "sampling seed");
+  generate->add_option("--temperature", gen.sampling.temperature, "sampling temperature (0 = greedy)");
+  generate->add_option("--top-k", gen.sampling.top_k, "keep the k most likely tokens (0 = off)");
+  generate->add_option("--top-p", gen.sampling.top_p, "nucleus sampling mass (1 = off)");
+  generate->add_option("--seed", gen.sampling.seed, "sampling seed (prompt b uses seed + b)");
   generate->add_option("--threads", gen.threads, "CPU threads (0 = all)");
 
   auto* info = app.add_subcommand("info", "print layers, parameter counts and FLOPs per token");
@@ -130,8 +130,11 @@ int main(int argc, char** argv) {
                   (long long)st.n_docs_train, (long long)st.n_tokens_train, st.n_shards_train,
                   (long long)st.n_docs_val, (long long)st.n_tokens_val, st.n_shards_val);
     } else if (*generate) {
-      std::string text = train::generate(gen);
-      std::cout << gen.prompt << text << std::endl;
+      auto texts = train::generate(gen);
+      for (size_t i = 0; i < texts.size(); ++i) {
+        if (texts.size() > 1) std::cout << "--- prompt " << i << "\n";
+        std::cout << (i < gen.prompts.size() ? gen.prompts[i] : "") << texts[i] << std::endl;
+      }
     } else if (*info) {
       auto cfg = train::load_config(config, sets);
       int64_t vocab = 0;

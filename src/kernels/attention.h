@@ -26,12 +26,12 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
 
 namespace hyscale::kernels::cpu {
 
-// One decoding step: each query attends to the first n_valid slots of a KV cache (all of
+// One decoding step: row b's queries attend to the first n_valid[b] slots of a KV cache (all of
 // them visible: the caller keeps only what the query may see, e.g. a ring buffer of the
 // last W tokens for sliding-window attention; slot order does not matter).
 // Layouts: q [B, H, D]; kc [B, cap, Hk, D]; vc [B, cap, Hk, Dv]; out [B, H, Dv].
 template <class T>
 void attention_decode(const T* q, const T* kc, const T* vc, T* out, int64_t B, int64_t H, int64_t Hk, int64_t D,
-                      int64_t Dv, int64_t cap, int64_t n_valid, double scale);
+                      int64_t Dv, int64_t cap, const int64_t* n_valid, double scale);
 
 }  // namespace hyscale::kernels::cpu

@@ -26,7 +26,8 @@ template <class F> void by_dtype(DType t, F&& fn) {
 }  // namespace
 
 // ---------------------------------------------------------------- attention
-Tensor Attention::attend_cache(const Tensor& q, const Tensor& kc_, const Tensor& vc_, int64_t n_valid) const {
+Tensor Attention::attend_cache(const Tensor& q, const Tensor& kc_, const Tensor& vc_,
+                               const std::vector<int64_t>& n_valid) const {
   const int64_t B = q.size(0), H = cfg_.n_heads, Hk = cfg_.n_kv_heads, hd = cfg_.head_dim, cap = kc_.size(1);
   auto decode = [&](const Tensor& qq, const Tensor& kk, const Tensor& vv, int64_t Hq, int64_t Hkv, int64_t Dv) {
     Tensor qc = qq.contiguous(), kcc = kk.contiguous(), vcc = vv.contiguous();
@@ -34,7 +35,7 @@ Tensor Attention::attend_cache(const Tensor& q, const Tensor& kc_, const Tensor&
     by_dtype(q.dtype(), [&](auto z) {
       using T = decltype(z);
       kc::attention_decode<T>(qc.data<T>(), kcc.data<T>(), vcc.data<T>(), out.data<T>(), B, Hq, Hkv, hd, Dv, cap,
-                              n_valid, cfg_.scale);
+                              n_valid.data(), cfg_.scale);
     });
     return out;
   };
@@ -50,7 +51,18 @@ Tensor Attention::attend_cache(const Tensor& q, const Tensor& kc_, const Tensor&
   return ops::scale(o, 1.0 - li).reshape({B, 1, H * hd});
 }
 
-Tensor Attention::step(const Tensor& x, Tensor& k_cache, Tensor& v_cache, int64_t pos) const {
+Tensor Attention::rope_rows(const Tensor& x, const std::vector<int64_t>& pos) const {
+  if (std::all_of(pos.begin(), pos.end(), [&](int64_t p) { return p == pos[0]; }))
+    return ops::rope(x, cfg_.rope_base, pos[0]);
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  for (size_t b = 0; b < pos.size(); ++b) {
+    const auto i = static_cast<int64_t>(b);
+    out.slice(0, i, i + 1).copy_from(ops::rope(x.slice(0, i, i + 1), cfg_.rope_base, pos[b]));
+  }
+  return out;
+}
+
+Tensor Attention::step(const Tensor& x, Tensor& k_cache, Tensor& v_cache, const std::vector<int64_t>& pos) const {
   HS_CHECK(!cfg_.cross, "attention: step() on a cross-attention layer");
   const int64_t B = x.size(0), H = cfg_.n_heads, Hk = cfg_.n_kv_heads, hd = cfg_.head_dim, cap = k_cache.size(1);
   Tensor qkv = ops::linear(x, wqkv);  // [B, 1, (H + 2Hk) hd]
@@ -58,24 +70,31 @@ Tensor Attention::step(const Tensor& x, Tensor& k_cache, Tensor& v_cache, int64_
   Tensor k = qkv.slice(2, H * hd, (H + Hk) * hd).reshape({B, 1, Hk, hd});
   Tensor v = qkv.slice(2, (H + Hk) * hd, (H + 2 * Hk) * hd).reshape({B, 1, Hk, hd});
   if (cfg_.rope) {
-    q = ops::rope(q, cfg_.rope_base, pos);
-    k = ops::rope(k, cfg_.rope_base, pos);
+    q = rope_rows(q, pos);
+    k = rope_rows(k, pos);
   }
   const bool ring = cfg_.window > 0;
-  HS_CHECK(ring || pos < cap, "decode: position ", pos, " exceeds the KV cache of ", cap, " (max_len)");
-  const int64_t slot = ring ? pos % cap : pos;
-  k_cache.slice(1, slot, slot + 1).copy_from(k);
-  v_cache.slice(1, slot, slot + 1).copy_from(v);
-  const int64_t n_valid = ring ? std::min(pos + 1, cap) : pos + 1;
+  std::vector<int64_t> n_valid(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t p = pos[static_cast<size_t>(b)];
+    HS_CHECK(ring || p < cap, "decode: position ", p, " exceeds the KV cache of ", cap, " (max_len)");
+    const int64_t slot = ring ? p % cap : p;
+    k_cache.slice(0, b, b + 1).slice(1, slot, slot + 1).copy_from(k.slice(0, b, b + 1));
+    v_cache.slice(0, b, b + 1).slice(1, slot, slot + 1).copy_from(v.slice(0, b, b + 1));
+    n_valid[static_cast<size_t>(b)] = ring ? std::min(p + 1, cap) : p + 1;
+  }
   return ops::linear(attend_cache(q, k_cache, v_cache, n_valid), proj);
 }
 
-Tensor Attention::step_cross(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache, int64_t pos) const {
+Tensor Attention::step_cross(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache,
+                             const std::vector<int64_t>& pos) const {
   HS_CHECK(cfg_.cross, "attention: step_cross() on a self-attention layer");
   const int64_t B = x.size(0);
   Tensor q = ops::linear(x, wq).reshape({B, 1, cfg_.n_heads, cfg_.head_dim});
-  if (cfg_.rope) q = ops::rope(q, cfg_.rope_base, pos);
-  return ops::linear(attend_cache(q, k_cache, v_cache, pos + 1), proj);
+  if (cfg_.rope) q = rope_rows(q, pos);
+  std::vector<int64_t> n_valid(pos.size());
+  for (size_t b = 0; b < pos.size(); ++b) n_valid[b] = pos[b] + 1;
+  return ops::linear(attend_cache(q, k_cache, v_cache, n_valid), proj);
 }
 
 // ---------------------------------------------------------------- Mamba
@@ -104,7 +123,7 @@ Tensor Mamba::step(const Tensor& u, Tensor& conv_state, Tensor& ssm_state, Tenso
 
 // ---------------------------------------------------------------- blocks and model
 Tensor Block::step(const Tensor& x_in, LayerCache& cache, const LayerCache* shared, Tensor& memory,
-                   int64_t pos) const {
+                   const std::vector<int64_t>& pos) const {
   auto branch = [&](const Tensor& y) { return r_ == 1.0 ? y : ops::scale(y, r_); };
   Tensor h = norm1->forward(x_in), y;
   switch (role_) {
@@ -131,6 +150,7 @@ DecodeState Model::init_decode(int64_t batch, int64_t max_len) const {
   DecodeState st;
   st.batch = batch;
   st.max_len = max_len;
+  st.pos.assign(static_cast<size_t>(batch), 0);
   const DType dt = c.param_dtype;
   for (size_t l = 0; l < roles_.size(); ++l) {
     LayerCache lc;
@@ -166,7 +186,7 @@ int64_t DecodeState::bytes() const {
 Tensor Model::step(const Tensor& ids, DecodeState& st) const {
   HS_CHECK(ids.dim() == 1 && ids.size(0) == st.batch, "decode: ids must be [", st.batch, "], got ",
            shape_str(ids.shape()));
-  HS_CHECK(st.pos < st.max_len, "decode: position ", st.pos, " reached max_len ", st.max_len);
+  for (int64_t p : st.pos) HS_CHECK(p < st.max_len, "decode: position ", p, " reached max_len ", st.max_len);
   NoGrad ng;
   const int64_t B = st.batch;
   Tensor x = ops::embedding(ids.reshape({B, 1}), wte);  // [B, 1, D]
@@ -178,8 +198,26 @@ Tensor Model::step(const Tensor& ids, DecodeState& st) const {
   }
   x = ln_f->forward(x);
   if (cfg_.logit_mult != 1.0) x = ops::scale(x, cfg_.logit_mult);
-  ++st.pos;
+  for (auto& p : st.pos) ++p;
   return ops::linear(x.reshape({B, cfg_.d_model}), cfg_.tie_embeddings ? wte : lm_head);
+}
+
+Tensor Model::prefill(const Tensor& ids, DecodeState& st, int64_t row) const {
+  HS_CHECK(!tp_.on(), "prefill: runs in one process (tp = 1)");
+  HS_CHECK(ids.dim() == 1 && ids.size(0) >= 1, "prefill: ids must be [T] with T >= 1, got ", shape_str(ids.shape()));
+  HS_CHECK(row >= 0 && row < st.batch, "prefill: row ", row, " outside a batch of ", st.batch);
+  HS_CHECK(st.pos[static_cast<size_t>(row)] == 0, "prefill: row ", row, " has already started (position ",
+           st.pos[static_cast<size_t>(row)], ")");
+  const int64_t T = ids.size(0);
+  HS_CHECK(T <= st.max_len, "prefill: prompt of ", T, " tokens exceeds max_len ", st.max_len);
+  NoGrad ng;
+  Tensor x = ops::embedding(ids.reshape({1, T}), wte);
+  BlockState bs;
+  for (size_t l = 0; l < blocks.size(); ++l) x = blocks[l]->forward(x, bs, &st.layers[l], row);
+  x = ln_f->forward(x.slice(1, T - 1, T));
+  if (cfg_.logit_mult != 1.0) x = ops::scale(x, cfg_.logit_mult);
+  st.pos[static_cast<size_t>(row)] = T;
+  return ops::linear(x.reshape({1, cfg_.d_model}), cfg_.tie_embeddings ? wte : lm_head).reshape({cfg_.vocab_size});
 }
 
 }  // namespace hyscale::nn

@@ -63,20 +63,22 @@ class Attention : public Module {
   Tensor forward(const Tensor& x, Tensor* k_out = nullptr, Tensor* v_out = nullptr) const;
   // Cross-attention over a shared KV.
   Tensor forward_cross(const Tensor& x, const Tensor& k, const Tensor& v) const;
-  // One decoding step, x [B, 1, D] at position pos. Self-attention writes its K, V into
-  // (k_cache, v_cache) [B, cap, Hk, hd] at slot pos (full) or pos % window (ring buffer) and
-  // attends over the valid slots; cross-attention attends over the first pos + 1 slots of the
-  // shared caches.
-  Tensor step(const Tensor& x, Tensor& k_cache, Tensor& v_cache, int64_t pos) const;
-  Tensor step_cross(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache, int64_t pos) const;
+  // One decoding step, x [B, 1, D]; row b is at position pos[b]. Self-attention writes row b's
+  // K, V into (k_cache, v_cache) [B, cap, Hk, hd] at slot pos[b] (full) or pos[b] % window (ring
+  // buffer) and attends over that row's valid slots; cross-attention attends over the first
+  // pos[b] + 1 slots of the shared caches.
+  Tensor step(const Tensor& x, Tensor& k_cache, Tensor& v_cache, const std::vector<int64_t>& pos) const;
+  Tensor step_cross(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache,
+                    const std::vector<int64_t>& pos) const;
   const AttentionConfig& config() const { return cfg_; }
   double lambda_init() const;
   Tensor wqkv, wq, proj, lambda_q1, lambda_k1, lambda_q2, lambda_k2, subln;
 
  private:
   Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v) const;  // -> [B, T, H hd]
-  // Decode-time attention of q [B, 1, H, hd] over n_valid cache slots -> [B, 1, H hd].
-  Tensor attend_cache(const Tensor& q, const Tensor& kc, const Tensor& vc, int64_t n_valid) const;
+  // Decode-time attention of q [B, 1, H, hd] over n_valid[b] cache slots of row b -> [B, 1, H hd].
+  Tensor attend_cache(const Tensor& q, const Tensor& kc, const Tensor& vc, const std::vector<int64_t>& n_valid) const;
+  Tensor rope_rows(const Tensor& x, const std::vector<int64_t>& pos) const;  // [B, 1, heads, hd]
   AttentionConfig cfg_;
   int64_t H_, Hk_;  // heads on this rank
 };

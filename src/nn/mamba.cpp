@@ -1,6 +1,8 @@
 #include "nn/mamba.h"
 
+#include "core/autograd.h"
 #include "core/ops.h"
+#include "kernels/selective_scan.h"
 
 namespace hyscale::nn {
 
@@ -27,7 +29,7 @@ Mamba::Mamba(const MambaConfig& cfg) : cfg_(cfg) {
   out_proj = register_parameter("out_proj", Tensor::zeros({cfg.dim, d_inner_}, t), cols);
 }
 
-Tensor Mamba::forward(const Tensor& u, Tensor* memory_out) const {
+Tensor Mamba::forward(const Tensor& u, Tensor* memory_out, Tensor* conv_state, Tensor* ssm_state) const {
   const int64_t di = d_inner_, R = dt_rank_, N = cfg_.d_state;
   const auto& tp = cfg_.tp;
   Tensor xz = ops::linear(parallel::copy_to_tp(u, tp), in_proj);  // [B, T, 2 di]
@@ -39,7 +41,41 @@ Tensor Mamba::forward(const Tensor& u, Tensor* memory_out) const {
   Tensor y = ops::selective_scan(xc, delta, A_log, dbc.slice(2, R, R + N), dbc.slice(2, R + N, R + 2 * N), D, dt_bias,
                                  cfg_.scan_chunk);
   if (memory_out) *memory_out = y;
+  if (conv_state || ssm_state) capture_state(x, xc, delta, dbc, conv_state, ssm_state);
   return parallel::reduce_from_tp(ops::linear(ops::gmu_gate(z, y), out_proj), tp);  // y * silu(z)
+}
+
+void Mamba::capture_state(const Tensor& x_in, const Tensor& xc_in, const Tensor& delta_in, const Tensor& dbc,
+                          Tensor* conv_state, Tensor* ssm_state) const {
+  NoGrad ng;
+  HS_CHECK(x_in.size(0) == 1, "mamba: state capture (prefill) takes one sequence at a time");
+  const int64_t T = x_in.size(1), di = d_inner_, K = cfg_.d_conv, R = dt_rank_, N = cfg_.d_state;
+  if (conv_state && K > 1) {  // the last K - 1 conv inputs, oldest first; zeros before the start
+    Tensor x = x_in.detach();
+    conv_state->zero();
+    for (int64_t j = 0; j < K - 1; ++j) {
+      const int64_t t = T - (K - 1) + j;
+      if (t >= 0) conv_state->slice(1, j, j + 1).copy_from(x.slice(1, t, t + 1));
+    }
+  }
+  if (!ssm_state) return;
+  // Run the recurrence over the prompt with the step kernel (same expression order as the scan).
+  Tensor xc = xc_in.detach().contiguous(), delta = delta_in.detach().contiguous();
+  Tensor Bm = dbc.detach().slice(2, R, R + N).contiguous(), Cm = dbc.detach().slice(2, R + N, R + 2 * N).contiguous();
+  ssm_state->zero();
+  Tensor y = Tensor::empty({di}, xc.dtype());
+  auto run = [&](auto z) {
+    using T_ = decltype(z);
+    T_* h = ssm_state->data<T_>();
+    for (int64_t t = 0; t < T; ++t)
+      kernels::cpu::selective_scan_step<T_>(xc.data<T_>() + t * di, delta.data<T_>() + t * di, A_log.data<T_>(),
+                                            Bm.data<T_>() + t * N, Cm.data<T_>() + t * N, D.data<T_>(),
+                                            dt_bias.data<T_>(), h, y.data<T_>(), 1, di, N);
+  };
+  if (xc.dtype() == DType::f32)
+    run(float{});
+  else
+    run(double{});
 }
 
 GMU::GMU(int64_t dim, int64_t d_mem, DType dtype, parallel::TensorParallel tp) : tp_(tp) {

@@ -33,7 +33,10 @@ class Mamba : public Module {
  public:
   explicit Mamba(const MambaConfig& cfg);
   // x [B, T, D] -> [B, T, D]; when memory_out is given it receives y [B, T, d_inner].
-  Tensor forward(const Tensor& x, Tensor* memory_out = nullptr) const;
+  // Prefill (B = 1): conv_state [1, d_conv - 1, d_inner] and ssm_state [1, d_inner, N], when
+  // given, receive the states after the last position (what step() continues from).
+  Tensor forward(const Tensor& x, Tensor* memory_out = nullptr, Tensor* conv_state = nullptr,
+                 Tensor* ssm_state = nullptr) const;
   // One decoding step, x [B, 1, D]; conv_state [B, d_conv - 1, d_inner] and ssm_state
   // [B, d_inner, N] are updated in place.
   Tensor step(const Tensor& x, Tensor& conv_state, Tensor& ssm_state, Tensor* memory_out = nullptr) const;
@@ -42,6 +45,8 @@ class Mamba : public Module {
   Tensor in_proj, conv_w, conv_b, x_proj, dt_proj, dt_bias, A_log, D, out_proj;
 
  private:
+  void capture_state(const Tensor& x, const Tensor& xc, const Tensor& delta, const Tensor& dbc, Tensor* conv_state,
+                     Tensor* ssm_state) const;
   MambaConfig cfg_;
   int64_t d_inner_, dt_rank_;
 };

@@ -193,17 +193,33 @@ Block::Block(const ModelConfig& c, Role role, int64_t index, const parallel::Ten
   mlp = register_module("mlp", std::make_shared<SwiGLUMLP>(c.d_model, c.mlp_hidden, c.param_dtype, tp));
 }
 
-Tensor Block::forward(const Tensor& x_in, BlockState& st) const {
+Tensor Block::forward(const Tensor& x_in, BlockState& st, LayerCache* capture, int64_t row) const {
   auto branch = [&](const Tensor& y) { return r_ == 1.0 ? y : ops::scale(y, r_); };
   Tensor h = norm1->forward(x_in), y;
+  Tensor k, v, conv, ssm;
+  if (capture && capture->conv.defined()) {
+    conv = capture->conv.slice(0, row, row + 1);
+    ssm = capture->ssm.slice(0, row, row + 1);
+  }
   switch (role_) {
     case Role::Attn:
-    case Role::SWA: y = attn->forward(h); break;
-    case Role::SharedKV: y = attn->forward(h, &st.k, &st.v); break;
+    case Role::SWA: y = capture ? attn->forward(h, &k, &v) : attn->forward(h); break;
+    case Role::SharedKV: y = attn->forward(h, &st.k, &st.v); k = st.k, v = st.v; break;
     case Role::Cross: y = attn->forward_cross(h, st.k, st.v); break;
-    case Role::Mamba: y = mamba->forward(h); break;
-    case Role::MambaMem: y = mamba->forward(h, &st.memory); break;
+    case Role::Mamba: y = capture ? mamba->forward(h, nullptr, &conv, &ssm) : mamba->forward(h); break;
+    case Role::MambaMem: y = capture ? mamba->forward(h, &st.memory, &conv, &ssm) : mamba->forward(h, &st.memory); break;
     case Role::GMU: y = gmu->forward(h, st.memory); break;
+  }
+  if (capture && capture->k.defined()) {
+    // Row `row` of the KV cache: positions 0..T-1 (full) or the last `cap` of them, position p
+    // at slot p % cap (ring buffer), as step() would have left it.
+    const int64_t T = k.size(1), cap = capture->cap;
+    HS_CHECK(role_ == Role::SWA || T <= cap, "prefill: prompt of ", T, " tokens exceeds the KV cache (", cap, ")");
+    for (int64_t p = std::max<int64_t>(0, T - cap); p < T; ++p) {
+      const int64_t slot = role_ == Role::SWA ? p % cap : p;
+      capture->k.slice(0, row, row + 1).slice(1, slot, slot + 1).copy_from(k.detach().slice(1, p, p + 1));
+      capture->v.slice(0, row, row + 1).slice(1, slot, slot + 1).copy_from(v.detach().slice(1, p, p + 1));
+    }
   }
   Tensor x = ops::add(x_in, branch(y));
   return ops::add(x, branch(mlp->forward(norm2->forward(x))));

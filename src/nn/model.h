@@ -77,7 +77,8 @@ struct LayerCache {
   Tensor conv, ssm;
 };
 struct DecodeState {
-  int64_t batch = 0, pos = 0, max_len = 0;
+  int64_t batch = 0, max_len = 0;
+  std::vector<int64_t> pos;  // per sequence: tokens consumed so far (the next token's position)
   std::vector<LayerCache> layers;
   int64_t bytes() const;  // state memory, all layers, whole batch
 };
@@ -85,10 +86,13 @@ struct DecodeState {
 class Block : public Module {
  public:
   Block(const ModelConfig& cfg, Role role, int64_t index, const parallel::TensorParallel& tp = {});
-  Tensor forward(const Tensor& x, BlockState& st) const;
+  // With `capture` (prefill of one sequence, x [1, T, D]) the layer's decode state after the last
+  // position is written into row `row` of `capture`.
+  Tensor forward(const Tensor& x, BlockState& st, LayerCache* capture = nullptr, int64_t row = 0) const;
   // One decoding step: x [B, 1, D]; `shared` is the F layer's cache (for X), `memory` the M*
-  // output of this step (written by M*, read by G).
-  Tensor step(const Tensor& x, LayerCache& cache, const LayerCache* shared, Tensor& memory, int64_t pos) const;
+  // output of this step (written by M*, read by G); row b is at position pos[b].
+  Tensor step(const Tensor& x, LayerCache& cache, const LayerCache* shared, Tensor& memory,
+              const std::vector<int64_t>& pos) const;
   Role role() const { return role_; }
   std::shared_ptr<RMSNorm> norm1, norm2;
   std::shared_ptr<Attention> attn;
@@ -127,6 +131,10 @@ class Model : public Module {
   // token by token gives the parallel forward's logits.
   DecodeState init_decode(int64_t batch, int64_t max_len) const;
   Tensor step(const Tensor& ids, DecodeState& st) const;
+  // Parallel prefill of sequence `row` (ids int32 [T], T <= max_len, the row not yet started):
+  // one forward pass over the prompt (linear time in the SSM/SWA layers) that leaves the row's
+  // decode state as T steps would; returns the logits of the last position [V].
+  Tensor prefill(const Tensor& ids, DecodeState& st, int64_t row) const;
 
   // Counts: matrices outside the embedding/LM head (SPEC §6.5's N), embedding parameters,
   // vectors (norms, biases, A_log, D, conv, lambdas), and training FLOPs per token at length T.

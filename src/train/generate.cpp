@@ -22,7 +22,7 @@ std::unique_ptr<nn::Model> load_model(const std::string& ckpt, RunConfig* cfg_ou
 }
 
 // Picks the next token from logits [V] (restricted to the tokenizer's real ids).
-static int32_t sample_token(std::vector<double> logits, const GenerateOptions& opt, Rng& rng) {
+static int32_t sample_token(std::vector<double> logits, const SamplingOptions& opt, Rng& rng) {
   const int64_t V = static_cast<int64_t>(logits.size());
   if (opt.temperature <= 0) return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   std::vector<int32_t> idx(V);
@@ -54,38 +54,81 @@ static int32_t sample_token(std::vector<double> logits, const GenerateOptions& o
   return idx[keep - 1];
 }
 
-std::string generate(const GenerateOptions& opt) {
-  HS_CHECK(opt.max_new >= 0, "--max-new must be >= 0");
-  HS_CHECK(opt.temperature >= 0, "--temperature must be >= 0 (0 = greedy)");
-  HS_CHECK(opt.top_k >= 0, "--top-k must be >= 0");
-  HS_CHECK(opt.top_p > 0 && opt.top_p <= 1, "--top-p must be in (0, 1]");
+std::vector<std::vector<int32_t>> generate_tokens(const nn::Model& model,
+                                                  const std::vector<std::vector<int32_t>>& prompts, int64_t max_new,
+                                                  const SamplingOptions& s, int32_t eos, int64_t vocab_limit,
+                                                  const std::vector<int32_t>& banned) {
+  HS_CHECK(max_new >= 0, "--max-new must be >= 0");
+  HS_CHECK(s.temperature >= 0, "--temperature must be >= 0 (0 = greedy)");
+  HS_CHECK(s.top_k >= 0, "--top-k must be >= 0");
+  HS_CHECK(s.top_p > 0 && s.top_p <= 1, "--top-p must be in (0, 1]");
+  HS_CHECK(!prompts.empty(), "generate: no prompts");
+  const int64_t V = model.config().vocab_size, limit = std::min(vocab_limit, V);
+  const auto B = static_cast<int64_t>(prompts.size());
+  int64_t longest = 0;
+  for (auto& p : prompts) {
+    HS_CHECK(!p.empty(), "generate: an empty prompt (start it with at least one token, e.g. EOS)");
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(p.size()));
+  }
+  std::vector<std::vector<int32_t>> out(static_cast<size_t>(B));
+  if (max_new == 0) return out;
+  NoGrad ng;
+  auto st = model.init_decode(B, longest + max_new);
+  std::vector<Rng> rngs;
+  for (int64_t b = 0; b < B; ++b) rngs.emplace_back(s.seed + static_cast<uint64_t>(b));
+  auto pick = [&](const float* lg, int64_t b) {
+    std::vector<double> l(lg, lg + limit);
+    for (int32_t t : banned)
+      if (t >= 0 && t < limit) l[static_cast<size_t>(t)] = -INFINITY;
+    return sample_token(std::move(l), s, rngs[static_cast<size_t>(b)]);
+  };
+  std::vector<int32_t> next(static_cast<size_t>(B));
+  std::vector<bool> done(static_cast<size_t>(B), false);
+  for (int64_t b = 0; b < B; ++b) {  // parallel prefill, one prompt at a time
+    Tensor ids = Tensor::from_vector<int32_t>(prompts[static_cast<size_t>(b)], {static_cast<int64_t>(prompts[b].size())});
+    next[static_cast<size_t>(b)] = pick(model.prefill(ids, st, b).data<float>(), b);
+  }
+  for (int64_t i = 0; i < max_new; ++i) {
+    bool any = false;
+    for (int64_t b = 0; b < B; ++b) {
+      if (done[b]) continue;
+      if (next[b] == eos) {
+        done[b] = true;
+        continue;
+      }
+      out[b].push_back(next[b]);
+      if (static_cast<int64_t>(out[b].size()) == max_new) done[b] = true;
+      any = any || !done[b];
+    }
+    if (!any) break;
+    // Finished rows keep stepping (their outputs are ignored) so the batch stays rectangular.
+    Tensor logits = model.step(Tensor::from_vector<int32_t>(next, {B}), st);
+    for (int64_t b = 0; b < B; ++b)
+      if (!done[b]) next[b] = pick(logits.data<float>() + b * V, b);
+  }
+  return out;
+}
+
+std::vector<std::string> generate(const GenerateOptions& opt) {
   kernels::cpu::set_num_threads(static_cast<int>(opt.threads));
   RunConfig cfg;
   auto model = load_model(opt.ckpt, &cfg);
   data::ByteTokenizer tok;
-  // Documents in the training stream start right after an EOS: use it as the context start.
-  std::vector<int32_t> ctx{tok.eos_id()};
-  auto p = tok.encode(opt.prompt);
-  ctx.insert(ctx.end(), p.begin(), p.end());
-  Rng rng(opt.seed);
-  std::vector<int32_t> out;
-  NoGrad ng;
-  // Step-wise decoding with per-architecture state (KV caches only where needed, SWA ring
-  // buffers, Mamba states): the prompt is fed token by token, then one token per step.
-  const int64_t real_vocab = data::ByteTokenizer::kRawVocab;
-  auto st = model->init_decode(1, static_cast<int64_t>(ctx.size()) + opt.max_new);
-  Tensor logits;
-  for (int32_t t : ctx) logits = model->step(Tensor::from_vector<int32_t>({t}, {1}), st);
-  for (int64_t i = 0; i < opt.max_new; ++i) {
-    const float* last = logits.data<float>();
-    std::vector<double> l(last, last + real_vocab);
-    l[tok.bos_id()] = -INFINITY;  // BOS never occurs mid-stream
-    const int32_t next = sample_token(std::move(l), opt, rng);
-    if (next == tok.eos_id()) break;
-    out.push_back(next);
-    if (i + 1 < opt.max_new) logits = model->step(Tensor::from_vector<int32_t>({next}, {1}), st);
+  std::vector<std::vector<int32_t>> prompts;
+  for (auto& text : opt.prompts) {
+    // Documents in the training stream start right after an EOS: use it as the context start.
+    std::vector<int32_t> ctx{tok.eos_id()};
+    auto p = tok.encode(text);
+    ctx.insert(ctx.end(), p.begin(), p.end());
+    prompts.push_back(std::move(ctx));
   }
-  return tok.decode(out.data(), out.size());
+  if (prompts.empty()) prompts.push_back({tok.eos_id()});
+  // Byte ids and EOS only (BOS never occurs mid-stream, padding ids never occur at all).
+  auto toks = generate_tokens(*model, prompts, opt.max_new, opt.sampling, tok.eos_id(), data::ByteTokenizer::kRawVocab,
+                              {tok.bos_id()});
+  std::vector<std::string> texts;
+  for (auto& t : toks) texts.push_back(tok.decode(t.data(), t.size()));
+  return texts;
 }
 
 }  // namespace hyscale::train

@@ -27,18 +27,37 @@ TrainResult run_training(RunConfig cfg, const std::string& resume);
 // Mean validation loss over cfg.logging.eval_batches micro-batches, averaged over ranks.
 double evaluate(const nn::Model& model, const RunConfig& cfg, const data::TokenDataset& val);
 
+// Sampling of the next token from logits: temperature 0 = greedy (argmax); top_k 0 = off;
+// top_p 1 = off.
+struct SamplingOptions {
+  double temperature = 0.8;
+  int64_t top_k = 0;
+  double top_p = 1.0;
+  uint64_t seed = 0;
+};
+
+// Batched generation: every prompt is prefilled with one parallel forward pass, then all
+// sequences decode together, one token per step, each at its own position (prompts may differ
+// in length), with preallocated state (SambaY: the one shared KV, SWA ring buffers of W, Mamba
+// states). Sequence b stops at `eos` (not included in its output) or after max_new tokens.
+// Only ids < vocab_limit and not in `banned` are sampled; sequence b samples with its own
+// generator seeded (seed, b), so a batch gives the tokens of its prompts decoded one at a time
+// (with seed + b). Greedy output equals the argmax of the parallel forward at every step.
+std::vector<std::vector<int32_t>> generate_tokens(const nn::Model& model,
+                                                  const std::vector<std::vector<int32_t>>& prompts, int64_t max_new,
+                                                  const SamplingOptions& sampling, int32_t eos, int64_t vocab_limit,
+                                                  const std::vector<int32_t>& banned = {});
+
 struct GenerateOptions {
   std::string ckpt;
-  std::string prompt;
+  std::vector<std::string> prompts;  // one or more (decoded as one batch)
   int64_t max_new = 200;
-  double temperature = 0.8;
-  int64_t top_k = 0;    // 0 = off
-  double top_p = 1.0;   // 1 = off
-  uint64_t seed = 0;
+  SamplingOptions sampling;
   int64_t threads = 0;
 };
-// Samples a continuation of the prompt; returns the generated text (without the prompt).
-std::string generate(const GenerateOptions& opt);
+// Samples a continuation of each prompt with the byte tokenizer; returns the generated texts
+// (without the prompts).
+std::vector<std::string> generate(const GenerateOptions& opt);
 
 // Builds the model of a checkpoint with its weights loaded (for generation and evaluation).
 std::unique_ptr<nn::Model> load_model(const std::string& ckpt, RunConfig* cfg_out = nullptr);

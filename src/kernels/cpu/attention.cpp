@@ -185,12 +185,15 @@ namespace hyscale::kernels::cpu {
 
 template <class T>
 void attention_decode(const T* q, const T* kc, const T* vc, T* out, int64_t B, int64_t H, int64_t Hk, int64_t D,
-                      int64_t Dv, int64_t cap, int64_t n_valid, double scale_d) {
+                      int64_t Dv, int64_t cap, const int64_t* n_valid_rows, double scale_d) {
   const int64_t rep = H / Hk;
   const T scale = static_cast<T>(scale_d);
-#pragma omp parallel for collapse(2) schedule(static) if (B * H * n_valid * D > 65536)
+  int64_t most = 0;
+  for (int64_t b = 0; b < B; ++b) most = std::max(most, n_valid_rows[b]);
+#pragma omp parallel for collapse(2) schedule(static) if (B * H * most * D > 65536)
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h) {
+      const int64_t n_valid = n_valid_rows[b];
       const int64_t g = h / rep;
       const T* qh = q + (b * H + h) * D;
       std::vector<T> s(static_cast<size_t>(n_valid));
@@ -215,8 +218,8 @@ void attention_decode(const T* q, const T* kc, const T* vc, T* out, int64_t B, i
 }
 
 template void attention_decode<float>(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t,
-                                      int64_t, int64_t, int64_t, int64_t, double);
+                                      int64_t, int64_t, int64_t, const int64_t*, double);
 template void attention_decode<double>(const double*, const double*, const double*, double*, int64_t, int64_t,
-                                       int64_t, int64_t, int64_t, int64_t, int64_t, double);
+                                       int64_t, int64_t, int64_t, int64_t, const int64_t*, double);
 
 }  // namespace hyscale::kernels::cpu
