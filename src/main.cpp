@@ -9,6 +9,9 @@
 //   hyscale bench comm [--sizes 1K,...,64M] [--iters N] [--backend mpi|nccl]
 //   hyscale baselines --data DIR
 //   hyscale eval --ckpt PATH [--data DIR]
+//   hyscale eval phonebook --ckpt PATH [--sizes 10,20,40] [--prompts 32] [--batch 8] [--seed S] [--json FILE]
+//   hyscale bench decode [--archs transformer,sambay] [--depth 8] [--prompt 2048] [--gen 32768] [--batch 1]
+//                        [--set model.ar=32 ...] [--json FILE] [--png FILE]
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
@@ -21,6 +24,7 @@
 #include "parallel/bench_comm.h"
 #include "parallel/dist.h"
 #include "train/config.h"
+#include "train/longgen.h"
 #include "train/trainer.h"
 
 using namespace hyscale;
@@ -90,6 +94,21 @@ int main(int argc, char** argv) {
   bench_comm->add_option("--backend", comm_opt.backend, "mpi (host memory) | nccl (device memory)")
       ->check(CLI::IsMember({"mpi", "nccl"}));
 
+  train::BenchDecodeOptions dec;
+  auto* bench_decode = bench->add_subcommand("decode", "prefill, per-token decode latency and throughput vs generated "
+                                                        "length, decode-state memory, per architecture");
+  bench_decode->add_option("--archs", dec.archs, "architectures (same depth each)")->delimiter(',');
+  bench_decode->add_option("--depth", dec.depth, "model.depth of every model");
+  bench_decode->add_option("--prompt", dec.prompt, "prompt tokens (prefilled in one pass)");
+  bench_decode->add_option("--gen", dec.gen, "generated tokens");
+  bench_decode->add_option("--batch", dec.batch, "sequences decoded together");
+  bench_decode->add_option("--window", dec.window, "decode steps averaged per reported length");
+  bench_decode->add_option("--set", dec.sets, "config override for every model (e.g. model.ar=32)");
+  bench_decode->add_option("--seed", dec.seed, "weights and prompt seed");
+  bench_decode->add_option("--json", dec.json, "write the results as JSON");
+  bench_decode->add_option("--png", dec.png, "plot throughput vs length (scripts/plot_decode.py)");
+  bench_decode->add_option("--threads", dec.threads, "CPU threads (0 = all)");
+
   auto* baselines = app.add_subcommand("baselines", "order-0 entropy and n-gram baselines of a prepared dataset");
   baselines->add_option("--data", data_dir, "prepared dataset directory")->required();
   bool baselines_json = false;
@@ -106,8 +125,18 @@ int main(int argc, char** argv) {
 
   auto* keys = app.add_subcommand("config-keys", "list every config key with its type and meaning");
 
-  auto* eval = app.add_subcommand("eval", "validation loss of a checkpoint");
-  eval->add_option("--ckpt", ckpt, "checkpoint (.h5)")->required();
+  auto* eval = app.add_subcommand("eval", "validation loss of a checkpoint (or: eval phonebook)");
+  eval->add_option("--ckpt", ckpt, "checkpoint (.h5)");
+  train::PhonebookOptions pb;
+  auto* phonebook = eval->add_subcommand("phonebook", "phonebook retrieval accuracy (SPEC 9) per phonebook size");
+  phonebook->add_option("--ckpt", pb.ckpt, "checkpoint (.h5)")->required();
+  phonebook->add_option("--sizes", pb.sizes, "entries per phonebook")->delimiter(',');
+  phonebook->add_option("--prompts", pb.prompts, "prompts per size (a multiple of 4: 4 measurement groups)");
+  phonebook->add_option("--batch", pb.batch, "prompts decoded together");
+  phonebook->add_option("--max-new", pb.max_new, "greedy tokens generated per prompt");
+  phonebook->add_option("--seed", pb.seed, "phonebook seed");
+  phonebook->add_option("--json", pb.json, "also write the results as JSON");
+  phonebook->add_option("--threads", pb.threads, "CPU threads (0 = all)");
   eval->add_option("--data", data_dir, "dataset directory (default: the checkpoint's data.path)");
 
   try {
@@ -152,6 +181,8 @@ int main(int argc, char** argv) {
     } else if (*bench_comm) {
       for (const auto& sz : comm_sizes) comm_opt.sizes.push_back(parallel::parse_bytes(sz));
       parallel::bench_comm(comm_opt);
+    } else if (*bench_decode) {
+      train::bench_decode(dec);
     } else if (*bench_layers) {
       auto cfg = train::load_config(config, sets);
       train::bench_layers(cfg, bench_lengths, bench_batch, bench_reps);
@@ -178,7 +209,10 @@ int main(int argc, char** argv) {
       train::coord_check(cfg, cc, true);
     } else if (*keys) {
       std::cout << train::describe_keys();
+    } else if (*phonebook) {
+      train::eval_phonebook(pb);
     } else if (*eval) {
+      HS_CHECK(!ckpt.empty(), "eval: --ckpt is required");
       train::RunConfig cfg;
       auto model = train::load_model(ckpt, &cfg);
       kernels::cpu::set_num_threads(static_cast<int>(cfg.training.threads));

@@ -29,9 +29,13 @@ namespace hyscale::kernels::cpu {
 // One decoding step: row b's queries attend to the first n_valid[b] slots of a KV cache (all of
 // them visible: the caller keeps only what the query may see, e.g. a ring buffer of the
 // last W tokens for sliding-window attention; slot order does not matter).
-// Layouts: q [B, H, D]; kc [B, cap, Hk, D]; vc [B, cap, Hk, Dv]; out [B, H, Dv].
+// Layouts: q [B, H, D]; out [B, H, Dv]; K element (b, slot j, KV head g, c) at
+// kc[(b cap + j) k_pos + g k_head + c], V likewise with v_pos / v_head. Strides 0 mean the dense
+// layouts kc [B, cap, Hk, D] and vc [B, cap, Hk, Dv]; other strides read a view of a cache in
+// place (differential attention's half-heads).
 template <class T>
 void attention_decode(const T* q, const T* kc, const T* vc, T* out, int64_t B, int64_t H, int64_t Hk, int64_t D,
-                      int64_t Dv, int64_t cap, const int64_t* n_valid, double scale);
+                      int64_t Dv, int64_t cap, const int64_t* n_valid, double scale, int64_t k_pos = 0,
+                      int64_t k_head = 0, int64_t v_pos = 0, int64_t v_head = 0);
 
 }  // namespace hyscale::kernels::cpu

@@ -29,22 +29,26 @@ template <class F> void by_dtype(DType t, F&& fn) {
 Tensor Attention::attend_cache(const Tensor& q, const Tensor& kc_, const Tensor& vc_,
                                const std::vector<int64_t>& n_valid) const {
   const int64_t B = q.size(0), H = cfg_.n_heads, Hk = cfg_.n_kv_heads, hd = cfg_.head_dim, cap = kc_.size(1);
-  auto decode = [&](const Tensor& qq, const Tensor& kk, const Tensor& vv, int64_t Hq, int64_t Hkv, int64_t Dv) {
-    Tensor qc = qq.contiguous(), kcc = kk.contiguous(), vcc = vv.contiguous();
+  // The caches are read in place (never copied): K of KV head g of slot j at offset
+  // koff + j k_pos + g k_head, V likewise.
+  auto decode = [&](const Tensor& qq, int64_t Hq, int64_t Hkv, int64_t Dv, int64_t koff, int64_t k_head,
+                    int64_t v_head) {
+    Tensor qc = qq.contiguous();
+    HS_CHECK(kc_.is_contiguous() && vc_.is_contiguous(), "decode: KV caches must be contiguous");
     Tensor out = Tensor::empty({B, Hq, Dv}, q.dtype());
     by_dtype(q.dtype(), [&](auto z) {
       using T = decltype(z);
-      kc::attention_decode<T>(qc.data<T>(), kcc.data<T>(), vcc.data<T>(), out.data<T>(), B, Hq, Hkv, hd, Dv, cap,
-                              n_valid.data(), cfg_.scale);
+      kc::attention_decode<T>(qc.data<T>(), kc_.data<T>() + koff, vc_.data<T>(), out.data<T>(), B, Hq, Hkv, hd, Dv,
+                              cap, n_valid.data(), cfg_.scale, Hk * hd, k_head, Hk * hd, v_head);
     });
     return out;
   };
-  if (!cfg_.diff) return decode(q.reshape({B, H, hd}), kc_, vc_, H, Hk, hd).reshape({B, 1, H * hd});
-  // Differential attention: the pairing of `attend`, on the cache.
+  if (!cfg_.diff) return decode(q.reshape({B, H, hd}), H, Hk, hd, 0, hd, hd).reshape({B, 1, H * hd});
+  // Differential attention: the pairing of `attend`, on the cache. Pair g of KV heads is heads
+  // (2g, 2g+1): branch 1 reads K of head 2g, branch 2 of head 2g+1, both the value [v_2g | v_2g+1].
   Tensor qq = q.reshape({B, H / 2, 2 * hd});
-  Tensor kk = kc_.reshape({B, cap, Hk / 2, 2 * hd}), v12 = vc_.reshape({B, cap, Hk / 2, 2 * hd});
-  Tensor a1 = decode(qq.slice(2, 0, hd), kk.slice(3, 0, hd), v12, H / 2, Hk / 2, 2 * hd);
-  Tensor a2 = decode(qq.slice(2, hd, 2 * hd), kk.slice(3, hd, 2 * hd), v12, H / 2, Hk / 2, 2 * hd);
+  Tensor a1 = decode(qq.slice(2, 0, hd), H / 2, Hk / 2, 2 * hd, 0, 2 * hd, 2 * hd);
+  Tensor a2 = decode(qq.slice(2, hd, 2 * hd), H / 2, Hk / 2, 2 * hd, hd, 2 * hd, 2 * hd);
   const double li = lambda_init();
   Tensor lam = ops::diff_lambda(lambda_q1, lambda_k1, lambda_q2, lambda_k2, li);
   Tensor o = ops::rmsnorm(ops::diff_combine(a1, a2, lam), subln, 1e-5);

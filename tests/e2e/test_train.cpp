@@ -229,5 +229,33 @@ TEST_CASE("CLI: bad config, bad data and bad checkpoints give clear errors and e
     r = run_cli("generate --ckpt " + good + " --prompt 'the cat' --max-new 20 --temperature 0");
     REQUIRE(r.exit_code == 0);
     REQUIRE_THAT(r.output, Contains("the cat"));
+    // A batch of prompts of different lengths: each prints its own continuation.
+    r = run_cli("generate --ckpt " + good + " --prompt 'the cat' --prompt 'a' --max-new 10 --temperature 0");
+    REQUIRE(r.exit_code == 0);
+    REQUIRE_THAT(r.output, Contains("--- prompt 0") && Contains("--- prompt 1"));
+    // Phonebook eval: runs end to end (a tiny model scores ~0), writes JSON.
+    const std::string pbj = (tmp / "pb.json");
+    r = run_cli("eval phonebook --ckpt " + good + " --sizes 3,5 --prompts 4 --batch 2 --json " + pbj);
+    REQUIRE(r.exit_code == 0);
+    REQUIRE_THAT(r.output, Contains("entries") && Contains("accuracy"));
+    REQUIRE(fs::exists(pbj));
+    r = run_cli("eval phonebook --ckpt " + good + " --sizes 3 --prompts 6");
+    REQUIRE(r.exit_code == 1);
+    REQUIRE_THAT(r.output, Contains("multiple of 4"));
   }
+}
+
+TEST_CASE("CLI: bench decode prints the table and writes JSON", "[e2e][decode]") {
+  const std::string json = (fs::temp_directory_path() / "hyscale_bench_decode.json").string();
+  auto r = run_cli("bench decode --archs transformer,sambay --depth 8 --prompt 16 --gen 64 --window 8 "
+                   "--set model.ar=8 --set model.head_dim=8 --threads 1 --json " + json);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.output, Contains("transformer") && Contains("sambay") && Contains("ms/tok"));
+  std::ifstream in(json);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE_THAT(text, Contains("\"state_bytes_per_seq\"") && Contains("\"latency_ms\""));
+  fs::remove(json);
+  r = run_cli("bench decode --archs nope --depth 8 --gen 8");
+  REQUIRE(r.exit_code == 1);
+  REQUIRE_THAT(r.output, Contains("model.arch"));
 }

@@ -136,3 +136,69 @@ TEST_CASE("generation rejects bad options and over-long prompts clearly", "[gene
   REQUIRE_THROWS_WITH(model.prefill(Tensor::from_vector<int32_t>({1, 2, 3, 4, 5}, {5}), st, 0),
                       Catch::Contains("max_len"));
 }
+
+#include <regex>
+
+#include "train/longgen.h"
+
+TEST_CASE("phonebook prompts follow SPEC 9's format", "[generate][phonebook]") {
+  Rng rng(3);
+  auto book = train::make_phonebook(25, rng);
+  REQUIRE(book.size() == 25);
+  const std::regex entry_re("[A-Z][a-z]+ [A-Z][a-z]+: [6-9][0-9]{9}");
+  for (auto& e : book) REQUIRE(std::regex_match(e.name + ": " + e.number, entry_re));
+  auto p = train::phonebook_prompt(book, rng);
+  // Book lines, blank line, two few-shot entries of the book, blank line, "Name:".
+  std::vector<std::string> lines;
+  size_t a = 0;
+  for (size_t b; (b = p.text.find('\n', a)) != std::string::npos; a = b + 1) lines.push_back(p.text.substr(a, b - a));
+  lines.push_back(p.text.substr(a));
+  REQUIRE(lines.size() == 25 + 1 + 2 + 1 + 1);
+  for (int i = 0; i < 25; ++i) REQUIRE(lines[i] == book[i].name + ": " + book[i].number);
+  REQUIRE(lines[25].empty());
+  REQUIRE(lines[28].empty());
+  auto in_book = [&](const std::string& l) {
+    for (auto& e : book)
+      if (l == e.name + ": " + e.number) return true;
+    return false;
+  };
+  REQUIRE(in_book(lines[26]));
+  REQUIRE(in_book(lines[27]));
+  const std::string& q = lines[29];
+  REQUIRE(q.back() == ':');
+  bool found = false;
+  for (auto& e : book) found = found || (e.name + ":" == q && e.number == p.answer);
+  REQUIRE(found);
+  REQUIRE(p.text.substr(p.text.size() - q.size() - 2, 2) == "\n\n");
+  // Scoring: the first output line, stripped, equals the number.
+  REQUIRE(train::phonebook_correct(" " + p.answer + "\nJohn Smith: 6", p.answer));
+  REQUIRE(train::phonebook_correct(p.answer, p.answer));
+  REQUIRE_FALSE(train::phonebook_correct(" " + p.answer + "1", p.answer));
+  REQUIRE_FALSE(train::phonebook_correct("\n" + p.answer, p.answer));
+  REQUIRE_THROWS_WITH(train::make_phonebook(2, rng), Catch::Contains("at least 3"));
+}
+
+TEST_CASE("SambaY decode state: a formula, and beyond W only the shared KV grows", "[generate][decode]") {
+  // docs/DECODING.md: per sequence, f32,
+  //   F and A layers:  2 Hk hd 4 max_len        SWA layers: 2 Hk hd 4 min(W, max_len)
+  //   Mamba layers:    4 d_inner (d_conv - 1 + d_state)            G, X layers: 0
+  for (int64_t L : {8, 12, 16}) {
+    auto c = small("sambay");
+    c.n_layers = L;
+    nn::Model model(c);
+    const auto roles = model.roles();
+    const int64_t kv = 2 * c.n_kv_heads * c.head_dim * 4, mamba = 4 * 2 * c.d_model * (c.d_conv - 1 + c.d_state);
+    for (int64_t max_len : {3, 5, 64, 1000}) {
+      int64_t want = 0;
+      for (auto r : roles) {
+        if (r == nn::Role::SharedKV || r == nn::Role::Attn) want += kv * max_len;
+        if (r == nn::Role::SWA) want += kv * std::min<int64_t>(c.window, max_len);
+        if (r == nn::Role::Mamba || r == nn::Role::MambaMem) want += mamba;
+      }
+      INFO("L " << L << " max_len " << max_len);
+      REQUIRE(model.init_decode(2, max_len).bytes() == 2 * want);
+    }
+    // Beyond W, each extra position costs exactly one shared-KV entry, whatever the SWA count.
+    REQUIRE(model.init_decode(1, 1000).bytes() - model.init_decode(1, 64).bytes() == (1000 - 64) * kv);
+  }
+}

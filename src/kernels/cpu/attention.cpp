@@ -185,41 +185,62 @@ namespace hyscale::kernels::cpu {
 
 template <class T>
 void attention_decode(const T* q, const T* kc, const T* vc, T* out, int64_t B, int64_t H, int64_t Hk, int64_t D,
-                      int64_t Dv, int64_t cap, const int64_t* n_valid_rows, double scale_d) {
+                      int64_t Dv, int64_t cap, const int64_t* n_valid_rows, double scale_d, int64_t k_pos,
+                      int64_t k_head, int64_t v_pos, int64_t v_head) {
+  if (k_head == 0) k_head = D;
+  if (k_pos == 0) k_pos = Hk * D;
+  if (v_head == 0) v_head = Dv;
+  if (v_pos == 0) v_pos = Hk * Dv;
+  // One task per (sequence, KV head): every K and V row of the cache is read once for all the
+  // rep = H / Hk query heads that share it (decoding is bound by reading the cache).
   const int64_t rep = H / Hk;
   const T scale = static_cast<T>(scale_d);
   int64_t most = 0;
   for (int64_t b = 0; b < B; ++b) most = std::max(most, n_valid_rows[b]);
 #pragma omp parallel for collapse(2) schedule(static) if (B * H * most * D > 65536)
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h) {
+    for (int64_t g = 0; g < Hk; ++g) {
       const int64_t n_valid = n_valid_rows[b];
-      const int64_t g = h / rep;
-      const T* qh = q + (b * H + h) * D;
-      std::vector<T> s(static_cast<size_t>(n_valid));
-      T mx = -std::numeric_limits<T>::infinity();
+      const T* qg = q + (b * H + g * rep) * D;  // the group's rep query heads, contiguous
+      std::vector<T> s(static_cast<size_t>(rep * n_valid));
       for (int64_t j = 0; j < n_valid; ++j) {
-        const T* kj = kc + ((b * cap + j) * Hk + g) * D;
-        T d = 0;
-        for (int64_t c = 0; c < D; ++c) d += qh[c] * kj[c];
-        s[j] = d * scale;
-        mx = std::max(mx, s[j]);
+        const T* kj = kc + (b * cap + j) * k_pos + g * k_head;
+        for (int64_t r = 0; r < rep; ++r) {
+          const T* qh = qg + r * D;
+          T d = 0;
+#pragma omp simd reduction(+ : d)
+          for (int64_t c = 0; c < D; ++c) d += qh[c] * kj[c];
+          s[static_cast<size_t>(r * n_valid + j)] = d * scale;
+        }
       }
-      T z = 0;
-      for (int64_t j = 0; j < n_valid; ++j) z += (s[j] = kexp<T>(s[j] - mx));
-      T* o = out + (b * H + h) * Dv;
-      for (int64_t c = 0; c < Dv; ++c) o[c] = 0;
+      std::vector<T> inv_z(static_cast<size_t>(rep));
+      for (int64_t r = 0; r < rep; ++r) {
+        T* sr = s.data() + r * n_valid;
+        T mx = -std::numeric_limits<T>::infinity();
+        for (int64_t j = 0; j < n_valid; ++j) mx = std::max(mx, sr[j]);
+        T z = 0;
+        for (int64_t j = 0; j < n_valid; ++j) z += (sr[j] = kexp<T>(sr[j] - mx));
+        inv_z[static_cast<size_t>(r)] = T(1) / z;
+        T* o = out + (b * H + g * rep + r) * Dv;
+        for (int64_t c = 0; c < Dv; ++c) o[c] = 0;
+      }
       for (int64_t j = 0; j < n_valid; ++j) {
-        const T p = s[j] / z;
-        const T* vj = vc + ((b * cap + j) * Hk + g) * Dv;
-        for (int64_t c = 0; c < Dv; ++c) o[c] += p * vj[c];
+        const T* vj = vc + (b * cap + j) * v_pos + g * v_head;
+        for (int64_t r = 0; r < rep; ++r) {
+          const T p = s[static_cast<size_t>(r * n_valid + j)] * inv_z[static_cast<size_t>(r)];
+          T* o = out + (b * H + g * rep + r) * Dv;
+#pragma omp simd
+          for (int64_t c = 0; c < Dv; ++c) o[c] += p * vj[c];
+        }
       }
     }
 }
 
 template void attention_decode<float>(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t,
-                                      int64_t, int64_t, int64_t, const int64_t*, double);
+                                      int64_t, int64_t, int64_t, const int64_t*, double, int64_t, int64_t, int64_t,
+                                      int64_t);
 template void attention_decode<double>(const double*, const double*, const double*, double*, int64_t, int64_t,
-                                       int64_t, int64_t, int64_t, int64_t, const int64_t*, double);
+                                       int64_t, int64_t, int64_t, int64_t, const int64_t*, double, int64_t, int64_t,
+                                       int64_t, int64_t);
 
 }  // namespace hyscale::kernels::cpu
