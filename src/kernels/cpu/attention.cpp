@@ -191,49 +191,38 @@ void attention_decode(const T* q, const T* kc, const T* vc, T* out, int64_t B, i
   if (k_pos == 0) k_pos = Hk * D;
   if (v_head == 0) v_head = Dv;
   if (v_pos == 0) v_pos = Hk * Dv;
-  // One task per (sequence, KV head): every K and V row of the cache is read once for all the
-  // rep = H / Hk query heads that share it (decoding is bound by reading the cache).
-  const int64_t rep = H / Hk;
-  const T scale = static_cast<T>(scale_d);
-  int64_t most = 0;
-  for (int64_t b = 0; b < B; ++b) most = std::max(most, n_valid_rows[b]);
-#pragma omp parallel for collapse(2) schedule(static) if (B * H * most * D > 65536)
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t g = 0; g < Hk; ++g) {
-      const int64_t n_valid = n_valid_rows[b];
-      const T* qg = q + (b * H + g * rep) * D;  // the group's rep query heads, contiguous
-      std::vector<T> s(static_cast<size_t>(rep * n_valid));
-      for (int64_t j = 0; j < n_valid; ++j) {
-        const T* kj = kc + (b * cap + j) * k_pos + g * k_head;
-        for (int64_t r = 0; r < rep; ++r) {
-          const T* qh = qg + r * D;
-          T d = 0;
-#pragma omp simd reduction(+ : d)
-          for (int64_t c = 0; c < D; ++c) d += qh[c] * kj[c];
-          s[static_cast<size_t>(r * n_valid + j)] = d * scale;
-        }
-      }
-      std::vector<T> inv_z(static_cast<size_t>(rep));
-      for (int64_t r = 0; r < rep; ++r) {
-        T* sr = s.data() + r * n_valid;
-        T mx = -std::numeric_limits<T>::infinity();
-        for (int64_t j = 0; j < n_valid; ++j) mx = std::max(mx, sr[j]);
-        T z = 0;
-        for (int64_t j = 0; j < n_valid; ++j) z += (sr[j] = kexp<T>(sr[j] - mx));
-        inv_z[static_cast<size_t>(r)] = T(1) / z;
-        T* o = out + (b * H + g * rep + r) * Dv;
-        for (int64_t c = 0; c < Dv; ++c) o[c] = 0;
-      }
-      for (int64_t j = 0; j < n_valid; ++j) {
-        const T* vj = vc + (b * cap + j) * v_pos + g * v_head;
-        for (int64_t r = 0; r < rep; ++r) {
-          const T p = s[static_cast<size_t>(r * n_valid + j)] * inv_z[static_cast<size_t>(r)];
-          T* o = out + (b * H + g * rep + r) * Dv;
-#pragma omp simd
-          for (int64_t c = 0; c < Dv; ++c) o[c] += p * vj[c];
-        }
-      }
+  // Per (sequence b, KV head g): the group's rep = H / Hk query heads against the cache as two
+  // small GEMMs read straight from the strided cache — S = scale Q_g K_g^T [rep, n], softmax,
+  // O_g = S V_g [rep, Dv] — so every K and V row is streamed once for the whole group (decoding
+  // is bound by reading the cache). Few tasks (batch 1): BLAS threads each GEMM; many: one task
+  // per thread.
+  const int64_t rep = H / Hk, tasks = B * Hk;
+  const bool task_parallel = tasks >= num_threads();
+  auto run = [&](int64_t task) {
+    const int64_t b = task / Hk, g = task % Hk, n = n_valid_rows[b];
+    const T* Qg = q + (b * H + g * rep) * D;  // rep query heads, contiguous
+    const T* Kg = kc + b * cap * k_pos + g * k_head;
+    const T* Vg = vc + b * cap * v_pos + g * v_head;
+    T* Og = out + (b * H + g * rep) * Dv;
+    std::vector<T> S(static_cast<size_t>(rep * n));
+    gemm<T>(false, true, rep, n, D, static_cast<T>(scale_d), Qg, D, Kg, k_pos, T(0), S.data(), n);
+    for (int64_t r = 0; r < rep; ++r) {
+      T* sr = S.data() + r * n;
+      T mx = -std::numeric_limits<T>::infinity();
+      for (int64_t j = 0; j < n; ++j) mx = std::max(mx, sr[j]);
+      T z = 0;
+      for (int64_t j = 0; j < n; ++j) z += (sr[j] = kexp<T>(sr[j] - mx));
+      const T inv = T(1) / z;
+      for (int64_t j = 0; j < n; ++j) sr[j] *= inv;
     }
+    gemm<T>(false, false, rep, Dv, n, T(1), S.data(), n, Vg, v_pos, T(0), Og, Dv);
+  };
+  if (task_parallel) {
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) run(t);
+  } else {
+    for (int64_t t = 0; t < tasks; ++t) run(t);
+  }
 }
 
 template void attention_decode<float>(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t,
