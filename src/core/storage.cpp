@@ -98,6 +98,8 @@ void copy(void*, const void*, size_t, bool, bool, int) { no_cuda(); }
 void memset_zero(void*, size_t, int) { no_cuda(); }
 int device_count() { return 0; }
 std::string device_name(int) { no_cuda(); }
+std::string memory_stats() { return "no CUDA in this build"; }
+void empty_cache() {}
 }  // namespace cudart
 #endif
 

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <memory>
+#include <string>
 
 #include "core/device.h"
 
@@ -39,6 +40,10 @@ void copy(void* dst, const void* src, size_t n, bool dst_is_device, bool src_is_
 void memset_zero(void* dst, size_t n, int device);
 int device_count();
 std::string device_name(int device);
+// The device caching allocator (core/caching_allocator.h): its statistics, and returning idle
+// cached blocks to the driver.
+std::string memory_stats();
+void empty_cache();
 }  // namespace cudart
 
 }  // namespace hyscale

@@ -26,3 +26,26 @@ TEST_CASE("zeros on the device read back as zeros, copy_from casts across device
 }
 
 TEST_CASE("device name is reported", "[gpu]") { REQUIRE(!cuda_device_name(0).empty()); }
+
+#include <cstdlib>
+
+#include "core/storage.h"
+
+TEST_CASE("device caching allocator: a repeated step does not call cudaMalloc again", "[gpu]") {
+  auto backend_mallocs = [] {
+    const std::string s = cudart::memory_stats();  // "... reserved ... MiB (peak ...), N backend allocations, ..."
+    const size_t e = s.find(" backend allocations");
+    REQUIRE(e != std::string::npos);
+    const size_t b = s.rfind(' ', e - 1);
+    return std::atoll(s.substr(b + 1, e - b - 1).c_str());
+  };
+  { Tensor warm = Tensor::zeros({1 << 20}, DType::f32, Device::cuda(0)); }
+  const long long before = backend_mallocs();
+  for (int step = 0; step < 50; ++step) {
+    Tensor a = Tensor::zeros({1 << 20}, DType::f32, Device::cuda(0));
+    Tensor b = Tensor::zeros({777}, DType::f32, Device::cuda(0));
+    REQUIRE(a.to(Device::cpu()).to_vector<float>()[12345] == 0.0f);
+  }
+  INFO(cudart::memory_stats());
+  REQUIRE(backend_mallocs() - before <= 1);  // the 777-float block at most; the 4 MiB one is reused
+}

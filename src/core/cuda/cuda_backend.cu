@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "core/caching_allocator.h"
 #include "core/error.h"
 #include "core/storage.h"
 
@@ -31,17 +32,71 @@ std::string device_name(int device) {
   return prop.name;
 }
 
-void* device_malloc(size_t nbytes, int device) {
+namespace {
+
+void* raw_malloc(size_t nbytes, int device, void*) {
   HS_CUDA_CHECK(cudaSetDevice(device), "(device ", device, ")");
   void* p = nullptr;
-  HS_CUDA_CHECK(cudaMalloc(&p, nbytes), "(", nbytes, " bytes on cuda:", device, ")");
+  const cudaError_t err = cudaMalloc(&p, nbytes);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // clear it: the caching allocator empties its cache and retries
+    return nullptr;
+  }
+  HS_CUDA_CHECK(err, "(", nbytes, " bytes on cuda:", device, ")");
   return p;
 }
 
-void device_free(void* p, int device) {
+void raw_free(void* p, int device, void*) {
   HS_CUDA_CHECK(cudaSetDevice(device), "(device ", device, ")");
   HS_CUDA_CHECK(cudaFree(p), "(cuda:", device, ")");
 }
+
+void* event_record(void* stream, int device, void*) {
+  HS_CUDA_CHECK(cudaSetDevice(device), "(device ", device, ")");
+  cudaEvent_t e = nullptr;
+  HS_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "(cuda:", device, ")");
+  HS_CUDA_CHECK(cudaEventRecord(e, static_cast<cudaStream_t>(stream)), "(cuda:", device, ")");
+  return e;
+}
+
+bool event_query(void* e, void*) {
+  const cudaError_t err = cudaEventQuery(static_cast<cudaEvent_t>(e));
+  if (err == cudaErrorNotReady) {
+    cudaGetLastError();
+    return false;
+  }
+  HS_CUDA_CHECK(err, "(allocator event)");
+  return true;
+}
+
+void event_destroy(void* e, void*) { cudaEventDestroy(static_cast<cudaEvent_t>(e)); }
+
+CachingAllocator& allocator() {
+  // Never destroyed: blocks may still be released by static tensors after main returns, and the
+  // CUDA context's teardown returns the memory anyway.
+  static CachingAllocator* a = [] {
+    AllocatorBackend b;
+    b.raw_malloc = raw_malloc;
+    b.raw_free = raw_free;
+    b.event_record = event_record;
+    b.event_query = event_query;
+    b.event_destroy = event_destroy;
+    return new CachingAllocator(b);
+  }();
+  return *a;
+}
+
+}  // namespace
+
+// Device memory goes through the caching allocator (no cudaMalloc in a steady-state step);
+// blocks are used on the default stream until the compute/communication streams arrive.
+void* device_malloc(size_t nbytes, int device) { return allocator().allocate(nbytes, device, nullptr); }
+
+void device_free(void* p, int /*device*/) { allocator().release(p, nullptr); }
+
+std::string memory_stats() { return allocator().stats().str(); }
+
+void empty_cache() { allocator().empty_cache(); }
 
 void copy(void* dst, const void* src, size_t n, bool dst_is_device, bool src_is_device, int device) {
   HS_CUDA_CHECK(cudaSetDevice(device), "(device ", device, ")");
