@@ -1,0 +1,58 @@
+// CUDA kernels (bodies in cuda/*.cu; CPU twins in cpu/, same math, same layouts). Plain C++
+// header: device pointers, an opaque stream (cudaStream_t; nullptr = the default stream) and
+// bf16 passed as its 16 bits (uint16_t, the upper half of the fp32 pattern, round-to-nearest-even
+// on conversion). Activations may be f32 or bf16 ("T"); every reduction and every statistic
+// (RMSNorm's rstd, cross-entropy's log-sum-exp, norms) is computed and stored in fp32.
+// Memory-bound kernels use 128-bit loads and stores when the pointers and sizes allow, and
+// 64-bit indexing throughout. Every launch is checked; an error names the kernel and its sizes.
+// Only compiled when the build has CUDA (HYSCALE_WITH_CUDA).
+#pragma once
+#include <cstdint>
+
+namespace hyscale::kernels::cuda {
+
+using bf16 = uint16_t;
+
+// y = silu(x); dx = dy * s * (1 + x (1 - s)), s = sigmoid(x)
+template <class T> void silu_fwd(const T* x, T* y, int64_t n, void* stream = nullptr);
+template <class T> void silu_bwd(const T* x, const T* dy, T* dx, int64_t n, void* stream = nullptr);
+// x [rows, 2I] = [gate | value] -> y [rows, I] = silu(gate) * value, and its backward.
+template <class T> void swiglu_fwd(const T* x, T* y, int64_t rows, int64_t I, void* stream = nullptr);
+template <class T> void swiglu_bwd(const T* x, const T* dy, T* dx, int64_t rows, int64_t I, void* stream = nullptr);
+// out = a + b; out = s * a
+template <class T> void add(const T* a, const T* b, T* out, int64_t n, void* stream = nullptr);
+template <class T> void scale(const T* a, float s, T* out, int64_t n, void* stream = nullptr);
+// Casts f32 <-> bf16 (round to nearest even).
+void cast_f32_bf16(const float* x, bf16* y, int64_t n, void* stream = nullptr);
+void cast_bf16_f32(const bf16* x, float* y, int64_t n, void* stream = nullptr);
+
+// RMSNorm over rows of x [rows, D]: y = x * rstd * g, rstd [rows] fp32 saved for the backward.
+template <class T>
+void rmsnorm_fwd(const T* x, const T* g, T* y, float* rstd, int64_t rows, int64_t D, double eps,
+                 void* stream = nullptr);
+// dx = rstd (g dy - xhat mean(xhat g dy)); dg (fp32, [D]) += sum over rows of dy xhat, reduced in
+// a fixed order (per-block partial sums, then one pass over them): deterministic, no atomics.
+template <class T>
+void rmsnorm_bwd(const T* x, const T* g, const float* rstd, const T* dy, T* dx, float* dg, int64_t rows, int64_t D,
+                 void* stream = nullptr);
+
+// Fused softmax cross-entropy over logits [N, V] (one block per row, online max/sum):
+// loss_rows[n] = lse[n] - logits[n, t[n]] (fp32); the backward recomputes the probabilities:
+// dlogits = (exp(logits - lse) - onehot(t)) * dscale.
+template <class T>
+void cross_entropy_fwd(const T* logits, const int32_t* targets, float* loss_rows, float* lse, int64_t N, int64_t V,
+                       void* stream = nullptr);
+template <class T>
+void cross_entropy_bwd(const T* logits, const int32_t* targets, const float* lse, float dscale, T* dlogits, int64_t N,
+                       int64_t V, void* stream = nullptr);
+
+// AdamW on fp32 master weights (torch.optim.AdamW's order, as the CPU kernel); when p_bf16 is
+// given it also receives the updated weights in bf16 (the copy the forward reads).
+void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1, float beta2, float eps,
+                float weight_decay, int64_t step, bf16* p_bf16 = nullptr, void* stream = nullptr);
+
+// Sum of squares of x [n] in double, deterministic (fixed grid, fixed-order final pass);
+// synchronises the stream and returns the value.
+double sum_squares(const float* x, int64_t n, void* stream = nullptr);
+
+}  // namespace hyscale::kernels::cuda

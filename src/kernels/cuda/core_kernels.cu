@@ -1,0 +1,386 @@
+// CUDA bodies of kernels/cuda.h: elementwise, casts, RMSNorm, fused cross-entropy, AdamW,
+// sum of squares. Compute in fp32 whatever the storage type; 64-bit indices; 128-bit vector
+// loads/stores for the memory-bound elementwise kernels when pointers are 16-byte aligned.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+#include "kernels/cuda.h"
+
+namespace hyscale::kernels::cuda {
+
+namespace {
+
+#define HS_LAUNCH_CHECK(name, ...)                                                                   \
+  do {                                                                                               \
+    cudaError_t err_ = cudaGetLastError();                                                           \
+    if (err_ != cudaSuccess) HS_FAIL("CUDA kernel ", name, " failed to launch: ", cudaGetErrorString(err_), " (", \
+                                     __VA_ARGS__, ")");                                              \
+  } while (0)
+
+cudaStream_t S(void* s) { return static_cast<cudaStream_t>(s); }
+
+// Storage <-> fp32.
+__device__ __forceinline__ float ld(const float* p, int64_t i) { return p[i]; }
+__device__ __forceinline__ float ld(const bf16* p, int64_t i) {
+  return __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(p)[i]);
+}
+__device__ __forceinline__ void st(float* p, int64_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void st(bf16* p, int64_t i, float v) {
+  reinterpret_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
+}
+
+__device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + __expf(-x)); }
+
+int blocks_for(int64_t n, int threads) {
+  const int64_t b = (n + threads - 1) / threads;
+  return static_cast<int>(b < 65535 * 32 ? (b > 0 ? b : 1) : 65535 * 32);
+}
+
+// ---------------------------------------------------------------- elementwise (grid-stride)
+template <class T, class F> __global__ void map1(const T* __restrict__ a, T* __restrict__ y, int64_t n, F f) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    st(y, i, f(ld(a, i)));
+}
+template <class T, class F>
+__global__ void map2(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y, int64_t n, F f) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    st(y, i, f(ld(a, i), ld(b, i)));
+}
+// float4 fast path of map2 for fp32 (n % 4 == 0, 16-byte aligned).
+template <class F>
+__global__ void map2_vec4(const float4* __restrict__ a, const float4* __restrict__ b, float4* __restrict__ y,
+                          int64_t n4, F f) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4; i += int64_t(gridDim.x) * blockDim.x) {
+    const float4 x = a[i], z = b[i];
+    y[i] = make_float4(f(x.x, z.x), f(x.y, z.y), f(x.z, z.z), f(x.w, z.w));
+  }
+}
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+struct SiluF {
+  __device__ float operator()(float x) const { return x * sigmoidf_(x); }
+};
+struct SiluBwdF {
+  __device__ float operator()(float x, float dy) const {
+    const float s = sigmoidf_(x);
+    return dy * s * (1.0f + x * (1.0f - s));
+  }
+};
+struct AddF {
+  __device__ float operator()(float a, float b) const { return a + b; }
+};
+struct ScaleF {
+  float s;
+  __device__ float operator()(float a) const { return s * a; }
+};
+
+template <class T>
+__global__ void swiglu_fwd_k(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int64_t I) {
+  const int64_t n = rows * I;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / I, c = i - r * I;
+    const float g = ld(x, r * 2 * I + c), v = ld(x, r * 2 * I + I + c);
+    st(y, i, g * sigmoidf_(g) * v);
+  }
+}
+template <class T>
+__global__ void swiglu_bwd_k(const T* __restrict__ x, const T* __restrict__ dy, T* __restrict__ dx, int64_t rows,
+                             int64_t I) {
+  const int64_t n = rows * I;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / I, c = i - r * I;
+    const float g = ld(x, r * 2 * I + c), v = ld(x, r * 2 * I + I + c), d = ld(dy, i);
+    const float s = sigmoidf_(g);
+    st(dx, r * 2 * I + c, d * v * s * (1.0f + g * (1.0f - s)));
+    st(dx, r * 2 * I + I + c, d * g * s);
+  }
+}
+
+// ---------------------------------------------------------------- block reductions
+template <int kThreads> __device__ float block_sum(float v, float* sh) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  float t = threadIdx.x < kThreads / 32 ? sh[threadIdx.x] : 0.0f;
+  if (warp == 0)
+    for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+  if (threadIdx.x == 0) sh[0] = t;
+  __syncthreads();
+  const float r = sh[0];
+  __syncthreads();
+  return r;
+}
+template <int kThreads> __device__ float block_max(float v, float* sh) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  float t = threadIdx.x < kThreads / 32 ? sh[threadIdx.x] : -INFINITY;
+  if (warp == 0)
+    for (int o = 16; o > 0; o >>= 1) t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, o));
+  if (threadIdx.x == 0) sh[0] = t;
+  __syncthreads();
+  const float r = sh[0];
+  __syncthreads();
+  return r;
+}
+constexpr int kRowThreads = 256;
+
+// ---------------------------------------------------------------- RMSNorm (one block per row)
+template <class T>
+__global__ void rmsnorm_fwd_k(const T* __restrict__ x, const T* __restrict__ g, T* __restrict__ y,
+                              float* __restrict__ rstd, int64_t D, float eps) {
+  __shared__ float sh[32];
+  const int64_t r = blockIdx.x;
+  const T* xr = x + r * D;
+  float ss = 0;
+  for (int64_t i = threadIdx.x; i < D; i += kRowThreads) {
+    const float v = ld(xr, i);
+    ss += v * v;
+  }
+  ss = block_sum<kRowThreads>(ss, sh);
+  const float rs = rsqrtf(ss / static_cast<float>(D) + eps);
+  if (threadIdx.x == 0) rstd[r] = rs;
+  for (int64_t i = threadIdx.x; i < D; i += kRowThreads) st(y + r * D, i, ld(xr, i) * rs * ld(g, i));
+}
+// dx per row; dg partial sums per block of rows into part [nblk, D] (fixed row ranges).
+template <class T>
+__global__ void rmsnorm_bwd_k(const T* __restrict__ x, const T* __restrict__ g, const float* __restrict__ rstd,
+                              const T* __restrict__ dy, T* __restrict__ dx, float* __restrict__ part, int64_t rows,
+                              int64_t D, int64_t rows_per_blk) {
+  __shared__ float sh[32];
+  const int64_t r0 = blockIdx.x * rows_per_blk, r1 = min(rows, r0 + rows_per_blk);
+  float* pg = part + blockIdx.x * D;
+  for (int64_t i = threadIdx.x; i < D; i += kRowThreads) pg[i] = 0.0f;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float rs = rstd[r];
+    float dot = 0;
+    for (int64_t i = threadIdx.x; i < D; i += kRowThreads) dot += ld(x, r * D + i) * rs * ld(g, i) * ld(dy, r * D + i);
+    dot = block_sum<kRowThreads>(dot, sh) / static_cast<float>(D);
+    for (int64_t i = threadIdx.x; i < D; i += kRowThreads) {
+      const float xh = ld(x, r * D + i) * rs, d = ld(dy, r * D + i);
+      st(dx, r * D + i, rs * (ld(g, i) * d - xh * dot));
+      pg[i] += d * xh;  // each thread owns its columns: no races
+    }
+  }
+}
+__global__ void sum_parts_k(const float* __restrict__ part, float* __restrict__ dg, int64_t nblk, int64_t D) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < D; i += int64_t(gridDim.x) * blockDim.x) {
+    float s = 0;
+    for (int64_t b = 0; b < nblk; ++b) s += part[b * D + i];  // fixed order
+    dg[i] += s;
+  }
+}
+
+// ---------------------------------------------------------------- cross-entropy (one block per row)
+template <class T>
+__global__ void ce_fwd_k(const T* __restrict__ logits, const int32_t* __restrict__ t, float* __restrict__ loss,
+                         float* __restrict__ lse, int64_t V) {
+  __shared__ float sh[32];
+  const int64_t r = blockIdx.x;
+  const T* lr = logits + r * V;
+  float m = -INFINITY;
+  for (int64_t i = threadIdx.x; i < V; i += kRowThreads) m = fmaxf(m, ld(lr, i));
+  m = block_max<kRowThreads>(m, sh);
+  float s = 0;
+  for (int64_t i = threadIdx.x; i < V; i += kRowThreads) s += __expf(ld(lr, i) - m);
+  s = block_sum<kRowThreads>(s, sh);
+  if (threadIdx.x == 0) {
+    const float l = m + logf(s);
+    lse[r] = l;
+    loss[r] = l - ld(lr, t[r]);
+  }
+}
+template <class T>
+__global__ void ce_bwd_k(const T* __restrict__ logits, const int32_t* __restrict__ t, const float* __restrict__ lse,
+                         float dscale, T* __restrict__ d, int64_t V) {
+  const int64_t r = blockIdx.x;
+  const float l = lse[r];
+  const int64_t tr = t[r];
+  for (int64_t i = threadIdx.x; i < V; i += kRowThreads) {
+    float p = __expf(ld(logits, r * V + i) - l);
+    if (i == tr) p -= 1.0f;
+    st(d, r * V + i, p * dscale);
+  }
+}
+
+// ---------------------------------------------------------------- AdamW, casts, sum of squares
+__global__ void adamw_k(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
+                        float* __restrict__ v, int64_t n, float step_size, float bc2_sqrt, float decay, float b1,
+                        float b2, float eps, bf16* __restrict__ pb) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float gi = g[i];
+    const float mi = b1 * m[i] + (1.0f - b1) * gi;
+    const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    const float denom = sqrtf(vi) / bc2_sqrt + eps;
+    const float pi = p[i] * decay - step_size * mi / denom;
+    p[i] = pi;
+    if (pb) st(pb, i, pi);
+  }
+}
+__global__ void cast_f32_bf16_k(const float* __restrict__ x, bf16* __restrict__ y, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    st(y, i, x[i]);
+}
+__global__ void cast_bf16_f32_k(const bf16* __restrict__ x, float* __restrict__ y, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = ld(x, i);
+}
+constexpr int kSsBlocks = 256;
+__global__ void sum_squares_k(const float* __restrict__ x, int64_t n, double* __restrict__ part) {
+  __shared__ double sh[kRowThreads];
+  double s = 0;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    s += static_cast<double>(x[i]) * x[i];
+  sh[threadIdx.x] = s;
+  __syncthreads();
+  for (int o = kRowThreads / 2; o > 0; o >>= 1) {  // fixed tree: deterministic
+    if (threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) part[blockIdx.x] = sh[0];
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- launchers
+template <class T> void silu_fwd(const T* x, T* y, int64_t n, void* s) {
+  if (n == 0) return;
+  map1<<<blocks_for(n, 256), 256, 0, S(s)>>>(x, y, n, SiluF{});
+  HS_LAUNCH_CHECK("silu_fwd", "n = ", n);
+}
+template <class T> void silu_bwd(const T* x, const T* dy, T* dx, int64_t n, void* s) {
+  if (n == 0) return;
+  map2<<<blocks_for(n, 256), 256, 0, S(s)>>>(x, dy, dx, n, SiluBwdF{});
+  HS_LAUNCH_CHECK("silu_bwd", "n = ", n);
+}
+template <class T> void swiglu_fwd(const T* x, T* y, int64_t rows, int64_t I, void* s) {
+  if (rows * I == 0) return;
+  swiglu_fwd_k<<<blocks_for(rows * I, 256), 256, 0, S(s)>>>(x, y, rows, I);
+  HS_LAUNCH_CHECK("swiglu_fwd", "rows = ", rows, ", I = ", I);
+}
+template <class T> void swiglu_bwd(const T* x, const T* dy, T* dx, int64_t rows, int64_t I, void* s) {
+  if (rows * I == 0) return;
+  swiglu_bwd_k<<<blocks_for(rows * I, 256), 256, 0, S(s)>>>(x, dy, dx, rows, I);
+  HS_LAUNCH_CHECK("swiglu_bwd", "rows = ", rows, ", I = ", I);
+}
+template <class T> void add(const T* a, const T* b, T* out, int64_t n, void* s) {
+  if (n == 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (n % 4 == 0 && aligned16(a) && aligned16(b) && aligned16(out)) {
+      map2_vec4<<<blocks_for(n / 4, 256), 256, 0, S(s)>>>(reinterpret_cast<const float4*>(a),
+                                                           reinterpret_cast<const float4*>(b),
+                                                           reinterpret_cast<float4*>(out), n / 4, AddF{});
+      HS_LAUNCH_CHECK("add (float4)", "n = ", n);
+      return;
+    }
+  }
+  map2<<<blocks_for(n, 256), 256, 0, S(s)>>>(a, b, out, n, AddF{});
+  HS_LAUNCH_CHECK("add", "n = ", n);
+}
+template <class T> void scale(const T* a, float f, T* out, int64_t n, void* s) {
+  if (n == 0) return;
+  map1<<<blocks_for(n, 256), 256, 0, S(s)>>>(a, out, n, ScaleF{f});
+  HS_LAUNCH_CHECK("scale", "n = ", n);
+}
+void cast_f32_bf16(const float* x, bf16* y, int64_t n, void* s) {
+  if (n == 0) return;
+  cast_f32_bf16_k<<<blocks_for(n, 256), 256, 0, S(s)>>>(x, y, n);
+  HS_LAUNCH_CHECK("cast_f32_bf16", "n = ", n);
+}
+void cast_bf16_f32(const bf16* x, float* y, int64_t n, void* s) {
+  if (n == 0) return;
+  cast_bf16_f32_k<<<blocks_for(n, 256), 256, 0, S(s)>>>(x, y, n);
+  HS_LAUNCH_CHECK("cast_bf16_f32", "n = ", n);
+}
+
+template <class T>
+void rmsnorm_fwd(const T* x, const T* g, T* y, float* rstd, int64_t rows, int64_t D, double eps, void* s) {
+  if (rows == 0) return;
+  HS_CHECK(rows < (int64_t{1} << 31), "rmsnorm_fwd (CUDA): ", rows, " rows exceed the grid");
+  rmsnorm_fwd_k<<<static_cast<unsigned>(rows), kRowThreads, 0, S(s)>>>(x, g, y, rstd, D, static_cast<float>(eps));
+  HS_LAUNCH_CHECK("rmsnorm_fwd", "rows = ", rows, ", D = ", D);
+}
+template <class T>
+void rmsnorm_bwd(const T* x, const T* g, const float* rstd, const T* dy, T* dx, float* dg, int64_t rows, int64_t D,
+                 void* s) {
+  if (rows == 0) return;
+  const int64_t nblk = std::min<int64_t>(rows, 512), per = (rows + nblk - 1) / nblk;
+  const int64_t used = (rows + per - 1) / per;
+  float* part = nullptr;
+  cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&part), static_cast<size_t>(used * D) * sizeof(float), S(s));
+  HS_CHECK(e == cudaSuccess, "rmsnorm_bwd (CUDA): workspace of ", used * D * 4, " bytes: ", cudaGetErrorString(e));
+  rmsnorm_bwd_k<<<static_cast<unsigned>(used), kRowThreads, 0, S(s)>>>(x, g, rstd, dy, dx, part, rows, D, per);
+  HS_LAUNCH_CHECK("rmsnorm_bwd", "rows = ", rows, ", D = ", D);
+  sum_parts_k<<<blocks_for(D, 256), 256, 0, S(s)>>>(part, dg, used, D);
+  HS_LAUNCH_CHECK("rmsnorm_bwd (dg)", "D = ", D);
+  cudaFreeAsync(part, S(s));
+}
+
+template <class T>
+void cross_entropy_fwd(const T* logits, const int32_t* t, float* loss, float* lse, int64_t N, int64_t V, void* s) {
+  if (N == 0) return;
+  HS_CHECK(N < (int64_t{1} << 31), "cross_entropy_fwd (CUDA): ", N, " rows exceed the grid");
+  ce_fwd_k<<<static_cast<unsigned>(N), kRowThreads, 0, S(s)>>>(logits, t, loss, lse, V);
+  HS_LAUNCH_CHECK("cross_entropy_fwd", "N = ", N, ", V = ", V);
+}
+template <class T>
+void cross_entropy_bwd(const T* logits, const int32_t* t, const float* lse, float dscale, T* d, int64_t N, int64_t V,
+                       void* s) {
+  if (N == 0) return;
+  HS_CHECK(N < (int64_t{1} << 31), "cross_entropy_bwd (CUDA): ", N, " rows exceed the grid");
+  ce_bwd_k<<<static_cast<unsigned>(N), kRowThreads, 0, S(s)>>>(logits, t, lse, dscale, d, V);
+  HS_LAUNCH_CHECK("cross_entropy_bwd", "N = ", N, ", V = ", V);
+}
+
+void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1, float beta2, float eps,
+                float weight_decay, int64_t step, bf16* p_bf16, void* s) {
+  if (n == 0) return;
+  const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
+  adamw_k<<<blocks_for(n, 256), 256, 0, S(s)>>>(p, g, m, v, n, static_cast<float>(lr / bc1),
+                                                static_cast<float>(std::sqrt(bc2)), 1.0f - lr * weight_decay, beta1,
+                                                beta2, eps, p_bf16);
+  HS_LAUNCH_CHECK("adamw_step", "n = ", n);
+}
+
+double sum_squares(const float* x, int64_t n, void* s) {
+  if (n == 0) return 0.0;
+  double* part = nullptr;
+  cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&part), kSsBlocks * sizeof(double), S(s));
+  HS_CHECK(e == cudaSuccess, "sum_squares (CUDA): workspace: ", cudaGetErrorString(e));
+  sum_squares_k<<<kSsBlocks, kRowThreads, 0, S(s)>>>(x, n, part);
+  HS_LAUNCH_CHECK("sum_squares", "n = ", n);
+  std::vector<double> h(kSsBlocks);
+  e = cudaMemcpyAsync(h.data(), part, kSsBlocks * sizeof(double), cudaMemcpyDeviceToHost, S(s));
+  if (e == cudaSuccess) e = cudaStreamSynchronize(S(s));
+  cudaFreeAsync(part, S(s));
+  HS_CHECK(e == cudaSuccess, "sum_squares (CUDA): ", cudaGetErrorString(e));
+  double total = 0;
+  for (double v : h) total += v;  // fixed order
+  return total;
+}
+
+#define HS_INST(T)                                                                                             \
+  template void silu_fwd<T>(const T*, T*, int64_t, void*);                                                     \
+  template void silu_bwd<T>(const T*, const T*, T*, int64_t, void*);                                           \
+  template void swiglu_fwd<T>(const T*, T*, int64_t, int64_t, void*);                                          \
+  template void swiglu_bwd<T>(const T*, const T*, T*, int64_t, int64_t, void*);                                \
+  template void add<T>(const T*, const T*, T*, int64_t, void*);                                                \
+  template void scale<T>(const T*, float, T*, int64_t, void*);                                                 \
+  template void rmsnorm_fwd<T>(const T*, const T*, T*, float*, int64_t, int64_t, double, void*);               \
+  template void rmsnorm_bwd<T>(const T*, const T*, const float*, const T*, T*, float*, int64_t, int64_t, void*); \
+  template void cross_entropy_fwd<T>(const T*, const int32_t*, float*, float*, int64_t, int64_t, void*);       \
+  template void cross_entropy_bwd<T>(const T*, const int32_t*, const float*, float, T*, int64_t, int64_t, void*);
+HS_INST(float)
+HS_INST(bf16)
+#undef HS_INST
+
+}  // namespace hyscale::kernels::cuda

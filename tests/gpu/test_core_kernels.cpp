@@ -1,0 +1,190 @@
+// Every CUDA kernel of kernels/cuda.h against its CPU twin on fresh random inputs at several
+// shapes, odd sizes included; outputs are poisoned (NaN) before each run so an unwritten element
+// fails. Tolerances: f32 1e-5 relative (max-norm); bf16 storage against the CPU's f32 math on the
+// same bf16-rounded inputs, 1e-2 relative (bf16 has an 8-bit mantissa: 2^-8 = 0.4 % per rounding).
+// Needs a GPU (label gpu).
+#ifdef HYSCALE_WITH_CUDA
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <limits>
+
+#include "gradcheck.h"
+#include "kernels/adamw.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/cuda.h"
+#include "kernels/elementwise.h"
+#include "kernels/norm.h"
+
+using namespace hyscale;
+namespace kg = hyscale::kernels::cuda;
+namespace kc = hyscale::kernels::cpu;
+
+namespace {
+Tensor on_gpu(const Tensor& h) { return h.to(Device::cuda(0)); }
+Tensor poisoned(const Shape& s, DType dt) {
+  return Tensor::full(s, std::numeric_limits<double>::quiet_NaN(), DType::f32).to(dt).to(Device::cuda(0));
+}
+std::vector<float> back(const Tensor& d) { return d.to(Device::cpu()).to(DType::f32).to_vector<float>(); }
+double rel(const std::vector<float>& got, const std::vector<float>& want) {
+  REQUIRE(got.size() == want.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;  // poisoned element left unwritten
+    num = std::max(num, std::fabs(double(got[i]) - want[i]));
+    den = std::max(den, std::fabs(double(want[i])));
+  }
+  return num / std::max(den, 1e-30);
+}
+// Host f32 copy of x rounded through the storage dtype (what the GPU kernel sees).
+Tensor rounded(const Tensor& x, DType dt) { return x.to(dt).to(DType::f32); }
+template <class T> T* dptr(const Tensor& t) { return static_cast<T*>(t.raw_data()); }
+}  // namespace
+
+TEST_CASE("CUDA elementwise kernels match the CPU twins (f32 and bf16)", "[gpu][kernels]") {
+  for (DType dt : {DType::f32, DType::bf16}) {
+    const double tol = dt == DType::f32 ? 1e-5 : 1e-2;
+    for (int64_t n : {1, 7, 1000, 4097, 1 << 20}) {
+      INFO("dtype " << dtype_name(dt) << " n " << n);
+      Tensor x = rounded(testing::randn({n}, 1 + n, 2.0, DType::f32), dt);
+      Tensor dy = rounded(testing::randn({n}, 2 + n, 1.0, DType::f32), dt);
+      Tensor xd = on_gpu(x.to(dt)), dyd = on_gpu(dy.to(dt));
+      std::vector<float> want(n), want2(n), want3(n);
+      kc::silu_fwd<float>(x.data<float>(), want.data(), n);
+      kc::silu_bwd<float>(x.data<float>(), dy.data<float>(), want2.data(), n);
+      kc::add<float>(x.data<float>(), dy.data<float>(), want3.data(), n);
+      Tensor y = poisoned({n}, dt), dx = poisoned({n}, dt), s = poisoned({n}, dt);
+      if (dt == DType::f32) {
+        kg::silu_fwd<float>(dptr<float>(xd), dptr<float>(y), n);
+        kg::silu_bwd<float>(dptr<float>(xd), dptr<float>(dyd), dptr<float>(dx), n);
+        kg::add<float>(dptr<float>(xd), dptr<float>(dyd), dptr<float>(s), n);
+      } else {
+        kg::silu_fwd<kg::bf16>(dptr<kg::bf16>(xd), dptr<kg::bf16>(y), n);
+        kg::silu_bwd<kg::bf16>(dptr<kg::bf16>(xd), dptr<kg::bf16>(dyd), dptr<kg::bf16>(dx), n);
+        kg::add<kg::bf16>(dptr<kg::bf16>(xd), dptr<kg::bf16>(dyd), dptr<kg::bf16>(s), n);
+      }
+      CHECK(rel(back(y), want) < tol);
+      CHECK(rel(back(dx), want2) < tol);
+      CHECK(rel(back(s), want3) < tol);
+    }
+    for (auto [rows, I] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 7}, {17, 1000}, {64, 2752}}) {
+      INFO("swiglu " << dtype_name(dt) << " rows " << rows << " I " << I);
+      Tensor x = rounded(testing::randn({rows, 2 * I}, 5 + I, 2.0, DType::f32), dt);
+      Tensor dy = rounded(testing::randn({rows, I}, 6 + I, 1.0, DType::f32), dt);
+      std::vector<float> want(rows * I), wdx(rows * 2 * I);
+      kc::swiglu_fwd<float>(x.data<float>(), want.data(), rows, I);
+      kc::swiglu_bwd<float>(x.data<float>(), dy.data<float>(), wdx.data(), rows, I);
+      Tensor xd = on_gpu(x.to(dt)), dyd = on_gpu(dy.to(dt)), y = poisoned({rows, I}, dt), dx = poisoned({rows, 2 * I}, dt);
+      if (dt == DType::f32) {
+        kg::swiglu_fwd<float>(dptr<float>(xd), dptr<float>(y), rows, I);
+        kg::swiglu_bwd<float>(dptr<float>(xd), dptr<float>(dyd), dptr<float>(dx), rows, I);
+      } else {
+        kg::swiglu_fwd<kg::bf16>(dptr<kg::bf16>(xd), dptr<kg::bf16>(y), rows, I);
+        kg::swiglu_bwd<kg::bf16>(dptr<kg::bf16>(xd), dptr<kg::bf16>(dyd), dptr<kg::bf16>(dx), rows, I);
+      }
+      CHECK(rel(back(y), want) < tol);
+      CHECK(rel(back(dx), wdx) < tol);
+    }
+  }
+}
+
+TEST_CASE("CUDA casts round to nearest even like the CPU", "[gpu][kernels]") {
+  for (int64_t n : {1, 9, 100003}) {
+    Tensor x = testing::randn({n}, 40 + n, 3.0, DType::f32);
+    Tensor b = poisoned({n}, DType::bf16), f = poisoned({n}, DType::f32);
+    Tensor xd = on_gpu(x);
+    kg::cast_f32_bf16(dptr<float>(xd), dptr<kg::bf16>(b), n);
+    kg::cast_bf16_f32(dptr<kg::bf16>(b), dptr<float>(f), n);
+    const auto want = rounded(x, DType::bf16).to_vector<float>();
+    CHECK(back(b) == want);
+    CHECK(back(f) == want);
+  }
+}
+
+TEST_CASE("CUDA RMSNorm forward/backward match the CPU twin; dg is deterministic", "[gpu][kernels]") {
+  for (DType dt : {DType::f32, DType::bf16}) {
+    const double tol = dt == DType::f32 ? 1e-5 : 1e-2;
+    for (auto [rows, D] : std::vector<std::pair<int64_t, int64_t>>{{1, 7}, {3, 128}, {17, 1000}, {600, 992}}) {
+      INFO("dtype " << dtype_name(dt) << " rows " << rows << " D " << D);
+      Tensor x = rounded(testing::randn({rows, D}, 7 + D, 1.5, DType::f32), dt);
+      Tensor g = rounded(testing::randn({D}, 8 + D, 1.0, DType::f32), dt);
+      Tensor dy = rounded(testing::randn({rows, D}, 9 + D, 1.0, DType::f32), dt);
+      std::vector<float> wy(rows * D), wr(rows), wdx(rows * D), wdg(D, 0.0f);
+      kc::rmsnorm_fwd<float>(x.data<float>(), g.data<float>(), wy.data(), wr.data(), rows, D, 1e-5);
+      kc::rmsnorm_bwd<float>(x.data<float>(), g.data<float>(), wr.data(), dy.data<float>(), wdx.data(), wdg.data(), rows, D);
+      Tensor xd = on_gpu(x.to(dt)), gd = on_gpu(g.to(dt)), dyd = on_gpu(dy.to(dt));
+      Tensor y = poisoned({rows, D}, dt), r = poisoned({rows}, DType::f32), dx = poisoned({rows, D}, dt);
+      Tensor dg1 = on_gpu(Tensor::zeros({D})), dg2 = on_gpu(Tensor::zeros({D}));
+      auto run = [&](Tensor& dg) {
+        if (dt == DType::f32) {
+          kg::rmsnorm_fwd<float>(dptr<float>(xd), dptr<float>(gd), dptr<float>(y), dptr<float>(r), rows, D, 1e-5);
+          kg::rmsnorm_bwd<float>(dptr<float>(xd), dptr<float>(gd), dptr<float>(r), dptr<float>(dyd), dptr<float>(dx),
+                                 dptr<float>(dg), rows, D);
+        } else {
+          kg::rmsnorm_fwd<kg::bf16>(dptr<kg::bf16>(xd), dptr<kg::bf16>(gd), dptr<kg::bf16>(y), dptr<float>(r), rows, D,
+                                    1e-5);
+          kg::rmsnorm_bwd<kg::bf16>(dptr<kg::bf16>(xd), dptr<kg::bf16>(gd), dptr<float>(r), dptr<kg::bf16>(dyd),
+                                    dptr<kg::bf16>(dx), dptr<float>(dg), rows, D);
+        }
+      };
+      run(dg1);
+      CHECK(rel(back(y), wy) < tol);
+      CHECK(rel(back(r), wr) < 1e-5);
+      CHECK(rel(back(dx), wdx) < tol);
+      CHECK(rel(back(dg1), wdg) < (dt == DType::f32 ? 1e-5 : 2e-2));
+      run(dg2);
+      CHECK(back(dg1) == back(dg2));  // same order every time
+    }
+  }
+}
+
+TEST_CASE("CUDA fused cross-entropy matches the CPU twin", "[gpu][kernels]") {
+  for (DType dt : {DType::f32, DType::bf16}) {
+    for (auto [N, V] : std::vector<std::pair<int64_t, int64_t>>{{1, 5}, {7, 320}, {33, 32000}}) {
+      INFO("dtype " << dtype_name(dt) << " N " << N << " V " << V);
+      Tensor lg = rounded(testing::randn({N, V}, 11 + V, 3.0, DType::f32), dt);
+      Tensor t = testing::randint({N}, static_cast<int32_t>(V), 12 + N);
+      std::vector<float> wl(N), wlse(N), wd(N * V);
+      kc::cross_entropy_fwd<float>(lg.data<float>(), t.data<int32_t>(), wl.data(), wlse.data(), N, V);
+      kc::cross_entropy_bwd<float>(lg.data<float>(), t.data<int32_t>(), wlse.data(), 1.0f / N, wd.data(), N, V);
+      Tensor lgd = on_gpu(lg.to(dt)), td = on_gpu(t);
+      Tensor l = poisoned({N}, DType::f32), lse = poisoned({N}, DType::f32), d = poisoned({N, V}, dt);
+      if (dt == DType::f32) {
+        kg::cross_entropy_fwd<float>(dptr<float>(lgd), dptr<int32_t>(td), dptr<float>(l), dptr<float>(lse), N, V);
+        kg::cross_entropy_bwd<float>(dptr<float>(lgd), dptr<int32_t>(td), dptr<float>(lse), 1.0f / N, dptr<float>(d), N, V);
+      } else {
+        kg::cross_entropy_fwd<kg::bf16>(dptr<kg::bf16>(lgd), dptr<int32_t>(td), dptr<float>(l), dptr<float>(lse), N, V);
+        kg::cross_entropy_bwd<kg::bf16>(dptr<kg::bf16>(lgd), dptr<int32_t>(td), dptr<float>(lse), 1.0f / N,
+                                        dptr<kg::bf16>(d), N, V);
+      }
+      // The statistics are fp32 from the same (bf16-rounded) inputs: tight in both cases.
+      CHECK(rel(back(l), wl) < 1e-5);
+      CHECK(rel(back(lse), wlse) < 1e-5);
+      CHECK(rel(back(d), wd) < (dt == DType::f32 ? 1e-5 : 1e-2));
+    }
+  }
+}
+
+TEST_CASE("CUDA AdamW and sum of squares match the CPU twins", "[gpu][kernels]") {
+  for (int64_t n : {1, 1000, 300007}) {
+    INFO("n " << n);
+    Tensor p = testing::randn({n}, 20 + n, 1.0, DType::f32), m = Tensor::zeros({n}), v = Tensor::zeros({n});
+    Tensor pd = on_gpu(p), md = on_gpu(m), vd = on_gpu(v), pb = poisoned({n}, DType::bf16);
+    for (int step = 1; step <= 3; ++step) {
+      Tensor g = testing::randn({n}, 30 + n + step, 0.1, DType::f32);
+      Tensor gd = on_gpu(g);
+      kc::adamw_step(p.data<float>(), g.data<float>(), m.data<float>(), v.data<float>(), n, 1e-3f, 0.9f, 0.95f, 1e-8f,
+                     0.1f, step);
+      kg::adamw_step(dptr<float>(pd), dptr<float>(gd), dptr<float>(md), dptr<float>(vd), n, 1e-3f, 0.9f, 0.95f, 1e-8f,
+                     0.1f, step, dptr<kg::bf16>(pb));
+    }
+    CHECK(rel(back(pd), p.to_vector<float>()) < 1e-6);
+    CHECK(rel(back(md), m.to_vector<float>()) < 1e-6);
+    CHECK(rel(back(vd), v.to_vector<float>()) < 1e-6);
+    CHECK(back(pb) == rounded(pd.to(Device::cpu()), DType::bf16).to_vector<float>());
+    const double want = kc::sum_squares<float>(p.data<float>(), n);
+    const double got = kg::sum_squares(dptr<float>(pd), n);
+    CHECK(std::fabs(got - want) <= 1e-6 * want);
+    CHECK(kg::sum_squares(dptr<float>(pd), n) == got);  // deterministic
+  }
+}
+#endif
