@@ -51,6 +51,16 @@ void cross_entropy_bwd(const T* logits, const int32_t* targets, const float* lse
 void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1, float beta2, float eps,
                 float weight_decay, int64_t step, bf16* p_bf16 = nullptr, void* stream = nullptr);
 
+// GEMM through cuBLASLt, row-major like kernels/gemm.h:
+//   C[b] (M x N) = alpha * op(A[b]) op(B[b]) + beta * C[b],  b < batch,
+// op(A) = A^T when ta (A stored K x M), op(B) = B^T when tb (B stored N x K); strides between
+// batch entries in elements. A and B both f32 or both bf16 ("ab_bf16"); C f32 or bf16 ("c_bf16");
+// accumulation always fp32 (CUBLAS_COMPUTE_32F: no TF32). The handle, a 32 MiB workspace and the
+// heuristic's choice per shape are made once per device and cached.
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda, const void* B,
+          int64_t ldb, float beta, void* C, int64_t ldc, bool ab_bf16, bool c_bf16, int64_t batch = 1,
+          int64_t stride_a = 0, int64_t stride_b = 0, int64_t stride_c = 0, void* stream = nullptr);
+
 // Sum of squares of x [n] in double, deterministic (fixed grid, fixed-order final pass);
 // synchronises the stream and returns the value.
 double sum_squares(const float* x, int64_t n, void* stream = nullptr);
