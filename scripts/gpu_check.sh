@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One GPU check for a lent machine's few minutes: runs the gpu-labelled tests and the GPU-side
-# benchmarks that exist, logs everything under $OUT (default ./gpu_check_out), and prints a
+# One GPU check for a lent machine's few minutes: runs the gpu-labelled tests, `bench kernels`,
+# the NCCL communicator and the decode benchmark, logs everything under $OUT (default ./gpu_check_out), and prints a
 # summary table last.
 #
 # Usage (on the GPU machine, from the repository root):
@@ -41,7 +41,11 @@ if [ -x "$BIN/hyscale" ]; then
   timeout 120 "$BIN/hyscale" bench comm --backend nccl --sizes 1M,64M --iters 10 > "$OUT/bench_comm_nccl.log" 2>&1
   rc=$?
   record "bench comm --backend nccl" "$([ $rc -eq 0 ] && echo ok || echo "exit $rc (see bench_comm_nccl.log)")"
-  # 3. decode benchmark (CPU path until the CUDA backend runs the model; a reference point)
+  # 3. kernel bandwidth / GEMM throughput against the copy and GEMM ceilings
+  timeout 180 "$BIN/hyscale" bench kernels --reps 20 > "$OUT/bench_kernels.log" 2>&1
+  rc=$?
+  record "bench kernels" "$([ $rc -eq 0 ] && head -1 "$OUT/bench_kernels.log" | cut -c1-110 || echo "exit $rc (see bench_kernels.log)")"
+  # 4. decode benchmark (CPU path until the CUDA backend runs the model; a reference point)
   timeout 240 "$BIN/hyscale" bench decode --archs transformer,sambay --depth 8 --prompt 512 --gen 2048 \
     --set model.ar=64 --set model.head_dim=64 --json "$OUT/bench_decode.json" > "$OUT/bench_decode.log" 2>&1
   rc=$?

@@ -10,6 +10,7 @@
 //   hyscale baselines --data DIR
 //   hyscale eval --ckpt PATH [--data DIR]
 //   hyscale eval phonebook --ckpt PATH [--sizes 10,20,40] [--prompts 32] [--batch 8] [--seed S] [--json FILE]
+//   hyscale bench kernels [--reps N]
 //   hyscale bench decode [--archs transformer,sambay] [--depth 8] [--prompt 2048] [--gen 32768] [--batch 1]
 //                        [--set model.ar=32 ...] [--json FILE] [--png FILE]
 #include <CLI/CLI.hpp>
@@ -93,6 +94,10 @@ int main(int argc, char** argv) {
   bench_comm->add_option("--iters", comm_opt.iters, "timed iterations per op and size");
   bench_comm->add_option("--backend", comm_opt.backend, "mpi (host memory) | nccl (device memory)")
       ->check(CLI::IsMember({"mpi", "nccl"}));
+
+  int64_t kernel_reps = 20;
+  auto* bench_kernels = bench->add_subcommand("kernels", "CUDA kernels: GB/s or TFLOP/s against measured ceilings");
+  bench_kernels->add_option("--reps", kernel_reps, "timed repetitions per kernel");
 
   train::BenchDecodeOptions dec;
   auto* bench_decode = bench->add_subcommand("decode", "prefill, per-token decode latency and throughput vs generated "
@@ -181,6 +186,9 @@ int main(int argc, char** argv) {
     } else if (*bench_comm) {
       for (const auto& sz : comm_sizes) comm_opt.sizes.push_back(parallel::parse_bytes(sz));
       parallel::bench_comm(comm_opt);
+    } else if (*bench_kernels) {
+      HS_CHECK(cuda_available(), "bench kernels: no CUDA device available");
+      train::bench_kernels(kernel_reps);
     } else if (*bench_decode) {
       train::bench_decode(dec);
     } else if (*bench_layers) {

@@ -83,6 +83,10 @@ struct CoordCheckOptions {
 };
 CoordCheckResult coord_check(const RunConfig& cfg, const CoordCheckOptions& opts, bool print);
 
+// Achieved GB/s or TFLOP/s of each CUDA kernel next to the copy and GEMM ceilings measured in
+// the same run (needs a CUDA build and a GPU).
+void bench_kernels(int64_t reps);
+
 // Forward + backward time of each mixer type (full attention, SWA, Mamba, GMU, cross-attention)
 // at the config's width for each sequence length; prints a table.
 void bench_layers(RunConfig cfg, const std::vector<int64_t>& lengths, int64_t batch, int64_t reps);

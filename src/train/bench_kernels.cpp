@@ -1,0 +1,113 @@
+// `hyscale bench kernels`: achieved bandwidth of each memory-bound CUDA kernel and TFLOP/s of
+// the cuBLASLt GEMM, next to ceilings measured in the same run (a large device-to-device copy,
+// a large bf16 GEMM) and the percentage of each. Needs a CUDA build and a GPU.
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "train/trainer.h"
+
+#ifdef HYSCALE_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "kernels/cuda.h"
+#endif
+
+namespace hyscale::train {
+
+#ifndef HYSCALE_WITH_CUDA
+void bench_kernels(int64_t) { HS_FAIL("bench kernels: this build has no CUDA (configure with -DHYSCALE_CUDA=ON)"); }
+#else
+namespace {
+#define HS_CU(call)                                                                           \
+  do {                                                                                        \
+    cudaError_t e_ = (call);                                                                  \
+    if (e_ != cudaSuccess) HS_FAIL(#call, " failed: ", cudaGetErrorString(e_));               \
+  } while (0)
+
+struct DevBuf {
+  void* p = nullptr;
+  explicit DevBuf(size_t n) {
+    HS_CU(cudaMalloc(&p, n));
+    HS_CU(cudaMemset(p, 0, n));
+  }
+  ~DevBuf() { cudaFree(p); }
+  template <class T> T* as() const { return static_cast<T*>(p); }
+};
+
+// Median-free simple timing: `reps` launches between two events, after 3 warm-ups.
+double time_ms(const std::function<void()>& f, int reps) {
+  for (int i = 0; i < 3; ++i) f();
+  cudaEvent_t a, b;
+  HS_CU(cudaEventCreate(&a));
+  HS_CU(cudaEventCreate(&b));
+  HS_CU(cudaEventRecord(a));
+  for (int i = 0; i < reps; ++i) f();
+  HS_CU(cudaEventRecord(b));
+  HS_CU(cudaEventSynchronize(b));
+  float ms = 0;
+  HS_CU(cudaEventElapsedTime(&ms, a, b));
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return ms / reps;
+}
+}  // namespace
+
+void bench_kernels(int64_t reps) {
+  namespace kg = hyscale::kernels::cuda;
+  int dev = 0;
+  HS_CU(cudaGetDevice(&dev));
+  cudaDeviceProp prop{};
+  HS_CU(cudaGetDeviceProperties(&prop, dev));
+  const int64_t n = int64_t{1} << 28;  // 256 M elements: 1 GiB in fp32
+  DevBuf a(n * 4), b(n * 4), c(n * 4), d(n * 4);
+  // Ceilings.
+  const double copy_ms = time_ms([&] { HS_CU(cudaMemcpyAsync(b.p, a.p, n * 4, cudaMemcpyDeviceToDevice)); }, reps);
+  const double copy_gbs = 2.0 * n * 4 / copy_ms / 1e6;
+  const int64_t G = 8192;
+  const double gemm_ms = time_ms(
+      [&] { kg::gemm(false, true, G, G, G, 1.0f, a.p, G, b.p, G, 0.0f, c.p, G, true, true); }, reps);
+  const double gemm_tf = 2.0 * G * G * G / gemm_ms / 1e9;
+  std::printf("bench kernels on %s: copy ceiling %.0f GB/s (device-to-device, 1 GiB), bf16 GEMM ceiling %.1f TFLOP/s "
+              "(%lld^3)\n",
+              prop.name, copy_gbs, gemm_tf, (long long)G);
+  std::printf("%-34s %10s %12s %10s\n", "kernel", "ms", "GB/s|TFLOP/s", "% ceiling");
+  auto row_bw = [&](const std::string& name, double bytes, const std::function<void()>& f) {
+    const double ms = time_ms(f, static_cast<int>(reps));
+    const double gbs = bytes / ms / 1e6;
+    std::printf("%-34s %10.3f %12.0f %9.0f%%\n", name.c_str(), ms, gbs, 100 * gbs / copy_gbs);
+  };
+  auto row_gemm = [&](const std::string& name, double flops, const std::function<void()>& f) {
+    const double ms = time_ms(f, static_cast<int>(reps));
+    const double tf = flops / ms / 1e9;
+    std::printf("%-34s %10.3f %12.1f %9.0f%%\n", name.c_str(), ms, tf, 100 * tf / gemm_tf);
+  };
+  const int64_t m = n / 4;  // 64 M elements per operand
+  row_bw("add f32 (64M)", 3.0 * m * 4, [&] { kg::add<float>(a.as<float>(), b.as<float>(), c.as<float>(), m); });
+  row_bw("add bf16 (64M)", 3.0 * m * 2,
+         [&] { kg::add<kg::bf16>(a.as<kg::bf16>(), b.as<kg::bf16>(), c.as<kg::bf16>(), m); });
+  row_bw("silu fwd f32 (64M)", 2.0 * m * 4, [&] { kg::silu_fwd<float>(a.as<float>(), b.as<float>(), m); });
+  row_bw("swiglu fwd bf16 (16K x 2x2752)", 3.0 * 16384 * 2752 * 2,
+         [&] { kg::swiglu_fwd<kg::bf16>(a.as<kg::bf16>(), b.as<kg::bf16>(), 16384, 2752); });
+  row_bw("rmsnorm fwd bf16 (16K x 1024)", 2.0 * 16384 * 1024 * 2,
+         [&] { kg::rmsnorm_fwd<kg::bf16>(a.as<kg::bf16>(), b.as<kg::bf16>(), c.as<kg::bf16>(), d.as<float>(), 16384, 1024, 1e-5); });
+  row_bw("cross-entropy fwd bf16 (8K x 32000)", 1.0 * 8192 * 32000 * 2, [&] {
+    kg::cross_entropy_fwd<kg::bf16>(a.as<kg::bf16>(), d.as<int32_t>(), c.as<float>(), c.as<float>() + 8192, 8192, 32000);
+  });
+  row_bw("adamw f32 + bf16 copy (32M)", (4.0 * 4 + 3 * 4 + 2) * (m / 2), [&] {
+    kg::adamw_step(a.as<float>(), b.as<float>(), c.as<float>(), d.as<float>(), m / 2, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f,
+                   10, reinterpret_cast<kg::bf16*>(a.as<float>() + m / 2));
+  });
+  row_bw("cast f32 -> bf16 (64M)", 6.0 * m, [&] { kg::cast_f32_bf16(a.as<float>(), b.as<kg::bf16>(), m); });
+  row_gemm("gemm bf16 8K x 1024 x 4096 (MLP)", 2.0 * 8192 * 1024 * 4096, [&] {
+    kg::gemm(false, true, 8192, 4096, 1024, 1.0f, a.p, 1024, b.p, 1024, 0.0f, c.p, 4096, true, true);
+  });
+  row_gemm("gemm bf16 8K x 4096 x 1024 (dgrad)", 2.0 * 8192 * 4096 * 1024, [&] {
+    kg::gemm(false, false, 8192, 1024, 4096, 1.0f, a.p, 4096, b.p, 1024, 0.0f, c.p, 1024, true, true);
+  });
+}
+#endif
+
+}  // namespace hyscale::train
