@@ -36,6 +36,28 @@ template <class T>
 void rmsnorm_bwd(const T* x, const T* g, const float* rstd, const T* dy, T* dx, float* dg, int64_t rows, int64_t D,
                  void* stream = nullptr);
 
+// Fused residual add + RMSNorm: h = x + y (the new residual stream), out = rmsnorm(h) * g,
+// rstd [rows] fp32. The backward is rmsnorm_bwd on h plus the residual gradient.
+template <class T>
+void residual_rmsnorm_fwd(const T* x, const T* y, const T* g, T* h, T* out, float* rstd, int64_t rows, int64_t D,
+                          double eps, void* stream = nullptr);
+
+// Token embedding out[n] = table[ids[n]] (ids range-checked by the caller), and its backward
+// dtable (fp32) += scatter(dout) without atomics: (id, position) pairs are radix-sorted (stable),
+// then one block per distinct id sums its rows in position order — deterministic.
+template <class T>
+void embedding_fwd(const int32_t* ids, const T* table, T* out, int64_t N, int64_t D, void* stream = nullptr);
+template <class T>
+void embedding_bwd(const int32_t* ids, const T* dout, float* dtable, int64_t N, int64_t D, void* stream = nullptr);
+
+// Non-interleaved RoPE over x [B, T, H, D] (kernels/rope.h), angles in double like the CPU.
+template <class T>
+void rope_fwd(const T* x, T* y, int64_t B, int64_t T_, int64_t H, int64_t D, double base, int64_t pos0,
+              void* stream = nullptr);
+template <class T>
+void rope_bwd(const T* dy, T* dx, int64_t B, int64_t T_, int64_t H, int64_t D, double base, int64_t pos0,
+              void* stream = nullptr);
+
 // Fused softmax cross-entropy over logits [N, V] (one block per row, online max/sum):
 // loss_rows[n] = lse[n] - logits[n, t[n]] (fp32); the backward recomputes the probabilities:
 // dlogits = (exp(logits - lse) - onehot(t)) * dscale.

@@ -218,3 +218,80 @@ TEST_CASE("cuBLASLt GEMM matches the CPU GEMM: every layout, odd sizes, batched,
         }
 }
 #endif
+
+#ifdef HYSCALE_WITH_CUDA
+#include "kernels/embedding.h"
+#include "kernels/rope.h"
+
+TEST_CASE("CUDA embedding (deterministic backward), RoPE and residual+RMSNorm match the CPU twins",
+          "[gpu][kernels]") {
+  for (DType dt : {DType::f32, DType::bf16}) {
+    const double tol = dt == DType::f32 ? 1e-5 : 1e-2;
+    for (auto [N, V, D] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 3, 5}, {37, 11, 64}, {4096, 320, 993}}) {
+      INFO("embedding " << dtype_name(dt) << " N " << N << " V " << V << " D " << D);
+      Tensor table = rounded(testing::randn({V, D}, 70 + D, 1.0, DType::f32), dt);
+      Tensor dout = rounded(testing::randn({N, D}, 71 + N, 1.0, DType::f32), dt);
+      Tensor ids = testing::randint({N}, static_cast<int32_t>(V), 72 + N);  // many repeats: V << N
+      std::vector<float> wout(N * D), wdt(V * D, 0.0f);
+      kc::embedding_fwd<float>(ids.data<int32_t>(), table.data<float>(), wout.data(), N, D);
+      kc::embedding_bwd<float>(ids.data<int32_t>(), dout.data<float>(), wdt.data(), N, D);
+      Tensor idd = on_gpu(ids), td = on_gpu(table.to(dt)), dod = on_gpu(dout.to(dt)), out = poisoned({N, D}, dt);
+      Tensor dt1 = on_gpu(Tensor::zeros({V, D})), dt2 = on_gpu(Tensor::zeros({V, D}));
+      if (dt == DType::f32) {
+        kg::embedding_fwd<float>(dptr<int32_t>(idd), dptr<float>(td), dptr<float>(out), N, D);
+        kg::embedding_bwd<float>(dptr<int32_t>(idd), dptr<float>(dod), dptr<float>(dt1), N, D);
+        kg::embedding_bwd<float>(dptr<int32_t>(idd), dptr<float>(dod), dptr<float>(dt2), N, D);
+      } else {
+        kg::embedding_fwd<kg::bf16>(dptr<int32_t>(idd), dptr<kg::bf16>(td), dptr<kg::bf16>(out), N, D);
+        kg::embedding_bwd<kg::bf16>(dptr<int32_t>(idd), dptr<kg::bf16>(dod), dptr<float>(dt1), N, D);
+        kg::embedding_bwd<kg::bf16>(dptr<int32_t>(idd), dptr<kg::bf16>(dod), dptr<float>(dt2), N, D);
+      }
+      CHECK(back(out) == wout);  // a gather: exact
+      CHECK(rel(back(dt1), wdt) < 1e-5);
+      CHECK(back(dt1) == back(dt2));  // bitwise run to run
+    }
+    for (auto [B, T, H, D] : std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>>{{1, 1, 1, 2}, {2, 37, 3, 64}, {1, 2048, 8, 128}}) {
+      INFO("rope " << dtype_name(dt) << " T " << T << " D " << D);
+      Tensor x = rounded(testing::randn({B, T, H, D}, 80 + T, 1.0, DType::f32), dt);
+      std::vector<float> wy(B * T * H * D), wdx(B * T * H * D);
+      kc::rope_fwd<float>(x.data<float>(), wy.data(), B, T, H, D, 1e4, 5);
+      kc::rope_bwd<float>(x.data<float>(), wdx.data(), B, T, H, D, 1e4, 5);
+      Tensor xd = on_gpu(x.to(dt)), y = poisoned({B, T, H, D}, dt), dx = poisoned({B, T, H, D}, dt);
+      if (dt == DType::f32) {
+        kg::rope_fwd<float>(dptr<float>(xd), dptr<float>(y), B, T, H, D, 1e4, 5);
+        kg::rope_bwd<float>(dptr<float>(xd), dptr<float>(dx), B, T, H, D, 1e4, 5);
+      } else {
+        kg::rope_fwd<kg::bf16>(dptr<kg::bf16>(xd), dptr<kg::bf16>(y), B, T, H, D, 1e4, 5);
+        kg::rope_bwd<kg::bf16>(dptr<kg::bf16>(xd), dptr<kg::bf16>(dx), B, T, H, D, 1e4, 5);
+      }
+      CHECK(rel(back(y), wy) < tol);
+      CHECK(rel(back(dx), wdx) < tol);
+    }
+    {
+      const int64_t rows = 33, D = 1000;
+      INFO("residual+rmsnorm " << dtype_name(dt));
+      Tensor x = rounded(testing::randn({rows, D}, 90, 1.0, DType::f32), dt);
+      Tensor y = rounded(testing::randn({rows, D}, 91, 1.0, DType::f32), dt);
+      Tensor g = rounded(testing::randn({D}, 92, 1.0, DType::f32), dt);
+      Tensor h = rounded(Tensor::from_vector<float>([&] {
+        std::vector<float> v(rows * D);
+        for (int64_t i = 0; i < rows * D; ++i) v[i] = x.data<float>()[i] + y.data<float>()[i];
+        return v;
+      }(), {rows, D}), dt);
+      std::vector<float> wo(rows * D), wr(rows);
+      kc::rmsnorm_fwd<float>(h.data<float>(), g.data<float>(), wo.data(), wr.data(), rows, D, 1e-5);
+      Tensor xd = on_gpu(x.to(dt)), yd = on_gpu(y.to(dt)), gd = on_gpu(g.to(dt));
+      Tensor hd = poisoned({rows, D}, dt), od = poisoned({rows, D}, dt), rd = poisoned({rows}, DType::f32);
+      if (dt == DType::f32)
+        kg::residual_rmsnorm_fwd<float>(dptr<float>(xd), dptr<float>(yd), dptr<float>(gd), dptr<float>(hd),
+                                        dptr<float>(od), dptr<float>(rd), rows, D, 1e-5);
+      else
+        kg::residual_rmsnorm_fwd<kg::bf16>(dptr<kg::bf16>(xd), dptr<kg::bf16>(yd), dptr<kg::bf16>(gd),
+                                           dptr<kg::bf16>(hd), dptr<kg::bf16>(od), dptr<float>(rd), rows, D, 1e-5);
+      CHECK(back(hd) == h.to_vector<float>());  // the sum, rounded once to the storage type
+      CHECK(rel(back(od), wo) < tol);
+      CHECK(rel(back(rd), wr) < 1e-5);
+    }
+  }
+}
+#endif
