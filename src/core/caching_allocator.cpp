@@ -31,6 +31,9 @@ CachingAllocator::~CachingAllocator() {
   std::lock_guard<std::mutex> lk(mu_);
   try {
     free_idle_locked(true);
+    for (auto& [dev, pool] : event_pool_)
+      for (void* e : pool)
+        if (be_.event_destroy) be_.event_destroy(e, be_.ctx);
   } catch (...) {
     // Teardown (e.g. the CUDA context is already gone): nothing more can be done.
   }
@@ -53,8 +56,7 @@ void* CachingAllocator::allocate(size_t nbytes, int device, void* stream) {
   const size_t size = round_size(nbytes);
   const size_t max_ok = size < kSmall ? 2 * size : size + kLargeRound;
   auto take = [&](Block b, bool hit) {
-    if (b.event && be_.event_destroy) be_.event_destroy(b.event, be_.ctx);
-    b.event = nullptr;
+    recycle_event(b);
     b.stream = stream;
     b.asked = nbytes;
     live_[b.ptr] = b;
@@ -87,7 +89,12 @@ void* CachingAllocator::allocate(size_t nbytes, int device, void* stream) {
   return take(b, false);
 }
 
-void CachingAllocator::release(void* p, void* stream) {
+void CachingAllocator::recycle_event(Block& b) {
+  if (b.event) event_pool_[b.device].push_back(b.event);
+  b.event = nullptr;
+}
+
+void CachingAllocator::release(void* p) {
   if (p == nullptr) return;
   std::lock_guard<std::mutex> lk(mu_);
   auto it = live_.find(p);
@@ -95,9 +102,17 @@ void CachingAllocator::release(void* p, void* stream) {
   Block b = it->second;
   live_.erase(it);
   st_.allocated -= static_cast<int64_t>(b.size);
-  if (stream != nullptr) b.stream = stream;
   // Work queued on b.stream may still use the block: other streams wait for this event.
-  if (be_.event_record) b.event = be_.event_record(b.stream, b.device, be_.ctx);
+  if (be_.event_create && be_.event_record) {
+    auto& pool = event_pool_[b.device];
+    if (pool.empty()) {
+      b.event = be_.event_create(b.device, be_.ctx);
+    } else {
+      b.event = pool.back();
+      pool.pop_back();
+    }
+    be_.event_record(b.event, b.stream, b.device, be_.ctx);
+  }
   free_[b.device].emplace(b.size, b);
 }
 
@@ -111,7 +126,7 @@ void CachingAllocator::free_idle_locked(bool wait_for_events) {
         continue;
       }
       // (CUDA's raw free synchronises the device, so a pending block is safe to return.)
-      if (b.event && be_.event_destroy) be_.event_destroy(b.event, be_.ctx);
+      recycle_event(b);
       be_.raw_free(b.ptr, b.device, be_.ctx);
       ++st_.backend_frees;
       st_.reserved -= static_cast<int64_t>(b.size);

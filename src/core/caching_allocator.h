@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace hyscale {
 
@@ -27,8 +28,10 @@ struct AllocatorBackend {
   // Raw allocation; returns nullptr when out of memory (other failures throw).
   void* (*raw_malloc)(size_t nbytes, int device, void* ctx) = nullptr;
   void (*raw_free)(void* p, int device, void* ctx) = nullptr;
-  // Events: record on a stream at free time; query = true once the stream has passed it.
-  void* (*event_record)(void* stream, int device, void* ctx) = nullptr;
+  // Events (pooled by the allocator: created once, recorded at every free): record on a stream;
+  // query = true once the stream has passed it.
+  void* (*event_create)(int device, void* ctx) = nullptr;
+  void (*event_record)(void* event, void* stream, int device, void* ctx) = nullptr;
   bool (*event_query)(void* event, void* ctx) = nullptr;
   void (*event_destroy)(void* event, void* ctx) = nullptr;
   void* ctx = nullptr;
@@ -50,7 +53,9 @@ class CachingAllocator {
   CachingAllocator& operator=(const CachingAllocator&) = delete;
 
   void* allocate(size_t nbytes, int device, void* stream = nullptr);
-  void release(void* p, void* stream = nullptr);  // stream: where the block was last used
+  // Returns a block; work queued on its allocation stream may still read it (the event recorded
+  // here covers that stream only: use on other streams is not tracked yet).
+  void release(void* p);
   void empty_cache();                              // returns idle blocks whose events completed
   AllocatorStats stats() const;
   void reset_peaks();
@@ -67,11 +72,13 @@ class CachingAllocator {
   };
   bool usable_on(Block& b, void* stream);
   void free_idle_locked(bool wait_for_events);
+  void recycle_event(Block& b);
 
   AllocatorBackend be_;
   mutable std::mutex mu_;
   std::unordered_map<void*, Block> live_;
   std::map<int, std::multimap<size_t, Block>> free_;  // device -> size -> block
+  std::map<int, std::vector<void*>> event_pool_;       // device -> idle events
   AllocatorStats st_;
 };
 

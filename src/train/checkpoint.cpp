@@ -158,6 +158,7 @@ std::string save_checkpoint(const std::string& run_dir, DistributedAdamW& opt, c
       }
     }
   }
+  opt.drop_gathered();
   if (!writer) return "";
   data::write_array<uint64_t>(*f, "rng_state", st.rng.data(), {4});
   data::set_attr_int(*f, "format_version", kFormatVersion);

@@ -112,12 +112,19 @@ void DistributedAdamW::launch_ready() {
 void DistributedAdamW::finish_backward() {
   if (grid_.dp == 1) return;
   HS_CHECK(armed_, "optimizer: finish_backward without arm()");
-  // Parameters that got no gradient this step contribute zeros (every rank must still join).
+  // Parameters whose hook did not fire in the armed backward: their gradient from earlier
+  // micro-batches (if any) is taken as it is, no gradient at all counts as zeros (every rank
+  // must still join every bucket).
   for (auto& b : buckets_) {
     if (b.pending == 0) continue;
     for (size_t k : b.members)
       if (!got_[k]) {
-        std::memset(b.grad_buf.data<float>() + params_[k].offset, 0, static_cast<size_t>(params_[k].p.numel()) * 4);
+        float* dst = b.grad_buf.data<float>() + params_[k].offset;
+        Tensor g = params_[k].p.grad();
+        if (g.defined())
+          std::memcpy(dst, g.contiguous().data<float>(), static_cast<size_t>(params_[k].p.numel()) * 4);
+        else
+          std::memset(dst, 0, static_cast<size_t>(params_[k].p.numel()) * 4);
         got_[k] = 1;
       }
     b.pending = 0;
@@ -190,7 +197,12 @@ void DistributedAdamW::step(double lr) {
     for (size_t i = 0; i < params_.size(); ++i) {
       Tensor& p = params_[i].p;
       Tensor g = p.grad();
-      if (!g.defined()) continue;  // unused this step (single data-parallel rank)
+      // No gradient = a zero gradient (weight decay and momentum still act), as with dp > 1
+      // where the reduction always yields one: the same run at every layout.
+      if (!g.defined()) {
+        g = Tensor::zeros(p.shape());
+        p.set_grad(g);
+      }
       update(p.data<float>(), g.data<float>(), m_[i].data<float>(), v_[i].data<float>(), p.numel(), params_[i].group);
     }
     return;
@@ -214,6 +226,11 @@ void DistributedAdamW::step(double lr) {
       std::memcpy(dp.p.data<float>(), buf + dp.offset, static_cast<size_t>(dp.p.numel()) * 4);
     }
   }
+}
+
+void DistributedAdamW::drop_gathered() {
+  gathered_bucket_ = -1;
+  gathered_[0] = gathered_[1] = Tensor();
 }
 
 Tensor DistributedAdamW::moment(size_t i, int which) {

@@ -61,6 +61,8 @@ class DistributedAdamW {
   // AdamW moment (0 = exp_avg, 1 = exp_avg_sq) of parameter i at its tp-local shape, complete.
   // Under ZeRO-1 this all-gathers over the dp group: every dp rank must call it, in the same order.
   Tensor moment(size_t i, int which);
+  // Frees the bucket moment() gathered last (call after a checkpoint save).
+  void drop_gathered();
   // Sets moment `which` of parameter i from its complete tp-local value (keeps this rank's shard).
   void set_moment(size_t i, int which, const Tensor& full);
   int64_t num_buckets() const { return static_cast<int64_t>(buckets_.size()); }

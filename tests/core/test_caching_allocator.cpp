@@ -38,10 +38,13 @@ AllocatorBackend fake_backend(Fake& f) {
     f.sizes.erase(p);
     std::free(p);
   };
-  b.event_record = [](void*, int, void* c) -> void* {
+  b.event_create = [](int, void* c) -> void* {
     auto* e = new int(0);
     static_cast<Fake*>(c)->alive.insert(e);
     return e;
+  };
+  b.event_record = [](void* e, void*, int, void* c) {  // re-recording: pending again
+    static_cast<Fake*>(c)->done.erase(static_cast<int*>(e));
   };
   b.event_query = [](void* e, void* c) { return static_cast<Fake*>(c)->done.count(static_cast<int*>(e)) > 0; };
   b.event_destroy = [](void* e, void* c) {
@@ -108,17 +111,17 @@ TEST_CASE("caching allocator: stream-ordered reuse waits for the free's event", 
   CachingAllocator a(fake_backend(f));
   int sa = 0, sb = 0;  // two "streams"
   void* p = a.allocate(4096, 0, &sa);
-  a.release(p, &sa);
+  a.release(p);
   REQUIRE(a.allocate(4096, 0, &sa) == p);  // same stream: in order, reuse at once
-  a.release(p, &sa);
+  a.release(p);
   void* q = a.allocate(4096, 0, &sb);      // other stream: the event has not completed
   REQUIRE(q != p);
-  a.release(q, &sb);
+  a.release(q);
   for (int* e : f.alive) f.done.insert(e);  // the streams pass their events
   void* r = a.allocate(4096, 0, &sb);
   REQUIRE((r == p || r == q));
   REQUIRE(f.mallocs == 2);
-  a.release(r, &sb);
+  a.release(r);
   a.empty_cache();  // idle blocks whose events completed go back
   REQUIRE(a.stats().reserved <= 4096);
 }

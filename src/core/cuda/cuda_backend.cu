@@ -34,29 +34,50 @@ std::string device_name(int device) {
 
 namespace {
 
+// Runs f with `device` current, restoring the previous device (several GPUs per process).
+template <class F> auto on_device(int device, F&& f) {
+  int prev = 0;
+  HS_CUDA_CHECK(cudaGetDevice(&prev), "(current device)");
+  if (prev != device) HS_CUDA_CHECK(cudaSetDevice(device), "(device ", device, ")");
+  struct Restore {
+    int prev, dev;
+    ~Restore() {
+      if (prev != dev) cudaSetDevice(prev);
+    }
+  } restore{prev, device};
+  return f();
+}
+
 void* raw_malloc(size_t nbytes, int device, void*) {
-  HS_CUDA_CHECK(cudaSetDevice(device), "(device ", device, ")");
-  void* p = nullptr;
-  const cudaError_t err = cudaMalloc(&p, nbytes);
-  if (err == cudaErrorMemoryAllocation) {
-    cudaGetLastError();  // clear it: the caching allocator empties its cache and retries
-    return nullptr;
-  }
-  HS_CUDA_CHECK(err, "(", nbytes, " bytes on cuda:", device, ")");
-  return p;
+  return on_device(device, [&]() -> void* {
+    void* p = nullptr;
+    const cudaError_t err = cudaMalloc(&p, nbytes);
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();  // clear it: the caching allocator empties its cache and retries
+      return nullptr;
+    }
+    HS_CUDA_CHECK(err, "(", nbytes, " bytes on cuda:", device, ")");
+    return p;
+  });
 }
 
 void raw_free(void* p, int device, void*) {
-  HS_CUDA_CHECK(cudaSetDevice(device), "(device ", device, ")");
-  HS_CUDA_CHECK(cudaFree(p), "(cuda:", device, ")");
+  on_device(device, [&] { HS_CUDA_CHECK(cudaFree(p), "(cuda:", device, ")"); });
 }
 
-void* event_record(void* stream, int device, void*) {
-  HS_CUDA_CHECK(cudaSetDevice(device), "(device ", device, ")");
-  cudaEvent_t e = nullptr;
-  HS_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "(cuda:", device, ")");
-  HS_CUDA_CHECK(cudaEventRecord(e, static_cast<cudaStream_t>(stream)), "(cuda:", device, ")");
-  return e;
+void* event_create(int device, void*) {
+  return on_device(device, [&]() -> void* {
+    cudaEvent_t e = nullptr;
+    HS_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "(cuda:", device, ")");
+    return e;
+  });
+}
+
+void event_record(void* e, void* stream, int device, void*) {
+  on_device(device, [&] {
+    HS_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(e), static_cast<cudaStream_t>(stream)), "(cuda:", device,
+                  ")");
+  });
 }
 
 bool event_query(void* e, void*) {
@@ -78,6 +99,7 @@ CachingAllocator& allocator() {
     AllocatorBackend b;
     b.raw_malloc = raw_malloc;
     b.raw_free = raw_free;
+    b.event_create = event_create;
     b.event_record = event_record;
     b.event_query = event_query;
     b.event_destroy = event_destroy;
@@ -92,7 +114,7 @@ CachingAllocator& allocator() {
 // blocks are used on the default stream until the compute/communication streams arrive.
 void* device_malloc(size_t nbytes, int device) { return allocator().allocate(nbytes, device, nullptr); }
 
-void device_free(void* p, int /*device*/) { allocator().release(p, nullptr); }
+void device_free(void* p, int /*device*/) { allocator().release(p); }
 
 std::string memory_stats() { return allocator().stats().str(); }
 
