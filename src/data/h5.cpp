@@ -371,6 +371,12 @@ void write_array(H5File& file, const std::string& name, const T* data,
 
 template <class T>
 std::vector<T> read_array(H5File& file, const std::string& name, std::vector<uint64_t>* dims_out) {
+  return read_array_slab<T>(file, name, -1, 0, 0, dims_out);
+}
+
+template <class T>
+std::vector<T> read_array_slab(H5File& file, const std::string& name, int dim, uint64_t offset, uint64_t count,
+                               std::vector<uint64_t>* dims_out) {
   quiet_hdf5();
   require_open(file, "read_array");
   HS_CHECK(is_dataset(file, name), "HDF5 file '", file.path(), "' has no dataset '", name, "'");
@@ -399,19 +405,52 @@ std::vector<T> read_array(H5File& file, const std::string& name, std::vector<uin
   HS_CHECK(npoints >= 0, "HDF5 file '", file.path(), "': bad size for dataset '", name, "' (",
            h5_detail(), ")");
 
-  std::vector<T> out(static_cast<size_t>(npoints));
-  if (npoints > 0) {
+  // A slab: rows [offset, offset + count) along `dim`, every other dimension whole.
+  std::vector<hsize_t> start(static_cast<size_t>(rank), 0), cnt = hdims;
+  hssize_t nread = npoints;
+  if (dim >= 0) {
+    HS_CHECK(dim < rank && offset + count <= hdims[static_cast<size_t>(dim)], "HDF5 file '", file.path(),
+             "': slab [", offset, ", ", offset + count, ") along dimension ", dim, " is outside dataset '", name,
+             "' of ", rank, " dimensions");
+    start[static_cast<size_t>(dim)] = offset;
+    cnt[static_cast<size_t>(dim)] = count;
+    HS_CHECK(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start.data(), nullptr, cnt.data(), nullptr) >= 0,
+             "HDF5 file '", file.path(), "': cannot select a slab of dataset '", name, "' (", h5_detail(), ")");
+    nread = 1;
+    for (hsize_t c : cnt) nread *= static_cast<hssize_t>(c);
+  }
+  Handle mspace(dim >= 0 ? H5Screate_simple(rank, cnt.data(), nullptr) : H5I_INVALID_HID, H5Sclose);
+  HS_CHECK(dim < 0 || mspace.ok(), "HDF5: cannot create a memory space (", h5_detail(), ")");
+  const hid_t mem_space = dim >= 0 ? mspace.get() : H5S_ALL, file_space = dim >= 0 ? space.get() : H5S_ALL;
+  std::vector<T> out(static_cast<size_t>(nread));
+  if (nread > 0) {
     bool to_float = std::is_floating_point_v<T>;
     Handle dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
     HS_CHECK(dxpl.ok() && H5Pset_type_conv_cb(dxpl.get(), strict_conversion, &to_float) >= 0,
              "HDF5: cannot set up a transfer property list (", h5_detail(), ")");
-    HS_CHECK(H5Dread(ds.get(), mem_type<T>(), H5S_ALL, H5S_ALL, dxpl.get(), out.data()) >= 0,
+    HS_CHECK(H5Dread(ds.get(), mem_type<T>(), mem_space, file_space, dxpl.get(), out.data()) >= 0,
              "HDF5 file '", file.path(), "': cannot read dataset '", name, "' as ",
              type_name<T>(), " (corrupted data, or a stored value out of range for ",
              type_name<T>(), "; ", h5_detail(), ")");
   }
   if (dims_out != nullptr) dims_out->assign(hdims.begin(), hdims.end());
   return out;
+}
+
+std::vector<uint64_t> dataset_dims(H5File& file, const std::string& name) {
+  quiet_hdf5();
+  require_open(file, "dataset_dims");
+  HS_CHECK(is_dataset(file, name), "HDF5 file '", file.path(), "' has no dataset '", name, "'");
+  Handle ds(H5Dopen2(file.id(), name.c_str(), H5P_DEFAULT), H5Dclose);
+  HS_CHECK(ds.ok(), "HDF5 file '", file.path(), "': cannot open dataset '", name, "' (", h5_detail(), ")");
+  Handle space(H5Dget_space(ds.get()), H5Sclose);
+  const int rank = space.ok() ? H5Sget_simple_extent_ndims(space.get()) : -1;
+  HS_CHECK(rank >= 0, "HDF5 file '", file.path(), "': bad shape for dataset '", name, "' (", h5_detail(), ")");
+  std::vector<hsize_t> d(static_cast<size_t>(rank));
+  if (rank > 0)
+    HS_CHECK(H5Sget_simple_extent_dims(space.get(), d.data(), nullptr) == rank, "HDF5 file '", file.path(),
+             "': bad shape for dataset '", name, "' (", h5_detail(), ")");
+  return std::vector<uint64_t>(d.begin(), d.end());
 }
 
 bool has_dataset(H5File& file, const std::string& name) {
@@ -436,7 +475,9 @@ std::vector<std::string> list_datasets(H5File& file, const std::string& group) {
 #define HS_H5_INSTANTIATE(T)                                                                   \
   template void write_array<T>(H5File&, const std::string&, const T*,                         \
                                const std::vector<uint64_t>&);                                 \
-  template std::vector<T> read_array<T>(H5File&, const std::string&, std::vector<uint64_t>*);
+  template std::vector<T> read_array<T>(H5File&, const std::string&, std::vector<uint64_t>*);                   \
+  template std::vector<T> read_array_slab<T>(H5File&, const std::string&, int, uint64_t, uint64_t,              \
+                                             std::vector<uint64_t>*);
 HS_H5_INSTANTIATE(float)
 HS_H5_INSTANTIATE(double)
 HS_H5_INSTANTIATE(int32_t)

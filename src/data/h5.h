@@ -65,6 +65,16 @@ template <class T>
 std::vector<T> read_array(H5File& file, const std::string& name,
                           std::vector<uint64_t>* dims_out = nullptr);
 
+// Rows [offset, offset + count) along dimension `dim` (every other dimension whole) of a
+// numeric dataset, as read_array converts them; dims_out receives the dataset's full shape.
+// dim = -1 reads everything.
+template <class T>
+std::vector<T> read_array_slab(H5File& file, const std::string& name, int dim, uint64_t offset, uint64_t count,
+                               std::vector<uint64_t>* dims_out = nullptr);
+
+// The shape of a dataset (no data read).
+std::vector<uint64_t> dataset_dims(H5File& file, const std::string& name);
+
 bool has_dataset(H5File& file, const std::string& name);
 // All datasets below `group`, recursively, as paths relative to it, sorted.
 std::vector<std::string> list_datasets(H5File& file, const std::string& group = "/");

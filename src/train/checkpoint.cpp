@@ -63,18 +63,24 @@ struct Target {
   nn::ShardSpec spec;
 };
 
-// This rank's slice of a logical tensor, read from `f` (checked against the expected shape).
+// This rank's slice of a logical tensor, read from `f` as an HDF5 slab (only its rows/columns
+// are read), after checking the stored global shape.
 Tensor read_slice(data::H5File& f, const std::string& path, const std::string& key, const nn::LogicalSlice& sl) {
   HS_CHECK(data::has_dataset(f, key), "checkpoint '", path, "': missing tensor '", key, "'");
-  std::vector<uint64_t> dims;
-  auto v = data::read_array<float>(f, key, &dims);
+  const bool slab = sl.dim >= 0;
+  // Shape first (a mis-shaped tensor must not be sliced), then only this rank's slab.
+  const std::vector<uint64_t> dims = data::dataset_dims(f, key);
   HS_CHECK(Shape(dims.begin(), dims.end()) == sl.global_shape, "checkpoint '", path, "': tensor '", key,
            "' has shape ", shape_str(Shape(dims.begin(), dims.end())), " but the model expects ",
            shape_str(sl.global_shape));
-  Tensor full = Tensor::empty(sl.global_shape);
-  std::copy(v.begin(), v.end(), full.data<float>());
-  if (sl.dim < 0) return full;
-  return full.slice(sl.dim, sl.global_offset, sl.global_offset + sl.count).contiguous();
+  Shape local = sl.global_shape;
+  if (slab) local[static_cast<size_t>(sl.dim)] = sl.count;
+  auto data = slab ? data::read_array_slab<float>(f, key, sl.dim, static_cast<uint64_t>(sl.global_offset),
+                                                  static_cast<uint64_t>(sl.count))
+                   : data::read_array<float>(f, key);
+  Tensor out = Tensor::empty(local);
+  std::copy(data.begin(), data.end(), out.data<float>());
+  return out;
 }
 
 // Stages every requested tensor of `targets` (kinds: 0 params, 1 exp_avg, 2 exp_avg_sq) as

@@ -149,3 +149,30 @@ TEST_CASE("h5: H5File is move-only and closes cleanly", "[data]") {
   b.close();  // idempotent
   REQUIRE_THROWS_AS(set_attr_int(b, "x", 1), hyscale::Error);  // closed file: Error, not a crash
 }
+
+TEST_CASE("h5: slabs along one dimension read only those rows or columns; shapes without data", "[data]") {
+  TempDir dir;
+  const std::string path = dir / "slab.h5";
+  std::vector<float> v(5 * 7);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i);
+  {
+    H5File f = H5File::create(path);
+    write_array<float>(f, "m", v.data(), {5, 7});
+    f.close();
+  }
+  H5File f = H5File::open_read(path);
+  CHECK(dataset_dims(f, "m") == std::vector<uint64_t>{5, 7});
+  std::vector<uint64_t> dims;
+  auto rows = read_array_slab<float>(f, "m", 0, 1, 2, &dims);  // rows 1..2
+  CHECK(dims == std::vector<uint64_t>{5, 7});
+  REQUIRE(rows.size() == 14);
+  for (int i = 0; i < 14; ++i) CHECK(rows[i] == static_cast<float>(7 + i));
+  auto cols = read_array_slab<float>(f, "m", 1, 2, 3);  // columns 2..4 of every row
+  REQUIRE(cols.size() == 15);
+  for (int r = 0; r < 5; ++r)
+    for (int c = 0; c < 3; ++c) CHECK(cols[r * 3 + c] == static_cast<float>(r * 7 + 2 + c));
+  CHECK(read_array_slab<float>(f, "m", -1, 0, 0) == v);
+  CHECK_THROWS_WITH(read_array_slab<float>(f, "m", 1, 5, 3), Catch::Contains("outside dataset"));
+  CHECK_THROWS_WITH(read_array_slab<float>(f, "m", 2, 0, 1), Catch::Contains("outside dataset"));
+  CHECK_THROWS_WITH(dataset_dims(f, "nope"), Catch::Contains("nope"));
+}
