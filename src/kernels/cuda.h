@@ -58,6 +58,16 @@ template <class T>
 void rope_bwd(const T* dy, T* dx, int64_t B, int64_t T_, int64_t H, int64_t D, double base, int64_t pos0,
               void* stream = nullptr);
 
+// Causal depthwise conv1d with bias (kernels/conv1d.h's math), x, y [B, T, C], w [C, K], bias [C].
+// Backward writes dx, and dw [C, K], dbias [C] in fp32: per-chunk partial sums over (b, t) then
+// one fixed-order pass (deterministic, no atomics).
+template <class T>
+void causal_conv1d_fwd(const T* x, const T* w, const T* bias, T* y, int64_t B, int64_t T_, int64_t C, int64_t K,
+                       void* stream = nullptr);
+template <class T>
+void causal_conv1d_bwd(const T* x, const T* w, const T* dy, T* dx, float* dw, float* dbias, int64_t B, int64_t T_,
+                       int64_t C, int64_t K, void* stream = nullptr);
+
 // Fused softmax cross-entropy over logits [N, V] (one block per row, online max/sum):
 // loss_rows[n] = lse[n] - logits[n, t[n]] (fp32); the backward recomputes the probabilities:
 // dlogits = (exp(logits - lse) - onehot(t)) * dscale.
