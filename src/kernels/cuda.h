@@ -68,6 +68,17 @@ template <class T>
 void causal_conv1d_bwd(const T* x, const T* w, const T* dy, T* dx, float* dw, float* dbias, int64_t B, int64_t T_,
                        int64_t C, int64_t K, void* stream = nullptr);
 
+// Selective scan forward (kernels/selective_scan.h's math and layouts, softplus(delta + dt_bias)
+// and the D skip fused; no z-gate, y is the GMU memory): one thread per (sequence, channel), the
+// N <= 64 fp32 states in registers, B_t/C_t shared by all channels (broadcast loads). states
+// [B, n_chunks, Dc, N] (fp32) receive h at the last step of each chunk, as the CPU saves them for
+// the backward. u, delta, y in T; A_log, D, dt_bias, Bm, Cm in T as well. The backward is not
+// written yet (issue: CUDA hybrid kernels).
+template <class T>
+void selective_scan_fwd(const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, const T* D,
+                        const T* dt_bias, T* y, float* states, int64_t B, int64_t T_, int64_t Dc, int64_t N,
+                        int64_t chunk, void* stream = nullptr);
+
 // Fused softmax cross-entropy over logits [N, V] (one block per row, online max/sum):
 // loss_rows[n] = lse[n] - logits[n, t[n]] (fp32); the backward recomputes the probabilities:
 // dlogits = (exp(logits - lse) - onehot(t)) * dscale.
