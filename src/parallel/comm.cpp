@@ -7,11 +7,7 @@
 #include "core/error.h"
 #include "parallel/dist.h"
 
-#ifdef HYSCALE_WITH_MPI
-#define OMPI_SKIP_MPICXX 1
-#define MPICH_SKIP_MPICXX 1
-#include <mpi.h>
-#endif
+#include "parallel/mpi_check.h"
 
 namespace hyscale::parallel {
 
@@ -56,16 +52,6 @@ class SelfComm : public Communicator {
 };
 
 #ifdef HYSCALE_WITH_MPI
-#define HS_MPI_CHECK(call)                                  \
-  do {                                                      \
-    int rc_ = (call);                                       \
-    if (rc_ != MPI_SUCCESS) {                               \
-      char msg_[MPI_MAX_ERROR_STRING];                      \
-      int len_ = 0;                                         \
-      MPI_Error_string(rc_, msg_, &len_);                   \
-      HS_FAIL(#call, " failed: ", std::string(msg_, len_)); \
-    }                                                       \
-  } while (0)
 
 MPI_Datatype mpi_type(DType dt, bool reduce) {
   switch (dt) {

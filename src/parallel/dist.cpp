@@ -6,12 +6,7 @@
 
 #include "core/error.h"
 
-#ifdef HYSCALE_WITH_MPI
-// The C API only: OpenMPI otherwise pulls in its deprecated C++ bindings.
-#define OMPI_SKIP_MPICXX 1
-#define MPICH_SKIP_MPICXX 1
-#include <mpi.h>
-#endif
+#include "parallel/mpi_check.h"
 
 namespace hyscale::parallel {
 
@@ -28,18 +23,6 @@ bool have_mpi() {
 #endif
 }
 
-#ifdef HYSCALE_WITH_MPI
-#define HS_MPI_CHECK(call)                                                 \
-  do {                                                                     \
-    int rc_ = (call);                                                      \
-    if (rc_ != MPI_SUCCESS) {                                              \
-      char msg_[MPI_MAX_ERROR_STRING];                                     \
-      int len_ = 0;                                                        \
-      MPI_Error_string(rc_, msg_, &len_);                                  \
-      HS_FAIL(#call, " failed: ", std::string(msg_, len_));                \
-    }                                                                      \
-  } while (0)
-#endif
 
 void init(int* argc, char*** argv) {
   if (g_initialised) return;

@@ -1,34 +1,13 @@
 // CUDA causal depthwise conv1d (kernels/cuda.h): one thread per (b, t, c) in forward and for dx
 // (consecutive threads = consecutive channels: coalesced); dw/dbias by per-chunk partials over
 // (b, t) rows, reduced in a fixed order.
-#include <cuda_bf16.h>
-#include <cuda_runtime.h>
-
-#include "core/error.h"
-#include "kernels/cuda.h"
+#include "kernels/cuda/common.cuh"
 
 namespace hyscale::kernels::cuda {
 
 namespace {
-#define HS_LAUNCH_CHECK3(name, ...)                                                                     \
-  do {                                                                                                  \
-    cudaError_t err_ = cudaGetLastError();                                                              \
-    if (err_ != cudaSuccess)                                                                            \
-      HS_FAIL("CUDA kernel ", name, " failed to launch: ", cudaGetErrorString(err_), " (", __VA_ARGS__, ")"); \
-  } while (0)
-cudaStream_t S(void* s) { return static_cast<cudaStream_t>(s); }
-__device__ __forceinline__ float ld(const float* p, int64_t i) { return p[i]; }
-__device__ __forceinline__ float ld(const bf16* p, int64_t i) {
-  return __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(p)[i]);
-}
-__device__ __forceinline__ void st(float* p, int64_t i, float v) { p[i] = v; }
-__device__ __forceinline__ void st(bf16* p, int64_t i, float v) {
-  reinterpret_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-}
-int grid_for(int64_t n) {
-  const int64_t b = (n + 255) / 256;
-  return static_cast<int>(b < 65535 * 32 ? (b > 0 ? b : 1) : 65535 * 32);
-}
+using namespace detail;
+int grid_for(int64_t n) { return blocks_for(n, 256); }
 constexpr int kMaxK = 8;
 
 template <class T>
@@ -101,7 +80,7 @@ void causal_conv1d_fwd(const T* x, const T* w, const T* bias, T* y, int64_t B, i
   HS_CHECK(K >= 1 && K <= kMaxK, "causal_conv1d_fwd (CUDA): width ", K, " outside [1, ", kMaxK, "]");
   if (B * T_ * C == 0) return;
   conv_fwd_k<<<grid_for(B * T_ * C), 256, 0, S(s)>>>(x, w, bias, y, B, T_, C, K);
-  HS_LAUNCH_CHECK3("causal_conv1d_fwd", "B = ", B, ", T = ", T_, ", C = ", C, ", K = ", K);
+  HS_LAUNCH_CHECK("causal_conv1d_fwd", "B = ", B, ", T = ", T_, ", C = ", C, ", K = ", K);
 }
 
 template <class T>
@@ -110,7 +89,7 @@ void causal_conv1d_bwd(const T* x, const T* w, const T* dy, T* dx, float* dw, fl
   HS_CHECK(K >= 1 && K <= kMaxK, "causal_conv1d_bwd (CUDA): width ", K, " outside [1, ", kMaxK, "]");
   if (B * T_ * C == 0) return;
   conv_dx_k<<<grid_for(B * T_ * C), 256, 0, S(s)>>>(w, dy, dx, B, T_, C, K);
-  HS_LAUNCH_CHECK3("causal_conv1d_bwd (dx)", "B = ", B, ", T = ", T_, ", C = ", C, ", K = ", K);
+  HS_LAUNCH_CHECK("causal_conv1d_bwd (dx)", "B = ", B, ", T = ", T_, ", C = ", C, ", K = ", K);
   const int64_t rows = B * T_, nchunk = std::min<int64_t>(rows, 256), per = (rows + nchunk - 1) / nchunk;
   const int64_t used = (rows + per - 1) / per;
   float* part = nullptr;
@@ -118,9 +97,9 @@ void causal_conv1d_bwd(const T* x, const T* w, const T* dy, T* dx, float* dw, fl
   HS_CHECK(e == cudaSuccess, "causal_conv1d_bwd (CUDA): workspace: ", cudaGetErrorString(e));
   const dim3 grid(static_cast<unsigned>(used), static_cast<unsigned>((C + 127) / 128));
   conv_dw_part_k<<<grid, 128, 0, S(s)>>>(x, dy, part, rows, T_, C, K, per);
-  HS_LAUNCH_CHECK3("causal_conv1d_bwd (dw partials)", "rows = ", rows, ", C = ", C, ", K = ", K);
+  HS_LAUNCH_CHECK("causal_conv1d_bwd (dw partials)", "rows = ", rows, ", C = ", C, ", K = ", K);
   conv_dw_sum_k<<<grid_for(C * (K + 1)), 256, 0, S(s)>>>(part, dw, dbias, used, C, K);
-  HS_LAUNCH_CHECK3("causal_conv1d_bwd (dw sum)", "C = ", C, ", K = ", K);
+  HS_LAUNCH_CHECK("causal_conv1d_bwd (dw sum)", "C = ", C, ", K = ", K);
   cudaFreeAsync(part, S(s));
 }
 

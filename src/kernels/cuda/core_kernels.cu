@@ -1,44 +1,18 @@
 // CUDA bodies of kernels/cuda.h: elementwise, casts, RMSNorm, fused cross-entropy, AdamW,
 // sum of squares. Compute in fp32 whatever the storage type; 64-bit indices; 128-bit vector
 // loads/stores for the memory-bound elementwise kernels when pointers are 16-byte aligned.
-#include <cuda_bf16.h>
-#include <cuda_runtime.h>
-
 #include <cmath>
 #include <vector>
 
-#include "core/error.h"
-#include "kernels/cuda.h"
+#include "kernels/cuda/common.cuh"
 
 namespace hyscale::kernels::cuda {
 
 namespace {
 
-#define HS_LAUNCH_CHECK(name, ...)                                                                   \
-  do {                                                                                               \
-    cudaError_t err_ = cudaGetLastError();                                                           \
-    if (err_ != cudaSuccess) HS_FAIL("CUDA kernel ", name, " failed to launch: ", cudaGetErrorString(err_), " (", \
-                                     __VA_ARGS__, ")");                                              \
-  } while (0)
-
-cudaStream_t S(void* s) { return static_cast<cudaStream_t>(s); }
-
-// Storage <-> fp32.
-__device__ __forceinline__ float ld(const float* p, int64_t i) { return p[i]; }
-__device__ __forceinline__ float ld(const bf16* p, int64_t i) {
-  return __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(p)[i]);
-}
-__device__ __forceinline__ void st(float* p, int64_t i, float v) { p[i] = v; }
-__device__ __forceinline__ void st(bf16* p, int64_t i, float v) {
-  reinterpret_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-}
+using namespace detail;
 
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + __expf(-x)); }
-
-int blocks_for(int64_t n, int threads) {
-  const int64_t b = (n + threads - 1) / threads;
-  return static_cast<int>(b < 65535 * 32 ? (b > 0 ? b : 1) : 65535 * 32);
-}
 
 // ---------------------------------------------------------------- elementwise (grid-stride)
 template <class T, class F> __global__ void map1(const T* __restrict__ a, T* __restrict__ y, int64_t n, F f) {

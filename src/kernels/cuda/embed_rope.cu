@@ -1,42 +1,22 @@
 // CUDA bodies of kernels/cuda.h: residual + RMSNorm, embedding (deterministic backward), RoPE.
 #include <cub/cub.cuh>
-#include <cuda_bf16.h>
-#include <cuda_runtime.h>
 
 #include <cmath>
 
-#include "core/error.h"
-#include "kernels/cuda.h"
+#include "kernels/cuda/common.cuh"
 
 namespace hyscale::kernels::cuda {
 
 namespace {
 
-#define HS_LAUNCH_CHECK2(name, ...)                                                                   \
-  do {                                                                                                \
-    cudaError_t err_ = cudaGetLastError();                                                            \
-    if (err_ != cudaSuccess)                                                                          \
-      HS_FAIL("CUDA kernel ", name, " failed to launch: ", cudaGetErrorString(err_), " (", __VA_ARGS__, ")"); \
-  } while (0)
 #define HS_CUDA_OK(call, what)                                                                        \
   do {                                                                                                \
     cudaError_t err_ = (call);                                                                        \
     if (err_ != cudaSuccess) HS_FAIL(what, ": ", #call, ": ", cudaGetErrorString(err_));             \
   } while (0)
 
-cudaStream_t S(void* s) { return static_cast<cudaStream_t>(s); }
-__device__ __forceinline__ float ld(const float* p, int64_t i) { return p[i]; }
-__device__ __forceinline__ float ld(const bf16* p, int64_t i) {
-  return __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(p)[i]);
-}
-__device__ __forceinline__ void st(float* p, int64_t i, float v) { p[i] = v; }
-__device__ __forceinline__ void st(bf16* p, int64_t i, float v) {
-  reinterpret_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-}
-int grid_for(int64_t n) {
-  const int64_t b = (n + 255) / 256;
-  return static_cast<int>(b < 65535 * 32 ? (b > 0 ? b : 1) : 65535 * 32);
-}
+using namespace detail;
+int grid_for(int64_t n) { return blocks_for(n, 256); }
 constexpr int kThreads = 256;
 
 __device__ float block_sum(float v, float* sh) {
@@ -128,13 +108,13 @@ void residual_rmsnorm_fwd(const T* x, const T* y, const T* g, T* h, T* out, floa
   HS_CHECK(rows < (int64_t{1} << 31), "residual_rmsnorm_fwd (CUDA): ", rows, " rows exceed the grid");
   residual_rmsnorm_k<<<static_cast<unsigned>(rows), kThreads, 0, S(s)>>>(x, y, g, h, out, rstd, D,
                                                                          static_cast<float>(eps));
-  HS_LAUNCH_CHECK2("residual_rmsnorm_fwd", "rows = ", rows, ", D = ", D);
+  HS_LAUNCH_CHECK("residual_rmsnorm_fwd", "rows = ", rows, ", D = ", D);
 }
 
 template <class T> void embedding_fwd(const int32_t* ids, const T* table, T* out, int64_t N, int64_t D, void* s) {
   if (N * D == 0) return;
   embedding_fwd_k<<<grid_for(N * D), 256, 0, S(s)>>>(ids, table, out, N, D);
-  HS_LAUNCH_CHECK2("embedding_fwd", "N = ", N, ", D = ", D);
+  HS_LAUNCH_CHECK("embedding_fwd", "N = ", N, ", D = ", D);
 }
 
 template <class T> void embedding_bwd(const int32_t* ids, const T* dout, float* dtable, int64_t N, int64_t D, void* s) {
@@ -152,11 +132,11 @@ template <class T> void embedding_bwd(const int32_t* ids, const T* dout, float* 
   spos = sid + N;
   tmp = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(spos + N) + 255) / 256 * 256);  // CUB wants 256-B alignment
   iota_k<<<grid_for(N), 256, 0, S(s)>>>(pos, N);
-  HS_LAUNCH_CHECK2("embedding_bwd iota", "N = ", N);
+  HS_LAUNCH_CHECK("embedding_bwd iota", "N = ", N);
   HS_CUDA_OK(cub::DeviceRadixSort::SortPairs(tmp, tmp_bytes, ids, sid, pos, spos, n, 0, 32, S(s)),
              "embedding_bwd sort");  // LSD radix sort: stable, so positions stay increasing per id
   embedding_bwd_k<<<static_cast<unsigned>(N), 256, 0, S(s)>>>(sid, spos, dout, dtable, N, D);
-  HS_LAUNCH_CHECK2("embedding_bwd", "N = ", N, ", D = ", D);
+  HS_LAUNCH_CHECK("embedding_bwd", "N = ", N, ", D = ", D);
   cudaFreeAsync(pos, S(s));
 }
 
@@ -165,14 +145,14 @@ void rope_fwd(const T* x, T* y, int64_t B, int64_t T_, int64_t H, int64_t D, dou
   HS_CHECK(D % 2 == 0, "rope_fwd (CUDA): head dim ", D, " must be even");
   if (B * T_ * H * D == 0) return;
   rope_k<<<grid_for(B * T_ * H * D / 2), 256, 0, S(s)>>>(x, y, B, T_, H, D, base, pos0, 1.0);
-  HS_LAUNCH_CHECK2("rope_fwd", "B = ", B, ", T = ", T_, ", H = ", H, ", D = ", D);
+  HS_LAUNCH_CHECK("rope_fwd", "B = ", B, ", T = ", T_, ", H = ", H, ", D = ", D);
 }
 template <class T>
 void rope_bwd(const T* dy, T* dx, int64_t B, int64_t T_, int64_t H, int64_t D, double base, int64_t pos0, void* s) {
   HS_CHECK(D % 2 == 0, "rope_bwd (CUDA): head dim ", D, " must be even");
   if (B * T_ * H * D == 0) return;
   rope_k<<<grid_for(B * T_ * H * D / 2), 256, 0, S(s)>>>(dy, dx, B, T_, H, D, base, pos0, -1.0);
-  HS_LAUNCH_CHECK2("rope_bwd", "B = ", B, ", T = ", T_, ", H = ", H, ", D = ", D);
+  HS_LAUNCH_CHECK("rope_bwd", "B = ", B, ", T = ", T_, ", H = ", H, ", D = ", D);
 }
 
 #define HS_INST(T)                                                                                              \

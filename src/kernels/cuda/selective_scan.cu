@@ -1,23 +1,11 @@
 // CUDA selective scan forward (kernels/cuda.h). Sequential in time per (sequence, channel)
 // thread; the time loop is the scan's inherent dependency, channels and sequences are parallel.
-#include <cuda_bf16.h>
-#include <cuda_runtime.h>
-
-#include "core/error.h"
-#include "kernels/cuda.h"
+#include "kernels/cuda/common.cuh"
 
 namespace hyscale::kernels::cuda {
 
 namespace {
-cudaStream_t S(void* s) { return static_cast<cudaStream_t>(s); }
-__device__ __forceinline__ float ld(const float* p, int64_t i) { return p[i]; }
-__device__ __forceinline__ float ld(const bf16* p, int64_t i) {
-  return __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(p)[i]);
-}
-__device__ __forceinline__ void st(float* p, int64_t i, float v) { p[i] = v; }
-__device__ __forceinline__ void st(bf16* p, int64_t i, float v) {
-  reinterpret_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-}
+using namespace detail;
 __device__ __forceinline__ float softplusf_(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
 template <class T, int kN>
