@@ -150,7 +150,7 @@ TEST_CASE("h5: H5File is move-only and closes cleanly", "[data]") {
   REQUIRE_THROWS_AS(set_attr_int(b, "x", 1), hyscale::Error);  // closed file: Error, not a crash
 }
 
-TEST_CASE("h5: slabs along one dimension read only those rows or columns; shapes without data", "[data]") {
+TEST_CASE("h5: slabs along one dimension read only those rows or columns, and shapes read without data", "[data]") {
   TempDir dir;
   const std::string path = dir / "slab.h5";
   std::vector<float> v(5 * 7);

@@ -100,7 +100,7 @@ TEST_CASE("CUDA casts round to nearest even like the CPU", "[gpu][kernels]") {
   }
 }
 
-TEST_CASE("CUDA RMSNorm forward/backward match the CPU twin; dg is deterministic", "[gpu][kernels]") {
+TEST_CASE("CUDA RMSNorm forward/backward match the CPU twin, dg is deterministic", "[gpu][kernels]") {
   for (DType dt : {DType::f32, DType::bf16}) {
     const double tol = dt == DType::f32 ? 1e-5 : 1e-2;
     for (auto [rows, D] : std::vector<std::pair<int64_t, int64_t>>{{1, 7}, {3, 128}, {17, 1000}, {600, 992}}) {
@@ -299,7 +299,7 @@ TEST_CASE("CUDA embedding (deterministic backward), RoPE and residual+RMSNorm ma
 #ifdef HYSCALE_WITH_CUDA
 #include "kernels/conv1d.h"
 
-TEST_CASE("CUDA causal conv1d forward/backward match the CPU twin; dw is deterministic", "[gpu][kernels][conv1d]") {
+TEST_CASE("CUDA causal conv1d forward/backward match the CPU twin, dw is deterministic", "[gpu][kernels][conv1d]") {
   for (DType dt : {DType::f32, DType::bf16}) {
     const double tol = dt == DType::f32 ? 1e-5 : 1e-2;
     for (int64_t K : {2, 3, 4})

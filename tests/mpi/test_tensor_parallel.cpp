@@ -199,7 +199,7 @@ TEST_CASE("data parallel: bucketed, overlapped reduction gives the full batch's 
   }
 }
 
-TEST_CASE("ZeRO-1 step equals the plain data-parallel step; moments gather and scatter back", "[mpi][dp]") {
+TEST_CASE("ZeRO-1 step equals the plain data-parallel step, moments gather and scatter back", "[mpi][dp]") {
   const auto& pi = parallel::process();
   const parallel::Grid grid = parallel::make_grid(1);
   std::vector<Tensor> after[2];
