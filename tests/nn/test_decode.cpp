@@ -5,27 +5,13 @@
 
 #include "gradcheck.h"
 #include "nn/model.h"
+#include "small_model.h"
 
 using namespace hyscale;
 using hyscale::testing::randint;
 
 namespace {
-nn::ModelConfig small(const std::string& arch) {
-  nn::ModelConfig m;
-  m.arch = arch;
-  m.vocab_size = 64;
-  m.n_layers = 8;
-  m.d_model = 16;
-  m.n_heads = 4;
-  m.n_kv_heads = 2;
-  m.head_dim = 8;
-  m.mlp_hidden = 24;
-  m.window = 5;
-  m.scan_chunk = 8;
-  m.init_std = 0.2;
-  m.embed_init_std = 1.0;
-  return m;
-}
+nn::ModelConfig small(const std::string& arch) { return testing::small_model(arch, 0.2); }
 }  // namespace
 
 TEST_CASE("step-wise decoding reproduces the parallel forward (f32, rel. err <= 1e-5)", "[nn][decode]") {

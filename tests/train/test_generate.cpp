@@ -7,27 +7,13 @@
 #include "core/autograd.h"
 #include "core/random.h"
 #include "nn/model.h"
+#include "small_model.h"
 #include "train/trainer.h"
 
 using namespace hyscale;
 
 namespace {
-nn::ModelConfig small(const std::string& arch) {
-  nn::ModelConfig m;
-  m.arch = arch;
-  m.vocab_size = 64;
-  m.n_layers = 8;
-  m.d_model = 16;
-  m.n_heads = 4;
-  m.n_kv_heads = 2;
-  m.head_dim = 8;
-  m.mlp_hidden = 24;
-  m.window = 5;
-  m.scan_chunk = 8;
-  m.init_std = 0.3;
-  m.embed_init_std = 1.0;
-  return m;
-}
+nn::ModelConfig small(const std::string& arch) { return testing::small_model(arch, 0.3); }
 std::vector<int32_t> random_prompt(int64_t n, uint64_t seed) {
   Rng r(seed);
   std::vector<int32_t> p;

@@ -26,6 +26,36 @@ inline int blocks_for(int64_t n, int threads = 256) {
   return static_cast<int>(b < 65535 * 32 ? (b > 0 ? b : 1) : 65535 * 32);
 }
 
+// Sum / max over a block of kThreads threads (a multiple of 32, <= 1024); sh holds 32 floats.
+// Every thread gets the result; all threads of the block must call it.
+template <int kThreads> __device__ float block_sum(float v, float* sh) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  float t = threadIdx.x < kThreads / 32 ? sh[threadIdx.x] : 0.0f;
+  if (warp == 0)
+    for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+  if (threadIdx.x == 0) sh[0] = t;
+  __syncthreads();
+  const float r = sh[0];
+  __syncthreads();
+  return r;
+}
+template <int kThreads> __device__ float block_max(float v, float* sh) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  float t = threadIdx.x < kThreads / 32 ? sh[threadIdx.x] : -INFINITY;
+  if (warp == 0)
+    for (int o = 16; o > 0; o >>= 1) t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, o));
+  if (threadIdx.x == 0) sh[0] = t;
+  __syncthreads();
+  const float r = sh[0];
+  __syncthreads();
+  return r;
+}
 }  // namespace hyscale::kernels::cuda::detail
 
 // After a launch: names the kernel and its sizes on failure.

@@ -74,35 +74,6 @@ __global__ void swiglu_bwd_k(const T* __restrict__ x, const T* __restrict__ dy, 
   }
 }
 
-// ---------------------------------------------------------------- block reductions
-template <int kThreads> __device__ float block_sum(float v, float* sh) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) sh[warp] = v;
-  __syncthreads();
-  float t = threadIdx.x < kThreads / 32 ? sh[threadIdx.x] : 0.0f;
-  if (warp == 0)
-    for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
-  if (threadIdx.x == 0) sh[0] = t;
-  __syncthreads();
-  const float r = sh[0];
-  __syncthreads();
-  return r;
-}
-template <int kThreads> __device__ float block_max(float v, float* sh) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) sh[warp] = v;
-  __syncthreads();
-  float t = threadIdx.x < kThreads / 32 ? sh[threadIdx.x] : -INFINITY;
-  if (warp == 0)
-    for (int o = 16; o > 0; o >>= 1) t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, o));
-  if (threadIdx.x == 0) sh[0] = t;
-  __syncthreads();
-  const float r = sh[0];
-  __syncthreads();
-  return r;
-}
 constexpr int kRowThreads = 256;
 
 // ---------------------------------------------------------------- RMSNorm (one block per row)

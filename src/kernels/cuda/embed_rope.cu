@@ -19,20 +19,6 @@ using namespace detail;
 int grid_for(int64_t n) { return blocks_for(n, 256); }
 constexpr int kThreads = 256;
 
-__device__ float block_sum(float v, float* sh) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
-  __syncthreads();
-  float t = threadIdx.x < kThreads / 32 ? sh[threadIdx.x] : 0.0f;
-  if (threadIdx.x < 32)
-    for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
-  if (threadIdx.x == 0) sh[0] = t;
-  __syncthreads();
-  const float r = sh[0];
-  __syncthreads();
-  return r;
-}
-
 template <class T>
 __global__ void residual_rmsnorm_k(const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ g,
                                    T* __restrict__ h, T* __restrict__ out, float* __restrict__ rstd, int64_t D,
@@ -46,7 +32,7 @@ __global__ void residual_rmsnorm_k(const T* __restrict__ x, const T* __restrict_
     const float vr = ld(h, r * D + i);  // the stored (possibly bf16-rounded) residual is what is normalised
     ss += vr * vr;
   }
-  ss = block_sum(ss, sh);
+  ss = block_sum<kThreads>(ss, sh);
   const float rs = rsqrtf(ss / static_cast<float>(D) + eps);
   if (threadIdx.x == 0) rstd[r] = rs;
   for (int64_t i = threadIdx.x; i < D; i += kThreads) st(out, r * D + i, ld(h, r * D + i) * rs * ld(g, i));
