@@ -1,0 +1,60 @@
+// CUDA kernels of the hybrid blocks (bodies in cuda/hybrid_kernels.cu and
+// cuda/selective_scan_bwd.cu; CPU twins: kernels/selective_scan.h, kernels/gmu.h,
+// kernels/diff_attn.h, kernels/elementwise.h — same math, same layouts). Conventions as
+// kernels/cuda.h: device pointers, opaque stream (nullptr = default stream), bf16 as its 16 bits,
+// fp32 arithmetic whatever the storage type, 64-bit indexing, 128-bit loads/stores for the
+// elementwise kernels when every pointer is 16-byte aligned (scalar path otherwise and for the
+// tail), every launch checked. Every reduction is deterministic: fixed partition, fixed order,
+// no floating-point atomics (bit-identical run to run on the same device).
+// Only compiled when the build has CUDA (HYSCALE_WITH_CUDA).
+#pragma once
+#include <cstdint>
+
+#include "kernels/cuda.h"
+
+namespace hyscale::kernels::cuda {
+
+// Selective scan backward (kernels/selective_scan.h's math and layouts). `states`
+// [B, n_chunks, Dc, N] fp32 are the chunk-end states saved by selective_scan_fwd (same chunk).
+// du, ddelta [B, T, Dc] in T; dA_log [Dc, N], dD, ddt_bias [Dc] and dBm, dCm [B, T, N] in fp32.
+// Every output is WRITTEN (not accumulated). N <= 64. Scratch (cudaMallocAsync on the stream,
+// freed on it), in bytes:
+//   4 * ( min(chunk, T) * N * B * Dc            (per-chunk stash of recomputed states)
+//       + 2 * ceil(Dc / 128) * B * T * N          (dB/dC partials per 128-channel tile)
+//       + B * Dc * (N + 2) )                      (dA_log/dD/ddt_bias partials per batch row)
+template <class T>
+void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, const T* D,
+                        const T* dt_bias, const float* states, const T* dy, T* du, T* ddelta, float* dA_log,
+                        float* dBm, float* dCm, float* dD, float* ddt_bias, int64_t B, int64_t T_, int64_t Dc,
+                        int64_t N, int64_t chunk, void* stream = nullptr);
+
+// GMU gate (kernels/gmu.h): y = silu(p) * m;
+// dp = dy * m * s * (1 + p (1 - s)), dm_accum += dy * silu(p)   (s = sigmoid(p)).
+// dm is ACCUMULATED like the CPU twin (several GMU layers read the same memory).
+template <class T> void gmu_gate_fwd(const T* p, const T* m, T* y, int64_t n, void* stream = nullptr);
+template <class T>
+void gmu_gate_bwd(const T* p, const T* m, const T* dy, T* dp, T* dm_accum, int64_t n, void* stream = nullptr);
+
+// out = a * b;  acc += x.
+template <class T> void mul(const T* a, const T* b, T* out, int64_t n, void* stream = nullptr);
+template <class T> void add_inplace(T* acc, const T* x, int64_t n, void* stream = nullptr);
+
+// Differential-attention combine (kernels/diff_attn.h): out = a1 - lambda[0] * a2, lambda a
+// device pointer to one fp32. Backward: da1 = g, da2 = -lambda g, dlambda[0] = -sum(g a2)
+// (summed in double over a fixed grid, then one fixed-order pass; written, not accumulated).
+template <class T>
+void diff_combine_fwd(const T* a1, const T* a2, const float* lambda, T* out, int64_t n, void* stream = nullptr);
+template <class T>
+void diff_combine_bwd(const T* a2, const T* g, const float* lambda, T* da1, T* da2, float* dlambda, int64_t n,
+                      void* stream = nullptr);
+
+// Differential-attention lambda (fp32 vectors [d], one block, dots in double):
+//   lambda[0] = exp(<lq1, lk1>) - exp(<lq2, lk2>) + lambda_init;
+//   dlq1 = g e1 lk1, dlk1 = g e1 lq1, dlq2 = -g e2 lk2, dlk2 = -g e2 lq2 (g = dlambda[0],
+//   e_i = exp(<lq_i, lk_i>) rounded to fp32 as the CPU does).
+void diff_lambda_fwd(const float* lq1, const float* lk1, const float* lq2, const float* lk2, int64_t d,
+                     double lambda_init, float* lambda, void* stream = nullptr);
+void diff_lambda_bwd(const float* lq1, const float* lk1, const float* lq2, const float* lk2, int64_t d,
+                     const float* dlambda, float* dlq1, float* dlk1, float* dlq2, float* dlk2, void* stream = nullptr);
+
+}  // namespace hyscale::kernels::cuda
