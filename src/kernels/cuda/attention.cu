@@ -1,0 +1,830 @@
+// CUDA flash attention (kernels/cuda_attention.h): forward, backward, decode. SIMT kernels for
+// every case: tiles staged in shared memory as fp32, fp32 FMA on CUDA cores, online softmax in the
+// log2 domain (scores pre-multiplied by scale*log2(e), exp2f). One tensor-core path: the bf16
+// forward with D = Dv in {64, 128} (mma.sync m16n8k16, sm_80+, 16-byte aligned pointers), see
+// attn_fwd_mma_k; everything else (f32, other head dims, the backward, decode) is SIMT only.
+//
+// Register tiles: a CTA of 256 threads views itself as a 32 x 8 grid (ty = tid / 8, tx = tid % 8).
+// An M x N fp32 tile is spread so that thread (ty, tx) holds rows ty + 32 i and columns tx + 8 j;
+// the 8 threads of a row are 8 consecutive lanes of one warp, so row reductions are three xor
+// shuffles. Shared-memory matrices have a row stride of (columns + 1) floats so that reading the
+// same column of 4 consecutive rows (and 8 consecutive rows of a transposed operand) never conflicts.
+//
+// Visibility of key j for query i (both < T): i - W < j <= i, W = effective window (kernels/attention.h).
+// Forward: one CTA per (64-query tile, head, batch); it visits only key tiles that intersect
+//   [i0 - W + 1, i1 - 1] and masks per element. lse = ln(sum exp(scaled scores)) per row.
+// Backward: Dsum = rowsum(dout * out) (fp32 scratch); then
+//   dkdv kernel, one CTA per (key tile, KV head, batch): K, V tiles stay in shared memory; loops over
+//     the query heads of the GQA group and the query tiles that can see the key tile, recomputes
+//     P = exp2(s - lse log2 e), dP = dout v^T, dS = P (dP - Dsum); dV += P^T dout, dK += dS^T q in
+//     registers; written once (times scale for dK).
+//   dq kernel, one CTA per (query tile, head, batch): loops over its visible key tiles, dQ += dS k.
+// Both are deterministic (fixed loop orders, no atomics).
+// Tiles (queries x keys) and dynamic shared memory per compile-time (D, Dv), from Cfg below:
+//   (D, Dv)     forward          dq kernel          dk/dv kernel
+//   (32, 32)    64x64  32.8 KB   64x64  49.8 KB     64x64  66.0 KB
+//   (32, 64)    64x64  40.8 KB   64x64  65.8 KB     64x64  82.0 KB
+//   (64, 64)    64x64  48.8 KB   64x64  81.8 KB     64x64  98.0 KB
+//   (64, 128)   64x64  64.8 KB   64x32  81.5 KB     32x64  89.2 KB
+//   (128, 128)  64x64  80.8 KB   64x32 105.5 KB     32x64 113.2 KB
+//   (128, 256)  64x64 112.8 KB   32x32 100.9 KB     32x32 105.0 KB
+// tensor-core forward: 64x64, 27 KB (D = 64) / 52 KB (D = 128); decode: at most 52.1 KB.
+// All fit sm_80's 163 KB opt-in limit; above 48 KB the launch sets cudaFuncAttributeMaxDynamicSharedMemorySize.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda_attention.h"
+
+namespace hyscale::kernels::cuda {
+
+namespace {
+using namespace detail;
+
+constexpr int kThreads = 256;          // the SIMT kernels run 256 threads (8 warps)
+constexpr int kTY = 32, kTX = 8;       // register-tile thread grid (see the file comment)
+constexpr double kLog2eD = 1.4426950408889634;
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+constexpr size_t kDefaultSmem = 48 * 1024;
+
+__device__ __forceinline__ float* smem_f32() {
+  extern __shared__ float4 hs_attn_smem[];
+  return reinterpret_cast<float*>(hs_attn_smem);
+}
+
+// Reductions over the 8 lanes (tx = 0..7) that hold one row of a register tile. Every lane of the
+// warp must call them (full mask).
+__device__ __forceinline__ float row8_max(float v) {
+#pragma unroll
+  for (int o = 1; o < kTX; o <<= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ __forceinline__ float row8_sum(float v) {
+#pragma unroll
+  for (int o = 1; o < kTX; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// dst[r (C+1) + c] = src[r row_stride + c] (as fp32) for r < rows_valid, c < cols_valid, else 0,
+// for r < R, c < C. src points at element (row 0, col 0); all threads of the CTA take part.
+template <class T, int R, int C>
+__device__ __forceinline__ void load_tile(float* dst, const T* __restrict__ src, int64_t row_stride, int rows_valid,
+                                          int cols_valid) {
+  for (int idx = threadIdx.x; idx < R * C; idx += kThreads) {
+    const int r = idx / C, c = idx % C;
+    float x = 0.0f;
+    if (r < rows_valid && c < cols_valid) x = ld(src, r * row_stride + c);
+    dst[r * (C + 1) + c] = x;
+  }
+}
+
+// acc[i][j] += sum_{k < K} A(m_i, k) B(k, n_j) with m_i = ty + 32 i, n_j = tx + 8 j, where
+// A(m, k) = a[m a_m + k a_k] and B(k, n) = b[k b_k + n b_n] (shared memory, fp32).
+template <int MI, int NJ, int K>
+__device__ __forceinline__ void tile_mma(float (&acc)[MI][NJ], const float* a, int a_m, int a_k, const float* b,
+                                         int b_k, int b_n, int ty, int tx) {
+#pragma unroll 2
+  for (int k = 0; k < K; ++k) {
+    float av[MI], bv[NJ];
+#pragma unroll
+    for (int i = 0; i < MI; ++i) av[i] = a[(ty + kTY * i) * a_m + k * a_k];
+#pragma unroll
+    for (int j = 0; j < NJ; ++j) bv[j] = b[k * b_k + (tx + kTX * j) * b_n];
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+  }
+}
+
+__device__ __forceinline__ bool visible(int64_t i, int64_t j, int64_t T_, int64_t W) {
+  return i < T_ && j <= i && j > i - W;
+}
+
+// ------------------------------------------------------------------------------ tile configs
+// Tile sizes and shared-memory carve-up (in floats) for compile-time head dims (kD, kDv).
+template <int kD, int kDv> struct Cfg {
+  static constexpr int kLQ = kD + 1, kLV = kDv + 1;
+  static constexpr int kSum = kD + kDv;
+  // forward: 64 queries x 64 keys; K and V tiles share one buffer
+  static constexpr int kFBr = 64, kFBc = 64;
+  static constexpr int kFLKV = (kD > kDv ? kD : kDv) + 1;
+  static constexpr int kFQ = 0, kFKV = kFQ + kFBr * kLQ, kFP = kFKV + kFBc * kFLKV, kFEnd = kFP + kFBr * (kFBc + 1);
+  // backward dq: query tile x key tile
+  static constexpr int kQBr = kSum <= 256 ? 64 : 32, kQBc = kSum <= 128 ? 64 : 32;
+  static constexpr int kQQ = 0, kQO = kQQ + kQBr * kLQ, kQK = kQO + kQBr * kLV, kQV = kQK + kQBc * kLQ,
+                       kQS = kQV + kQBc * kLV, kQL = kQS + kQBr * (kQBc + 1), kQD = kQL + kQBr, kQEnd = kQD + kQBr;
+  // backward dk/dv: key tile x query tile
+  static constexpr int kKBc = kSum <= 256 ? 64 : 32, kKBr = kSum <= 128 ? 64 : 32;
+  static constexpr int kKK = 0, kKV = kKK + kKBc * kLQ, kKQ = kKV + kKBc * kLV, kKO = kKQ + kKBr * kLQ,
+                       kKP = kKO + kKBr * kLV, kKS = kKP + kKBr * (kKBc + 1), kKL = kKS + kKBr * (kKBc + 1),
+                       kKD = kKL + kKBr, kKEnd = kKD + kKBr;
+  static constexpr size_t fwd_bytes() { return sizeof(float) * kFEnd; }
+  static constexpr size_t dq_bytes() { return sizeof(float) * kQEnd; }
+  static constexpr size_t dkdv_bytes() { return sizeof(float) * kKEnd; }
+};
+
+// ------------------------------------------------------------------------------ forward
+template <class T, int kD, int kDv>
+__global__ void __launch_bounds__(kThreads)
+    attn_fwd_k(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, T* __restrict__ out,
+               float* __restrict__ lse, int64_t T_, int64_t H, int64_t Hk, int D, int Dv, float sl2, int64_t W) {
+  using C = Cfg<kD, kDv>;
+  constexpr int Br = C::kFBr, Bc = C::kFBc, MI = Br / kTY, NJ = Bc / kTX, OJ = kDv / kTX, LP = Bc + 1;
+  float* sm = smem_f32();
+  float* Qs = sm + C::kFQ;
+  float* KVs = sm + C::kFKV;  // the K tile (stride kD + 1), then the V tile (stride kDv + 1)
+  float* Ps = sm + C::kFP;
+  const int tid = threadIdx.x, ty = tid / kTX, tx = tid % kTX;
+  const int64_t b = blockIdx.z, h = blockIdx.y, i0 = int64_t(blockIdx.x) * Br;
+  const int64_t g = h / (H / Hk);
+  const int64_t i_end = i0 + Br < T_ ? i0 + Br : T_;  // i0 < T_
+  load_tile<T, Br, kD>(Qs, q + ((b * T_ + i0) * H + h) * D, H * D, int(i_end - i0), D);
+
+  float o[MI][OJ], m[MI], l[MI];
+#pragma unroll
+  for (int i = 0; i < MI; ++i) {
+    m[i] = -INFINITY;
+    l[i] = 0.0f;
+#pragma unroll
+    for (int j = 0; j < OJ; ++j) o[i][j] = 0.0f;
+  }
+  const int64_t lo = i0 - W + 1 > 0 ? i0 - W + 1 : 0;  // first key any row of the tile sees
+  for (int64_t jt = lo / Bc; jt <= (i_end - 1) / Bc; ++jt) {
+    const int64_t j0 = jt * Bc;
+    const int nk = int(T_ - j0 < Bc ? T_ - j0 : Bc);
+    __syncthreads();  // the previous tile's V and P are consumed
+    load_tile<T, Bc, kD>(KVs, k + ((b * T_ + j0) * Hk + g) * D, Hk * D, nk, D);
+    __syncthreads();
+    float s[MI][NJ];
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) s[i][j] = 0.0f;
+    tile_mma<MI, NJ, kD>(s, Qs, C::kLQ, 1, KVs, 1, C::kLQ, ty, tx);
+#pragma unroll
+    for (int i = 0; i < MI; ++i) {
+      const int r = ty + kTY * i;
+      const int64_t qi = i0 + r;
+      float mx = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) {
+        s[i][j] = visible(qi, j0 + tx + kTX * j, T_, W) ? s[i][j] * sl2 : -INFINITY;
+        mx = fmaxf(mx, s[i][j]);
+      }
+      mx = row8_max(mx);
+      const float mnew = fmaxf(m[i], mx);
+      const float base = mnew == -INFINITY ? 0.0f : mnew;  // nothing visible yet: avoid -inf - -inf
+      const float alpha = exp2f(m[i] - base);               // 0 on the first visible tile
+      float rs = 0.0f;
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) {
+        const float p = exp2f(s[i][j] - base);  // masked: exp2(-inf) = 0
+        rs += p;
+        Ps[r * LP + tx + kTX * j] = p;
+      }
+      rs = row8_sum(rs);
+      l[i] = l[i] * alpha + rs;
+      m[i] = mnew;
+#pragma unroll
+      for (int j = 0; j < OJ; ++j) o[i][j] *= alpha;
+    }
+    __syncthreads();  // K consumed, P written
+    load_tile<T, Bc, kDv>(KVs, v + ((b * T_ + j0) * Hk + g) * Dv, Hk * Dv, nk, Dv);
+    __syncthreads();
+    tile_mma<MI, OJ, Bc>(o, Ps, LP, 1, KVs, C::kLV, 1, ty, tx);
+  }
+#pragma unroll
+  for (int i = 0; i < MI; ++i) {
+    const int64_t qi = i0 + ty + kTY * i;
+    if (qi >= T_) continue;
+    const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;  // a row with no visible key writes zeros
+    T* orow = out + ((b * T_ + qi) * H + h) * Dv;
+#pragma unroll
+    for (int j = 0; j < OJ; ++j) {
+      const int d = tx + kTX * j;
+      if (d < Dv) st(orow, d, o[i][j] * inv);
+    }
+    if (tx == 0) lse[(b * H + h) * T_ + qi] = l[i] > 0.0f ? (m[i] + log2f(l[i])) * kLn2 : -INFINITY;
+  }
+}
+
+// ------------------------------------------------------------------------------ forward, tensor cores
+// bf16 with D = Dv in {64, 128} and 16-byte aligned q, k, v, out, on sm_80+: mma.sync m16n8k16
+// (bf16 inputs, fp32 accumulation). 4 warps, 64 queries per CTA (16 per warp), 64 keys per tile.
+// Each warp keeps its Q rows as A fragments in registers; S = Q K^T lands in the m16n8k16
+// accumulator layout (lane: rows gid, gid + 8 of the warp's 16, columns 8 nt + 2 tig + {0, 1}), the
+// online softmax runs on those registers (row reductions over the 4 lanes of a group), and P is
+// re-packed to bf16 A fragments in place for O += P V (flash-attention-2's register reuse). K is kept
+// row-major in shared memory (it is already the "col" B operand of Q K^T); V is stored transposed
+// (Vt[d][key]) so P V's B fragments are 32-bit loads too. Row strides are padded by 8 bf16 (16 B) so
+// the fragment loads of a warp hit 32 distinct banks. P is rounded to bf16 for P V (as in FA2);
+// the row sums l use the fp32 P.
+constexpr int kMmaThreads = 128;
+template <int kD> struct MmaCfg {
+  static constexpr int kBr = 64, kBc = 64;
+  static constexpr int kLQ = kD + 8, kLK = kD + 8, kLVt = kBc + 8;  // smem row strides, in bf16
+  static constexpr int kQ = 0, kK = kQ + kBr * kLQ, kVt = kK + kBc * kLK, kEnd = kVt + kD * kLVt;
+  static constexpr size_t bytes() { return sizeof(uint16_t) * kEnd; }
+};
+
+__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+  __trap();  // the host never dispatches here below sm_80
+#endif
+}
+// Two floats as a bf16x2 register: lo in the low 16 bits (the lower column index), round to nearest even.
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  return (uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(hi))) << 16) |
+         uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(lo)));
+}
+__device__ __forceinline__ uint32_t ld_u32(const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+template <int kD>
+__global__ void __launch_bounds__(kMmaThreads)
+    attn_fwd_mma_k(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+                   bf16* __restrict__ out, float* __restrict__ lse, int64_t T_, int64_t H, int64_t Hk, float sl2,
+                   int64_t W) {
+  using C = MmaCfg<kD>;
+  constexpr int Br = C::kBr, Bc = C::kBc, KS = kD / 16, NT = Bc / 8, OT = kD / 8, C8 = kD / 8;
+  uint16_t* sm = reinterpret_cast<uint16_t*>(smem_f32());
+  uint16_t *Qs = sm + C::kQ, *Ks = sm + C::kK, *Vt = sm + C::kVt;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
+  const int64_t b = blockIdx.z, h = blockIdx.y, i0 = int64_t(blockIdx.x) * Br;
+  const int64_t g = h / (H / Hk);
+  const int64_t i_end = i0 + Br < T_ ? i0 + Br : T_;
+  const int nq = int(i_end - i0);
+  for (int idx = tid; idx < Br * C8; idx += kMmaThreads) {  // Q tile, 16-byte chunks; rows past T are 0
+    const int r = idx / C8, c = (idx % C8) * 8;
+    uint4 x = make_uint4(0u, 0u, 0u, 0u);
+    if (r < nq) x = *reinterpret_cast<const uint4*>(q + ((b * T_ + i0 + r) * H + h) * kD + c);
+    *reinterpret_cast<uint4*>(Qs + r * C::kLQ + c) = x;
+  }
+  __syncthreads();
+  uint32_t qf[KS][4];
+  {
+    const uint16_t* q0 = Qs + (warp * 16 + gid) * C::kLQ + tig * 2;  // row gid; row gid + 8 is 8 kLQ further
+#pragma unroll
+    for (int kk = 0; kk < KS; ++kk) {
+      qf[kk][0] = ld_u32(q0 + kk * 16);
+      qf[kk][1] = ld_u32(q0 + 8 * C::kLQ + kk * 16);
+      qf[kk][2] = ld_u32(q0 + kk * 16 + 8);
+      qf[kk][3] = ld_u32(q0 + 8 * C::kLQ + kk * 16 + 8);
+    }
+  }
+  float o[OT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int t = 0; t < OT; ++t) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
+
+  const int64_t lo = i0 - W + 1 > 0 ? i0 - W + 1 : 0;
+  for (int64_t jt = lo / Bc; jt <= (i_end - 1) / Bc; ++jt) {
+    const int64_t j0 = jt * Bc;
+    const int nk = int(T_ - j0 < Bc ? T_ - j0 : Bc);
+    __syncthreads();  // the previous K and Vt tiles are consumed
+    for (int idx = tid; idx < Bc * C8; idx += kMmaThreads) {  // K row-major, 16-byte chunks
+      const int r = idx / C8, c = (idx % C8) * 8;
+      uint4 x = make_uint4(0u, 0u, 0u, 0u);
+      if (r < nk) x = *reinterpret_cast<const uint4*>(k + ((b * T_ + j0 + r) * Hk + g) * kD + c);
+      *reinterpret_cast<uint4*>(Ks + r * C::kLK + c) = x;
+    }
+    for (int idx = tid; idx < Bc * C8; idx += kMmaThreads) {  // V transposed; consecutive lanes: consecutive keys
+      const int r = idx % Bc, c = (idx / Bc) * 8;
+      uint4 x = make_uint4(0u, 0u, 0u, 0u);
+      if (r < nk) x = *reinterpret_cast<const uint4*>(v + ((b * T_ + j0 + r) * Hk + g) * kD + c);
+      const uint32_t w4[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        Vt[(c + 2 * u) * C::kLVt + r] = uint16_t(w4[u] & 0xffffu);
+        Vt[(c + 2 * u + 1) * C::kLVt + r] = uint16_t(w4[u] >> 16);
+      }
+    }
+    __syncthreads();
+    float s[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < KS; ++kk)
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        const uint16_t* kp = Ks + (nt * 8 + gid) * C::kLK + kk * 16 + tig * 2;
+        const uint32_t bf[2] = {ld_u32(kp), ld_u32(kp + 8)};
+        mma_bf16_16816(s[nt], qf[kk], bf);
+      }
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {  // row gid (hh = 0) and gid + 8 (hh = 1) of the warp's 16
+      const int64_t qi = i0 + warp * 16 + gid + 8 * hh;
+      float mx = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float& x = s[nt][2 * hh + e];
+          x = visible(qi, j0 + nt * 8 + tig * 2 + e, T_, W) ? x * sl2 : -INFINITY;
+          mx = fmaxf(mx, x);
+        }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float mnew = fmaxf(m[hh], mx);
+      const float base = mnew == -INFINITY ? 0.0f : mnew;
+      const float alpha = exp2f(m[hh] - base);
+      float rs = 0.0f;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float& x = s[nt][2 * hh + e];
+          x = exp2f(x - base);
+          rs += x;
+        }
+      rs += __shfl_xor_sync(0xffffffffu, rs, 1);
+      rs += __shfl_xor_sync(0xffffffffu, rs, 2);
+      l[hh] = l[hh] * alpha + rs;
+      m[hh] = mnew;
+#pragma unroll
+      for (int t = 0; t < OT; ++t) {
+        o[t][2 * hh] *= alpha;
+        o[t][2 * hh + 1] *= alpha;
+      }
+    }
+#pragma unroll
+    for (int kk = 0; kk < Bc / 16; ++kk) {
+      const uint32_t pa[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
+                              pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                              pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+      for (int t = 0; t < OT; ++t) {
+        const uint16_t* vp = Vt + (t * 8 + gid) * C::kLVt + kk * 16 + tig * 2;
+        const uint32_t bf[2] = {ld_u32(vp), ld_u32(vp + 8)};
+        mma_bf16_16816(o[t], pa, bf);
+      }
+    }
+  }
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    const int64_t qi = i0 + warp * 16 + gid + 8 * hh;
+    if (qi >= T_) continue;
+    const float inv = l[hh] > 0.0f ? 1.0f / l[hh] : 0.0f;
+    bf16* orow = out + ((b * T_ + qi) * H + h) * kD;
+#pragma unroll
+    for (int t = 0; t < OT; ++t)
+      *reinterpret_cast<uint32_t*>(orow + t * 8 + tig * 2) = pack_bf16x2(o[t][2 * hh] * inv, o[t][2 * hh + 1] * inv);
+    if (tig == 0) lse[(b * H + h) * T_ + qi] = l[hh] > 0.0f ? (m[hh] + log2f(l[hh])) * kLn2 : -INFINITY;
+  }
+}
+
+// ------------------------------------------------------------------------------ backward
+// dsum[b, h, t] = sum_d dout[b, t, h, d] out[b, t, h, d]; one warp per row.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    attn_bwd_dsum_k(const T* __restrict__ out, const T* __restrict__ dout, float* __restrict__ dsum, int64_t rows,
+                    int64_t T_, int64_t H, int Dv) {
+  const int lane = threadIdx.x & 31;
+  const int64_t nwarps = int64_t(gridDim.x) * (kThreads / 32);
+  for (int64_t row = int64_t(blockIdx.x) * (kThreads / 32) + threadIdx.x / 32; row < rows; row += nwarps) {
+    const T* o = out + row * Dv;
+    const T* d = dout + row * Dv;
+    float acc = 0.0f;
+    for (int c = lane; c < Dv; c += 32) acc = fmaf(ld(o, c), ld(d, c), acc);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (lane == 0) {  // row = (b T + t) H + h
+      const int64_t h = row % H, t = (row / H) % T_, b = row / (H * T_);
+      dsum[(b * H + h) * T_ + t] = acc;
+    }
+  }
+}
+
+// Loads the per-row statistics of query rows i0 .. i0 + R - 1 of head h: lse2 = lse log2(e)
+// (+inf for rows past T or rows with no visible key, so that exp2(s - lse2) = 0) and Dsum.
+template <int R>
+__device__ __forceinline__ void load_row_stats(float* lse2s, float* dsums, const float* __restrict__ lse,
+                                               const float* __restrict__ dsum, int64_t bh_off, int64_t i0,
+                                               int64_t T_) {
+  for (int r = threadIdx.x; r < R; r += kThreads) {
+    const int64_t i = i0 + r;
+    float L = INFINITY, Ds = 0.0f;
+    if (i < T_) {
+      const float x = lse[bh_off + i];
+      L = x == -INFINITY ? INFINITY : x * kLog2e;
+      Ds = dsum[bh_off + i];
+    }
+    lse2s[r] = L;
+    dsums[r] = Ds;
+  }
+}
+
+template <class T, int kD, int kDv>
+__global__ void __launch_bounds__(kThreads)
+    attn_bwd_dq_k(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                  const T* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ dsum,
+                  T* __restrict__ dq, int64_t T_, int64_t H, int64_t Hk, int D, int Dv, float sl2, float scale,
+                  int64_t W) {
+  using C = Cfg<kD, kDv>;
+  constexpr int Br = C::kQBr, Bc = C::kQBc, MI = Br / kTY, NJ = Bc / kTX, QJ = kD / kTX, LS = Bc + 1;
+  float* sm = smem_f32();
+  float *Qs = sm + C::kQQ, *dOs = sm + C::kQO, *Ks = sm + C::kQK, *Vs = sm + C::kQV, *dSs = sm + C::kQS;
+  float *lse2s = sm + C::kQL, *dsums = sm + C::kQD;
+  const int tid = threadIdx.x, ty = tid / kTX, tx = tid % kTX;
+  const int64_t b = blockIdx.z, h = blockIdx.y, i0 = int64_t(blockIdx.x) * Br;
+  const int64_t g = h / (H / Hk);
+  const int64_t i_end = i0 + Br < T_ ? i0 + Br : T_;
+  load_tile<T, Br, kD>(Qs, q + ((b * T_ + i0) * H + h) * D, H * D, int(i_end - i0), D);
+  load_tile<T, Br, kDv>(dOs, dout + ((b * T_ + i0) * H + h) * Dv, H * Dv, int(i_end - i0), Dv);
+  load_row_stats<Br>(lse2s, dsums, lse, dsum, (b * H + h) * T_, i0, T_);
+
+  float dqa[MI][QJ];
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int j = 0; j < QJ; ++j) dqa[i][j] = 0.0f;
+  const int64_t lo = i0 - W + 1 > 0 ? i0 - W + 1 : 0;
+  for (int64_t jt = lo / Bc; jt <= (i_end - 1) / Bc; ++jt) {
+    const int64_t j0 = jt * Bc;
+    const int nk = int(T_ - j0 < Bc ? T_ - j0 : Bc);
+    __syncthreads();  // the previous key tile and dS are consumed
+    load_tile<T, Bc, kD>(Ks, k + ((b * T_ + j0) * Hk + g) * D, Hk * D, nk, D);
+    load_tile<T, Bc, kDv>(Vs, v + ((b * T_ + j0) * Hk + g) * Dv, Hk * Dv, nk, Dv);
+    __syncthreads();
+    float s[MI][NJ], dp[MI][NJ];
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) s[i][j] = dp[i][j] = 0.0f;
+    tile_mma<MI, NJ, kD>(s, Qs, C::kLQ, 1, Ks, 1, C::kLQ, ty, tx);    // q k^T
+    tile_mma<MI, NJ, kDv>(dp, dOs, C::kLV, 1, Vs, 1, C::kLV, ty, tx);  // dout v^T
+#pragma unroll
+    for (int i = 0; i < MI; ++i) {
+      const int r = ty + kTY * i;
+      const float L = lse2s[r], Ds = dsums[r];
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) {
+        const int c = tx + kTX * j;
+        const float p = visible(i0 + r, j0 + c, T_, W) ? exp2f(s[i][j] * sl2 - L) : 0.0f;
+        dSs[r * LS + c] = p * (dp[i][j] - Ds);
+      }
+    }
+    __syncthreads();
+    tile_mma<MI, QJ, Bc>(dqa, dSs, LS, 1, Ks, C::kLQ, 1, ty, tx);  // dS k
+  }
+#pragma unroll
+  for (int i = 0; i < MI; ++i) {
+    const int64_t qi = i0 + ty + kTY * i;
+    if (qi >= T_) continue;
+    T* row = dq + ((b * T_ + qi) * H + h) * D;
+#pragma unroll
+    for (int j = 0; j < QJ; ++j) {
+      const int d = tx + kTX * j;
+      if (d < D) st(row, d, dqa[i][j] * scale);
+    }
+  }
+}
+
+template <class T, int kD, int kDv>
+__global__ void __launch_bounds__(kThreads)
+    attn_bwd_dkdv_k(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                    const T* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ dsum,
+                    T* __restrict__ dk, T* __restrict__ dv, int64_t T_, int64_t H, int64_t Hk, int D, int Dv,
+                    float sl2, float scale, int64_t W) {
+  using C = Cfg<kD, kDv>;
+  constexpr int Bc = C::kKBc, Br = C::kKBr, MI = Br / kTY, NJ = Bc / kTX, KI = Bc / kTY, DJ = kD / kTX,
+                VJ = kDv / kTX, LS = Bc + 1;
+  float* sm = smem_f32();
+  float *Ks = sm + C::kKK, *Vs = sm + C::kKV, *Qs = sm + C::kKQ, *dOs = sm + C::kKO, *Ps = sm + C::kKP,
+        *dSs = sm + C::kKS, *lse2s = sm + C::kKL, *dsums = sm + C::kKD;
+  const int tid = threadIdx.x, ty = tid / kTX, tx = tid % kTX;
+  const int64_t b = blockIdx.z, g = blockIdx.y, j0 = int64_t(blockIdx.x) * Bc;
+  const int64_t rep = H / Hk;
+  const int nk = int(T_ - j0 < Bc ? T_ - j0 : Bc);
+  load_tile<T, Bc, kD>(Ks, k + ((b * T_ + j0) * Hk + g) * D, Hk * D, nk, D);
+  load_tile<T, Bc, kDv>(Vs, v + ((b * T_ + j0) * Hk + g) * Dv, Hk * Dv, nk, Dv);
+
+  float dka[KI][DJ], dva[KI][VJ];
+#pragma unroll
+  for (int i = 0; i < KI; ++i) {
+#pragma unroll
+    for (int j = 0; j < DJ; ++j) dka[i][j] = 0.0f;
+#pragma unroll
+    for (int j = 0; j < VJ; ++j) dva[i][j] = 0.0f;
+  }
+  // Queries that see some key of the tile: j0 <= i <= j0 + nk - 1 + W - 1, i < T.
+  const int64_t i_hi = j0 + nk - 1 + W < T_ ? j0 + nk - 1 + W : T_;  // exclusive
+  for (int64_t hh = 0; hh < rep; ++hh) {
+    const int64_t h = g * rep + hh;
+    for (int64_t it = j0 / Br; it <= (i_hi - 1) / Br; ++it) {
+      const int64_t i0 = it * Br;
+      const int nq = int(T_ - i0 < Br ? T_ - i0 : Br);
+      __syncthreads();  // the previous query tile, P and dS are consumed
+      load_tile<T, Br, kD>(Qs, q + ((b * T_ + i0) * H + h) * D, H * D, nq, D);
+      load_tile<T, Br, kDv>(dOs, dout + ((b * T_ + i0) * H + h) * Dv, H * Dv, nq, Dv);
+      load_row_stats<Br>(lse2s, dsums, lse, dsum, (b * H + h) * T_, i0, T_);
+      __syncthreads();
+      float s[MI][NJ], dp[MI][NJ];
+#pragma unroll
+      for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NJ; ++j) s[i][j] = dp[i][j] = 0.0f;
+      tile_mma<MI, NJ, kD>(s, Qs, C::kLQ, 1, Ks, 1, C::kLQ, ty, tx);    // q k^T
+      tile_mma<MI, NJ, kDv>(dp, dOs, C::kLV, 1, Vs, 1, C::kLV, ty, tx);  // dout v^T
+#pragma unroll
+      for (int i = 0; i < MI; ++i) {
+        const int r = ty + kTY * i;
+        const float L = lse2s[r], Ds = dsums[r];
+#pragma unroll
+        for (int j = 0; j < NJ; ++j) {
+          const int c = tx + kTX * j;
+          const float p = visible(i0 + r, j0 + c, T_, W) ? exp2f(s[i][j] * sl2 - L) : 0.0f;
+          Ps[r * LS + c] = p;
+          dSs[r * LS + c] = p * (dp[i][j] - Ds);
+        }
+      }
+      __syncthreads();
+      tile_mma<KI, VJ, Br>(dva, Ps, 1, LS, dOs, C::kLV, 1, ty, tx);  // P^T dout
+      tile_mma<KI, DJ, Br>(dka, dSs, 1, LS, Qs, C::kLQ, 1, ty, tx);  // dS^T q
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < KI; ++i) {
+    const int64_t kj = j0 + ty + kTY * i;
+    if (kj >= T_) continue;
+    T* krow = dk + ((b * T_ + kj) * Hk + g) * D;
+    T* vrow = dv + ((b * T_ + kj) * Hk + g) * Dv;
+#pragma unroll
+    for (int j = 0; j < DJ; ++j) {
+      const int d = tx + kTX * j;
+      if (d < D) st(krow, d, dka[i][j] * scale);
+    }
+#pragma unroll
+    for (int j = 0; j < VJ; ++j) {
+      const int d = tx + kTX * j;
+      if (d < Dv) st(vrow, d, dva[i][j]);
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------ decode
+// One CTA per (group of up to 8 query heads of one KV head, KV head, sequence): warp w handles
+// query head g rep + 8 blockIdx.x + w; the CTA streams the cache in chunks of 32 slots through
+// shared memory (each chunk read once for its 8 heads). Lane j scores slot j of the chunk; lane
+// d-blocks (d = lane + 32 jj) accumulate the output with an online softmax.
+constexpr int kDecHeads = kThreads / 32, kDecChunk = 32, kDecMaxD = 128, kDecMaxDv = 256;
+inline size_t decode_smem_floats(int D, int Dv) {
+  return size_t(kDecHeads) * kDecMaxD + size_t(kDecChunk) * (D | 1) + size_t(kDecChunk) * Dv;
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    attn_decode_k(const T* __restrict__ q, const T* __restrict__ kc, const T* __restrict__ vc, T* __restrict__ out,
+                  int64_t H, int64_t Hk, int D, int Dv, int64_t cap, const int64_t* __restrict__ n_valid, float sl2,
+                  int64_t k_pos, int64_t k_head, int64_t v_pos, int64_t v_head) {
+  constexpr int VJ = kDecMaxDv / 32;
+  const int LK = D | 1;  // odd stride: lane j reading row j is conflict-free
+  float* sm = smem_f32();
+  float* qs = sm;                                  // [8][128]
+  float* Ks = qs + kDecHeads * kDecMaxD;           // [32][LK]
+  float* Vs = Ks + kDecChunk * LK;                 // [32][Dv]
+  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  const int64_t b = blockIdx.z, g = blockIdx.y, rep = H / Hk;
+  const int64_t hr = int64_t(blockIdx.x) * kDecHeads + w;  // head within the group
+  const bool active = hr < rep;
+  const int64_t h = g * rep + hr;
+  int64_t n = n_valid[b];
+  n = n < 0 ? 0 : (n > cap ? cap : n);
+  for (int d = lane; d < kDecMaxD; d += 32) qs[w * kDecMaxD + d] = (active && d < D) ? ld(q, (b * H + h) * D + d) : 0.0f;
+  float m = -INFINITY, l = 0.0f, acc[VJ];
+#pragma unroll
+  for (int jj = 0; jj < VJ; ++jj) acc[jj] = 0.0f;
+  const T* Kb = kc + b * cap * k_pos + g * k_head;
+  const T* Vb = vc + b * cap * v_pos + g * v_head;
+  for (int64_t j0 = 0; j0 < n; j0 += kDecChunk) {
+    const int nk = int(n - j0 < kDecChunk ? n - j0 : kDecChunk);
+    __syncthreads();  // the previous chunk is consumed (and qs is written, the first time)
+    for (int idx = tid; idx < kDecChunk * D; idx += kThreads) {
+      const int r = idx / D, c = idx % D;
+      Ks[r * LK + c] = r < nk ? ld(Kb, (j0 + r) * k_pos + c) : 0.0f;
+    }
+    for (int idx = tid; idx < kDecChunk * Dv; idx += kThreads) {
+      const int r = idx / Dv, c = idx % Dv;
+      Vs[r * Dv + c] = r < nk ? ld(Vb, (j0 + r) * v_pos + c) : 0.0f;
+    }
+    __syncthreads();
+    float s = -INFINITY;
+    if (lane < nk) {
+      float dot = 0.0f;
+      for (int d = 0; d < D; ++d) dot = fmaf(qs[w * kDecMaxD + d], Ks[lane * LK + d], dot);
+      s = dot * sl2;
+    }
+    float mx = s;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+    const float mnew = fmaxf(m, mx);  // finite: nk >= 1
+    const float alpha = exp2f(m - mnew);
+    const float p = exp2f(s - mnew);
+    float ps = p;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) ps += __shfl_xor_sync(0xffffffffu, ps, off);
+    l = l * alpha + ps;
+    m = mnew;
+#pragma unroll
+    for (int jj = 0; jj < VJ; ++jj) acc[jj] *= alpha;
+    for (int r = 0; r < nk; ++r) {
+      const float pr = __shfl_sync(0xffffffffu, p, r);
+#pragma unroll
+      for (int jj = 0; jj < VJ; ++jj) {
+        const int d = lane + 32 * jj;
+        if (d < Dv) acc[jj] = fmaf(pr, Vs[r * Dv + d], acc[jj]);
+      }
+    }
+  }
+  if (active) {
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    T* orow = out + (b * H + h) * Dv;
+#pragma unroll
+    for (int jj = 0; jj < VJ; ++jj) {
+      const int d = lane + 32 * jj;
+      if (d < Dv) st(orow, d, acc[jj] * inv);
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------ host side
+template <int A, int B_> struct Dims {
+  static constexpr int kD = A, kDv = B_;
+};
+
+void check_sizes(const char* who, int64_t B, int64_t T_, int64_t H, int64_t Hk, int64_t D, int64_t Dv) {
+  HS_CHECK(B >= 0 && T_ >= 0, who, " (CUDA): negative sizes B = ", B, ", T = ", T_);
+  HS_CHECK(Hk >= 1 && H >= Hk && H % Hk == 0, who, " (CUDA): H = ", H, " must be a positive multiple of Hk = ", Hk);
+  HS_CHECK(D >= 1 && D <= 128 && Dv >= 1 && Dv <= 256, who, " (CUDA): head dims D = ", D, ", Dv = ", Dv,
+           " unsupported (need 1 <= D <= 128 and 1 <= Dv <= 256)");
+  HS_CHECK(H <= 65535 && B <= 65535, who, " (CUDA): grid too large (B = ", B, ", H = ", H, ", limit 65535)");
+}
+
+// Calls f(Dims<kD, kDv>{}) with the smallest instantiated tile that holds (D, Dv).
+template <class F> void with_dims(int64_t D, int64_t Dv, F&& f) {
+  if (D <= 32 && Dv <= 32) f(Dims<32, 32>{});
+  else if (D <= 32 && Dv <= 64) f(Dims<32, 64>{});
+  else if (D <= 64 && Dv <= 64) f(Dims<64, 64>{});
+  else if (D <= 64 && Dv <= 128) f(Dims<64, 128>{});
+  else if (Dv <= 128) f(Dims<128, 128>{});
+  else f(Dims<128, 256>{});
+}
+
+template <class K> void allow_smem(K* kern, size_t bytes, const char* name) {
+  if (bytes <= kDefaultSmem) return;
+  const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+  HS_CHECK(e == cudaSuccess, "CUDA kernel ", name, ": cannot use ", bytes,
+           " bytes of dynamic shared memory: ", cudaGetErrorString(e));
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// Compute capability (major * 10 + minor) of the current device.
+int device_sm() {
+  int dev = 0, major = 0, minor = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+  HS_CHECK(e == cudaSuccess, "attention (CUDA): cannot query the device: ", cudaGetErrorString(e));
+  return major * 10 + minor;
+}
+
+int64_t eff_window(int64_t window, int64_t T_) { return (window <= 0 || window > T_) ? T_ : window; }
+
+// Stream-ordered fp32 scratch, freed (stream-ordered) when the scope ends, errors included.
+struct Scratch {
+  float* p = nullptr;
+  cudaStream_t s;
+  Scratch(size_t n, cudaStream_t st, const char* who) : s(st) {
+    const cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&p), n * sizeof(float), s);
+    HS_CHECK(e == cudaSuccess, who, " (CUDA): scratch of ", n, " floats: ", cudaGetErrorString(e));
+  }
+  ~Scratch() {
+    if (p) cudaFreeAsync(p, s);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+};
+}  // namespace
+
+template <class T>
+void attention_fwd(const T* q, const T* k, const T* v, T* out, float* lse, int64_t B, int64_t T_, int64_t H,
+                   int64_t Hk, int64_t D, int64_t Dv, double scale, int64_t window, void* s) {
+  check_sizes("attention_fwd", B, T_, H, Hk, D, Dv);
+  if (B == 0 || T_ == 0) return;
+  const int64_t W = eff_window(window, T_);
+  const float sl2 = static_cast<float>(scale * kLog2eD);
+  if constexpr (std::is_same_v<T, bf16>) {
+    if ((D == 64 || D == 128) && Dv == D && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(out) &&
+        device_sm() >= 80) {
+      auto launch = [&](auto kern, size_t bytes, int kD) {
+        allow_smem(kern, bytes, "attention_fwd (mma)");
+        const dim3 grid(static_cast<unsigned>((T_ + 63) / 64), static_cast<unsigned>(H), static_cast<unsigned>(B));
+        kern<<<grid, kMmaThreads, bytes, S(s)>>>(q, k, v, out, lse, T_, H, Hk, sl2, W);
+        HS_LAUNCH_CHECK("attention_fwd (mma)", "B = ", B, ", T = ", T_, ", H = ", H, ", Hk = ", Hk, ", D = ", kD,
+                        ", window = ", window, ", smem = ", bytes);
+      };
+      if (D == 64) launch(attn_fwd_mma_k<64>, MmaCfg<64>::bytes(), 64);
+      else launch(attn_fwd_mma_k<128>, MmaCfg<128>::bytes(), 128);
+      return;
+    }
+  }
+  with_dims(D, Dv, [&](auto dims) {
+    using Dm = decltype(dims);
+    using C = Cfg<Dm::kD, Dm::kDv>;
+    auto* kern = attn_fwd_k<T, Dm::kD, Dm::kDv>;
+    const size_t bytes = C::fwd_bytes();
+    allow_smem(kern, bytes, "attention_fwd");
+    const dim3 grid(static_cast<unsigned>((T_ + C::kFBr - 1) / C::kFBr), static_cast<unsigned>(H),
+                    static_cast<unsigned>(B));
+    kern<<<grid, kThreads, bytes, S(s)>>>(q, k, v, out, lse, T_, H, Hk, int(D), int(Dv), sl2, W);
+    HS_LAUNCH_CHECK("attention_fwd", "B = ", B, ", T = ", T_, ", H = ", H, ", Hk = ", Hk, ", D = ", D, ", Dv = ", Dv,
+                    ", window = ", window, ", tile D/Dv = ", Dm::kD, "/", Dm::kDv, ", smem = ", bytes);
+  });
+}
+
+template <class T>
+void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* dout, const float* lse, T* dq, T* dk,
+                   T* dv, int64_t B, int64_t T_, int64_t H, int64_t Hk, int64_t D, int64_t Dv, double scale,
+                   int64_t window, void* s) {
+  check_sizes("attention_bwd", B, T_, H, Hk, D, Dv);
+  if (B == 0 || T_ == 0) return;
+  const int64_t W = eff_window(window, T_);
+  const float sl2 = static_cast<float>(scale * kLog2eD), sc = static_cast<float>(scale);
+  const int64_t rows = B * T_ * H;
+  Scratch scratch(static_cast<size_t>(rows), S(s), "attention_bwd");
+  float* dsum = scratch.p;
+  auto* dsum_kern = attn_bwd_dsum_k<T>;
+  dsum_kern<<<blocks_for(rows * 32, kThreads), kThreads, 0, S(s)>>>(out, dout, dsum, rows, T_, H, int(Dv));
+  HS_LAUNCH_CHECK("attention_bwd (rowsum dout*out)", "B = ", B, ", T = ", T_, ", H = ", H, ", Dv = ", Dv);
+  with_dims(D, Dv, [&](auto dims) {
+    using Dm = decltype(dims);
+    using C = Cfg<Dm::kD, Dm::kDv>;
+    {
+      auto* kern = attn_bwd_dkdv_k<T, Dm::kD, Dm::kDv>;
+      const size_t bytes = C::dkdv_bytes();
+      allow_smem(kern, bytes, "attention_bwd (dk, dv)");
+      const dim3 grid(static_cast<unsigned>((T_ + C::kKBc - 1) / C::kKBc), static_cast<unsigned>(Hk),
+                      static_cast<unsigned>(B));
+      kern<<<grid, kThreads, bytes, S(s)>>>(q, k, v, dout, lse, dsum, dk, dv, T_, H, Hk, int(D), int(Dv), sl2, sc, W);
+      HS_LAUNCH_CHECK("attention_bwd (dk, dv)", "B = ", B, ", T = ", T_, ", H = ", H, ", Hk = ", Hk, ", D = ", D,
+                      ", Dv = ", Dv, ", window = ", window, ", tile D/Dv = ", Dm::kD, "/", Dm::kDv, ", smem = ", bytes);
+    }
+    {
+      auto* kern = attn_bwd_dq_k<T, Dm::kD, Dm::kDv>;
+      const size_t bytes = C::dq_bytes();
+      allow_smem(kern, bytes, "attention_bwd (dq)");
+      const dim3 grid(static_cast<unsigned>((T_ + C::kQBr - 1) / C::kQBr), static_cast<unsigned>(H),
+                      static_cast<unsigned>(B));
+      kern<<<grid, kThreads, bytes, S(s)>>>(q, k, v, dout, lse, dsum, dq, T_, H, Hk, int(D), int(Dv), sl2, sc, W);
+      HS_LAUNCH_CHECK("attention_bwd (dq)", "B = ", B, ", T = ", T_, ", H = ", H, ", Hk = ", Hk, ", D = ", D,
+                      ", Dv = ", Dv, ", window = ", window, ", tile D/Dv = ", Dm::kD, "/", Dm::kDv, ", smem = ", bytes);
+    }
+  });
+}
+
+template <class T>
+void attention_decode(const T* q, const T* kc, const T* vc, T* out, int64_t B, int64_t H, int64_t Hk, int64_t D,
+                      int64_t Dv, int64_t cap, const int64_t* n_valid_dev, double scale, int64_t k_pos,
+                      int64_t k_head, int64_t v_pos, int64_t v_head, void* s) {
+  check_sizes("attention_decode", B, 1, H, Hk, D, Dv);
+  HS_CHECK(cap >= 0, "attention_decode (CUDA): negative cache capacity ", cap);
+  if (B == 0) return;
+  if (k_head == 0) k_head = D;
+  if (k_pos == 0) k_pos = Hk * D;
+  if (v_head == 0) v_head = Dv;
+  if (v_pos == 0) v_pos = Hk * Dv;
+  const int64_t rep = H / Hk;
+  const size_t bytes = sizeof(float) * decode_smem_floats(int(D), int(Dv));
+  auto* kern = attn_decode_k<T>;
+  allow_smem(kern, bytes, "attention_decode");
+  const dim3 grid(static_cast<unsigned>((rep + kDecHeads - 1) / kDecHeads), static_cast<unsigned>(Hk),
+                  static_cast<unsigned>(B));
+  kern<<<grid, kThreads, bytes, S(s)>>>(q, kc, vc, out, H, Hk, int(D), int(Dv), cap, n_valid_dev,
+                                        static_cast<float>(scale * kLog2eD), k_pos, k_head, v_pos, v_head);
+  HS_LAUNCH_CHECK("attention_decode", "B = ", B, ", H = ", H, ", Hk = ", Hk, ", D = ", D, ", Dv = ", Dv, ", cap = ", cap,
+                  ", smem = ", bytes);
+}
+
+#define HS_INST(T)                                                                                               \
+  template void attention_fwd<T>(const T*, const T*, const T*, T*, float*, int64_t, int64_t, int64_t, int64_t,   \
+                                 int64_t, int64_t, double, int64_t, void*);                                      \
+  template void attention_bwd<T>(const T*, const T*, const T*, const T*, const T*, const float*, T*, T*, T*,     \
+                                 int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, double, int64_t, void*); \
+  template void attention_decode<T>(const T*, const T*, const T*, T*, int64_t, int64_t, int64_t, int64_t,       \
+                                    int64_t, int64_t, const int64_t*, double, int64_t, int64_t, int64_t, int64_t, \
+                                    void*);
+HS_INST(float)
+HS_INST(bf16)
+#undef HS_INST
+
+}  // namespace hyscale::kernels::cuda

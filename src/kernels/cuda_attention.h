@@ -1,0 +1,49 @@
+// CUDA causal (sliding-window) GQA attention: flash-attention-2 style forward and backward, and
+// one decoding step. Same math and layouts as the CPU twins in kernels/attention.h:
+//   q, dq [B, T, H, D]; k, dk [B, T, Hk, D]; v, dv [B, T, Hk, Dv]; out, dout [B, T, H, Dv];
+//   lse fp32 [B, H, T] (natural log of the sum of exp of the scaled scores).
+// Query head h reads KV head h / (H / Hk). window = visible keys including self (query t sees
+// keys t-window+1 .. t); window <= 0 or >= T means full causal. T (dtype) = float or bf16 for q,
+// k, v, out, dout, dq, dk, dv; all math (scores, softmax, accumulators) is fp32.
+//
+// Supported sizes: 1 <= D <= 128 and 1 <= Dv <= 256, any value (not only powers of two; Dv may
+// differ from D, e.g. Dv = 2D for differential attention). The dispatch picks a compile-time tile
+// (D, Dv) padded to one of (32,32) (32,64) (64,64) (64,128) (128,128) (128,256) and zero-fills the
+// padding. H must be a multiple of Hk. Other sizes fail with an hyscale::Error naming them.
+//
+// The backward writes (does not accumulate) dq, dk, dv and is deterministic: no floating-point
+// atomics, every output element is summed by one thread in a fixed order. It allocates one fp32
+// scratch of B*H*T floats (rowsum(dout * out)) with cudaMallocAsync on the stream.
+// Kernels are SIMT (CUDA cores, fp32 FMA) except the bf16 forward with D = Dv in {64, 128} and
+// 16-byte aligned q, k, v, out on sm_80+, which uses tensor cores (mma.sync m16n8k16, fp32
+// accumulation, P rounded to bf16 for P V as in FlashAttention-2); the SIMT forward is its fallback.
+// The backward and decode have no tensor-core path yet.
+// Only compiled when the build has CUDA (HYSCALE_WITH_CUDA).
+#pragma once
+#include <cstdint>
+
+#include "kernels/cuda.h"
+
+namespace hyscale::kernels::cuda {
+
+template <class T>
+void attention_fwd(const T* q, const T* k, const T* v, T* out, float* lse, int64_t B, int64_t T_, int64_t H,
+                   int64_t Hk, int64_t D, int64_t Dv, double scale, int64_t window, void* stream = nullptr);
+
+template <class T>
+void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* dout, const float* lse, T* dq, T* dk,
+                   T* dv, int64_t B, int64_t T_, int64_t H, int64_t Hk, int64_t D, int64_t Dv, double scale,
+                   int64_t window, void* stream = nullptr);
+
+// One decoding step (kernels/attention.h's attention_decode): row b's H query heads q [B, H, D]
+// attend to the first n_valid_dev[b] slots of a KV cache of cap slots; out [B, H, Dv]. K element
+// (b, slot j, KV head g, c) at kc[(b cap + j) k_pos + g k_head + c], V likewise with v_pos /
+// v_head; strides 0 mean the dense layouts kc [B, cap, Hk, D], vc [B, cap, Hk, Dv].
+// n_valid_dev is a DEVICE array of B int64; values are clamped to [0, cap] (a row with no slot
+// writes zeros). Same size limits as above (D <= 128, Dv <= 256).
+template <class T>
+void attention_decode(const T* q, const T* kc, const T* vc, T* out, int64_t B, int64_t H, int64_t Hk, int64_t D,
+                      int64_t Dv, int64_t cap, const int64_t* n_valid_dev, double scale, int64_t k_pos = 0,
+                      int64_t k_head = 0, int64_t v_pos = 0, int64_t v_head = 0, void* stream = nullptr);
+
+}  // namespace hyscale::kernels::cuda

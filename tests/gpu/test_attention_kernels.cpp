@@ -1,0 +1,212 @@
+// CUDA flash attention (kernels/cuda_attention.h) against the CPU twin (kernels/attention.h) on
+// random inputs: forward (out, lse), backward (dq, dk, dv), decode. T in {1, 7, 127, 129, 300}
+// (one and several tiles, partial last tiles), windows {0, 1, 2, 128, 129, >= T} (deduplicated by
+// effective window), GQA H/Hk in {1, 4}, D in {16, 64, 128} with Dv = D, and Dv = 2D (plus a few
+// odd head dims). Outputs are poisoned with NaN before each run, so an unwritten element fails.
+// The backward runs twice and must be bit-identical (deterministic, no atomics).
+// Tolerances (relative, max-norm): f32 1e-4 (fp32 math, only the summation order differs from the
+// CPU); bf16 storage 2e-2 against the CPU's f32 math on the same bf16-rounded inputs (the kernel
+// computes in fp32 and rounds each output once to bf16; the tensor-core forward also rounds P to
+// bf16 for P V, as FlashAttention-2 does); lse is fp32 either way: 1e-4.
+// dq and dk are measured against max(max|ref|, 0.1 max|ref dv|): with window 1 (or T = 1) every query
+// sees only itself, so dS = P (dP - Dsum) is exactly 0 mathematically and both sides return rounding
+// noise; the floor keeps that case meaningful (its noise is ~1e-6 of the gradient scale).
+// The bf16 forward also runs through pointers shifted by one element (not 16-byte aligned), which
+// takes the SIMT fallback of the tensor-core path (D = Dv in {64, 128}), so both paths are checked.
+// Needs a GPU (label gpu).
+#ifdef HYSCALE_WITH_CUDA
+#include <catch2/catch.hpp>
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <set>
+#include <tuple>
+#include <vector>
+
+#include "gradcheck.h"
+#include "kernels/attention.h"
+#include "kernels/cuda_attention.h"
+
+using namespace hyscale;
+namespace kg = hyscale::kernels::cuda;
+namespace kc = hyscale::kernels::cpu;
+
+namespace {
+Tensor on_gpu(const Tensor& h) { return h.to(Device::cuda(0)); }
+Tensor poisoned(const Shape& s, DType dt) {
+  return Tensor::full(s, std::numeric_limits<double>::quiet_NaN(), DType::f32).to(dt).to(Device::cuda(0));
+}
+std::vector<float> back(const Tensor& d) { return d.to(Device::cpu()).to(DType::f32).to_vector<float>(); }
+// Relative max-norm error; `floor` bounds the denominator from below (see the dq/dk note above).
+double rel(const std::vector<float>& got, const std::vector<float>& want, double floor = 0.0) {
+  REQUIRE(got.size() == want.size());
+  double num = 0, den = floor;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;  // poisoned element left unwritten (or NaN/inf produced)
+    num = std::max(num, std::fabs(double(got[i]) - want[i]));
+    den = std::max(den, std::fabs(double(want[i])));
+  }
+  return num / std::max(den, 1e-30);
+}
+Tensor rounded(const Tensor& x, DType dt) { return x.to(dt).to(DType::f32); }
+template <class T> T* dptr(const Tensor& t) { return static_cast<T*>(t.raw_data()); }
+
+struct Case {
+  int64_t B, T, H, Hk, D, Dv, window;
+};
+
+// Runs one case in one dtype: forward vs CPU, backward vs CPU (on the same out/lse), backward twice.
+void check_case(const Case& c, DType dt) {
+  const auto [B, T, H, Hk, D, Dv, window] = c;
+  INFO("dtype " << dtype_name(dt) << " B " << B << " T " << T << " H " << H << " Hk " << Hk << " D " << D << " Dv "
+                << Dv << " window " << window);
+  const double tol = dt == DType::f32 ? 1e-4 : 2e-2;
+  const double scale = 1.0 / std::sqrt(double(D));
+  const uint64_t seed = 1000 + 97 * T + 13 * D + 7 * Dv + 3 * H + Hk + 31 * (window + 1);
+  Tensor q = rounded(testing::randn({B, T, H, D}, seed + 1, 1.5, DType::f32), dt);
+  Tensor k = rounded(testing::randn({B, T, Hk, D}, seed + 2, 1.5, DType::f32), dt);
+  Tensor v = rounded(testing::randn({B, T, Hk, Dv}, seed + 3, 1.0, DType::f32), dt);
+  Tensor dout = rounded(testing::randn({B, T, H, Dv}, seed + 4, 1.0, DType::f32), dt);
+
+  std::vector<float> wout(B * T * H * Dv), wlse(B * H * T);
+  kc::attention_fwd<float>(q.data<float>(), k.data<float>(), v.data<float>(), wout.data(), wlse.data(), B, T, H, Hk,
+                           D, Dv, scale, window);
+  // Backward inputs shared by both sides: out as stored in dt, lse from the CPU.
+  Tensor out_in = rounded(Tensor::from_vector<float>(wout, {B, T, H, Dv}), dt);
+  std::vector<float> wdq(B * T * H * D), wdk(B * T * Hk * D), wdv(B * T * Hk * Dv);
+  kc::attention_bwd<float>(q.data<float>(), k.data<float>(), v.data<float>(), out_in.data<float>(),
+                           dout.data<float>(), wlse.data(), wdq.data(), wdk.data(), wdv.data(), B, T, H, Hk, D, Dv,
+                           scale, window);
+
+  Tensor qd = on_gpu(q.to(dt)), kd = on_gpu(k.to(dt)), vd = on_gpu(v.to(dt)), dod = on_gpu(dout.to(dt));
+  Tensor oind = on_gpu(out_in.to(dt)), lind = on_gpu(Tensor::from_vector<float>(wlse, {B, H, T}));
+  Tensor out = poisoned({B, T, H, Dv}, dt), lse = poisoned({B, H, T}, DType::f32);
+  auto fwd = [&] {
+    if (dt == DType::f32)
+      kg::attention_fwd<float>(dptr<float>(qd), dptr<float>(kd), dptr<float>(vd), dptr<float>(out), dptr<float>(lse),
+                               B, T, H, Hk, D, Dv, scale, window);
+    else
+      kg::attention_fwd<kg::bf16>(dptr<kg::bf16>(qd), dptr<kg::bf16>(kd), dptr<kg::bf16>(vd), dptr<kg::bf16>(out),
+                                  dptr<float>(lse), B, T, H, Hk, D, Dv, scale, window);
+  };
+  auto bwd = [&](Tensor& dq, Tensor& dk, Tensor& dv) {
+    if (dt == DType::f32)
+      kg::attention_bwd<float>(dptr<float>(qd), dptr<float>(kd), dptr<float>(vd), dptr<float>(oind),
+                               dptr<float>(dod), dptr<float>(lind), dptr<float>(dq), dptr<float>(dk),
+                               dptr<float>(dv), B, T, H, Hk, D, Dv, scale, window);
+    else
+      kg::attention_bwd<kg::bf16>(dptr<kg::bf16>(qd), dptr<kg::bf16>(kd), dptr<kg::bf16>(vd), dptr<kg::bf16>(oind),
+                                  dptr<kg::bf16>(dod), dptr<float>(lind), dptr<kg::bf16>(dq), dptr<kg::bf16>(dk),
+                                  dptr<kg::bf16>(dv), B, T, H, Hk, D, Dv, scale, window);
+  };
+  fwd();
+  CHECK(rel(back(out), wout) < tol);
+  CHECK(rel(back(lse), wlse) < 1e-4);
+  if (dt == DType::bf16) {  // misaligned pointers: the SIMT forward (fallback of the tensor-core path)
+    auto shifted = [&](const Tensor& host) {
+      std::vector<float> x(1, 0.0f);
+      const auto d = host.to_vector<float>();
+      x.insert(x.end(), d.begin(), d.end());
+      return on_gpu(Tensor::from_vector<float>(x, {int64_t(x.size())}).to(dt));
+    };
+    Tensor qm = shifted(q), km = shifted(k), vm = shifted(v);
+    Tensor om = poisoned({B * T * H * Dv + 1}, dt), lm = poisoned({B, H, T}, DType::f32);
+    kg::attention_fwd<kg::bf16>(dptr<kg::bf16>(qm) + 1, dptr<kg::bf16>(km) + 1, dptr<kg::bf16>(vm) + 1,
+                                dptr<kg::bf16>(om) + 1, dptr<float>(lm), B, T, H, Hk, D, Dv, scale, window);
+    auto o = back(om);
+    o.erase(o.begin());
+    CHECK(rel(o, wout) < tol);
+    CHECK(rel(back(lm), wlse) < 1e-4);
+  }
+
+  Tensor dq1 = poisoned({B, T, H, D}, dt), dk1 = poisoned({B, T, Hk, D}, dt), dv1 = poisoned({B, T, Hk, Dv}, dt);
+  Tensor dq2 = poisoned({B, T, H, D}, dt), dk2 = poisoned({B, T, Hk, D}, dt), dv2 = poisoned({B, T, Hk, Dv}, dt);
+  bwd(dq1, dk1, dv1);
+  bwd(dq2, dk2, dv2);
+  const auto gq = back(dq1), gk = back(dk1), gv = back(dv1);
+  double floor = 0;
+  for (float x : wdv) floor = std::max(floor, 0.1 * std::fabs(double(x)));
+  CHECK(rel(gq, wdq, floor) < tol);
+  CHECK(rel(gk, wdk, floor) < tol);
+  CHECK(rel(gv, wdv) < tol);
+  CHECK(gq == back(dq2));  // bitwise run to run
+  CHECK(gk == back(dk2));
+  CHECK(gv == back(dv2));
+}
+}  // namespace
+
+TEST_CASE("CUDA flash attention forward/backward match the CPU twin (windows, GQA, head dims)",
+          "[gpu][kernels][attention]") {
+  std::vector<Case> cases;
+  for (int64_t D : {16, 64, 128})
+    for (auto [H, Hk] : std::vector<std::pair<int64_t, int64_t>>{{4, 4}, {4, 1}})
+      for (int64_t T : {1, 7, 127, 129, 300}) {
+        std::set<int64_t> seen;  // effective windows already covered at this T
+        for (int64_t w : {int64_t(0), int64_t(1), int64_t(2), int64_t(128), int64_t(129), T + 5}) {
+          const int64_t eff = (w <= 0 || w >= T) ? T : w;
+          if (!seen.insert(eff).second) continue;
+          cases.push_back({2, T, H, Hk, D, D, w});
+        }
+      }
+  // Dv = 2D (differential attention's value width) and head dims that are not powers of two.
+  for (auto [D, Dv] : std::vector<std::pair<int64_t, int64_t>>{{16, 32}, {64, 128}, {128, 256}})
+    for (int64_t w : {0, 2, 128}) {
+      cases.push_back({2, 300, 4, 1, D, Dv, w});
+      cases.push_back({1, 129, 8, 2, D, Dv, w});
+    }
+  for (auto [D, Dv] : std::vector<std::pair<int64_t, int64_t>>{{8, 8}, {8, 16}, {20, 36}, {96, 40}, {100, 200}})
+    cases.push_back({2, 129, 4, 2, D, Dv, 65});
+  for (DType dt : {DType::f32, DType::bf16})
+    for (const Case& c : cases) check_case(c, dt);
+}
+
+TEST_CASE("CUDA flash attention rejects unsupported head dims with a message naming them", "[gpu][kernels][attention]") {
+  Tensor x = poisoned({64 * 1024}, DType::f32);
+  float* p = dptr<float>(x);
+  CHECK_THROWS_WITH(kg::attention_fwd<float>(p, p, p, p, p, 1, 4, 1, 1, 129, 64, 1.0, 0),
+                    Catch::Contains("D = 129"));
+  CHECK_THROWS_WITH(kg::attention_fwd<float>(p, p, p, p, p, 1, 4, 1, 1, 64, 257, 1.0, 0),
+                    Catch::Contains("Dv = 257"));
+  CHECK_THROWS_WITH(kg::attention_bwd<float>(p, p, p, p, p, p, p, p, p, 1, 4, 3, 2, 64, 64, 1.0, 0),
+                    Catch::Contains("Hk = 2"));
+}
+
+TEST_CASE("CUDA attention decode step matches the CPU twin (dense and strided caches)", "[gpu][kernels][attention]") {
+  for (DType dt : {DType::f32, DType::bf16}) {
+    const double tol = dt == DType::f32 ? 1e-4 : 2e-2;
+    for (auto [H, Hk, D, Dv] : std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>>{
+             {8, 2, 64, 64}, {8, 8, 16, 32}, {20, 2, 128, 256}, {4, 1, 40, 24}}) {
+      const int64_t B = 3, cap = 70;
+      const std::vector<int64_t> nv = {70, 1, 33};
+      const double scale = 1.0 / std::sqrt(double(D));
+      for (bool strided : {false, true}) {
+        INFO("decode " << dtype_name(dt) << " H " << H << " Hk " << Hk << " D " << D << " Dv " << Dv << " strided "
+                       << strided);
+        // Strided: each KV head stores [first | second] halves of width D (Dv); read the second half.
+        const int64_t kw = strided ? 2 * D : D, vw = strided ? 2 * Dv : Dv;
+        Tensor q = rounded(testing::randn({B, H, D}, 300 + D + H, 1.5, DType::f32), dt);
+        Tensor kcache = rounded(testing::randn({B, cap, Hk, kw}, 301 + D, 1.5, DType::f32), dt);
+        Tensor vcache = rounded(testing::randn({B, cap, Hk, vw}, 302 + Dv, 1.0, DType::f32), dt);
+        const int64_t k_pos = strided ? Hk * kw : 0, k_head = strided ? kw : 0;
+        const int64_t v_pos = strided ? Hk * vw : 0, v_head = strided ? vw : 0;
+        const int64_t koff = strided ? D : 0, voff = strided ? Dv : 0;
+        std::vector<float> want(B * H * Dv);
+        kc::attention_decode<float>(q.data<float>(), kcache.data<float>() + koff, vcache.data<float>() + voff,
+                                    want.data(), B, H, Hk, D, Dv, cap, nv.data(), scale, k_pos, k_head, v_pos, v_head);
+        Tensor qd = on_gpu(q.to(dt)), kd = on_gpu(kcache.to(dt)), vd = on_gpu(vcache.to(dt));
+        Tensor nvd = on_gpu(Tensor::from_vector<int64_t>(nv, {B}));
+        Tensor out = poisoned({B, H, Dv}, dt);
+        if (dt == DType::f32)
+          kg::attention_decode<float>(dptr<float>(qd), dptr<float>(kd) + koff, dptr<float>(vd) + voff,
+                                      dptr<float>(out), B, H, Hk, D, Dv, cap, dptr<int64_t>(nvd), scale, k_pos, k_head,
+                                      v_pos, v_head);
+        else
+          kg::attention_decode<kg::bf16>(dptr<kg::bf16>(qd), dptr<kg::bf16>(kd) + koff, dptr<kg::bf16>(vd) + voff,
+                                         dptr<kg::bf16>(out), B, H, Hk, D, Dv, cap, dptr<int64_t>(nvd), scale, k_pos,
+                                         k_head, v_pos, v_head);
+        CHECK(rel(back(out), want) < tol);
+      }
+    }
+  }
+}
+#endif
