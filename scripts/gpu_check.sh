@@ -45,13 +45,34 @@ if [ -x "$BIN/hyscale" ]; then
   timeout 180 "$BIN/hyscale" bench kernels --reps 20 > "$OUT/bench_kernels.log" 2>&1
   rc=$?
   record "bench kernels" "$([ $rc -eq 0 ] && head -1 "$OUT/bench_kernels.log" | cut -c1-110 || echo "exit $rc (see bench_kernels.log)")"
-  # 4. decode benchmark (CPU path until the CUDA backend runs the model; a reference point)
-  timeout 240 "$BIN/hyscale" bench decode --archs transformer,sambay --depth 8 --prompt 512 --gen 2048 \
-    --set model.ar=64 --set model.head_dim=64 --json "$OUT/bench_decode.json" > "$OUT/bench_decode.log" 2>&1
-  rc=$?
-  record "bench decode (CPU path)" "$([ $rc -eq 0 ] && grep -E '^sambay ' "$OUT/bench_decode.log" | head -1 | tr -s ' ' || echo "exit $rc")"
+  # 4. end-to-end training throughput on the GPU: tokens/s and MFU, bf16, seq 4096
+  for arch in transformer sambay; do
+    for depth in 8 16; do
+      log="$OUT/bench_train_${arch}_d${depth}.log"
+      timeout 240 "$BIN/hyscale" bench train configs/gpu_bench.yaml --set model.arch=$arch --set model.depth=$depth \
+        --steps 5 --warmup 2 > "$log" 2>&1
+      rc=$?
+      if [ $rc -eq 0 ]; then
+        record "bench train $arch d$depth" "$(grep -E '^tokens/s' "$log" | tr -s ' ') | $(grep -E '^MFU' "$log" | tr -s ' ')"
+      else
+        record "bench train $arch d$depth" "exit $rc: $(grep -m1 -i error "$log" | cut -c1-90)"
+      fi
+    done
+  done
 fi
 
+# 5. PyTorch references on the same GPU (SDPA flash/cuDNN, FlexAttention windows, a scan)
+if python3 -c "import torch" > /dev/null 2>&1; then
+  timeout 300 python3 scripts/bench_torch_ref.py --json "$OUT/bench_torch_ref.json" > "$OUT/bench_torch_ref.log" 2>&1
+  rc=$?
+  record "torch reference" "$([ $rc -eq 0 ] && grep -c TFLOP "$OUT/bench_torch_ref.log" | sed 's/$/ attention rows (bench_torch_ref.log)/' || echo "exit $rc")"
+else
+  record "torch reference" "no torch on this machine"
+fi
+
+for f in bench_kernels.log bench_torch_ref.log; do
+  [ -s "$OUT/$f" ] && { echo; echo "--- $f"; cat "$OUT/$f"; }
+done
 echo
 echo "=== gpu_check summary ($(date -u +%Y-%m-%dT%H:%MZ)) ==="
 for i in "${!NAMES[@]}"; do printf '%-28s %s\n' "${NAMES[$i]}" "${RESULTS[$i]}"; done

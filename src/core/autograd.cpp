@@ -3,6 +3,9 @@
 #include <unordered_map>
 
 #include "kernels/elementwise.h"
+#ifdef HYSCALE_WITH_CUDA
+#include "kernels/cuda.h"
+#endif
 
 namespace hyscale {
 
@@ -15,7 +18,20 @@ void accumulate_into(Tensor& acc, const Tensor& g) {
            " does not match accumulated shape ", shape_str(acc.shape()));
   Tensor gc = g.contiguous();
   if (gc.dtype() != acc.dtype()) gc = gc.to(acc.dtype());
-  HS_CHECK(acc.device().is_cpu(), "autograd: gradient accumulation supports device cpu only, got ", acc.desc());
+  if (gc.device() != acc.device()) gc = gc.to(acc.device());
+  if (acc.device().is_cuda()) {
+#ifdef HYSCALE_WITH_CUDA
+    if (acc.dtype() == DType::f32)
+      kernels::cuda::add<float>(acc.data<float>(), gc.data<float>(), acc.data<float>(), acc.numel());
+    else if (acc.dtype() == DType::bf16)
+      kernels::cuda::add<kernels::cuda::bf16>(static_cast<kernels::cuda::bf16*>(acc.raw_data()),
+                                              static_cast<const kernels::cuda::bf16*>(gc.raw_data()),
+                                              static_cast<kernels::cuda::bf16*>(acc.raw_data()), acc.numel());
+    else
+      HS_FAIL("autograd: cannot accumulate gradients of dtype ", dtype_name(acc.dtype()), " on ", acc.device().str());
+    return;
+#endif
+  }
   if (acc.dtype() == DType::f32)
     kernels::cpu::add_inplace(acc.data<float>(), gc.data<float>(), acc.numel());
   else if (acc.dtype() == DType::f64)
@@ -69,6 +85,11 @@ void run_backward(const Tensor& root, const Tensor& seed_in) {
   }
   HS_CHECK(seed.shape() == root.shape(), "backward(): seed shape ", shape_str(seed.shape()),
            " does not match output shape ", shape_str(root.shape()));
+  // A host seed (e.g. 1/accumulation steps) for a device or lower-precision root.
+  if (seed.device() != root.device() || seed.dtype() != root.dtype()) {
+    NoGrad ng;
+    seed = seed.to(root.dtype()).to(root.device());
+  }
 
   // Leaf root: just accumulate.
   auto fire_hooks = [](TensorImpl* leaf) {
@@ -163,7 +184,7 @@ void run_backward(const Tensor& root, const Tensor& seed_in) {
         if (--deps[m] == 0) {
           if (!pending.count(m) || !pending[m].defined()) {
             // No gradient flowed to this subgraph; still release its dependents' counts.
-            pending[m] = Tensor::zeros(in->shape, in->dtype);
+            pending[m] = Tensor::zeros(in->shape, in->dtype, in->storage->device());
           }
           ready.push_back(m);
         }

@@ -1,6 +1,7 @@
 #include "core/ops.h"
 
 #include "core/ops_util.h"
+#include "core/ops_cuda.h"
 
 #include <cmath>
 
@@ -16,6 +17,15 @@ namespace hyscale::ops {
 
 namespace kc = hyscale::kernels::cpu;
 using namespace detail;
+
+// Tensors on a CUDA device go to the CUDA implementation of the same op (core/ops_cuda.h)
+// once the shared checks above the call have passed.
+#ifdef HYSCALE_WITH_CUDA
+#define HS_CUDA_DISPATCH(t, call) \
+  if ((t).device().is_cuda()) return cuda_impl::call
+#else
+#define HS_CUDA_DISPATCH(t, call) (void)0
+#endif
 
 namespace {
 
@@ -59,6 +69,7 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in) {
   check_blas_dims("linear", {M, N, K});
   Shape out_shape = x.shape();
   out_shape.back() = N;
+  HS_CUDA_DISPATCH(x, linear(x, w));
   // An empty inner dimension gives a zero product (BLAS would leave C untouched).
   Tensor y = K == 0 ? Tensor::zeros(out_shape, x.dtype()) : Tensor::empty(out_shape, x.dtype());
   dispatch(x.dtype(), [&](auto z) {
@@ -124,6 +135,7 @@ Tensor bmm(const Tensor& a_in, const Tensor& b_in, bool ta, bool tb) {
   HS_CHECK(K == Kb, "bmm: inner dimensions differ: a ", shape_str(a.shape()), (ta ? "^T" : ""), " vs b ",
            shape_str(b.shape()), (tb ? "^T" : ""));
   check_blas_dims("bmm", {M, N, K});
+  HS_CUDA_DISPATCH(a, bmm(a, b, ta, tb));
   Tensor y = K == 0 ? Tensor::zeros({Bn, M, N}, a.dtype()) : Tensor::empty({Bn, M, N}, a.dtype());
   dispatch(a.dtype(), [&](auto z) {
     using T = decltype(z);
@@ -213,6 +225,7 @@ Tensor add(const Tensor& a_in, const Tensor& b_in) {
   Tensor a = prep("add", a_in, "a"), b = prep("add", b_in, "b");
   same_dtype("add", a, b);
   HS_CHECK(a.shape() == b.shape(), "add: shape mismatch: ", shape_str(a.shape()), " vs ", shape_str(b.shape()));
+  HS_CUDA_DISPATCH(a, add(a, b));
   Tensor y = Tensor::empty(a.shape(), a.dtype());
   dispatch(a.dtype(), [&](auto z) {
     using T = decltype(z);
@@ -225,6 +238,7 @@ Tensor mul(const Tensor& a_in, const Tensor& b_in) {
   Tensor a = prep("mul", a_in, "a"), b = prep("mul", b_in, "b");
   same_dtype("mul", a, b);
   HS_CHECK(a.shape() == b.shape(), "mul: shape mismatch: ", shape_str(a.shape()), " vs ", shape_str(b.shape()));
+  HS_CUDA_DISPATCH(a, mul(a, b));
   Tensor y = Tensor::empty(a.shape(), a.dtype());
   dispatch(a.dtype(), [&](auto z) {
     using T = decltype(z);
@@ -239,6 +253,7 @@ Tensor mul(const Tensor& a_in, const Tensor& b_in) {
 
 Tensor scale(const Tensor& a_in, double s) {
   Tensor a = prep("scale", a_in, "input");
+  HS_CUDA_DISPATCH(a, scale(a, s));
   Tensor y = Tensor::empty(a.shape(), a.dtype());
   dispatch(a.dtype(), [&](auto z) {
     using T = decltype(z);
@@ -251,6 +266,7 @@ Tensor scale(const Tensor& a_in, double s) {
 
 Tensor silu(const Tensor& x_in) {
   Tensor x = prep("silu", x_in, "input");
+  HS_CUDA_DISPATCH(x, silu(x));
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   dispatch(x.dtype(), [&](auto z) {
     using T = decltype(z);
@@ -266,6 +282,7 @@ Tensor swiglu(const Tensor& x_in) {
   Tensor x = prep("swiglu", x_in, "input");
   HS_CHECK(x.dim() >= 1 && x.shape().back() % 2 == 0 && x.shape().back() > 0,
            "swiglu: last dimension must be even (= 2 * hidden), got shape ", shape_str(x.shape()));
+  HS_CUDA_DISPATCH(x, swiglu(x));
   const int64_t I = x.shape().back() / 2, rows = x.numel() / (2 * I);
   Shape os = x.shape();
   os.back() = I;
@@ -304,6 +321,7 @@ Tensor rmsnorm(const Tensor& x_in, const Tensor& g_in, double eps) {
   same_dtype("rmsnorm", x, g);
   HS_CHECK(g.dim() == 1 && x.dim() >= 1 && x.shape().back() == g.size(0) && g.size(0) > 0, "rmsnorm: input ",
            shape_str(x.shape()), " does not match weight ", shape_str(g.shape()), " (or the normalised size is 0)");
+  HS_CUDA_DISPATCH(x, rmsnorm(x, g, eps));
   const int64_t D = g.size(0), rows = x.numel() / D;
   Tensor y = Tensor::empty(x.shape(), x.dtype()), rstd = Tensor::empty({rows}, x.dtype());
   dispatch(x.dtype(), [&](auto z) {
@@ -342,7 +360,8 @@ Tensor embedding(const Tensor& ids_in, const Tensor& table_in) {
   Tensor table = prep("embedding", table_in, "table");
   HS_CHECK(table.dim() == 2, "embedding: table must be [V, D], got ", shape_str(table.shape()));
   check_ids("embedding", ids_in, table.size(0));
-  Tensor ids = ids_in.contiguous();
+  HS_CUDA_DISPATCH(table, embedding(ids_in, table));
+  Tensor ids = ids_in.contiguous().to(Device::cpu());
   Shape os = ids.shape();
   os.push_back(table.size(1));
   Tensor y = Tensor::empty(os, table.dtype());
@@ -381,6 +400,7 @@ Tensor rope(const Tensor& x_in, double base, int64_t pos0) {
   HS_CHECK(x.dim() == 4 && x.size(3) % 2 == 0, "rope: expected [B, T, H, D] with even D, got ",
            shape_str(x.shape()));
   HS_CHECK(base > 0, "rope: base must be positive, got ", base);
+  HS_CUDA_DISPATCH(x, rope(x, base, pos0));
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   dispatch(x.dtype(), [&](auto z) {
     using T = decltype(z);
@@ -428,6 +448,7 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, dou
            "attention: q ", shape_str(q.shape()), " and k ", shape_str(k.shape()), " disagree on B, T or D");
   HS_CHECK(k.size(2) > 0 && q.size(2) % k.size(2) == 0, "attention: query heads (", q.size(2),
            ") must be a multiple of KV heads (", k.size(2), ")");
+  HS_CUDA_DISPATCH(q, attention(q, k, v, scale, window));
   const int64_t B = q.size(0), T_ = q.size(1), H = q.size(2), Hk = k.size(2), D = q.size(3), Dv = v.size(3);
   Tensor out = Tensor::empty({B, T_, H, Dv}, q.dtype()), lse = Tensor::empty({B, H, T_}, q.dtype());
   dispatch(q.dtype(), [&](auto z) {
@@ -473,9 +494,10 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in) {
   HS_CHECK(targets_in.dim() == 1 && targets_in.size(0) == logits.size(0), "cross_entropy: targets ",
            shape_str(targets_in.shape()), " do not match logits ", shape_str(logits.shape()));
   check_ids("cross_entropy", targets_in, logits.size(1));
-  Tensor targets = targets_in.contiguous();
+  HS_CHECK(logits.size(0) > 0, "cross_entropy: no rows");
+  HS_CUDA_DISPATCH(logits, cross_entropy(logits, targets_in));
+  Tensor targets = targets_in.contiguous().to(Device::cpu());
   const int64_t N = logits.size(0), V = logits.size(1);
-  HS_CHECK(N > 0, "cross_entropy: no rows");
   Tensor rows = Tensor::empty({N}, logits.dtype()), lse = Tensor::empty({N}, logits.dtype());
   Tensor loss = Tensor::empty({}, logits.dtype());
   dispatch(logits.dtype(), [&](auto z) {
@@ -492,6 +514,26 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in) {
   node->targets = targets;
   node->lse = lse;
   return record(loss, node, {&logits});
+}
+
+namespace {
+struct CastNode : Node {
+  DType in_dtype;
+  std::vector<Tensor> backward(const Tensor& g) override { return {g.to(in_dtype)}; }
+  const char* name() const override { return "cast"; }
+};
+}  // namespace
+
+Tensor cast(const Tensor& x, DType dtype) {
+  HS_CHECK(x.defined(), "cast: input is undefined");
+  HS_CHECK(is_floating(x.dtype()) && is_floating(dtype), "cast: ", x.desc(), " to ", dtype_name(dtype),
+           ": only between floating dtypes");
+  if (x.dtype() == dtype) return x;
+  Tensor y = x.detach().to(dtype);
+  if (!any_requires_grad({&x})) return y;
+  auto node = std::make_shared<CastNode>();
+  node->in_dtype = x.dtype();
+  return record(y, node, {&x});
 }
 
 }  // namespace hyscale::ops

@@ -30,6 +30,10 @@ Tensor rope(const Tensor& x, double base, int64_t pos0 = 0);
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, int64_t window = 0);
 // logits [N, V], targets int32 [N] -> scalar mean cross-entropy (fused with the softmax)
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
+// Differentiable dtype conversion (bf16 compute copies of fp32 master weights under mixed
+// precision): y = x rounded to `dtype`; the gradient is converted back to x's dtype.
+// Same dtype returns x itself.
+Tensor cast(const Tensor& x, DType dtype);
 
 }  // namespace hyscale::ops
 

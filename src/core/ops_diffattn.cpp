@@ -1,6 +1,7 @@
 // Autograd ops of differential attention's scalar lambda and the a1 - lambda a2 combination.
 #include "core/ops.h"
 #include "core/ops_util.h"
+#include "core/ops_cuda.h"
 #include "kernels/diff_attn.h"
 
 namespace hyscale::ops {
@@ -55,6 +56,9 @@ Tensor diff_lambda(const Tensor& q1_in, const Tensor& k1_in, const Tensor& q2_in
     HS_CHECK(t->shape() == q1.shape() && q1.dim() == 1, op, ": the four lambda vectors must be [d], got ",
              shape_str(q1.shape()), " and ", shape_str(t->shape()));
   }
+#ifdef HYSCALE_WITH_CUDA
+  if (q1.device().is_cuda()) return cuda_impl::diff_lambda(q1, k1, q2, k2, lambda_init);
+#endif
   Tensor out = Tensor::empty({}, q1.dtype());
   dispatch(q1.dtype(), [&](auto z) {
     using T = decltype(z);
@@ -73,9 +77,16 @@ Tensor diff_combine(const Tensor& a1_in, const Tensor& a2_in, const Tensor& lamb
   const char* op = "diff_combine";
   Tensor a1 = prep(op, a1_in, "a1"), a2 = prep(op, a2_in, "a2"), lam = prep(op, lambda_in, "lambda");
   same_dtype(op, a1, a2);
-  same_dtype(op, a1, lam);
   HS_CHECK(a1.shape() == a2.shape(), op, ": a1 ", shape_str(a1.shape()), " and a2 ", shape_str(a2.shape()), " differ");
   HS_CHECK(lam.numel() == 1, op, ": lambda must be a scalar, got ", shape_str(lam.shape()));
+#ifdef HYSCALE_WITH_CUDA
+  // On the GPU lambda stays fp32 when the activations are bf16 (mixed precision).
+  if (a1.device().is_cuda()) {
+    HS_CHECK(lam.device() == a1.device(), op, ": device mismatch: ", a1.desc(), " vs ", lam.desc());
+    return cuda_impl::diff_combine(a1, a2, lam);
+  }
+#endif
+  same_dtype(op, a1, lam);
   const double lv = lam.item();
   Tensor out = Tensor::empty(a1.shape(), a1.dtype());
   dispatch(a1.dtype(), [&](auto z) {

@@ -1,6 +1,7 @@
 // Autograd ops of the Mamba-1 / GMU kernel families (selective scan, causal conv1d, GMU gate).
 #include "core/ops.h"
 #include "core/ops_util.h"
+#include "core/ops_cuda.h"
 #include "kernels/conv1d.h"
 #include "kernels/gmu.h"
 #include "kernels/selective_scan.h"
@@ -87,6 +88,9 @@ Tensor selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tensor& 
   HS_CHECK(D.shape() == Shape({Dc}) && bias.shape() == Shape({Dc}), op, ": D and dt_bias must be [", Dc, "], got ",
            shape_str(D.shape()), " and ", shape_str(bias.shape()));
   HS_CHECK(chunk >= 1, op, ": chunk must be >= 1, got ", chunk);
+#ifdef HYSCALE_WITH_CUDA
+  if (u.device().is_cuda()) return cuda_impl::selective_scan(u, delta, A_log, Bm, Cm, D, bias, chunk);
+#endif
   Tensor y = Tensor::empty(u.shape(), u.dtype());
   Tensor states = Tensor::empty({B, kc::scan_num_chunks(T_, chunk), Dc, N}, u.dtype());
   dispatch(u.dtype(), [&](auto z) {
@@ -117,6 +121,9 @@ Tensor causal_conv1d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in)
   HS_CHECK(w.dim() == 2 && w.size(0) == x.size(2) && w.size(1) >= 1 && w.size(1) <= 8, op, ": weight must be [",
            x.size(2), ", K] with 1 <= K <= 8, got ", shape_str(w.shape()));
   HS_CHECK(b.shape() == Shape({x.size(2)}), op, ": bias must be [", x.size(2), "], got ", shape_str(b.shape()));
+#ifdef HYSCALE_WITH_CUDA
+  if (x.device().is_cuda()) return cuda_impl::causal_conv1d(x, w, b);
+#endif
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   dispatch(x.dtype(), [&](auto z) {
     using T = decltype(z);
@@ -135,6 +142,9 @@ Tensor gmu_gate(const Tensor& p_in, const Tensor& m_in) {
   same_dtype(op, p, m);
   HS_CHECK(p.shape() == m.shape() && p.dim() >= 1, op, ": gate input ", shape_str(p.shape()), " and memory ",
            shape_str(m.shape()), " must have the same shape");
+#ifdef HYSCALE_WITH_CUDA
+  if (p.device().is_cuda()) return cuda_impl::gmu_gate(p, m);
+#endif
   Tensor h = Tensor::empty(p.shape(), p.dtype());
   const int64_t d = p.shape().back(), rows = d ? p.numel() / d : 0;
   dispatch(p.dtype(), [&](auto z) {

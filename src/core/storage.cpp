@@ -100,6 +100,8 @@ int device_count() { return 0; }
 std::string device_name(int) { no_cuda(); }
 std::string memory_stats() { return "no CUDA in this build"; }
 void empty_cache() {}
+void set_device(int) { no_cuda(); }
+void synchronize() {}
 }  // namespace cudart
 #endif
 

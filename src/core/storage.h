@@ -44,6 +44,10 @@ std::string device_name(int device);
 // cached blocks to the driver.
 std::string memory_stats();
 void empty_cache();
+// Makes `device` current for this thread: kernels launch on the current device.
+void set_device(int device);
+// Waits for all work on the current device (timing).
+void synchronize();
 }  // namespace cudart
 
 }  // namespace hyscale

@@ -1,5 +1,9 @@
 #include "core/tensor.h"
 
+#ifdef HYSCALE_WITH_CUDA
+#include "kernels/cuda.h"
+#endif
+
 #include <omp.h>
 
 #include <cmath>
@@ -143,6 +147,20 @@ void strided_copy_cpu(const Tensor& dst, const Tensor& src) {
   }
 }
 
+// Copies src into dst, both on one CUDA device (any strides; f32 <-> bf16 and other casts).
+void strided_copy_device(const Tensor& dst, const Tensor& src) {
+#ifdef HYSCALE_WITH_CUDA
+  if (dst.numel() == 0) return;
+  Shape sh = dst.shape(), ds = dst.strides(), ss = src.strides();
+  if (sh.empty()) sh = ds = ss = {1};
+  HS_CHECK(sh.size() <= 8, "copy on ", dst.device().str(), ": at most 8 dimensions, got ", shape_str(sh));
+  kernels::cuda::strided_copy(dst.raw_data(), static_cast<int>(dst.dtype()), ds.data(), src.raw_data(),
+                              static_cast<int>(src.dtype()), ss.data(), sh.data(), static_cast<int>(sh.size()));
+#else
+  HS_FAIL("copy between CUDA tensors ", src.desc(), " -> ", dst.desc(), " in a build without CUDA");
+#endif
+}
+
 // ---------------------------------------------------------------- view nodes
 struct ReshapeNode : Node {
   Shape in_shape;
@@ -155,7 +173,7 @@ struct SliceNode : Node {
   DType dtype;
   int64_t dim, start, end;
   std::vector<Tensor> backward(const Tensor& g) override {
-    Tensor gi = Tensor::zeros(in_shape, dtype);
+    Tensor gi = Tensor::zeros(in_shape, dtype, g.device());
     gi.slice(dim, start, end).copy_from(g);
     return {gi};
   }
@@ -283,19 +301,46 @@ void Tensor::copy_from(const Tensor& src) {
     strided_copy_cpu(*this, src);
     return;
   }
+  if (device().is_cuda() && src.device().is_cuda()) {
+    HS_CHECK(device() == src.device(), "copy_from: ", src.desc(), " to ", desc(),
+             ": copies between two GPUs go through .to(cpu)");
+    if (impl().storage == src.impl().storage && numel() > 0) {
+      Tensor tmp = empty(src.shape(), src.dtype(), src.device());
+      strided_copy_device(tmp, src);
+      strided_copy_device(*this, tmp);
+      return;
+    }
+    strided_copy_device(*this, src);
+    return;
+  }
   // Cross-device: stage through a contiguous copy of matching dtype.
   Tensor s = src.device().is_cpu() ? src : src.to(Device::cpu());
   if (device().is_cpu()) {
     strided_copy_cpu(*this, s);
     return;
   }
-  HS_CHECK(is_contiguous(), "copy_from: device destination must be contiguous, got ", desc());
   Tensor staged = s.dtype() == dtype() ? s.contiguous() : s.to(dtype()).contiguous();
+  if (!is_contiguous()) {  // into a device view: upload, then a strided device copy
+    Tensor up = staged.to(device());
+    strided_copy_device(*this, up);
+    return;
+  }
   copy_bytes(raw_data(), device(), staged.raw_data(), Device::cpu(), nbytes());
 }
 
 void Tensor::fill(double value) {
-  HS_CHECK(device().is_cpu(), "fill: only CPU tensors, got ", desc());
+  if (device().is_cuda()) {
+#ifdef HYSCALE_WITH_CUDA
+    if (is_contiguous()) {
+      kernels::cuda::fill(raw_data(), static_cast<int>(dtype()), numel(), value);
+    } else {
+      Tensor tmp = empty(shape(), dtype(), device());
+      tmp.fill(value);
+      copy_from(tmp);
+    }
+    return;
+#endif
+  }
   void* base = raw_data();
   if (is_contiguous()) {
     const int64_t n = numel();

@@ -72,8 +72,8 @@ void causal_conv1d_bwd(const T* x, const T* w, const T* dy, T* dx, float* dw, fl
 // and the D skip fused; no z-gate, y is the GMU memory): one thread per (sequence, channel), the
 // N <= 64 fp32 states in registers, B_t/C_t shared by all channels (broadcast loads). states
 // [B, n_chunks, Dc, N] (fp32) receive h at the last step of each chunk, as the CPU saves them for
-// the backward. u, delta, y in T; A_log, D, dt_bias, Bm, Cm in T as well. The backward is not
-// written yet (issue: CUDA hybrid kernels).
+// the backward. u, delta, y in T; A_log, D, dt_bias, Bm, Cm in T as well. The backward is in
+// kernels/cuda_hybrid.h.
 template <class T>
 void selective_scan_fwd(const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, const T* D,
                         const T* dt_bias, T* y, float* states, int64_t B, int64_t T_, int64_t Dc, int64_t N,
@@ -107,5 +107,14 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
 // Sum of squares of x [n] in double, deterministic (fixed grid, fixed-order final pass);
 // synchronises the stream and returns the value.
 double sum_squares(const float* x, int64_t n, void* stream = nullptr);
+
+// ---- tensor plumbing (tensor_kernels.cu)
+// dst[i] = src[i] over a view of `ndim` (<= 8) dimensions, strides in elements; the dtypes are
+// core/dtype.h's codes (0 f32, 1 f64, 2 bf16, 3 i32, 4 i64). Same dtype moves the bits;
+// otherwise converts (f32 <-> bf16 rounds to nearest even). dst and src must not overlap.
+void strided_copy(void* dst, int dst_dtype, const int64_t* dst_strides, const void* src, int src_dtype,
+                  const int64_t* src_strides, const int64_t* shape, int ndim, void* stream = nullptr);
+// dst[0..n) = value (converted to dtype), contiguous.
+void fill(void* dst, int dtype, int64_t n, double value, void* stream = nullptr);
 
 }  // namespace hyscale::kernels::cuda

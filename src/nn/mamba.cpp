@@ -32,17 +32,17 @@ Mamba::Mamba(const MambaConfig& cfg) : cfg_(cfg) {
 Tensor Mamba::forward(const Tensor& u, Tensor* memory_out, Tensor* conv_state, Tensor* ssm_state) const {
   const int64_t di = d_inner_, R = dt_rank_, N = cfg_.d_state;
   const auto& tp = cfg_.tp;
-  Tensor xz = ops::linear(parallel::copy_to_tp(u, tp), in_proj);  // [B, T, 2 di]
+  Tensor xz = ops::linear(parallel::copy_to_tp(u, tp), cw(in_proj));  // [B, T, 2 di]
   Tensor x = xz.slice(2, 0, di), z = xz.slice(2, di, 2 * di);
-  Tensor xc = ops::silu(ops::causal_conv1d(x, conv_w, conv_b));
+  Tensor xc = ops::silu(ops::causal_conv1d(x, cw(conv_w), cw(conv_b)));
   // [B, T, R + 2N]: partial sums over this rank's channels; every rank's channels consume the total.
-  Tensor dbc = parallel::copy_to_tp(parallel::reduce_from_tp(ops::linear(xc, x_proj), tp), tp);
-  Tensor delta = ops::linear(dbc.slice(2, 0, R), dt_proj);
-  Tensor y = ops::selective_scan(xc, delta, A_log, dbc.slice(2, R, R + N), dbc.slice(2, R + N, R + 2 * N), D, dt_bias,
+  Tensor dbc = parallel::copy_to_tp(parallel::reduce_from_tp(ops::linear(xc, cw(x_proj)), tp), tp);
+  Tensor delta = ops::linear(dbc.slice(2, 0, R), cw(dt_proj));
+  Tensor y = ops::selective_scan(xc, delta, cw(A_log), dbc.slice(2, R, R + N), dbc.slice(2, R + N, R + 2 * N), cw(D), cw(dt_bias),
                                  cfg_.scan_chunk);
   if (memory_out) *memory_out = y;
   if (conv_state || ssm_state) capture_state(x, xc, delta, dbc, conv_state, ssm_state);
-  return parallel::reduce_from_tp(ops::linear(ops::gmu_gate(z, y), out_proj), tp);  // y * silu(z)
+  return parallel::reduce_from_tp(ops::linear(ops::gmu_gate(z, y), cw(out_proj)), tp);  // y * silu(z)
 }
 
 void Mamba::capture_state(const Tensor& x_in, const Tensor& xc_in, const Tensor& delta_in, const Tensor& dbc,
@@ -87,8 +87,8 @@ GMU::GMU(int64_t dim, int64_t d_mem, DType dtype, parallel::TensorParallel tp) :
 
 Tensor GMU::forward(const Tensor& x, const Tensor& memory) const {
   HS_CHECK(memory.defined(), "GMU layer: no memory tensor (a GMU needs a Mamba memory layer 'M*' before it)");
-  Tensor p = ops::linear(parallel::copy_to_tp(x, tp_), in_proj);
-  return parallel::reduce_from_tp(ops::linear(ops::gmu_gate(p, memory), out_proj), tp_);
+  Tensor p = ops::linear(parallel::copy_to_tp(x, tp_), cw(in_proj));
+  return parallel::reduce_from_tp(ops::linear(ops::gmu_gate(p, memory), cw(out_proj)), tp_);
 }
 
 }  // namespace hyscale::nn

@@ -1,5 +1,6 @@
 #include "nn/module.h"
 
+#include "core/ops.h"
 #include "core/random.h"
 
 namespace hyscale::nn {
@@ -22,6 +23,31 @@ std::vector<std::pair<std::string, ShardSpec>> Module::named_shard_specs(const s
     out.insert(out.end(), sub.begin(), sub.end());
   }
   return out;
+}
+
+void Module::to_device(Device dev) {
+  for (auto& [n, t] : params_) {
+    if (t.device() == dev) continue;
+    Tensor moved = t.detach().contiguous().to(dev);
+    TensorImpl& im = t.impl();
+    im.storage = moved.impl().storage;
+    im.offset = moved.impl().offset;
+    im.strides = moved.impl().strides;
+    im.grad.reset();
+  }
+  for (auto& [n, m] : children_) m->to_device(dev);
+}
+
+void Module::set_compute_dtype(DType dt) {
+  HS_CHECK(is_floating(dt), "compute dtype must be floating, got ", dtype_name(dt));
+  cast_ = true;
+  compute_dtype_ = dt;
+  for (auto& [n, m] : children_) m->set_compute_dtype(dt);
+}
+
+Tensor Module::cw(const Tensor& p) const {
+  if (!cast_ || p.dtype() == compute_dtype_) return p;
+  return ops::cast(p, compute_dtype_);
 }
 
 Shape global_shape(const Shape& local, const ShardSpec& spec, int tp) {

@@ -44,8 +44,18 @@ class Module {
   int64_t num_parameters() const;
   // Shard specs, in the order of named_parameters.
   std::vector<std::pair<std::string, ShardSpec>> named_shard_specs(const std::string& prefix = "") const;
+  // Moves every parameter (this module's and its children's) to `dev` in place: the tensors keep
+  // their identity, so every holder (optimizer, hooks) sees the move. Call before building the
+  // optimizer. Gradients are dropped.
+  void to_device(Device dev);
+  // Mixed precision: forward passes read each parameter through cw(), which returns a
+  // differentiable copy in `dt` (bf16 compute copies of fp32 master weights; the gradient flows
+  // back to the fp32 parameter in fp32). Applies to this module and its children.
+  void set_compute_dtype(DType dt);
 
  protected:
+  // The parameter as the forward should read it: p itself, or its cast to the compute dtype.
+  Tensor cw(const Tensor& p) const;
   // Registers a leaf parameter (requires_grad on); the name is local to this module.
   Tensor register_parameter(const std::string& name, Tensor t, ShardSpec spec = {});
   template <class M>
@@ -57,6 +67,8 @@ class Module {
  private:
   std::vector<std::pair<std::string, Tensor>> params_;
   std::vector<ShardSpec> specs_;
+  bool cast_ = false;
+  DType compute_dtype_ = DType::f32;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
 };
 

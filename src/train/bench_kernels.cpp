@@ -1,6 +1,7 @@
 // `hyscale bench kernels`: achieved bandwidth of each memory-bound CUDA kernel and TFLOP/s of
 // the cuBLASLt GEMM, next to ceilings measured in the same run (a large device-to-device copy,
 // a large bf16 GEMM) and the percentage of each. Needs a CUDA build and a GPU.
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -13,6 +14,8 @@
 #include <cuda_runtime.h>
 
 #include "kernels/cuda.h"
+#include "kernels/cuda_attention.h"
+#include "kernels/cuda_hybrid.h"
 #endif
 
 namespace hyscale::train {
@@ -107,6 +110,71 @@ void bench_kernels(int64_t reps) {
   row_gemm("gemm bf16 8K x 4096 x 1024 (dgrad)", 2.0 * 8192 * 4096 * 1024, [&] {
     kg::gemm(false, false, 8192, 1024, 4096, 1.0f, a.p, 4096, b.p, 1024, 0.0f, c.p, 1024, true, true);
   });
+
+  // ---- the hybrid layers' kernels (bf16), shapes of a d16-sized model at seq 4096.
+  // Attention FLOPs count visible (query, key) pairs only (KERNELS.md): forward 2 (D + Dv) per
+  // pair, backward 2.5x that; the percentage is of the bf16 GEMM ceiling. The same shapes are
+  // timed for PyTorch SDPA / FlexAttention by scripts/bench_torch_ref.py.
+  {
+    const int64_t B = 2, T = 4096, H = 16, Hk = 4, D = 128;
+    const int64_t qn = B * T * H * D, kn = B * T * Hk * D;
+    kg::bf16* q = a.as<kg::bf16>();
+    kg::bf16* k = q + qn;
+    kg::bf16* v = k + kn;
+    kg::bf16* o = b.as<kg::bf16>();
+    kg::bf16* dout = o + qn;
+    kg::bf16* dq = c.as<kg::bf16>();
+    kg::bf16* dk = dq + qn;
+    kg::bf16* dv = dk + kn;
+    float* lse = d.as<float>();
+    for (int64_t W : {int64_t{0}, int64_t{128}, int64_t{2048}}) {
+      const double pairs =
+          W <= 0 || W >= T ? 0.5 * T * (T + 1) : 0.5 * W * (W + 1) + static_cast<double>(T - W) * W;
+      const double fwd = pairs * 2.0 * (D + D) * B * H;
+      const std::string tag = (W <= 0 ? std::string("causal") : "window " + std::to_string(W)) + " (2x4096, 16/4 heads, 128)";
+      const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+      row_gemm("attention fwd " + tag, fwd,
+               [&] { kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W); });
+      row_gemm("attention fwd+bwd " + tag, 3.5 * fwd, [&] {
+        kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W);
+        kg::attention_bwd<kg::bf16>(q, k, v, o, dout, lse, dq, dk, dv, B, T, H, Hk, D, D, scale, W);
+      });
+    }
+  }
+  {
+    // Selective scan and conv1d of one Mamba layer at d16 width: d_inner 4096, N 16, chunk 128.
+    const int64_t B = 2, T = 4096, Dc = 4096, N = 16, chunk = 128, K = 4;
+    const int64_t xn = B * T * Dc, bn = B * T * N, nch = (T + chunk - 1) / chunk;
+    kg::bf16* u = a.as<kg::bf16>();
+    kg::bf16* dl = u + xn;
+    kg::bf16* Bm = dl + xn;
+    kg::bf16* Cm = Bm + bn;
+    kg::bf16* Al = Cm + bn;
+    kg::bf16* Dd = Al + Dc * N;
+    kg::bf16* bias = Dd + Dc;
+    kg::bf16* y = b.as<kg::bf16>();
+    kg::bf16* dy = y + xn;
+    kg::bf16* du = dy + xn;
+    kg::bf16* ddl = du + xn;
+    float* states = c.as<float>();
+    float* grads = states + B * nch * Dc * N;  // dA, dB, dC, dD, dbias (fp32)
+    const double io = 2.0;                     // bytes per bf16 element
+    const double fwd_bytes = io * (3.0 * xn + 2.0 * bn) + 4.0 * B * nch * Dc * N;
+    const double bwd_bytes = io * (5.0 * xn + 2.0 * bn) + 4.0 * (2.0 * bn + B * nch * Dc * N);
+    row_bw("selective scan fwd (2x4096, 4096, N16)", fwd_bytes, [&] {
+      kg::selective_scan_fwd<kg::bf16>(u, dl, Al, Bm, Cm, Dd, bias, y, states, B, T, Dc, N, chunk);
+    });
+    row_bw("selective scan fwd+bwd", fwd_bytes + bwd_bytes, [&] {
+      kg::selective_scan_fwd<kg::bf16>(u, dl, Al, Bm, Cm, Dd, bias, y, states, B, T, Dc, N, chunk);
+      kg::selective_scan_bwd<kg::bf16>(u, dl, Al, Bm, Cm, Dd, bias, states, dy, du, ddl, grads, grads + Dc * N,
+                                       grads + Dc * N + bn, grads + Dc * N + 2 * bn, grads + Dc * N + 2 * bn + Dc, B,
+                                       T, Dc, N, chunk);
+    });
+    row_bw("causal conv1d fwd+bwd (K4)", io * 5.0 * xn, [&] {
+      kg::causal_conv1d_fwd<kg::bf16>(u, Al, bias, y, B, T, Dc, K);
+      kg::causal_conv1d_bwd<kg::bf16>(u, Al, dy, du, grads, grads + Dc * K, B, T, Dc, K);
+    });
+  }
 }
 #endif
 

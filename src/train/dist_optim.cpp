@@ -6,10 +6,30 @@
 
 #include "kernels/adamw.h"
 #include "kernels/elementwise.h"
+#ifdef HYSCALE_WITH_CUDA
+#include "kernels/cuda.h"
+#endif
 
 namespace hyscale::train {
 
 namespace kc = hyscale::kernels::cpu;
+
+namespace {
+// Whole-tensor fp32 helpers for the device the tensor lives on (parameters, gradients and
+// moments of one optimizer share a device).
+double sum_squares_of(const Tensor& g) {
+#ifdef HYSCALE_WITH_CUDA
+  if (g.device().is_cuda()) return kernels::cuda::sum_squares(g.data<float>(), g.numel());
+#endif
+  return kc::sum_squares(g.data<float>(), g.numel());
+}
+void scale_in_place(const Tensor& g, float f) {
+#ifdef HYSCALE_WITH_CUDA
+  if (g.device().is_cuda()) return kernels::cuda::scale<float>(g.data<float>(), f, g.data<float>(), g.numel());
+#endif
+  kc::scale(g.data<float>(), f, g.data<float>(), g.numel());
+}
+}  // namespace
 
 DistributedAdamW::DistributedAdamW(const std::vector<std::pair<std::string, Tensor>>& params,
                                    const std::vector<std::pair<std::string, nn::ShardSpec>>& specs,
@@ -18,16 +38,23 @@ DistributedAdamW::DistributedAdamW(const std::vector<std::pair<std::string, Tens
   HS_CHECK(params.size() == specs.size(), "optimizer: ", params.size(), " parameters but ", specs.size(), " shard specs");
   for (size_t i = 0; i < params.size(); ++i) {
     const auto& [name, p] = params[i];
-    HS_CHECK(p.dtype() == DType::f32 && p.device().is_cpu() && p.is_contiguous(), "optimizer: parameter '", name,
-             "' must be a contiguous f32 CPU tensor, got ", p.desc());
+    HS_CHECK(p.dtype() == DType::f32 && p.is_contiguous(), "optimizer: parameter '", name,
+             "' must be a contiguous f32 tensor (the fp32 master weights), got ", p.desc());
+    HS_CHECK(p.device() == params[0].second.device(), "optimizer: parameter '", name, "' is on ", p.device().str(),
+             ", the first parameter on ", params[0].second.device().str());
+    // The bucketed reductions and ZeRO shards stage through host buffers (MPI): device
+    // parameters train on one process per data-parallel group until NCCL buckets exist.
+    HS_CHECK(p.device().is_cpu() || grid.dp == 1, "optimizer: data-parallel training (dp = ", grid.dp,
+             ") of parameters on ", p.device().str(), " is not supported yet; run one process per GPU group ",
+             "with dp = 1, or train on the cpu");
     HS_CHECK(specs[i].first == name, "optimizer: shard spec order does not match the parameters at '", name, "'");
     params_.push_back(DistParam{name, p, specs[i].second, is_vector_param(name, p) ? 1 : 0, 0, 0});
   }
   got_.assign(params_.size(), 0);
   if (!zero_)
     for (auto& dp : params_) {
-      m_.push_back(Tensor::zeros(dp.p.shape()));
-      v_.push_back(Tensor::zeros(dp.p.shape()));
+      m_.push_back(Tensor::zeros(dp.p.shape(), DType::f32, dp.p.device()));
+      v_.push_back(Tensor::zeros(dp.p.shape(), DType::f32, dp.p.device()));
     }
   if (grid_.dp > 1) {
     // Buckets in backward order: the last-registered parameters get their gradients first.
@@ -166,7 +193,7 @@ double DistributedAdamW::grad_norm() {
   } else {
     for (auto& dp : params_) {
       Tensor g = dp.p.grad();
-      if (g.defined() && counted_once(dp)) ss += kc::sum_squares(g.data<float>(), g.numel());
+      if (g.defined() && counted_once(dp)) ss += sum_squares_of(g);
     }
   }
   if (grid_.tp > 1) grid_.tp_comm->allreduce(&ss, 1, DType::f64);
@@ -181,7 +208,7 @@ void DistributedAdamW::scale_grads(double factor) {
   }
   for (auto& dp : params_) {
     Tensor g = dp.p.grad();
-    if (g.defined()) kc::scale(g.data<float>(), f, g.data<float>(), g.numel());
+    if (g.defined()) scale_in_place(g, f);
   }
 }
 
@@ -190,6 +217,12 @@ void DistributedAdamW::step(double lr) {
   const double mult[2] = {cfg_.matrix_lr_mult, cfg_.vector_lr_mult};
   const double wd[2] = {cfg_.weight_decay, cfg_.vector_weight_decay};
   auto update = [&](float* p, const float* g, float* m, float* v, int64_t n, int group) {
+#ifdef HYSCALE_WITH_CUDA
+    if (!params_.empty() && params_[0].p.device().is_cuda())
+      return kernels::cuda::adamw_step(p, g, m, v, n, static_cast<float>(lr * mult[group]),
+                                       static_cast<float>(cfg_.beta1), static_cast<float>(cfg_.beta2),
+                                       static_cast<float>(cfg_.eps), static_cast<float>(wd[group]), step_);
+#endif
     kc::adamw_step(p, g, m, v, n, static_cast<float>(lr * mult[group]), static_cast<float>(cfg_.beta1),
                    static_cast<float>(cfg_.beta2), static_cast<float>(cfg_.eps), static_cast<float>(wd[group]), step_);
   };
@@ -200,7 +233,7 @@ void DistributedAdamW::step(double lr) {
       // No gradient = a zero gradient (weight decay and momentum still act), as with dp > 1
       // where the reduction always yields one: the same run at every layout.
       if (!g.defined()) {
-        g = Tensor::zeros(p.shape());
+        g = Tensor::zeros(p.shape(), DType::f32, p.device());
         p.set_grad(g);
       }
       update(p.data<float>(), g.data<float>(), m_[i].data<float>(), v_[i].data<float>(), p.numel(), params_[i].group);

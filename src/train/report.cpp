@@ -9,6 +9,9 @@
 #include "core/autograd.h"
 #include "core/random.h"
 #include "kernels/gemm.h"
+#include "core/storage.h"
+#include "parallel/comm.h"
+#include "train/dist_optim.h"
 #include "train/optimizer.h"
 #include "train/trainer.h"
 
@@ -46,13 +49,41 @@ std::string model_info(const RunConfig& cfg) {
   return os.str();
 }
 
+namespace {
+// Dense peak of the card for `precision`, from its name (0 when unknown): the MFU denominator
+// when logging.peak_flops is not set. H100/H200 SXM: 989 TFLOP/s bf16 tensor cores, 67 fp32;
+// A100: 312 bf16, 19.5 fp32.
+double known_peak_flops(const std::string& name, bool bf16) {
+  if (name.find("H100") != std::string::npos || name.find("H200") != std::string::npos) return bf16 ? 989e12 : 67e12;
+  if (name.find("A100") != std::string::npos) return bf16 ? 312e12 : 19.5e12;
+  return 0;
+}
+}  // namespace
+
 double bench_train(RunConfig cfg, int64_t steps, int64_t warmup) {
   HS_CHECK(steps > 0 && warmup >= 0, "bench: --steps must be > 0 and --warmup >= 0");
   kernels::cpu::set_num_threads(static_cast<int>(cfg.training.threads));
   resolve_config(cfg, cfg.model.vocab_size > 0 ? cfg.model.vocab_size : 320);
+  Device device;
+  try {
+    device = Device::parse(cfg.training.device);
+  } catch (const Error& e) {
+    HS_FAIL("training.device: ", e.what());
+  }
+  const bool bf16 = cfg.training.precision == "bf16";
+  HS_CHECK(!bf16 || device.is_cuda(), "training.precision bf16 needs training.device cuda");
+  if (device.is_cuda()) {
+    HS_CHECK(cuda_available() && device.index < cuda_device_count(), "bench train: ", device.str(),
+             " is not available (", cuda_device_count(), " CUDA device(s) visible)");
+    cudart::set_device(device.index);
+  }
+  const parallel::Grid grid = parallel::make_grid(1);
+  HS_CHECK(grid.world == 1, "bench train runs in one process");
   nn::Model model(cfg.model);
   model.init_weights(static_cast<uint64_t>(cfg.training.seed));
-  AdamW opt(model.named_parameters(), cfg.optimizer);
+  if (device.is_cuda()) model.to_device(device);
+  if (bf16) model.set_compute_dtype(DType::bf16);
+  DistributedAdamW opt(model.named_parameters(), model.named_shard_specs(), cfg.optimizer, grid, 25, false);
   const int64_t B = cfg.training.batch_size, T = cfg.training.seq_len, A = cfg.training.grad_accum;
   Rng rng(1);
   auto batch = [&]() {
@@ -61,16 +92,18 @@ double bench_train(RunConfig cfg, int64_t steps, int64_t warmup) {
       ids.data<int32_t>()[i] = static_cast<int32_t>(rng.below(cfg.model.vocab_size));
       tg.data<int32_t>()[i] = static_cast<int32_t>(rng.below(cfg.model.vocab_size));
     }
-    return std::pair{ids, tg};
+    return std::pair{ids.to(device), tg.to(device)};
   };
   std::vector<std::pair<Tensor, Tensor>> batches;
   for (int64_t a = 0; a < A; ++a) batches.push_back(batch());
   auto one_step = [&]() {
     opt.zero_grad();
     for (auto& [ids, tg] : batches) model.loss(ids, tg).backward(Tensor::full({}, 1.0 / A));
-    const double gn = opt.grad_norm();
+    opt.finish_backward();
+    const double gn = opt.grad_norm();  // a host read: the device has finished the backward
     if (gn > 1.0) opt.scale_grads(1.0 / gn);
     opt.step(1e-4);
+    if (device.is_cuda()) cudart::synchronize();
   };
   for (int64_t i = 0; i < warmup; ++i) one_step();
   std::vector<double> times;
@@ -84,17 +117,25 @@ double bench_train(RunConfig cfg, int64_t steps, int64_t warmup) {
   const double tokens = static_cast<double>(B * T * A);
   const double tps = tokens / med;
   const double fpt = model.train_flops_per_token(T);
+  const std::string where = device.is_cuda() ? cuda_device_name(device.index)
+                                             : std::to_string(kernels::cpu::num_threads()) + " cpu threads";
   std::printf("hyscale bench train: %s L=%lld D=%lld H=%lld Hkv=%lld hd=%lld vocab=%lld | batch %lld x %lld x accum %lld"
-              " | %d threads | fp32 cpu\n",
+              " | %s %s\n",
               cfg.model.arch.c_str(), (long long)cfg.model.n_layers, (long long)cfg.model.d_model,
               (long long)cfg.model.n_heads, (long long)cfg.model.n_kv_heads, (long long)cfg.model.head_dim,
-              (long long)cfg.model.vocab_size, (long long)B, (long long)T, (long long)A, kernels::cpu::num_threads());
+              (long long)cfg.model.vocab_size, (long long)B, (long long)T, (long long)A, where.c_str(),
+              cfg.training.precision.c_str());
   std::printf("%-28s %14s\n", "metric", "value");
   std::printf("%-28s %14.2f\n", "step time median (ms)", med * 1e3);
   std::printf("%-28s %14.2f\n", "step time min (ms)", times.front() * 1e3);
   std::printf("%-28s %14.0f\n", "tokens/s", tps);
   std::printf("%-28s %14.4g\n", "FLOPs/token (train)", fpt);
   std::printf("%-28s %14.2f\n", "achieved GFLOP/s", tps * fpt / 1e9);
+  const double peak = cfg.logging.peak_flops > 0
+                          ? cfg.logging.peak_flops
+                          : (device.is_cuda() ? known_peak_flops(cuda_device_name(device.index), bf16) : 0);
+  if (peak > 0) std::printf("%-28s %14.1f\n", "MFU (%)", 100 * tps * fpt / peak);
+  if (device.is_cuda()) std::printf("%-28s %s\n", "device memory", cudart::memory_stats().c_str());
   std::printf("%-28s %14lld\n", "timed steps", (long long)steps);
   return tps;
 }

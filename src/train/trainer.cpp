@@ -12,6 +12,7 @@
 
 #include "core/autograd.h"
 #include "core/random.h"
+#include "core/storage.h"
 #include "data/dataset.h"
 #include "data/h5.h"
 #include "data/sampler.h"
@@ -133,7 +134,28 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
   const auto& pi = parallel::process();
   const bool rank0 = pi.rank == 0;
   apply_threads(cfg);
-  HS_CHECK(cfg.training.device == "cpu", "training.device: only cpu in this build");
+  Device device;
+  try {
+    device = Device::parse(cfg.training.device);
+  } catch (const Error& e) {
+    HS_FAIL("training.device: ", e.what());
+  }
+  if (device.is_cuda()) {
+    HS_CHECK(cuda_available(), "training.device is ", device.str(), " but no CUDA device is available",
+#ifdef HYSCALE_WITH_CUDA
+             " (none visible to this process)"
+#else
+             " (this build has no CUDA: configure with -DHYSCALE_CUDA=ON)"
+#endif
+    );
+    HS_CHECK(device.index < cuda_device_count(), "training.device ", device.str(), ": only ", cuda_device_count(),
+             " CUDA device(s) visible");
+    cudart::set_device(device.index);
+    HS_CHECK(pi.world == 1, "training on ", device.str(), " runs in one process for now (got ", pi.world,
+             " ranks): data- and tensor-parallel GPU training needs NCCL gradient buckets, not written yet");
+  }
+  HS_CHECK(cfg.training.precision == "fp32" || device.is_cuda(), "training.precision: ", cfg.training.precision,
+           " needs training.device cuda (the cpu kernels compute in fp32/fp64)");
 
   // ---- data
   auto train_ds = data::TokenDataset::load(cfg.data.path, "train");
@@ -182,7 +204,9 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
 
   // ---- model and optimizer
   nn::Model model(cfg.model, parallel::tensor_parallel_from_grid(grid));
-  model.init_weights(static_cast<uint64_t>(cfg.training.seed));
+  model.init_weights(static_cast<uint64_t>(cfg.training.seed));  // on the host: the same weights on any device
+  if (device.is_cuda()) model.to_device(device);
+  if (cfg.training.precision == "bf16") model.set_compute_dtype(DType::bf16);
   DistributedAdamW opt(model.named_parameters(), model.named_shard_specs(), cfg.optimizer, grid,
                        cfg.parallel.bucket_mb, cfg.parallel.zero == 1);
   // Each dp rank reads its own disjoint stream; the ranks of one tp group read the same batch.
@@ -329,6 +353,7 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
   }
   if (start_step >= max_steps) log->info("nothing to do: checkpoint is at step {} >= max_steps {}", start_step, max_steps);
   res.steps = st.step;
+  if (device.is_cuda()) log->info("{} memory: {}", device.str(), cudart::memory_stats());
   log->info("done: {} steps, final train loss {:.4f}, final val loss {:.4f}, {}", st.step, res.final_train_loss,
             res.final_val_loss, fmt_duration(seconds_since(t_start)));
   spdlog::drop("hyscale");

@@ -120,6 +120,10 @@ std::string memory_stats() { return allocator().stats().str(); }
 
 void empty_cache() { allocator().empty_cache(); }
 
+void set_device(int device) { HS_CUDA_CHECK(cudaSetDevice(device), "(device ", device, ")"); }
+
+void synchronize() { HS_CUDA_CHECK(cudaDeviceSynchronize(), "(after queued kernels)"); }
+
 void copy(void* dst, const void* src, size_t n, bool dst_is_device, bool src_is_device, int device) {
   HS_CUDA_CHECK(cudaSetDevice(device), "(device ", device, ")");
   cudaMemcpyKind kind = dst_is_device ? (src_is_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
