@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/device.h"
 #include "data/h5.h"
 #include "e2e_util.h"
 #include "train/checkpoint.h"
@@ -177,6 +178,22 @@ TEST_CASE("CLI: bad config, bad data and bad checkpoints give clear errors and e
     r = run_cli("train " + cfg + " --set schedule.decay=step");
     REQUIRE(r.exit_code == 1);
     REQUIRE_THAT(r.output, Contains("schedule.decay") && Contains("allowed"));
+  }
+  SECTION("bad device and precision") {
+    auto r = run_cli("train " + cfg + " --set training.device=tpu");
+    REQUIRE(r.exit_code == 1);
+    REQUIRE_THAT(r.output, Contains("training.device") && Contains("tpu"));
+    r = run_cli("train " + cfg + " --set training.precision=bf16");  // bf16 needs a GPU
+    REQUIRE(r.exit_code == 1);
+    REQUIRE_THAT(r.output, Contains("training.precision") && Contains("cuda"));
+    if (!cuda_available()) {  // this machine: a clear error, not a crash
+      r = run_cli("train " + cfg + " --set training.device=cuda:0");
+      REQUIRE(r.exit_code == 1);
+      REQUIRE_THAT(r.output, Contains("cuda:0") && Contains("no CUDA device"));
+    }
+    r = run_cli("train " + cfg + " --set training.precision=fp16");
+    REQUIRE(r.exit_code == 1);
+    REQUIRE_THAT(r.output, Contains("training.precision") && Contains("allowed"));
   }
   SECTION("truncated and corrupted shards") {
     const std::string shard = data + "/train_00000.h5";
