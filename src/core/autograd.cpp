@@ -4,7 +4,7 @@
 
 #include "kernels/elementwise.h"
 #ifdef HYSCALE_WITH_CUDA
-#include "kernels/cuda.h"
+#include "kernels/cuda_hybrid.h"
 #endif
 
 namespace hyscale {
@@ -22,11 +22,11 @@ void accumulate_into(Tensor& acc, const Tensor& g) {
   if (acc.device().is_cuda()) {
 #ifdef HYSCALE_WITH_CUDA
     if (acc.dtype() == DType::f32)
-      kernels::cuda::add<float>(acc.data<float>(), gc.data<float>(), acc.data<float>(), acc.numel());
+      kernels::cuda::add_inplace<float>(acc.data<float>(), gc.data<float>(), acc.numel());
     else if (acc.dtype() == DType::bf16)
-      kernels::cuda::add<kernels::cuda::bf16>(static_cast<kernels::cuda::bf16*>(acc.raw_data()),
-                                              static_cast<const kernels::cuda::bf16*>(gc.raw_data()),
-                                              static_cast<kernels::cuda::bf16*>(acc.raw_data()), acc.numel());
+      kernels::cuda::add_inplace<kernels::cuda::bf16>(static_cast<kernels::cuda::bf16*>(acc.raw_data()),
+                                                      static_cast<const kernels::cuda::bf16*>(gc.raw_data()),
+                                                      acc.numel());
     else
       HS_FAIL("autograd: cannot accumulate gradients of dtype ", dtype_name(acc.dtype()), " on ", acc.device().str());
     return;

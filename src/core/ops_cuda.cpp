@@ -51,13 +51,16 @@ struct LinearNode : Node {
     Tensor g = g_in.contiguous();
     const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
     Tensor dx, dw;
+    // An empty inner dimension gives a zero product (cuBLASLt refuses it).
     if (needs_grad(0)) {  // dx [M, K] = g [M, N] w [N, K]
-      dx = Tensor::empty(x_shape, x.dtype(), x.device());
-      kg::gemm(false, false, M, K, N, 1.0f, g.raw_data(), N, w.raw_data(), K, 0.0f, dx.raw_data(), K, bf(g), bf(dx));
+      dx = Tensor::zeros(x_shape, x.dtype(), x.device());
+      if (M * K > 0 && N > 0)
+        kg::gemm(false, false, M, K, N, 1.0f, g.raw_data(), N, w.raw_data(), K, 0.0f, dx.raw_data(), K, bf(g), bf(dx));
     }
     if (needs_grad(1)) {  // dw [N, K] = g^T x
-      dw = empty_like(w);
-      kg::gemm(true, false, N, K, M, 1.0f, g.raw_data(), N, x.raw_data(), K, 0.0f, dw.raw_data(), K, bf(g), bf(dw));
+      dw = Tensor::zeros(w.shape(), w.dtype(), w.device());
+      if (N * K > 0 && M > 0)
+        kg::gemm(true, false, N, K, M, 1.0f, g.raw_data(), N, x.raw_data(), K, 0.0f, dw.raw_data(), K, bf(g), bf(dw));
     }
     return {dx, dw};
   }
@@ -77,8 +80,9 @@ struct BmmNode : Node {
     const bool h = bf(a);
     Tensor da, db;
     if (needs_grad(0)) {
-      da = empty_like(a);
-      if (!ta)
+      da = Tensor::zeros(a.shape(), a.dtype(), a.device());
+      if (Bn * M * K == 0 || N == 0) {
+      } else if (!ta)
         kg::gemm(false, !tb, M, K, N, 1.0f, g.raw_data(), N, b.raw_data(), ldb, 0.0f, da.raw_data(), lda, h, h, Bn,
                  M * N, K * N, M * K);
       else
@@ -86,8 +90,9 @@ struct BmmNode : Node {
                  K * N, M * N, M * K);
     }
     if (needs_grad(1)) {
-      db = empty_like(b);
-      if (!tb)
+      db = Tensor::zeros(b.shape(), b.dtype(), b.device());
+      if (Bn * K * N == 0 || M == 0) {
+      } else if (!tb)
         kg::gemm(!ta, false, K, N, M, 1.0f, a.raw_data(), lda, g.raw_data(), N, 0.0f, db.raw_data(), ldb, h, h, Bn,
                  M * K, M * N, K * N);
       else

@@ -148,6 +148,8 @@ Tensor Block::step(const Tensor& x_in, LayerCache& cache, const LayerCache* shar
 
 DecodeState Model::init_decode(int64_t batch, int64_t max_len) const {
   HS_CHECK(batch > 0 && max_len > 0, "decode: batch and max_len must be positive");
+  HS_CHECK(wte.device().is_cpu(), "decode: step-wise decoding runs on the cpu; the model is on ", wte.device().str(),
+           " (load it without moving it to a GPU)");
   HS_CHECK(!tp_.on(), "decode: step-wise decoding runs in one process (tp = 1); checkpoints hold global tensors, "
            "so load the model without tensor parallelism");
   const auto& c = cfg_;

@@ -66,8 +66,9 @@ Tensor Attention::attend(const Tensor& q, const Tensor& k, const Tensor& v) cons
   Tensor a2 = ops::attention(qq.slice(3, hd, 2 * hd), kk.slice(3, hd, 2 * hd), v12, cfg_.scale, cfg_.window);
   const double li = lambda_init();
   const auto& tp = cfg_.tp;
-  Tensor lam = ops::diff_lambda(parallel::copy_to_tp(cw(lambda_q1), tp), parallel::copy_to_tp(cw(lambda_k1), tp),
-                                parallel::copy_to_tp(cw(lambda_q2), tp), parallel::copy_to_tp(cw(lambda_k2), tp), li);
+  Tensor lam = ops::diff_lambda(parallel::copy_to_tp(cw_fp32(lambda_q1), tp), parallel::copy_to_tp(cw_fp32(lambda_k1), tp),
+                                parallel::copy_to_tp(cw_fp32(lambda_q2), tp), parallel::copy_to_tp(cw_fp32(lambda_k2), tp),
+                                li);
   Tensor o = ops::rmsnorm(ops::diff_combine(a1, a2, lam), parallel::copy_to_tp(cw(subln), tp), 1e-5);  // [B, T, H/2, 2 hd]
   return ops::scale(o, 1.0 - li).reshape({B, T, H * hd});                // re-interleave
 }

@@ -324,7 +324,8 @@ Tensor Model::forward(const Tensor& ids, std::vector<std::pair<std::string, doub
 Tensor Model::local_logits(const Tensor& ids, std::vector<std::pair<std::string, double>>* rms) const {
   HS_CHECK(ids.dim() == 2, "model.forward: ids must be [B, T], got ", shape_str(ids.shape()));
   const int64_t B = ids.size(0), T = ids.size(1);
-  Tensor x = parallel::vocab_parallel_embedding(ids, cw(wte), tp_);  // [B, T, D]
+  const Tensor table = cw(wte);  // one compute copy per forward, shared by a tied LM head
+  Tensor x = parallel::vocab_parallel_embedding(ids, table, tp_);  // [B, T, D]
   if (rms) rms->emplace_back("embedding", rms_of(x));
   BlockState st;
   for (size_t i = 0; i < blocks.size(); ++i) {
@@ -333,7 +334,7 @@ Tensor Model::local_logits(const Tensor& ids, std::vector<std::pair<std::string,
   }
   x = ln_f->forward(x);
   if (cfg_.logit_mult != 1.0) x = ops::scale(x, cfg_.logit_mult);
-  return ops::linear(parallel::copy_to_tp(x.reshape({B * T, cfg_.d_model}), tp_), cw(cfg_.tie_embeddings ? wte : lm_head));
+  return ops::linear(parallel::copy_to_tp(x.reshape({B * T, cfg_.d_model}), tp_), cfg_.tie_embeddings ? table : cw(lm_head));
 }
 
 Tensor Model::loss(const Tensor& ids, const Tensor& targets) const {

@@ -50,6 +50,11 @@ Tensor Module::cw(const Tensor& p) const {
   return ops::cast(p, compute_dtype_);
 }
 
+Tensor Module::cw_fp32(const Tensor& p) const {
+  if (cast_ && compute_dtype_ == DType::bf16) return p;
+  return cw(p);
+}
+
 Shape global_shape(const Shape& local, const ShardSpec& spec, int tp) {
   Shape g = local;
   if (spec.dim >= 0) g[static_cast<size_t>(spec.dim)] *= tp;

@@ -56,6 +56,9 @@ class Module {
  protected:
   // The parameter as the forward should read it: p itself, or its cast to the compute dtype.
   Tensor cw(const Tensor& p) const;
+  // Likewise, but never narrower than fp32 (tiny parameters whose ops compute in fp32 anyway,
+  // e.g. differential attention's lambda vectors: no bf16 round trip under mixed precision).
+  Tensor cw_fp32(const Tensor& p) const;
   // Registers a leaf parameter (requires_grad on); the name is local to this module.
   Tensor register_parameter(const std::string& name, Tensor t, ShardSpec spec = {});
   template <class M>

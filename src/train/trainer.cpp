@@ -141,13 +141,12 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
     HS_FAIL("training.device: ", e.what());
   }
   if (device.is_cuda()) {
-    HS_CHECK(cuda_available(), "training.device is ", device.str(), " but no CUDA device is available",
 #ifdef HYSCALE_WITH_CUDA
-             " (none visible to this process)"
+    const char* why = " (none visible to this process)";
 #else
-             " (this build has no CUDA: configure with -DHYSCALE_CUDA=ON)"
+    const char* why = " (this build has no CUDA: configure with -DHYSCALE_CUDA=ON)";
 #endif
-    );
+    HS_CHECK(cuda_available(), "training.device is ", device.str(), " but no CUDA device is available", why);
     HS_CHECK(device.index < cuda_device_count(), "training.device ", device.str(), ": only ", cuda_device_count(),
              " CUDA device(s) visible");
     cudart::set_device(device.index);

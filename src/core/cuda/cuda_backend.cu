@@ -120,7 +120,15 @@ std::string memory_stats() { return allocator().stats().str(); }
 
 void empty_cache() { allocator().empty_cache(); }
 
-void set_device(int device) { HS_CUDA_CHECK(cudaSetDevice(device), "(device ", device, ")"); }
+void set_device(int device) {
+  HS_CUDA_CHECK(cudaSetDevice(device), "(device ", device, ")");
+  // Kernel scratch (backward workspaces) comes from the stream-ordered pool: keep what it has
+  // reserved across steps instead of returning it to the driver at every synchronisation.
+  cudaMemPool_t pool;
+  HS_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device), "(device ", device, ")");
+  uint64_t keep = UINT64_MAX;
+  HS_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "(device ", device, ")");
+}
 
 void synchronize() { HS_CUDA_CHECK(cudaDeviceSynchronize(), "(after queued kernels)"); }
 
