@@ -11,8 +11,9 @@
 // dq and dk are measured against max(max|ref|, 0.1 max|ref dv|): with window 1 (or T = 1) every query
 // sees only itself, so dS = P (dP - Dsum) is exactly 0 mathematically and both sides return rounding
 // noise; the floor keeps that case meaningful (its noise is ~1e-6 of the gradient scale).
-// The bf16 forward also runs through pointers shifted by one element (not 16-byte aligned), which
-// takes the SIMT fallback of the tensor-core path (D = Dv in {64, 128}), so both paths are checked.
+// The bf16 forward and backward also run through pointers shifted by one element (not 16-byte
+// aligned), which take the SIMT fallback of the tensor-core paths (D = Dv in {64, 128}), so both
+// paths are checked; the backward's tensor-core kernels also round P and dS to bf16 for the products.
 // Needs a GPU (label gpu).
 #ifdef HYSCALE_WITH_CUDA
 #include <catch2/catch.hpp>
@@ -132,6 +133,28 @@ void check_case(const Case& c, DType dt) {
   CHECK(gq == back(dq2));  // bitwise run to run
   CHECK(gk == back(dk2));
   CHECK(gv == back(dv2));
+  if (dt == DType::bf16) {  // misaligned pointers: the SIMT backward (fallback of the tensor-core path)
+    auto shifted = [&](const Tensor& host) {
+      std::vector<float> x(1, 0.0f);
+      const auto d = host.to_vector<float>();
+      x.insert(x.end(), d.begin(), d.end());
+      return on_gpu(Tensor::from_vector<float>(x, {int64_t(x.size())}).to(dt));
+    };
+    auto unshift = [](std::vector<float> x) {
+      x.erase(x.begin());
+      return x;
+    };
+    Tensor qm = shifted(q), km = shifted(k), vm = shifted(v), om = shifted(out_in), dom = shifted(dout);
+    Tensor dqm = poisoned({B * T * H * D + 1}, dt), dkm = poisoned({B * T * Hk * D + 1}, dt),
+           dvm = poisoned({B * T * Hk * Dv + 1}, dt);
+    kg::attention_bwd<kg::bf16>(dptr<kg::bf16>(qm) + 1, dptr<kg::bf16>(km) + 1, dptr<kg::bf16>(vm) + 1,
+                                dptr<kg::bf16>(om) + 1, dptr<kg::bf16>(dom) + 1, dptr<float>(lind),
+                                dptr<kg::bf16>(dqm) + 1, dptr<kg::bf16>(dkm) + 1, dptr<kg::bf16>(dvm) + 1, B, T, H,
+                                Hk, D, Dv, scale, window);
+    CHECK(rel(unshift(back(dqm)), wdq, floor) < tol);
+    CHECK(rel(unshift(back(dkm)), wdk, floor) < tol);
+    CHECK(rel(unshift(back(dvm)), wdv) < tol);
+  }
 }
 }  // namespace
 

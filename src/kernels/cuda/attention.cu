@@ -1,8 +1,10 @@
 // CUDA flash attention (kernels/cuda_attention.h): forward, backward, decode. SIMT kernels for
 // every case: tiles staged in shared memory as fp32, fp32 FMA on CUDA cores, online softmax in the
-// log2 domain (scores pre-multiplied by scale*log2(e), exp2f). One tensor-core path: the bf16
-// forward with D = Dv in {64, 128} (mma.sync m16n8k16, sm_80+, 16-byte aligned pointers), see
-// attn_fwd_mma_k; everything else (f32, other head dims, the backward, decode) is SIMT only.
+// log2 domain (scores pre-multiplied by scale*log2(e), exp2f). Tensor-core paths for bf16 with
+// D = Dv in {64, 128}, 16-byte aligned pointers and sm_80+ (mma.sync m16n8k16, fp32 accumulation):
+// the forward (attn_fwd_mma_k) and the backward's dk/dv and dq kernels (attn_bwd_dkdv_mma_k,
+// attn_bwd_dq_mma_k); any other case (f32, other head dims, unaligned pointers, sm < 80) takes the
+// SIMT kernels, and decode and the backward's Dsum pre-pass are SIMT always.
 //
 // Register tiles: a CTA of 256 threads views itself as a 32 x 8 grid (ty = tid / 8, tx = tid % 8).
 // An M x N fp32 tile is spread so that thread (ty, tx) holds rows ty + 32 i and columns tx + 8 j;
@@ -19,8 +21,8 @@
 //     P = exp2(s - lse log2 e), dP = dout v^T, dS = P (dP - Dsum); dV += P^T dout, dK += dS^T q in
 //     registers; written once (times scale for dK).
 //   dq kernel, one CTA per (query tile, head, batch): loops over its visible key tiles, dQ += dS k.
-// Both are deterministic (fixed loop orders, no atomics).
-// Tiles (queries x keys) and dynamic shared memory per compile-time (D, Dv), from Cfg below:
+// Both are deterministic (fixed loop orders, no atomics); the tensor-core backward keeps this structure.
+// SIMT tiles (queries x keys) and dynamic shared memory per compile-time (D, Dv), from Cfg below:
 //   (D, Dv)     forward          dq kernel          dk/dv kernel
 //   (32, 32)    64x64  32.8 KB   64x64  49.8 KB     64x64  66.0 KB
 //   (32, 64)    64x64  40.8 KB   64x64  65.8 KB     64x64  82.0 KB
@@ -28,7 +30,12 @@
 //   (64, 128)   64x64  64.8 KB   64x32  81.5 KB     32x64  89.2 KB
 //   (128, 128)  64x64  80.8 KB   64x32 105.5 KB     32x64 113.2 KB
 //   (128, 256)  64x64 112.8 KB   32x32 100.9 KB     32x32 105.0 KB
-// tensor-core forward: 64x64, 27 KB (D = 64) / 52 KB (D = 128); decode: at most 52.1 KB.
+// Tensor-core kernels (128 threads = 4 warps of 16 rows, bf16 tiles in shared memory, MmaCfg and
+// MmaBwdCfg below), same tile convention:
+//   D = Dv   forward          dq kernel         dk/dv kernel
+//   64       64x64  27.0 KB   64x64  45.0 KB    64x64  54.5 KB
+//   128      64x64  52.0 KB   64x64  86.0 KB    32x64  71.3 KB
+// decode: at most 52.1 KB.
 // All fit sm_80's 163 KB opt-in limit; above 48 KB the launch sets cudaFuncAttributeMaxDynamicSharedMemorySize.
 #include <algorithm>
 #include <cmath>
@@ -571,6 +578,244 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// ------------------------------------------------------------------------------ backward, tensor cores
+// bf16 with D = Dv in {64, 128}, 16-byte aligned pointers, sm_80+ (the forward's conditions): the
+// same two-kernel structure as the SIMT backward (same Dsum pre-pass, same loop orders, no atomics),
+// with every product on mma.sync m16n8k16 (bf16 inputs, fp32 accumulation). 4 warps per CTA.
+// Shared-memory operands are bf16 with row strides padded by 8 elements. A matrix used as the "col"
+// B operand with the reduction index along its rows is also stored transposed (Xt[d][row]), so every
+// fragment load is one 32-bit load. P and dS are recomputed in fp32 in the accumulator layout and
+// re-packed to bf16 A fragments in registers (as P in the forward).
+//   dq kernel, one CTA per (64 queries, head, batch), warp w owns query rows 16 w .. 16 w + 15;
+//     per visible 64-key tile: S = Q K^T, dP = dO V^T (B operands K, V row-major), dS = P (dP - Dsum),
+//     dQ += dS K (B operand Kt). smem: Q, dO, K, V [64][D + 8] and Kt [D][72].
+//   dk/dv kernel, one CTA per (64 keys, KV head, batch), warp w owns keys 16 w .. 16 w + 15; per
+//     query head of the group and visible query tile (Br queries): S^T = K Q^T, dP^T = V dO^T,
+//     P^T, dS^T, then dV += P^T dO, dK += dS^T Q (B operands dOt, Qt). smem: K, V [64][D + 8],
+//     Q, dO [Br][D + 8], Qt, dOt [D][Br + 8], lse2 and Dsum [Br] (fp32). Br = 64 (D = 64), 32 (D = 128).
+template <int kD> struct MmaBwdCfg {
+  static constexpr int kL = kD + 8;  // row stride (bf16) of the row-major tiles
+  // dq kernel
+  static constexpr int kQBr = 64, kQBc = 64, kLKt = kQBc + 8;
+  static constexpr int kQQ = 0, kQO = kQQ + kQBr * kL, kQK = kQO + kQBr * kL, kQV = kQK + kQBc * kL,
+                       kQKt = kQV + kQBc * kL, kQEnd = kQKt + kD * kLKt;
+  // dk/dv kernel
+  static constexpr int kKBc = 64, kKBr = kD <= 64 ? 64 : 32, kLT = kKBr + 8;
+  static constexpr int kKK = 0, kKV = kKK + kKBc * kL, kKQ = kKV + kKBc * kL, kKO = kKQ + kKBr * kL,
+                       kKQt = kKO + kKBr * kL, kKOt = kKQt + kD * kLT, kKStat = kKOt + kD * kLT,
+                       kKEnd = kKStat + 2 * 2 * kKBr;  // two fp32 arrays of kKBr
+  static constexpr size_t dq_bytes() { return sizeof(uint16_t) * kQEnd; }
+  static constexpr size_t dkdv_bytes() { return sizeof(uint16_t) * kKEnd; }
+};
+
+// Rows r < R of a bf16 tile with kD columns (src row r at src + r stride; rows >= valid are zero)
+// into shared memory: row-major at dst (row stride ld) if dst, transposed at dstT (dstT[c ldT + r])
+// if dstT. 16-byte chunks; consecutive threads take consecutive rows. All kMmaThreads threads.
+template <int R, int kD>
+__device__ __forceinline__ void mma_load_tile(uint16_t* dst, int ld_, uint16_t* dstT, int ldT,
+                                              const bf16* __restrict__ src, int64_t stride, int valid) {
+  constexpr int C8 = kD / 8;
+  for (int idx = threadIdx.x; idx < R * C8; idx += kMmaThreads) {
+    const int r = idx % R, c = (idx / R) * 8;
+    uint4 x = make_uint4(0u, 0u, 0u, 0u);
+    if (r < valid) x = *reinterpret_cast<const uint4*>(src + r * stride + c);
+    if (dst) *reinterpret_cast<uint4*>(dst + r * ld_ + c) = x;
+    if (dstT) {
+      const uint32_t w4[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        dstT[(c + 2 * u) * ldT + r] = uint16_t(w4[u] & 0xffffu);
+        dstT[(c + 2 * u + 1) * ldT + r] = uint16_t(w4[u] >> 16);
+      }
+    }
+  }
+}
+
+// acc[nt] += A B for the warp's 16 rows: A = a_rows (row-major, stride lda, 16 rows, k = 0 .. K-1),
+// B(k, n) = b[n ldb + k] for n = 8 nt + (0 .. 7), nt < NT.
+template <int NT, int K>
+__device__ __forceinline__ void mma_rows(float (&acc)[NT][4], const uint16_t* a_rows, int lda, const uint16_t* b,
+                                         int ldb, int gid, int tig) {
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    const uint16_t* ap = a_rows + gid * lda + kk * 16 + tig * 2;
+    const uint32_t af[4] = {ld_u32(ap), ld_u32(ap + 8 * lda), ld_u32(ap + 8), ld_u32(ap + 8 * lda + 8)};
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const uint16_t* bp = b + (nt * 8 + gid) * ldb + kk * 16 + tig * 2;
+      const uint32_t bf[2] = {ld_u32(bp), ld_u32(bp + 8)};
+      mma_bf16_16816(acc[nt], af, bf);
+    }
+  }
+}
+
+// acc[t] += X Bt^T where X (16 x K) is given as accumulator tiles x[K / 8][4] (re-packed to bf16 A
+// fragments) and B(k, n) = bt[n ldb + k], n = 8 t + (0 .. 7), t < OT.
+template <int OT, int K>
+__device__ __forceinline__ void mma_acc_rows(float (&acc)[OT][4], const float (&x)[K / 8][4], const uint16_t* bt,
+                                             int ldb, int gid, int tig) {
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    const uint32_t pa[4] = {pack_bf16x2(x[2 * kk][0], x[2 * kk][1]), pack_bf16x2(x[2 * kk][2], x[2 * kk][3]),
+                            pack_bf16x2(x[2 * kk + 1][0], x[2 * kk + 1][1]),
+                            pack_bf16x2(x[2 * kk + 1][2], x[2 * kk + 1][3])};
+#pragma unroll
+    for (int t = 0; t < OT; ++t) {
+      const uint16_t* bp = bt + (t * 8 + gid) * ldb + kk * 16 + tig * 2;
+      const uint32_t bf[2] = {ld_u32(bp), ld_u32(bp + 8)};
+      mma_bf16_16816(acc[t], pa, bf);
+    }
+  }
+}
+
+template <int kD>
+__global__ void __launch_bounds__(kMmaThreads)
+    attn_bwd_dq_mma_k(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+                      const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ dsum,
+                      bf16* __restrict__ dq, int64_t T_, int64_t H, int64_t Hk, float sl2, float scale, int64_t W) {
+  using C = MmaBwdCfg<kD>;
+  constexpr int Br = C::kQBr, Bc = C::kQBc, NT = Bc / 8, OT = kD / 8, L = C::kL;
+  uint16_t* sm = reinterpret_cast<uint16_t*>(smem_f32());
+  uint16_t *Qs = sm + C::kQQ, *dOs = sm + C::kQO, *Ks = sm + C::kQK, *Vs = sm + C::kQV, *Kt = sm + C::kQKt;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
+  const int64_t b = blockIdx.z, h = blockIdx.y, i0 = int64_t(blockIdx.x) * Br;
+  const int64_t g = h / (H / Hk);
+  const int64_t i_end = i0 + Br < T_ ? i0 + Br : T_;
+  const int nq = int(i_end - i0);
+  mma_load_tile<Br, kD>(Qs, L, nullptr, 0, q + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
+  mma_load_tile<Br, kD>(dOs, L, nullptr, 0, dout + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
+  float L2[2], Ds[2];  // rows gid, gid + 8 of the warp's 16: lse log2(e) (+inf: no visible key / past T), Dsum
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    const int64_t i = i0 + warp * 16 + gid + 8 * hh;
+    L2[hh] = INFINITY;
+    Ds[hh] = 0.0f;
+    if (i < T_) {
+      const float x = lse[(b * H + h) * T_ + i];
+      L2[hh] = x == -INFINITY ? INFINITY : x * kLog2e;
+      Ds[hh] = dsum[(b * H + h) * T_ + i];
+    }
+  }
+  float dqa[OT][4];
+#pragma unroll
+  for (int t = 0; t < OT; ++t) dqa[t][0] = dqa[t][1] = dqa[t][2] = dqa[t][3] = 0.0f;
+  const int64_t lo = i0 - W + 1 > 0 ? i0 - W + 1 : 0;
+  for (int64_t jt = lo / Bc; jt <= (i_end - 1) / Bc; ++jt) {
+    const int64_t j0 = jt * Bc;
+    const int nk = int(T_ - j0 < Bc ? T_ - j0 : Bc);
+    __syncthreads();  // the previous key tile is consumed (and Q, dO are written, the first time)
+    mma_load_tile<Bc, kD>(Ks, L, Kt, C::kLKt, k + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
+    mma_load_tile<Bc, kD>(Vs, L, nullptr, 0, v + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
+    __syncthreads();
+    float s[NT][4], dp[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = dp[nt][0] = dp[nt][1] = dp[nt][2] =
+        dp[nt][3] = 0.0f;
+    mma_rows<NT, kD>(s, Qs + warp * 16 * L, L, Ks, L, gid, tig);    // q k^T
+    mma_rows<NT, kD>(dp, dOs + warp * 16 * L, L, Vs, L, gid, tig);  // dout v^T
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int hh = e >> 1;
+        const int64_t i = i0 + warp * 16 + gid + 8 * hh, j = j0 + nt * 8 + tig * 2 + (e & 1);
+        const float p = visible(i, j, T_, W) ? exp2f(s[nt][e] * sl2 - L2[hh]) : 0.0f;
+        s[nt][e] = p * (dp[nt][e] - Ds[hh]);  // dS
+      }
+    mma_acc_rows<OT, Bc>(dqa, s, Kt, C::kLKt, gid, tig);  // dS k
+  }
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    const int64_t i = i0 + warp * 16 + gid + 8 * hh;
+    if (i >= T_) continue;
+    bf16* row = dq + ((b * T_ + i) * H + h) * kD;
+#pragma unroll
+    for (int t = 0; t < OT; ++t)
+      *reinterpret_cast<uint32_t*>(row + t * 8 + tig * 2) =
+          pack_bf16x2(dqa[t][2 * hh] * scale, dqa[t][2 * hh + 1] * scale);
+  }
+}
+
+template <int kD>
+__global__ void __launch_bounds__(kMmaThreads)
+    attn_bwd_dkdv_mma_k(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+                        const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ dsum,
+                        bf16* __restrict__ dk, bf16* __restrict__ dv, int64_t T_, int64_t H, int64_t Hk, float sl2,
+                        float scale, int64_t W) {
+  using C = MmaBwdCfg<kD>;
+  constexpr int Bc = C::kKBc, Br = C::kKBr, NT = Br / 8, OT = kD / 8, L = C::kL, LT = C::kLT;
+  uint16_t* sm = reinterpret_cast<uint16_t*>(smem_f32());
+  uint16_t *Ks = sm + C::kKK, *Vs = sm + C::kKV, *Qs = sm + C::kKQ, *dOs = sm + C::kKO, *Qt = sm + C::kKQt,
+           *dOt = sm + C::kKOt;
+  float* lse2s = reinterpret_cast<float*>(sm + C::kKStat);
+  float* dsums = lse2s + Br;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
+  const int64_t b = blockIdx.z, g = blockIdx.y, j0 = int64_t(blockIdx.x) * Bc;
+  const int64_t rep = H / Hk;
+  const int nk = int(T_ - j0 < Bc ? T_ - j0 : Bc);
+  mma_load_tile<Bc, kD>(Ks, L, nullptr, 0, k + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
+  mma_load_tile<Bc, kD>(Vs, L, nullptr, 0, v + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
+  float dka[OT][4], dva[OT][4];
+#pragma unroll
+  for (int t = 0; t < OT; ++t)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dka[t][e] = dva[t][e] = 0.0f;
+  const int64_t i_hi = j0 + nk - 1 + W < T_ ? j0 + nk - 1 + W : T_;  // exclusive end of the queries that see the tile
+  for (int64_t hq = 0; hq < rep; ++hq) {
+    const int64_t h = g * rep + hq;
+    for (int64_t it = j0 / Br; it <= (i_hi - 1) / Br; ++it) {
+      const int64_t i0 = it * Br;
+      const int nq = int(T_ - i0 < Br ? T_ - i0 : Br);
+      __syncthreads();  // the previous query tile is consumed
+      mma_load_tile<Br, kD>(Qs, L, Qt, LT, q + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
+      mma_load_tile<Br, kD>(dOs, L, dOt, LT, dout + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
+      for (int r = tid; r < Br; r += kMmaThreads) {
+        const int64_t i = i0 + r;
+        float L2 = INFINITY, Ds = 0.0f;
+        if (i < T_) {
+          const float x = lse[(b * H + h) * T_ + i];
+          L2 = x == -INFINITY ? INFINITY : x * kLog2e;
+          Ds = dsum[(b * H + h) * T_ + i];
+        }
+        lse2s[r] = L2;
+        dsums[r] = Ds;
+      }
+      __syncthreads();
+      float s[NT][4], dp[NT][4];  // S^T, dP^T: the warp's 16 keys x Br queries
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = dp[nt][0] = dp[nt][1] =
+          dp[nt][2] = dp[nt][3] = 0.0f;
+      mma_rows<NT, kD>(s, Ks + warp * 16 * L, L, Qs, L, gid, tig);    // k q^T
+      mma_rows<NT, kD>(dp, Vs + warp * 16 * L, L, dOs, L, gid, tig);  // v dout^T
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int c = nt * 8 + tig * 2 + (e & 1);
+          const int64_t j = j0 + warp * 16 + gid + 8 * (e >> 1);
+          const float p = visible(i0 + c, j, T_, W) ? exp2f(s[nt][e] * sl2 - lse2s[c]) : 0.0f;
+          s[nt][e] = p;                       // P^T
+          dp[nt][e] = p * (dp[nt][e] - dsums[c]);  // dS^T
+        }
+      mma_acc_rows<OT, Br>(dva, s, dOt, LT, gid, tig);  // P^T dout
+      mma_acc_rows<OT, Br>(dka, dp, Qt, LT, gid, tig);  // dS^T q
+    }
+  }
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    const int64_t j = j0 + warp * 16 + gid + 8 * hh;
+    if (j >= T_) continue;
+    bf16* krow = dk + ((b * T_ + j) * Hk + g) * kD;
+    bf16* vrow = dv + ((b * T_ + j) * Hk + g) * kD;
+#pragma unroll
+    for (int t = 0; t < OT; ++t) {
+      *reinterpret_cast<uint32_t*>(krow + t * 8 + tig * 2) =
+          pack_bf16x2(dka[t][2 * hh] * scale, dka[t][2 * hh + 1] * scale);
+      *reinterpret_cast<uint32_t*>(vrow + t * 8 + tig * 2) = pack_bf16x2(dva[t][2 * hh], dva[t][2 * hh + 1]);
+    }
+  }
+}
+
 // ------------------------------------------------------------------------------ decode
 // One CTA per (group of up to 8 query heads of one KV head, KV head, sequence): warp w handles
 // query head g rep + 8 blockIdx.x + w; the CTA streams the cache in chunks of 32 slots through
@@ -766,6 +1011,30 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
   auto* dsum_kern = attn_bwd_dsum_k<T>;
   dsum_kern<<<blocks_for(rows * 32, kThreads), kThreads, 0, S(s)>>>(out, dout, dsum, rows, T_, H, int(Dv));
   HS_LAUNCH_CHECK("attention_bwd (rowsum dout*out)", "B = ", B, ", T = ", T_, ", H = ", H, ", Dv = ", Dv);
+  if constexpr (std::is_same_v<T, bf16>) {
+    if ((D == 64 || D == 128) && Dv == D && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(dout) &&
+        aligned16(dq) && aligned16(dk) && aligned16(dv) && device_sm() >= 80) {
+      auto launch = [&](auto dkdv_kern, auto dq_kern, auto cfg) {
+        using C = decltype(cfg);
+        allow_smem(dkdv_kern, C::dkdv_bytes(), "attention_bwd (dk, dv; mma)");
+        const dim3 grid_k(static_cast<unsigned>((T_ + C::kKBc - 1) / C::kKBc), static_cast<unsigned>(Hk),
+                          static_cast<unsigned>(B));
+        dkdv_kern<<<grid_k, kMmaThreads, C::dkdv_bytes(), S(s)>>>(q, k, v, dout, lse, dsum, dk, dv, T_, H, Hk, sl2,
+                                                                   sc, W);
+        HS_LAUNCH_CHECK("attention_bwd (dk, dv; mma)", "B = ", B, ", T = ", T_, ", H = ", H, ", Hk = ", Hk,
+                        ", D = ", D, ", window = ", window, ", smem = ", C::dkdv_bytes());
+        allow_smem(dq_kern, C::dq_bytes(), "attention_bwd (dq; mma)");
+        const dim3 grid_q(static_cast<unsigned>((T_ + C::kQBr - 1) / C::kQBr), static_cast<unsigned>(H),
+                          static_cast<unsigned>(B));
+        dq_kern<<<grid_q, kMmaThreads, C::dq_bytes(), S(s)>>>(q, k, v, dout, lse, dsum, dq, T_, H, Hk, sl2, sc, W);
+        HS_LAUNCH_CHECK("attention_bwd (dq; mma)", "B = ", B, ", T = ", T_, ", H = ", H, ", Hk = ", Hk, ", D = ", D,
+                        ", window = ", window, ", smem = ", C::dq_bytes());
+      };
+      if (D == 64) launch(attn_bwd_dkdv_mma_k<64>, attn_bwd_dq_mma_k<64>, MmaBwdCfg<64>{});
+      else launch(attn_bwd_dkdv_mma_k<128>, attn_bwd_dq_mma_k<128>, MmaBwdCfg<128>{});
+      return;
+    }
+  }
   with_dims(D, Dv, [&](auto dims) {
     using Dm = decltype(dims);
     using C = Cfg<Dm::kD, Dm::kDv>;
