@@ -24,6 +24,7 @@
 #include <tuple>
 #include <vector>
 
+#include "gpu/gpu_test_util.h"
 #include "gradcheck.h"
 #include "kernels/attention.h"
 #include "kernels/cuda_attention.h"
@@ -31,27 +32,9 @@
 using namespace hyscale;
 namespace kg = hyscale::kernels::cuda;
 namespace kc = hyscale::kernels::cpu;
+using namespace hyscale::gputest;  // on_gpu, poisoned, back, rel, rounded, dptr (gpu_test_util.h)
 
 namespace {
-Tensor on_gpu(const Tensor& h) { return h.to(Device::cuda(0)); }
-Tensor poisoned(const Shape& s, DType dt) {
-  return Tensor::full(s, std::numeric_limits<double>::quiet_NaN(), DType::f32).to(dt).to(Device::cuda(0));
-}
-std::vector<float> back(const Tensor& d) { return d.to(Device::cpu()).to(DType::f32).to_vector<float>(); }
-// Relative max-norm error; `floor` bounds the denominator from below (see the dq/dk note above).
-double rel(const std::vector<float>& got, const std::vector<float>& want, double floor = 0.0) {
-  REQUIRE(got.size() == want.size());
-  double num = 0, den = floor;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;  // poisoned element left unwritten (or NaN/inf produced)
-    num = std::max(num, std::fabs(double(got[i]) - want[i]));
-    den = std::max(den, std::fabs(double(want[i])));
-  }
-  return num / std::max(den, 1e-30);
-}
-Tensor rounded(const Tensor& x, DType dt) { return x.to(dt).to(DType::f32); }
-template <class T> T* dptr(const Tensor& t) { return static_cast<T*>(t.raw_data()); }
-
 struct Case {
   int64_t B, T, H, Hk, D, Dv, window;
 };

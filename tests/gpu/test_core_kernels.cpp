@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 
+#include "gpu/gpu_test_util.h"
 #include "gradcheck.h"
 #include "kernels/adamw.h"
 #include "kernels/cross_entropy.h"
@@ -18,27 +19,7 @@
 using namespace hyscale;
 namespace kg = hyscale::kernels::cuda;
 namespace kc = hyscale::kernels::cpu;
-
-namespace {
-Tensor on_gpu(const Tensor& h) { return h.to(Device::cuda(0)); }
-Tensor poisoned(const Shape& s, DType dt) {
-  return Tensor::full(s, std::numeric_limits<double>::quiet_NaN(), DType::f32).to(dt).to(Device::cuda(0));
-}
-std::vector<float> back(const Tensor& d) { return d.to(Device::cpu()).to(DType::f32).to_vector<float>(); }
-double rel(const std::vector<float>& got, const std::vector<float>& want) {
-  REQUIRE(got.size() == want.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;  // poisoned element left unwritten
-    num = std::max(num, std::fabs(double(got[i]) - want[i]));
-    den = std::max(den, std::fabs(double(want[i])));
-  }
-  return num / std::max(den, 1e-30);
-}
-// Host f32 copy of x rounded through the storage dtype (what the GPU kernel sees).
-Tensor rounded(const Tensor& x, DType dt) { return x.to(dt).to(DType::f32); }
-template <class T> T* dptr(const Tensor& t) { return static_cast<T*>(t.raw_data()); }
-}  // namespace
+using namespace hyscale::gputest;  // on_gpu, poisoned, back, rel, rounded, dptr (gpu_test_util.h)
 
 TEST_CASE("CUDA elementwise kernels match the CPU twins (f32 and bf16)", "[gpu][kernels]") {
   for (DType dt : {DType::f32, DType::bf16}) {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/random.h"
+#include "gpu/gpu_test_util.h"
 #include "gradcheck.h"
 #include "kernels/cuda_hybrid.h"
 #include "kernels/diff_attn.h"
@@ -31,29 +32,13 @@
 using namespace hyscale;
 namespace kg = hyscale::kernels::cuda;
 namespace kc = hyscale::kernels::cpu;
+using namespace hyscale::gputest;  // on_gpu, poisoned, back, rel, rounded, dptr (gpu_test_util.h)
 
 namespace {
-Tensor on_gpu(const Tensor& h) { return h.to(Device::cuda(0)); }
-Tensor poisoned(const Shape& s, DType dt) {
-  return Tensor::full(s, std::numeric_limits<double>::quiet_NaN(), DType::f32).to(dt).to(Device::cuda(0));
-}
-std::vector<float> back(const Tensor& d) { return d.to(Device::cpu()).to(DType::f32).to_vector<float>(); }
-double rel(const std::vector<float>& got, const std::vector<float>& want) {
-  REQUIRE(got.size() == want.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;  // poisoned element left unwritten
-    num = std::max(num, std::fabs(double(got[i]) - want[i]));
-    den = std::max(den, std::fabs(double(want[i])));
-  }
-  return num / std::max(den, 1e-30);
-}
 // Bitwise equality (NaN-safe: compares the patterns).
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
-Tensor rounded(const Tensor& x, DType dt) { return x.to(dt).to(DType::f32); }
-template <class T> T* dptr(const Tensor& t) { return static_cast<T*>(t.raw_data()); }
 Tensor uniform(const Shape& s, uint64_t seed, double lo, double hi) {
   Rng r(seed);
   std::vector<float> v(static_cast<size_t>(shape_numel(s)));

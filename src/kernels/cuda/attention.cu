@@ -43,6 +43,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/cuda/attention_tiles.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda_attention.h"
 
@@ -50,66 +51,11 @@ namespace hyscale::kernels::cuda {
 
 namespace {
 using namespace detail;
-
-constexpr int kThreads = 256;          // the SIMT kernels run 256 threads (8 warps)
-constexpr int kTY = 32, kTX = 8;       // register-tile thread grid (see the file comment)
-constexpr double kLog2eD = 1.4426950408889634;
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
-constexpr size_t kDefaultSmem = 48 * 1024;
+using namespace detail::attn;  // kThreads, kTY, kTX, row8_*, load_tile, tile_mma, visible, ... (attention_tiles.cuh)
 
 __device__ __forceinline__ float* smem_f32() {
   extern __shared__ float4 hs_attn_smem[];
   return reinterpret_cast<float*>(hs_attn_smem);
-}
-
-// Reductions over the 8 lanes (tx = 0..7) that hold one row of a register tile. Every lane of the
-// warp must call them (full mask).
-__device__ __forceinline__ float row8_max(float v) {
-#pragma unroll
-  for (int o = 1; o < kTX; o <<= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-__device__ __forceinline__ float row8_sum(float v) {
-#pragma unroll
-  for (int o = 1; o < kTX; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// dst[r (C+1) + c] = src[r row_stride + c] (as fp32) for r < rows_valid, c < cols_valid, else 0,
-// for r < R, c < C. src points at element (row 0, col 0); all threads of the CTA take part.
-template <class T, int R, int C>
-__device__ __forceinline__ void load_tile(float* dst, const T* __restrict__ src, int64_t row_stride, int rows_valid,
-                                          int cols_valid) {
-  for (int idx = threadIdx.x; idx < R * C; idx += kThreads) {
-    const int r = idx / C, c = idx % C;
-    float x = 0.0f;
-    if (r < rows_valid && c < cols_valid) x = ld(src, r * row_stride + c);
-    dst[r * (C + 1) + c] = x;
-  }
-}
-
-// acc[i][j] += sum_{k < K} A(m_i, k) B(k, n_j) with m_i = ty + 32 i, n_j = tx + 8 j, where
-// A(m, k) = a[m a_m + k a_k] and B(k, n) = b[k b_k + n b_n] (shared memory, fp32).
-template <int MI, int NJ, int K>
-__device__ __forceinline__ void tile_mma(float (&acc)[MI][NJ], const float* a, int a_m, int a_k, const float* b,
-                                         int b_k, int b_n, int ty, int tx) {
-#pragma unroll 2
-  for (int k = 0; k < K; ++k) {
-    float av[MI], bv[NJ];
-#pragma unroll
-    for (int i = 0; i < MI; ++i) av[i] = a[(ty + kTY * i) * a_m + k * a_k];
-#pragma unroll
-    for (int j = 0; j < NJ; ++j) bv[j] = b[k * b_k + (tx + kTX * j) * b_n];
-#pragma unroll
-    for (int i = 0; i < MI; ++i)
-#pragma unroll
-      for (int j = 0; j < NJ; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
-  }
-}
-
-__device__ __forceinline__ bool visible(int64_t i, int64_t j, int64_t T_, int64_t W) {
-  return i < T_ && j <= i && j > i - W;
 }
 
 // ------------------------------------------------------------------------------ tile configs
@@ -924,13 +870,6 @@ template <class F> void with_dims(int64_t D, int64_t Dv, F&& f) {
   else f(Dims<128, 256>{});
 }
 
-template <class K> void allow_smem(K* kern, size_t bytes, const char* name) {
-  if (bytes <= kDefaultSmem) return;
-  const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
-  HS_CHECK(e == cudaSuccess, "CUDA kernel ", name, ": cannot use ", bytes,
-           " bytes of dynamic shared memory: ", cudaGetErrorString(e));
-}
-
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // Compute capability (major * 10 + minor) of the current device.
@@ -943,22 +882,6 @@ int device_sm() {
   return major * 10 + minor;
 }
 
-int64_t eff_window(int64_t window, int64_t T_) { return (window <= 0 || window > T_) ? T_ : window; }
-
-// Stream-ordered fp32 scratch, freed (stream-ordered) when the scope ends, errors included.
-struct Scratch {
-  float* p = nullptr;
-  cudaStream_t s;
-  Scratch(size_t n, cudaStream_t st, const char* who) : s(st) {
-    const cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&p), n * sizeof(float), s);
-    HS_CHECK(e == cudaSuccess, who, " (CUDA): scratch of ", n, " floats: ", cudaGetErrorString(e));
-  }
-  ~Scratch() {
-    if (p) cudaFreeAsync(p, s);
-  }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-};
 }  // namespace
 
 template <class T>
