@@ -60,5 +60,12 @@ namespace hyscale::ops {
 Tensor diff_lambda(const Tensor& lq1, const Tensor& lk1, const Tensor& lq2, const Tensor& lk2, double lambda_init);
 // a1 - lambda * a2 (a1, a2 same shape; lambda a scalar tensor)
 Tensor diff_combine(const Tensor& a1, const Tensor& a2, const Tensor& lambda);
+// Differential attention over head pairs: q [B, T, Hp, 2 hd], k and v [B, T, Hkp, 2 hd] (the two
+// halves of q and k are the branches' queries and keys, v is read whole by both) ->
+// attention(q1, k1, v) - lambda * attention(q2, k2, v), causal with `window` as in attention().
+// On a GPU one fused kernel serves both branches (K/V tiles loaded once); on the cpu it is
+// composed from attention() and diff_combine().
+Tensor diff_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lambda, double scale,
+                      int64_t window = 0);
 
 }  // namespace hyscale::ops

@@ -7,6 +7,7 @@
 
 #include "kernels/cuda.h"
 #include "kernels/cuda_attention.h"
+#include "kernels/cuda_diff_attention.h"
 #include "kernels/cuda_hybrid.h"
 
 namespace hyscale::ops::cuda_impl {
@@ -343,6 +344,26 @@ struct DiffCombineNode : Node {
   const char* name() const override { return "diff_combine (cuda)"; }
 };
 
+struct DiffAttentionNode : Node {
+  Tensor q, k, v, lambda, o1, o2, lse1, lse2;  // lambda f32 scalar; lse fp32 [B, Hp, T]
+  DType lambda_dtype;
+  double scale;
+  int64_t window;
+  std::vector<Tensor> backward(const Tensor& g_in) override {
+    Tensor g = g_in.contiguous();
+    Tensor dq = empty_like(q), dk = empty_like(k), dv = empty_like(v), dl = empty({}, DType::f32, q);
+    dispatch(q.dtype(), [&](auto z) {
+      using T = decltype(z);
+      kg::diff_attention_bwd<T>(P<T>(q), P<T>(k), P<T>(v), F(lambda), P<T>(o1), P<T>(o2), F(lse1), F(lse2), P<T>(g),
+                                P<T>(dq), P<T>(dk), P<T>(dv), F(dl), q.size(0), q.size(1), q.size(2), k.size(2),
+                                q.size(3) / 2, scale, window);
+    });
+    return {dq, dk, dv, as_dtype(dl, lambda_dtype)};
+  }
+  void release() override { q = k = v = lambda = o1 = o2 = lse1 = lse2 = Tensor(); }
+  const char* name() const override { return "diff_attention (cuda)"; }
+};
+
 }  // namespace
 
 Tensor linear(const Tensor& x, const Tensor& w) {
@@ -602,6 +623,33 @@ Tensor diff_combine(const Tensor& a1, const Tensor& a2, const Tensor& lambda_in)
   node->lambda = lam.detach();
   node->lambda_dtype = lambda_in.dtype();
   return record(out, node, {&a1, &a2, &lambda_in});
+}
+
+Tensor diff_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lambda_in, double scale,
+                      int64_t window) {
+  const int64_t B = q.size(0), T_ = q.size(1), Hp = q.size(2), Hkp = k.size(2), hd = q.size(3) / 2;
+  Tensor lam = lambda_in.contiguous().to(DType::f32);
+  Tensor out = empty_like(q), o1 = empty_like(q), o2 = empty_like(q);
+  Tensor lse1 = empty({B, Hp, T_}, DType::f32, q), lse2 = empty({B, Hp, T_}, DType::f32, q);
+  dispatch(q.dtype(), [&](auto z) {
+    using T = decltype(z);
+    kg::diff_attention_fwd<T>(P<T>(q), P<T>(k), P<T>(v), F(lam), P<T>(out), P<T>(o1), P<T>(o2), F(lse1), F(lse2), B,
+                              T_, Hp, Hkp, hd, scale, window);
+  });
+  if (!any_requires_grad({&q, &k, &v, &lambda_in})) return out;
+  auto node = std::make_shared<DiffAttentionNode>();
+  node->q = q.detach();
+  node->k = k.detach();
+  node->v = v.detach();
+  node->lambda = lam.detach();
+  node->lambda_dtype = lambda_in.dtype();
+  node->o1 = o1;
+  node->o2 = o2;
+  node->lse1 = lse1;
+  node->lse2 = lse2;
+  node->scale = scale;
+  node->window = window;
+  return record(out, node, {&q, &k, &v, &lambda_in});
 }
 
 }  // namespace hyscale::ops::cuda_impl

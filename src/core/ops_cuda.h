@@ -29,6 +29,8 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias);
 Tensor gmu_gate(const Tensor& p, const Tensor& m);
 Tensor diff_lambda(const Tensor& lq1, const Tensor& lk1, const Tensor& lq2, const Tensor& lk2, double lambda_init);
 Tensor diff_combine(const Tensor& a1, const Tensor& a2, const Tensor& lambda);
+Tensor diff_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lambda, double scale,
+                      int64_t window);
 
 }  // namespace hyscale::ops::cuda_impl
 #endif

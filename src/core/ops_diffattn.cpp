@@ -100,4 +100,27 @@ Tensor diff_combine(const Tensor& a1_in, const Tensor& a2_in, const Tensor& lamb
   return record(out, node, {&a1, &a2, &lam});
 }
 
+Tensor diff_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& lambda, double scale,
+                      int64_t window) {
+  const char* op = "diff_attention";
+  Tensor q = prep(op, q_in, "q"), k = prep(op, k_in, "k"), v = prep(op, v_in, "v");
+  same_dtype(op, q, k);
+  same_dtype(op, q, v);
+  HS_CHECK(q.dim() == 4 && k.dim() == 4 && v.shape() == k.shape() && q.size(0) == k.size(0) &&
+               q.size(1) == k.size(1) && q.size(3) == k.size(3) && q.size(3) % 2 == 0 && q.size(3) > 0,
+           op, ": expected q [B, T, Hp, 2 hd] and k, v [B, T, Hkp, 2 hd], got ", shape_str(q.shape()), ", ",
+           shape_str(k.shape()), ", ", shape_str(v.shape()));
+  HS_CHECK(k.size(2) > 0 && q.size(2) % k.size(2) == 0, op, ": head pairs (", q.size(2),
+           ") must be a multiple of KV head pairs (", k.size(2), ")");
+  HS_CHECK(lambda.defined() && lambda.numel() == 1 && lambda.device() == q.device(), op,
+           ": lambda must be a scalar on ", q.device().str(), ", got ", lambda.defined() ? lambda.desc() : "undefined");
+#ifdef HYSCALE_WITH_CUDA
+  if (q.device().is_cuda()) return cuda_impl::diff_attention(q, k, v, lambda, scale, window);
+#endif
+  const int64_t hd = q.size(3) / 2;
+  Tensor a1 = attention(q.slice(3, 0, hd), k.slice(3, 0, hd), v, scale, window);
+  Tensor a2 = attention(q.slice(3, hd, 2 * hd), k.slice(3, hd, 2 * hd), v, scale, window);
+  return diff_combine(a1, a2, lambda);
+}
+
 }  // namespace hyscale::ops

@@ -62,14 +62,13 @@ Tensor Attention::attend(const Tensor& q, const Tensor& k, const Tensor& v) cons
   // branches read.
   Tensor qq = q.reshape({B, T, H / 2, 2 * hd}), kk = k.reshape({B, T, Hk / 2, 2 * hd});
   Tensor v12 = v.reshape({B, T, Hk / 2, 2 * hd});
-  Tensor a1 = ops::attention(qq.slice(3, 0, hd), kk.slice(3, 0, hd), v12, cfg_.scale, cfg_.window);
-  Tensor a2 = ops::attention(qq.slice(3, hd, 2 * hd), kk.slice(3, hd, 2 * hd), v12, cfg_.scale, cfg_.window);
   const double li = lambda_init();
   const auto& tp = cfg_.tp;
   Tensor lam = ops::diff_lambda(parallel::copy_to_tp(cw_fp32(lambda_q1), tp), parallel::copy_to_tp(cw_fp32(lambda_k1), tp),
                                 parallel::copy_to_tp(cw_fp32(lambda_q2), tp), parallel::copy_to_tp(cw_fp32(lambda_k2), tp),
                                 li);
-  Tensor o = ops::rmsnorm(ops::diff_combine(a1, a2, lam), parallel::copy_to_tp(cw(subln), tp), 1e-5);  // [B, T, H/2, 2 hd]
+  Tensor a = ops::diff_attention(qq, kk, v12, lam, cfg_.scale, cfg_.window);  // a1 - lambda a2
+  Tensor o = ops::rmsnorm(a, parallel::copy_to_tp(cw(subln), tp), 1e-5);  // [B, T, H/2, 2 hd]
   return ops::scale(o, 1.0 - li).reshape({B, T, H * hd});                // re-interleave
 }
 
