@@ -61,11 +61,15 @@ std::vector<PhonebookEntry> make_phonebook(int64_t n, Rng& rng) {
 PhonebookPrompt phonebook_prompt(const std::vector<PhonebookEntry>& book, Rng& rng) {
   HS_CHECK(book.size() >= 3, "phonebook: need at least 3 entries");
   std::string text;
-  for (size_t i = 0; i < book.size(); ++i) text += (i ? "\n" : "") + entry_line(book[i]);
+  for (size_t i = 0; i < book.size(); ++i) {
+    if (i) text += '\n';
+    text += entry_line(book[i]);
+  }
   const auto& s1 = book[rng.below(book.size())];
   const auto& s2 = book[rng.below(book.size())];
   const auto& q = book[rng.below(book.size())];
-  text += "\n\n" + entry_line(s1) + "\n" + entry_line(s2) + "\n\n" + q.name + ":";
+  text.append("\n\n").append(entry_line(s1)).append("\n").append(entry_line(s2)).append("\n\n");
+  text.append(q.name).append(":");
   return {text, q.number};
 }
 

@@ -64,19 +64,8 @@ double bench_train(RunConfig cfg, int64_t steps, int64_t warmup) {
   HS_CHECK(steps > 0 && warmup >= 0, "bench: --steps must be > 0 and --warmup >= 0");
   kernels::cpu::set_num_threads(static_cast<int>(cfg.training.threads));
   resolve_config(cfg, cfg.model.vocab_size > 0 ? cfg.model.vocab_size : 320);
-  Device device;
-  try {
-    device = Device::parse(cfg.training.device);
-  } catch (const Error& e) {
-    HS_FAIL("training.device: ", e.what());
-  }
+  const Device device = training_device(cfg);
   const bool bf16 = cfg.training.precision == "bf16";
-  HS_CHECK(!bf16 || device.is_cuda(), "training.precision bf16 needs training.device cuda");
-  if (device.is_cuda()) {
-    HS_CHECK(cuda_available() && device.index < cuda_device_count(), "bench train: ", device.str(),
-             " is not available (", cuda_device_count(), " CUDA device(s) visible)");
-    cudart::set_device(device.index);
-  }
   const parallel::Grid grid = parallel::make_grid(1);
   HS_CHECK(grid.world == 1, "bench train runs in one process");
   nn::Model model(cfg.model);

@@ -130,10 +130,7 @@ double evaluate(const nn::Model& model, const RunConfig& cfg, const data::TokenD
   return sums[0] / sums[1];
 }
 
-TrainResult run_training(RunConfig cfg, const std::string& resume) {
-  const auto& pi = parallel::process();
-  const bool rank0 = pi.rank == 0;
-  apply_threads(cfg);
+Device training_device(const RunConfig& cfg) {
   Device device;
   try {
     device = Device::parse(cfg.training.device);
@@ -150,11 +147,19 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
     HS_CHECK(device.index < cuda_device_count(), "training.device ", device.str(), ": only ", cuda_device_count(),
              " CUDA device(s) visible");
     cudart::set_device(device.index);
-    HS_CHECK(pi.world == 1, "training on ", device.str(), " runs in one process for now (got ", pi.world,
-             " ranks): data- and tensor-parallel GPU training needs NCCL gradient buckets, not written yet");
   }
   HS_CHECK(cfg.training.precision == "fp32" || device.is_cuda(), "training.precision: ", cfg.training.precision,
            " needs training.device cuda (the cpu kernels compute in fp32/fp64)");
+  return device;
+}
+
+TrainResult run_training(RunConfig cfg, const std::string& resume) {
+  const auto& pi = parallel::process();
+  const bool rank0 = pi.rank == 0;
+  apply_threads(cfg);
+  const Device device = training_device(cfg);
+  HS_CHECK(device.is_cpu() || pi.world == 1, "training on ", device.str(), " runs in one process for now (got ",
+           pi.world, " ranks): data- and tensor-parallel GPU training needs NCCL gradient buckets, not written yet");
 
   // ---- data
   auto train_ds = data::TokenDataset::load(cfg.data.path, "train");

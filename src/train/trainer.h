@@ -24,6 +24,10 @@ struct TrainResult {
 // "auto" (newest complete checkpoint if any, else fresh) or a checkpoint path.
 TrainResult run_training(RunConfig cfg, const std::string& resume);
 
+// training.device parsed and checked (a visible GPU, a precision the device supports); a GPU is
+// made current. Errors name the key.
+Device training_device(const RunConfig& cfg);
+
 // Mean validation loss over cfg.logging.eval_batches micro-batches, averaged over ranks.
 double evaluate(const nn::Model& model, const RunConfig& cfg, const data::TokenDataset& val);
 

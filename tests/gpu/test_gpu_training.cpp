@@ -12,8 +12,8 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 
-#include "core/random.h"
 #include "e2e_util.h"
+#include "gradcheck.h"
 #include "small_model.h"
 #include "train/config.h"
 #include "train/trainer.h"
@@ -43,11 +43,8 @@ void check_arch(const std::string& arch, bool bf16) {
   gpu.to_device(Device::cuda(0));
   if (bf16) gpu.set_compute_dtype(DType::bf16);
   const int64_t B = 2, T = 37;  // odd length: crosses the window (5) and scan chunks (8) unevenly
-  Rng r(3);
-  std::vector<int32_t> ids(B * T), tg(B * T);
-  for (auto& v : ids) v = static_cast<int32_t>(r.below(mc.vocab_size));
-  for (auto& v : tg) v = static_cast<int32_t>(r.below(mc.vocab_size));
-  Tensor I = Tensor::from_vector(ids, {B, T}), Tg = Tensor::from_vector(tg, {B, T});
+  const int32_t V = static_cast<int32_t>(mc.vocab_size);
+  Tensor I = testing::randint({B, T}, V, 3), Tg = testing::randint({B, T}, V, 4);
   Tensor lc = cpu.loss(I, Tg), lg = gpu.loss(I, Tg);
   lc.backward();
   lg.backward();

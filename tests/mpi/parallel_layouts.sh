@@ -15,15 +15,8 @@ HS=$1
 MPIEXEC=$2
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-python3 - "$TMP/corpus.txt" <<'PY'
-import random, sys
-r = random.Random(7)
-words = "the cat a dog sees likes eats red ball green apple big house small tree runs".split()
-with open(sys.argv[1], "w") as f:
-    for d in range(300):
-        f.write(" ".join(r.choice(words) for _ in range(r.randint(5, 30))) + ".\n%\n")
-PY
-"$HS" prepare --input "$TMP/corpus.txt" --out "$TMP/data" --doc-separator % --val-fraction 0.1 > /dev/null
+source "$(dirname "$0")/tiny_corpus.sh"
+prepare_tiny_corpus "$TMP" 7 the cat a dog sees likes eats red ball green apple big house small tree runs
 cat > "$TMP/c.yaml" <<EOF2
 out_dir: $TMP/runs
 data: {path: $TMP/data}

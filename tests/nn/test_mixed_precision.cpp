@@ -43,11 +43,8 @@ TEST_CASE("f32 parameters computed in f64 equal the f64 model (every architectur
     }
     m32.set_compute_dtype(DType::f64);
     const int64_t B = 2, T = 13;
-    Rng r(8);
-    std::vector<int32_t> ids(B * T), tg(B * T);
-    for (auto& v : ids) v = static_cast<int32_t>(r.below(c32.vocab_size));
-    for (auto& v : tg) v = static_cast<int32_t>(r.below(c32.vocab_size));
-    Tensor I = Tensor::from_vector(ids, {B, T}), Tg = Tensor::from_vector(tg, {B, T});
+    const int32_t V = static_cast<int32_t>(c32.vocab_size);
+    Tensor I = testing::randint({B, T}, V, 8), Tg = testing::randint({B, T}, V, 9);
     Tensor l32 = m32.loss(I, Tg), l64 = m64.loss(I, Tg);
     REQUIRE(l32.dtype() == DType::f64);
     CHECK(l32.item() == l64.item());

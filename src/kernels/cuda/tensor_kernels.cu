@@ -40,17 +40,23 @@ __device__ __forceinline__ void store_any(void* p, int dt, int64_t i, double v) 
   }
 }
 
+// Element offsets in dst and src of the i-th element in row-major order of the view.
+__device__ __forceinline__ void offsets(const Layout& L, int64_t i, int64_t& doff, int64_t& soff) {
+  doff = soff = 0;
+  for (int d = L.ndim - 1; d >= 0; --d) {
+    const int64_t idx = i % L.shape[d];
+    i /= L.shape[d];
+    doff += idx * L.dst_stride[d];
+    soff += idx * L.src_stride[d];
+  }
+}
+
 // Same dtype: the element's bits are moved (NaN payloads kept); E = element type of that size.
 template <class E>
 __global__ void strided_copy_same(E* __restrict__ dst, const E* __restrict__ src, Layout L, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    int64_t rem = i, doff = 0, soff = 0;
-    for (int d = L.ndim - 1; d >= 0; --d) {
-      const int64_t idx = rem % L.shape[d];
-      rem /= L.shape[d];
-      doff += idx * L.dst_stride[d];
-      soff += idx * L.src_stride[d];
-    }
+    int64_t doff, soff;
+    offsets(L, i, doff, soff);
     dst[doff] = src[soff];
   }
 }
@@ -58,13 +64,8 @@ __global__ void strided_copy_same(E* __restrict__ dst, const E* __restrict__ src
 // f32 -> bf16 and bf16 -> f32 (the casts mixed precision does every step) get their own path.
 __global__ void strided_copy_cast(void* dst, int ddt, const void* src, int sdt, Layout L, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    int64_t rem = i, doff = 0, soff = 0;
-    for (int d = L.ndim - 1; d >= 0; --d) {
-      const int64_t idx = rem % L.shape[d];
-      rem /= L.shape[d];
-      doff += idx * L.dst_stride[d];
-      soff += idx * L.src_stride[d];
-    }
+    int64_t doff, soff;
+    offsets(L, i, doff, soff);
     if (ddt == 2 && sdt == 0)
       static_cast<__nv_bfloat16*>(dst)[doff] = __float2bfloat16_rn(static_cast<const float*>(src)[soff]);
     else if (ddt == 0 && sdt == 2)
