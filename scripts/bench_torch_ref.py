@@ -7,6 +7,7 @@ forward 2 (D + Dv) per pair, backward 2.5x that — the count `hyscale bench ker
     faster of the two reported;
   * sliding window 128 and 2048 (W visible keys including self): FlexAttention with a
     sliding-window block mask (torch.compile'd), when this torch has it.
+Causal depthwise conv1d (F.conv1d, groups=C), forward+backward, GB/s over hyscale's byte count.
 Selective scan (bf16 in, fp32 state, B=2, T=4096, d_inner 4096, N=16): a PyTorch reference
 (sequential over time, as mamba_ssm's selective_scan_ref), forward+backward, effective GB/s
 over the same byte count as hyscale's row.
@@ -91,27 +92,20 @@ def main():
         row(f"sdpa causal fwd ({name_f})", best[name_f][0], fwd_flops / best[name_f][0] / 1e9, "TFLOP/s")
         row(f"sdpa causal fwd+bwd ({name_fb})", best[name_fb][1], 3.5 * fwd_flops / best[name_fb][1] / 1e9, "TFLOP/s")
 
-    # Sliding windows: FlexAttention with a block mask (W visible keys incl. self).
-    try:
-        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
-        flex = torch.compile(flex_attention)
-        for W in (128, 2048):
-            def mask_mod(b, h, qi, ki, W=W):
-                return (ki <= qi) & (qi - ki < W)
-            bm = create_block_mask(mask_mod, B=None, H=None, Q_LEN=T, KV_LEN=T, device=dev)
-            ff = lambda: flex(q, kr, vr, block_mask=bm)
-            ms_f = timeit(ff, args.reps)
+    # Causal depthwise conv1d, width 4, bias (hyscale's layout is (B, T, C); torch's is (B, C, T),
+    # so the reference gets its own layout and no transposes are timed), forward+backward.
+    Bc, Tc, Cc, K = 2, 4096, 4096, 4
+    xc = torch.randn(Bc, Cc, Tc, device=dev, dtype=torch.bfloat16, requires_grad=True)
+    wc = torch.randn(Cc, 1, K, device=dev, dtype=torch.bfloat16, requires_grad=True)
+    bc = torch.randn(Cc, device=dev, dtype=torch.bfloat16, requires_grad=True)
+    dyc = torch.randn(Bc, Cc, Tc, device=dev, dtype=torch.bfloat16)
 
-            def ffb():
-                o = flex(q, kr, vr, block_mask=bm)
-                o.backward(do)
+    def conv_fb():
+        y = F.conv1d(xc, wc, bc, padding=K - 1, groups=Cc)[..., :Tc]
+        y.backward(dyc)
 
-            ms_fb = timeit(ffb, args.reps)
-            fl = pairs(W) * 2 * (D + D) * B * H
-            row(f"flex window {W} fwd", ms_f, fl / ms_f / 1e9, "TFLOP/s")
-            row(f"flex window {W} fwd+bwd", ms_fb, 3.5 * fl / ms_fb / 1e9, "TFLOP/s")
-    except Exception as e:
-        print(f"  flex attention: unavailable ({type(e).__name__}: {str(e)[:100]})")
+    ms = timeit(conv_fb, args.reps)
+    row("torch conv1d fwd+bwd (K4, depthwise)", ms, 2.0 * 5 * Bc * Tc * Cc / ms / 1e6, "GB/s")
 
     if not args.no_scan:
         Bs, Ts, Dc, N, chunk = 2, 4096, 4096, 16, 128
@@ -142,6 +136,28 @@ def main():
         xn, bn, nch = Bs * Ts * Dc, Bs * Ts * N, (Ts + chunk - 1) // chunk
         byts = 2.0 * (3 * xn + 2 * bn) + 4.0 * Bs * nch * Dc * N + 2.0 * (5 * xn + 2 * bn) + 4.0 * (2 * bn + Bs * nch * Dc * N)
         row("torch reference scan fwd+bwd (sequential)", ms, byts / ms / 1e6, "GB/s")
+    # Sliding windows: FlexAttention with a block mask (W visible keys incl. self).
+    try:
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+        flex = torch.compile(flex_attention)
+        for W in (128, 2048):
+            def mask_mod(b, h, qi, ki, W=W):
+                return (ki <= qi) & (qi - ki < W)
+            bm = create_block_mask(mask_mod, B=None, H=None, Q_LEN=T, KV_LEN=T, device=dev)
+            ff = lambda: flex(q, kr, vr, block_mask=bm)
+            ms_f = timeit(ff, args.reps)
+
+            def ffb():
+                o = flex(q, kr, vr, block_mask=bm)
+                o.backward(do)
+
+            ms_fb = timeit(ffb, args.reps)
+            fl = pairs(W) * 2 * (D + D) * B * H
+            row(f"flex window {W} fwd", ms_f, fl / ms_f / 1e9, "TFLOP/s")
+            row(f"flex window {W} fwd+bwd", ms_fb, 3.5 * fl / ms_fb / 1e9, "TFLOP/s")
+    except Exception as e:
+        print(f"  flex attention: unavailable ({type(e).__name__}: {str(e)[:100]})")
+
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)

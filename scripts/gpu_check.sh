@@ -1,78 +1,195 @@
 #!/usr/bin/env bash
-# One GPU check for a lent machine's few minutes: runs the gpu-labelled tests, `bench kernels`,
-# the NCCL communicator and the decode benchmark, logs everything under $OUT (default ./gpu_check_out), and prints a
-# summary table last.
+# One GPU check for a lent machine's few minutes: runs the gpu-labelled tests (in groups, each
+# under its own time limit, so one hang or crash does not hide the rest), `bench kernels`, the
+# PyTorch references, `bench train` and the NCCL communicator; logs everything under $OUT
+# (default ./gpu_check_out) and prints a summary table last. The whole script keeps to a
+# deadline (GPU_CHECK_BUDGET seconds, default 480): a step that would start after it is skipped
+# and says so.
 #
 # Usage (on the GPU machine, from the repository root):
-#   scripts/gpu_check.sh [BIN_DIR]
-# BIN_DIR holds `hyscale` and `tests/test_gpu` (default: build). Built elsewhere? Build here with
-#   cmake -S . -B build-gpu -G Ninja -DHYSCALE_CUDA=ON -DHYSCALE_MPI=OFF -DCMAKE_CUDA_ARCHITECTURES=90
+#   scripts/gpu_check.sh [BIN_DIR] [STEPS]
+# BIN_DIR holds `hyscale` and `tests/test_gpu` (default: build). STEPS (default "all") is a
+# comma list of: tests, kernels, torch, train, profile, comm, train50, e2e, sanitize.
+# Built elsewhere? Build with
+#   cmake -S . -B build-gpu -G Ninja -DHYSCALE_CUDA=ON -DHYSCALE_MPI=OFF -DHYSCALE_NATIVE=OFF \
+#         -DCMAKE_CUDA_ARCHITECTURES=90
 # and copy build-gpu/hyscale, build-gpu/tests/test_gpu and the non-CUDA shared libraries `ldd`
-# lists into one folder; run with LD_LIBRARY_PATH pointing at it.
+# lists into one folder; run with LD_LIBRARY_PATH pointing at it (scripts/gpu_carry.sh does it).
 set -uo pipefail
 BIN=${1:-build}
+STEPS=${2:-all}
 OUT=${OUT:-./gpu_check_out}
+BUDGET=${GPU_CHECK_BUDGET:-480}
 mkdir -p "$OUT"
-declare -a NAMES RESULTS
-record() { NAMES+=("$1"); RESULTS+=("$2"); }
+START=$(date +%s)
+declare -a NAMES RESULTS FAILED_GROUPS
+record() { NAMES+=("$1"); RESULTS+=("$2"); echo "[$(( $(date +%s) - START ))s] $1: $2"; }
+want() { [ "$STEPS" = all ] || [[ ",$STEPS," == *",$1,"* ]]; }
+left() { echo $(( BUDGET - ($(date +%s) - START) )); }
+# limit WANTED: the smaller of WANTED and the time left (0 when under 5 s are left)
+limit() { local l; l=$(left); [ "$l" -lt 5 ] && echo 0 || echo $(( $1 < l ? $1 : l )); }
 
 if command -v nvidia-smi > /dev/null; then
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/device.txt" 2>&1
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader > "$OUT/device.txt" 2>&1
   record "device" "$(head -1 "$OUT/device.txt")"
 else
   record "device" "no nvidia-smi on this machine"
 fi
+echo "hyscale $(git rev-parse --short HEAD 2>/dev/null || echo '?') $(date -u +%Y-%m-%dT%H:%MZ)" >> "$OUT/device.txt"
 
-# 1. gpu tests (every CUDA kernel against its CPU twin, device memory, caching allocator)
-if [ -x "$BIN/tests/test_gpu" ]; then
-  timeout 300 "$BIN/tests/test_gpu" --reporter compact > "$OUT/test_gpu.log" 2>&1
-  rc=$?
+# 1. gpu tests by group: device memory, each kernel family, the models, the 50-step runs.
+run_group() {  # name catch-spec seconds
+  local name=$1 spec=$2 t
+  t=$(limit "$3")
+  if [ "$t" -eq 0 ]; then record "test $name" "skipped (budget)"; return; fi
+  timeout -k 5 "$t" "$BIN/tests/test_gpu" "$spec" --reporter compact --durations yes > "$OUT/test_$name.log" 2>&1
+  local rc=$?
   case $rc in
-    0) record "gpu tests" "passed: $(grep -Eo 'All tests passed.*' "$OUT/test_gpu.log" | head -1)" ;;
-    77) record "gpu tests" "SKIPPED (no device visible)" ;;
-    *) record "gpu tests" "FAILED (exit $rc): $(grep -c 'FAILED' "$OUT/test_gpu.log") failures, see test_gpu.log" ;;
+    0) record "test $name" "passed: $(grep -Eo '(All tests passed|test cases:).*' "$OUT/test_$name.log" | tail -1)" ;;
+    77) record "test $name" "SKIPPED (no device visible)" ;;
+    124|137) record "test $name" "TIMEOUT after ${t}s"; FAILED_GROUPS+=("$name|$spec") ;;
+    *) record "test $name" "FAILED (exit $rc): $(grep -Eo 'test cases:.*' "$OUT/test_$name.log" | tail -1)"
+       FAILED_GROUPS+=("$name|$spec") ;;
   esac
-else
-  record "gpu tests" "missing $BIN/tests/test_gpu"
+}
+if want tests; then
+  if [ -x "$BIN/tests/test_gpu" ]; then
+    run_group device '[gpu]~[kernels]~[model]~[train]' 30
+    run_group core '[kernels]~[attention]~[scan]~[conv1d]~[hybrid]' 40
+    run_group conv1d '[conv1d]' 30
+    run_group scan '[scan]' 40
+    run_group hybrid '[hybrid]' 30
+    run_group attention '[attention]~[diff_attn]' 60
+    run_group diff_attn '[diff_attn]' 60
+    run_group model '[model]' 60
+  else
+    record "gpu tests" "missing $BIN/tests/test_gpu"
+  fi
 fi
 
-# 2. NCCL communicator on one GPU (a one-rank group still exercises init and the collectives)
 if [ -x "$BIN/hyscale" ]; then
-  timeout 120 "$BIN/hyscale" bench comm --backend nccl --sizes 1M,64M --iters 10 > "$OUT/bench_comm_nccl.log" 2>&1
-  rc=$?
-  record "bench comm --backend nccl" "$([ $rc -eq 0 ] && echo ok || echo "exit $rc (see bench_comm_nccl.log)")"
-  # 3. kernel bandwidth / GEMM throughput against the copy and GEMM ceilings
-  timeout 180 "$BIN/hyscale" bench kernels --reps 20 > "$OUT/bench_kernels.log" 2>&1
-  rc=$?
-  record "bench kernels" "$([ $rc -eq 0 ] && head -1 "$OUT/bench_kernels.log" | cut -c1-110 || echo "exit $rc (see bench_kernels.log)")"
-  # 4. end-to-end training throughput on the GPU: tokens/s and MFU, bf16, seq 4096
-  for arch in transformer sambay; do
-    for depth in 8 16; do
-      log="$OUT/bench_train_${arch}_d${depth}.log"
-      timeout 240 "$BIN/hyscale" bench train configs/gpu_bench.yaml --set model.arch=$arch --set model.depth=$depth \
-        --steps 5 --warmup 2 > "$log" 2>&1
+  # 2. kernel bandwidth / throughput against the copy and GEMM ceilings measured in the same run
+  if want kernels; then
+    t=$(limit 90)
+    if [ "$t" -gt 0 ]; then
+      timeout -k 5 "$t" "$BIN/hyscale" bench kernels --reps 20 > "$OUT/bench_kernels.log" 2>&1
       rc=$?
-      if [ $rc -eq 0 ]; then
-        record "bench train $arch d$depth" "$(grep -E '^tokens/s' "$log" | tr -s ' ') | $(grep -E '^MFU' "$log" | tr -s ' ')"
-      else
-        record "bench train $arch d$depth" "exit $rc: $(grep -m1 -i error "$log" | cut -c1-90)"
-      fi
+      record "bench kernels" "$([ $rc -eq 0 ] && head -1 "$OUT/bench_kernels.log" | cut -c1-110 || echo "exit $rc (see bench_kernels.log)")"
+    else record "bench kernels" "skipped (budget)"; fi
+  fi
+fi
+
+# 3. PyTorch references on the same GPU (SDPA flash/cuDNN, FlexAttention windows, scan, conv1d)
+if want torch; then
+  t=$(limit 150)
+  if ! python3 -c "import torch" > /dev/null 2>&1; then
+    record "torch reference" "no torch on this machine"
+  elif [ "$t" -gt 0 ]; then
+    timeout -k 5 "$t" python3 -u scripts/bench_torch_ref.py --json "$OUT/bench_torch_ref.json" > "$OUT/bench_torch_ref.log" 2>&1
+    rc=$?
+    record "torch reference" "$([ $rc -eq 0 ] && echo "ok: $(grep -c -E 'TFLOP|GB/s' "$OUT/bench_torch_ref.log") rows" || echo "exit $rc (bench_torch_ref.log)")"
+  else record "torch reference" "skipped (budget)"; fi
+fi
+
+if [ -x "$BIN/hyscale" ]; then
+  # 4. end-to-end training throughput on the GPU: tokens/s and MFU, bf16, seq 4096
+  if want train; then
+    for depth in 16 8; do
+      for arch in transformer sambay; do
+        log="$OUT/bench_train_${arch}_d${depth}.log"
+        t=$(limit 60)
+        if [ "$t" -eq 0 ]; then record "bench train $arch d$depth" "skipped (budget)"; continue; fi
+        timeout -k 5 "$t" "$BIN/hyscale" bench train configs/gpu_bench.yaml --set model.arch=$arch \
+          --set model.depth=$depth --steps 5 --warmup 2 > "$log" 2>&1
+        rc=$?
+        if [ $rc -eq 0 ]; then
+          record "bench train $arch d$depth" "$(grep -E '^tokens/s' "$log" | tr -s ' ') | $(grep -E '^MFU' "$log" | tr -s ' ')"
+        else
+          record "bench train $arch d$depth" "exit $rc: $(grep -m1 -i -E 'error|what' "$log" | cut -c1-90)"
+        fi
+      done
     done
+  fi
+# 4b. where a training step's GPU time goes: nsys kernel summary (top 30) of bench train at d16
+  if want profile && command -v nsys > /dev/null; then
+    for arch in transformer sambay; do
+      t=$(limit 90)
+      [ "$t" -eq 0 ] && break
+      rm -f "$OUT/prof_$arch.nsys-rep"
+      timeout -k 5 "$t" nsys profile --trace=cuda --sample=none --cpuctxsw=none --force-overwrite true \
+        -o "$OUT/prof_$arch" "$BIN/hyscale" bench train configs/gpu_bench.yaml --set model.arch=$arch \
+        --set model.depth=16 --steps 3 --warmup 1 > /dev/null 2>&1
+      nsys stats --report cuda_gpu_kern_sum --format table "$OUT/prof_$arch.nsys-rep" 2>&1 | head -40 | cut -c1-230 \
+        > "$OUT/profile_$arch.txt"
+      rm -f "$OUT/prof_$arch.nsys-rep" "$OUT/prof_$arch.sqlite"
+      record "profile $arch d16" "$(wc -l < "$OUT/profile_$arch.txt") lines (profile_$arch.txt)"
+    done
+  fi
+  # 5. NCCL communicator on one GPU (a one-rank group still exercises init and the collectives)
+  if want comm; then
+    t=$(limit 30)
+    if [ "$t" -gt 0 ]; then
+      timeout -k 5 "$t" "$BIN/hyscale" bench comm --backend nccl --sizes 1M,64M --iters 10 > "$OUT/bench_comm_nccl.log" 2>&1
+      rc=$?
+      record "bench comm --backend nccl" "$([ $rc -eq 0 ] && echo ok || echo "exit $rc (see bench_comm_nccl.log)")"
+    fi
+  fi
+fi
+
+# 6. the 50-step GPU-vs-CPU training runs
+if want train50 && [ -x "$BIN/tests/test_gpu" ]; then
+  run_group train50 '[train]' 150
+fi
+
+# 7. end to end: SambaY d8 trained 50 steps on the GPU (fp32 and bf16) against the CPU run of the
+#    same config and seed. The CPU reference is $BIN/e2e_ref/metrics.jsonl when it was computed
+#    beforehand (same binary, any x86 machine), else it is trained here.
+if want e2e && [ -x "$BIN/hyscale" ]; then
+  runs=$(mktemp -d)  # the runs' checkpoints (1.5 GB at d8) stay out of $OUT; metrics and logs go there
+  ref="$BIN/e2e_ref/metrics.jsonl"
+  if [ ! -s "$ref" ]; then
+    t=$(limit 240)
+    if [ "$t" -gt 0 ]; then
+      timeout -k 5 "$t" "$BIN/hyscale" train configs/gpu_e2e_sambay_d8.yaml --set training.device=cpu --set data.path="${E2E_DATA:-data/fortunes}" \
+        --set out_dir="$runs" --set name=cpu > "$OUT/e2e_cpu.log" 2>&1
+      ref="$runs/cpu/metrics.jsonl"
+      cp "$ref" "$OUT/e2e_cpu_metrics.jsonl" 2> /dev/null
+    fi
+  fi
+  for prec in fp32 bf16; do
+    t=$(limit 90)
+    if [ "$t" -eq 0 ] || [ ! -s "$ref" ]; then record "e2e sambay d8 $prec" "skipped (budget or no reference)"; continue; fi
+    timeout -k 5 "$t" "$BIN/hyscale" train configs/gpu_e2e_sambay_d8.yaml --set training.precision=$prec --set data.path="${E2E_DATA:-data/fortunes}" \
+      --set out_dir="$runs" --set name=gpu_$prec > "$OUT/e2e_gpu_$prec.log" 2>&1
+    rc=$?
+    if [ $rc -ne 0 ]; then record "e2e sambay d8 $prec" "train exit $rc (e2e_gpu_$prec.log)"; continue; fi
+    cp "$runs/gpu_$prec/metrics.jsonl" "$OUT/e2e_gpu_${prec}_metrics.jsonl"
+    tol=1e-3; [ $prec = bf16 ] && tol=5e-2
+    python3 scripts/compare_losses.py "$ref" "$runs/gpu_$prec/metrics.jsonl" --rel $tol > "$OUT/e2e_compare_$prec.txt" 2>&1
+    record "e2e sambay d8 $prec" "$(tail -1 "$OUT/e2e_compare_$prec.txt" | cut -c1-150)"
+  done
+  rm -rf "$runs"
+fi
+
+# 8. a failed group again under compute-sanitizer (memcheck), while time is left
+if want sanitize && command -v compute-sanitizer > /dev/null; then
+  for g in "${FAILED_GROUPS[@]}"; do
+    name=${g%%|*}; spec=${g#*|}
+    t=$(limit 90)
+    [ "$t" -eq 0 ] && break
+    timeout -k 5 "$t" compute-sanitizer --tool memcheck --print-limit 20 "$BIN/tests/test_gpu" "$spec" \
+      --reporter compact > "$OUT/sanitize_$name.log" 2>&1
+    record "memcheck $name" "exit $?: $(grep -m1 -E 'ERROR SUMMARY' "$OUT/sanitize_$name.log")"
   done
 fi
 
-# 5. PyTorch references on the same GPU (SDPA flash/cuDNN, FlexAttention windows, a scan)
-if python3 -c "import torch" > /dev/null 2>&1; then
-  timeout 300 python3 scripts/bench_torch_ref.py --json "$OUT/bench_torch_ref.json" > "$OUT/bench_torch_ref.log" 2>&1
-  rc=$?
-  record "torch reference" "$([ $rc -eq 0 ] && grep -c TFLOP "$OUT/bench_torch_ref.log" | sed 's/$/ attention rows (bench_torch_ref.log)/' || echo "exit $rc")"
-else
-  record "torch reference" "no torch on this machine"
-fi
-
-for f in bench_kernels.log bench_torch_ref.log; do
+for f in bench_kernels.log bench_torch_ref.log profile_transformer.txt profile_sambay.txt; do
   [ -s "$OUT/$f" ] && { echo; echo "--- $f"; cat "$OUT/$f"; }
 done
 echo
-echo "=== gpu_check summary ($(date -u +%Y-%m-%dT%H:%MZ)) ==="
-for i in "${!NAMES[@]}"; do printf '%-28s %s\n' "${NAMES[$i]}" "${RESULTS[$i]}"; done
+echo "=== gpu_check summary ($(date -u +%Y-%m-%dT%H:%MZ), $(( $(date +%s) - START )) s) ==="
+for i in "${!NAMES[@]}"; do printf '%-30s %s\n' "${NAMES[$i]}" "${RESULTS[$i]}"; done
+# GPU_CHECK_PACK=1: leave one tarball of the logs in $OUT (for callers that fetch few files)
+if [ "${GPU_CHECK_PACK:-0}" = 1 ]; then
+  tar -czf "$OUT/../gpu_check_logs.tar.gz" -C "$OUT" . 2> /dev/null && rm -rf "${OUT:?}"/* && mv "$OUT/../gpu_check_logs.tar.gz" "$OUT/"
+fi

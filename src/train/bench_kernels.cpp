@@ -96,9 +96,13 @@ void bench_kernels(int64_t reps) {
          [&] { kg::swiglu_fwd<kg::bf16>(a.as<kg::bf16>(), b.as<kg::bf16>(), 16384, 2752); });
   row_bw("rmsnorm fwd bf16 (16K x 1024)", 2.0 * 16384 * 1024 * 2,
          [&] { kg::rmsnorm_fwd<kg::bf16>(a.as<kg::bf16>(), b.as<kg::bf16>(), c.as<kg::bf16>(), d.as<float>(), 16384, 1024, 1e-5); });
-  row_bw("cross-entropy fwd bf16 (8K x 32000)", 1.0 * 8192 * 32000 * 2, [&] {
-    kg::cross_entropy_fwd<kg::bf16>(a.as<kg::bf16>(), d.as<int32_t>(), c.as<float>(), c.as<float>() + 8192, 8192, 32000);
-  });
+  {
+    DevBuf targets(8192 * sizeof(int32_t));  // zeroed: valid class ids (d holds rstd floats by now)
+    row_bw("cross-entropy fwd bf16 (8K x 32000)", 1.0 * 8192 * 32000 * 2, [&] {
+      kg::cross_entropy_fwd<kg::bf16>(a.as<kg::bf16>(), targets.as<int32_t>(), c.as<float>(), c.as<float>() + 8192,
+                                      8192, 32000);
+    });
+  }
   row_bw("adamw f32 + bf16 copy (32M)", (4.0 * 4 + 3 * 4 + 2) * (m / 2), [&] {
     kg::adamw_step(a.as<float>(), b.as<float>(), c.as<float>(), d.as<float>(), m / 2, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f,
                    10, reinterpret_cast<kg::bf16*>(a.as<float>() + m / 2));
@@ -111,7 +115,9 @@ void bench_kernels(int64_t reps) {
     kg::gemm(false, false, 8192, 1024, 4096, 1.0f, a.p, 4096, b.p, 1024, 0.0f, c.p, 1024, true, true);
   });
 
-  // ---- the hybrid layers' kernels (bf16), shapes of a d16-sized model at seq 4096.
+  // ---- the hybrid layers' kernels (bf16), shapes of a d16-sized model at seq 4096. Inputs are
+  // zeroed again (the rows above left AdamW's updates in them): finite values, no NaN paths.
+  HS_CU(cudaMemset(a.p, 0, n * 4));
   // Attention FLOPs count visible (query, key) pairs only (KERNELS.md): forward 2 (D + Dv) per
   // pair, backward 2.5x that; the percentage is of the bf16 GEMM ceiling. The same shapes are
   // timed for PyTorch SDPA / FlexAttention by scripts/bench_torch_ref.py.

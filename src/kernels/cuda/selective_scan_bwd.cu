@@ -1,12 +1,19 @@
 // CUDA selective scan backward (kernels/cuda_hybrid.h; CPU twin kernels/cpu/selective_scan.cpp,
 // same math, same order of the time loop). Deterministic: no atomics, every sum has a fixed order.
 //
-// Design. Like the forward, one thread per (sequence b, channel c): the time recurrence is
-// sequential, channels and sequences are parallel. A block is 128 consecutive channels of ONE
-// sequence (grid = [ceil(Dc / 128), B]), so its threads walk the same time steps in lockstep.
-// Per thread, in registers: A[n] = -exp(A_log), the adjoint carry g[n] (dL/dh_t flowing back
-// from t+1, already multiplied by exp(dt_{t+1} A)), and the dA[n] accumulator.
-// Chunks are visited last to first. For chunk k = [s, e):
+// Design. One thread per (sequence b, chunk k, channel c): the adjoint recurrence
+// g_t-1 = exp(dt_t A) (g_t + dy_t C_t) is linear, so, as in the forward, the chunks run in parallel
+// once each knows the adjoint carried into it from the later chunks (the first version walked
+// all chunks of a (b, c) in one thread: 8192 threads at B 2, Dc 4096, 33 ms on an H100):
+//   a. carry, local: each chunk backwards from a zero carry (only dt, dy and C are needed): the
+//      carry it passes on, and its dt sum (the chunk's decay is exp(A sum dt));
+//   b. carry, combine: per (b, c, n), last chunk to first: the carry INTO each chunk;
+//   c. the gradients (below), every chunk starting from its carry; launched in waves of chunks
+//      so the stash stays under kStashBytes.
+// A block of (c) is 128 consecutive channels of ONE chunk of ONE sequence (grid = [ceil(Dc /
+// 128), chunks in the wave, B]), so its threads walk the same time steps in lockstep. Per
+// thread, in registers: A[n] = -exp(A_log), the adjoint carry g[n] (dL/dh_t flowing back from
+// t+1, already multiplied by exp(dt_{t+1} A)), and the dA[n] accumulator. For its chunk [s, e):
 //   1. recompute: starting from the saved state of chunk k-1 (zero for k = 0), run the forward
 //      recurrence through the chunk (same expression as the forward kernel) and STASH h_{t-1}
 //      for every t in the chunk in global scratch laid out [min(chunk,T)][N][B*Dc] (consecutive
@@ -21,8 +28,8 @@
 // with the warp sum of value l); the 4 warps' sums go to shared memory, buffered for kSteps
 // steps, then the block sums them in warp order and writes one partial per (tile, b, t, n) to
 // scratch. A second kernel sums the tiles in order. dA_log, dD, ddt_bias: each thread's own sums
-// over t (the CPU's order, last step first) are written as per-(b, c) partials, and a third
-// kernel sums the batch rows in order (dA_log = A * sum, like the CPU).
+// over its chunk (last step first) are written as per-(b, k, c) partials, and a third kernel sums
+// those rows in order (dA_log = A * sum, like the CPU).
 #include <algorithm>
 
 #include "kernels/cuda/common.cuh"
@@ -36,6 +43,7 @@ using namespace detail;
 constexpr int kThreads = 128;  // channels per block (one tile)
 constexpr int kWarps = kThreads / 32;
 constexpr int kSteps = 4;  // time steps of dB/dC warp sums buffered in shared memory per flush
+constexpr int64_t kStashBytes = int64_t{512} << 20;  // h_{t-1} stash of one wave of chunks
 
 __device__ __forceinline__ float softplusf_(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 __device__ __forceinline__ float dsoftplusf_(float x) { return x > 20.0f ? 1.0f : 1.0f / (1.0f + expf(-x)); }
@@ -62,30 +70,32 @@ __global__ void __launch_bounds__(kThreads)
                const T* __restrict__ dt_bias, const float* __restrict__ states, const T* __restrict__ dy,
                T* __restrict__ du, T* __restrict__ ddelta, float* __restrict__ stash, float* __restrict__ pB,
                float* __restrict__ pC, float* __restrict__ pA, float* __restrict__ pD, float* __restrict__ pbias,
-               int64_t Bsz, int64_t T_, int64_t Dc, int N, int64_t chunk) {
+               const float* __restrict__ gin, int64_t Bsz, int64_t T_, int64_t Dc, int N, int64_t chunk, int64_t k0,
+               int64_t G) {
   constexpr int kQ = kN / 16;  // groups of 16 states
   __shared__ float sh[kSteps][kWarps][kQ * 32];
-  const int64_t tile = blockIdx.x, b = blockIdx.y;
+  const int64_t tile = blockIdx.x, k = k0 + blockIdx.y, b = blockIdx.z;
   const int64_t c = tile * kThreads + threadIdx.x;
   const bool valid = c < Dc;  // invalid threads (last tile) still take part in shuffles and syncs
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int nq = (N + 15) / 16;  // groups in use (uniform over the block)
-  const int64_t BD = Bsz * Dc, col = b * Dc + c;
   const int64_t nch = (T_ + chunk - 1) / chunk;
+  const int64_t BD = Bsz * G * Dc, col = (b * G + blockIdx.y) * Dc + c;  // stash columns of this wave
+  const int64_t row = (b * nch + k) * Dc + c;                             // (b, k, c) rows of the partials
 
   float A[kN], g[kN], dA[kN];
 #pragma unroll
   for (int n = 0; n < kN; ++n) {
     A[n] = (valid && n < N) ? -expf(ld(A_log, c * N + n)) : 0.0f;
-    g[n] = 0.0f;
+    g[n] = (valid && n < N) ? gin[row * N + n] : 0.0f;  // the carry from the later chunks
     dA[n] = 0.0f;
   }
   const float bias = valid ? ld(dt_bias, c) : 0.0f, Dskip = valid ? ld(Dv, c) : 0.0f;
   float dDacc = 0.0f, dbacc = 0.0f;
   int slot = 0;         // next free step slot of sh
-  int64_t t_first = 0;  // time step of slot 0 (slot k holds step t_first - k)
+  int64_t t_first = 0;  // time step of slot 0 (slot j holds step t_first - j)
 
-  for (int64_t k = nch - 1; k >= 0; --k) {
+  {
     const int64_t s = k * chunk, e = min(T_, s + chunk);
     // 1. Recompute the chunk's states from the saved one; stash h_{t-1} for t in [s, e).
     if (valid) {
@@ -157,7 +167,7 @@ __global__ void __launch_bounds__(kThreads)
         st(ddelta, i, dx);
         dbacc += dx;
       }
-      if (++slot == kSteps || t == 0) {  // flush: block sums (warp order) -> partial per tile
+      if (++slot == kSteps || t == s) {  // flush: block sums (warp order) -> partial per tile
         __syncthreads();
         const int per = nq * 32;
         for (int en = threadIdx.x; en < slot * per; en += kThreads) {
@@ -174,12 +184,64 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   if (valid) {
-    float* pa = pA + col * N;
+    float* pa = pA + row * N;
 #pragma unroll
     for (int n = 0; n < kN; ++n)
       if (n < N) pa[n] = dA[n] * A[n];  // dA_log = dA * A (the CPU's order)
-    pD[col] = dDacc;
-    pbias[col] = dbacc;
+    pD[row] = dDacc;
+    pbias[row] = dbacc;
+  }
+}
+
+// (a) The carry a chunk passes on when none comes in, and the chunk's dt sum; one thread per
+// (b, k, c), channel fastest. gl [B, nch, Dc, N], dts [B, nch, Dc].
+template <class T, int kN>
+__global__ void scan_bwd_carry_local_k(const T* __restrict__ delta, const T* __restrict__ A_log,
+                                       const T* __restrict__ Cm, const T* __restrict__ dt_bias,
+                                       const T* __restrict__ dy, float* __restrict__ gl, float* __restrict__ dts,
+                                       int64_t Bsz, int64_t T_, int64_t Dc, int N, int64_t chunk) {
+  const int64_t nch = (T_ + chunk - 1) / chunk;
+  const int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (idx >= Bsz * nch * Dc) return;
+  const int64_t c = idx % Dc, k = (idx / Dc) % nch, b = idx / (Dc * nch);
+  float A[kN], g[kN];
+#pragma unroll
+  for (int n = 0; n < kN; ++n) {
+    A[n] = n < N ? -expf(ld(A_log, c * N + n)) : 0.0f;
+    g[n] = 0.0f;
+  }
+  const float bias = ld(dt_bias, c);
+  const int64_t s = k * chunk, e = min(T_, s + chunk);
+  float S = 0.0f;
+  for (int64_t t = e - 1; t >= s; --t) {
+    const int64_t i = (b * T_ + t) * Dc + c;
+    const float dt = softplusf_(ld(delta, i) + bias), dyv = ld(dy, i);
+    const int64_t bt = (b * T_ + t) * N;
+    S += dt;
+#pragma unroll
+    for (int n = 0; n < kN; ++n)
+      if (n < N) g[n] = (g[n] + dyv * ld(Cm, bt + n)) * expf(dt * A[n]);  // the gradient kernel's g update
+  }
+  float* gp = gl + idx * N;
+  for (int n = 0; n < N; ++n) gp[n] = g[n];
+  dts[idx] = S;
+}
+
+// (b) Per (b, c, n), last chunk to first: G_in[k] = G, then G = exp(A S_k) G + gl_k; G_in
+// overwrites gl in place.
+template <class T>
+__global__ void scan_bwd_carry_combine_k(const T* __restrict__ A_log, float* __restrict__ gl,
+                                         const float* __restrict__ dts, int64_t Bsz, int64_t nch, int64_t Dc, int N) {
+  const int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (idx >= Bsz * Dc * N) return;
+  const int64_t n = idx % N, c = (idx / N) % Dc, b = idx / (N * Dc);
+  const float A = -expf(ld(A_log, c * N + n));
+  float G = 0.0f;
+  for (int64_t k = nch - 1; k >= 0; --k) {
+    const int64_t r = (b * nch + k) * Dc + c;
+    const float local = gl[r * N + n];
+    gl[r * N + n] = G;
+    G = expf(A * dts[r]) * G + local;
   }
 }
 
@@ -196,7 +258,7 @@ __global__ void scan_bwd_sum_bc_k(const float* __restrict__ pB, const float* __r
     dCm[i] = sc;
   }
 }
-// dA_log [Dc, N], dD, ddt_bias [Dc] = sum over batch rows, in row order.
+// dA_log [Dc, N], dD, ddt_bias [Dc] = sum over the (sequence, chunk) rows, in row order.
 __global__ void scan_bwd_sum_param_k(const float* __restrict__ pA, const float* __restrict__ pD,
                                      const float* __restrict__ pbias, float* __restrict__ dA_log,
                                      float* __restrict__ dD, float* __restrict__ ddt_bias, int64_t Bsz, int64_t Dc,
@@ -219,12 +281,24 @@ __global__ void scan_bwd_sum_param_k(const float* __restrict__ pA, const float* 
 }
 
 template <class T, int kN>
-void launch_scan_bwd(dim3 grid, cudaStream_t st_, const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm,
+void launch_scan_bwd(cudaStream_t st_, const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm,
                      const T* D, const T* dt_bias, const float* states, const T* dy, T* du, T* ddelta, float* stash,
-                     float* pB, float* pC, float* pA, float* pD, float* pbias, int64_t B, int64_t T_, int64_t Dc,
-                     int N, int64_t chunk) {
-  scan_bwd_k<T, kN><<<grid, kThreads, 0, st_>>>(u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash,
-                                                 pB, pC, pA, pD, pbias, B, T_, Dc, N, chunk);
+                     float* pB, float* pC, float* pA, float* pD, float* pbias, float* gl, float* dts, int64_t B,
+                     int64_t T_, int64_t Dc, int N, int64_t chunk, int64_t G) {
+  const int64_t nch = (T_ + chunk - 1) / chunk, ntile = (Dc + kThreads - 1) / kThreads;
+  scan_bwd_carry_local_k<T, kN><<<blocks_for(B * nch * Dc, 128), 128, 0, st_>>>(delta, A_log, Cm, dt_bias, dy, gl, dts,
+                                                                                 B, T_, Dc, N, chunk);
+  HS_LAUNCH_CHECK("selective_scan_bwd (local carries)", "B = ", B, ", T = ", T_, ", Dc = ", Dc, ", N = ", N);
+  scan_bwd_carry_combine_k<T><<<blocks_for(B * Dc * N, 256), 256, 0, st_>>>(A_log, gl, dts, B, nch, Dc, N);
+  HS_LAUNCH_CHECK("selective_scan_bwd (carry combine)", "B = ", B, ", Dc = ", Dc, ", N = ", N, ", chunks = ", nch);
+  for (int64_t k0 = 0; k0 < nch; k0 += G) {
+    const int64_t g = std::min(G, nch - k0);
+    const dim3 grid(static_cast<unsigned>(ntile), static_cast<unsigned>(g), static_cast<unsigned>(B));
+    scan_bwd_k<T, kN><<<grid, kThreads, 0, st_>>>(u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash,
+                                                   pB, pC, pA, pD, pbias, gl, B, T_, Dc, N, chunk, k0, G);
+    HS_LAUNCH_CHECK("selective_scan_bwd", "B = ", B, ", T = ", T_, ", Dc = ", Dc, ", N = ", N, ", chunk = ", chunk,
+                    ", chunks ", k0, "..", k0 + g - 1);
+  }
 }
 }  // namespace
 
@@ -251,12 +325,16 @@ void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm,
     HS_CHECK(e == cudaSuccess, "selective_scan_bwd (CUDA): zeroing empty gradients: ", cudaGetErrorString(e));
     return;
   }
-  HS_CHECK(B <= 65535, "selective_scan_bwd (CUDA): batch ", B, " exceeds the grid's y dimension (65535)");
+  HS_CHECK(B <= 65535, "selective_scan_bwd (CUDA): batch ", B, " exceeds the grid's z dimension (65535)");
   const int64_t ntile = (Dc + kThreads - 1) / kThreads;
   HS_CHECK(ntile < (int64_t{1} << 31), "selective_scan_bwd (CUDA): grid too large");
+  const int64_t nch = (T_ + chunk - 1) / chunk;
   const int64_t L = std::min(chunk, T_), BD = B * Dc, M = B * T_ * N;
-  const int64_t n_stash = L * N * BD, n_part = ntile * M, n_param = BD * (N + 2);
-  const int64_t total = n_stash + 2 * n_part + n_param;
+  // Chunks per wave: as many as keep the h_{t-1} stash under kStashBytes (at least one).
+  const int64_t G = std::clamp<int64_t>(kStashBytes / std::max<int64_t>(1, L * N * BD * 4), 1, std::min<int64_t>(nch, 65535));
+  const int64_t R = BD * nch;  // (b, k, c) rows
+  const int64_t n_stash = L * N * BD * G, n_part = ntile * M, n_param = R * (N + 2), n_carry = R * (N + 1);
+  const int64_t total = n_stash + 2 * n_part + n_param + n_carry;
   float* ws = nullptr;
   cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&ws), static_cast<size_t>(total) * sizeof(float), st_);
   HS_CHECK(e == cudaSuccess, "selective_scan_bwd (CUDA): workspace of ", total * 4, " bytes (B = ", B, ", T = ", T_,
@@ -265,24 +343,25 @@ void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm,
   float* pB = stash + n_stash;
   float* pC = pB + n_part;
   float* pA = pC + n_part;
-  float* pD = pA + BD * N;
-  float* pbias = pD + BD;
+  float* pD = pA + R * N;
+  float* pbias = pD + R;
+  float* gl = pbias + R;
+  float* dts = gl + R * N;
 
-  const dim3 grid(static_cast<unsigned>(ntile), static_cast<unsigned>(B));
   const int n = static_cast<int>(N);
   if (N <= 16)
-    launch_scan_bwd<T, 16>(grid, st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash, pB, pC, pA,
-                           pD, pbias, B, T_, Dc, n, chunk);
+    launch_scan_bwd<T, 16>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash, pB, pC, pA, pD,
+                           pbias, gl, dts, B, T_, Dc, n, chunk, G);
   else if (N <= 32)
-    launch_scan_bwd<T, 32>(grid, st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash, pB, pC, pA,
-                           pD, pbias, B, T_, Dc, n, chunk);
+    launch_scan_bwd<T, 32>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash, pB, pC, pA, pD,
+                           pbias, gl, dts, B, T_, Dc, n, chunk, G);
   else
-    launch_scan_bwd<T, 64>(grid, st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash, pB, pC, pA,
-                           pD, pbias, B, T_, Dc, n, chunk);
-  HS_LAUNCH_CHECK("selective_scan_bwd", "B = ", B, ", T = ", T_, ", Dc = ", Dc, ", N = ", N, ", chunk = ", chunk);
+    launch_scan_bwd<T, 64>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash, pB, pC, pA, pD,
+                           pbias, gl, dts, B, T_, Dc, n, chunk, G);
   scan_bwd_sum_bc_k<<<blocks_for(M, 256), 256, 0, st_>>>(pB, pC, dBm, dCm, ntile, M);
   HS_LAUNCH_CHECK("selective_scan_bwd (dB/dC sum)", "B = ", B, ", T = ", T_, ", N = ", N, ", tiles = ", ntile);
-  scan_bwd_sum_param_k<<<blocks_for(Dc * N, 256), 256, 0, st_>>>(pA, pD, pbias, dA_log, dD, ddt_bias, B, Dc, N);
+  scan_bwd_sum_param_k<<<blocks_for(Dc * N, 256), 256, 0, st_>>>(pA, pD, pbias, dA_log, dD, ddt_bias, B * nch, Dc,
+                                                                  N);
   HS_LAUNCH_CHECK("selective_scan_bwd (parameter sum)", "B = ", B, ", Dc = ", Dc, ", N = ", N);
   cudaFreeAsync(ws, st_);
 }
