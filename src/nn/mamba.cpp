@@ -40,7 +40,10 @@ Tensor Mamba::forward(const Tensor& u, Tensor* memory_out, Tensor* conv_state, T
   Tensor delta = ops::linear(dbc.slice(2, 0, R), cw(dt_proj));
   Tensor y = ops::selective_scan(xc, delta, cw(A_log), dbc.slice(2, R, R + N), dbc.slice(2, R + N, R + 2 * N), cw(D), cw(dt_bias),
                                  cfg_.scan_chunk);
-  if (memory_out) *memory_out = y;
+  // The memory is read by every GMU layer of the cross-decoder, so its gradient is a sum over
+  // them: under bf16 mixed precision it is exported in fp32 (each GMU casts it back down, the
+  // values it sees are the same bf16 ones), so that sum accumulates in fp32, not in bf16.
+  if (memory_out) *memory_out = y.dtype() == DType::bf16 ? ops::cast(y, DType::f32) : y;
   if (conv_state || ssm_state) capture_state(x, xc, delta, dbc, conv_state, ssm_state);
   return parallel::reduce_from_tp(ops::linear(ops::gmu_gate(z, y), cw(out_proj)), tp);  // y * silu(z)
 }
@@ -88,7 +91,10 @@ GMU::GMU(int64_t dim, int64_t d_mem, DType dtype, parallel::TensorParallel tp) :
 Tensor GMU::forward(const Tensor& x, const Tensor& memory) const {
   HS_CHECK(memory.defined(), "GMU layer: no memory tensor (a GMU needs a Mamba memory layer 'M*' before it)");
   Tensor p = ops::linear(parallel::copy_to_tp(x, tp_), cw(in_proj));
-  return parallel::reduce_from_tp(ops::linear(ops::gmu_gate(p, memory), cw(out_proj)), tp_);
+  // An fp32 memory under bf16 compute (see Mamba::forward) is cast to the gate's dtype here; the
+  // cast's backward hands this layer's memory gradient back in fp32.
+  const Tensor m = memory.dtype() == p.dtype() ? memory : ops::cast(memory, p.dtype());
+  return parallel::reduce_from_tp(ops::linear(ops::gmu_gate(p, m), cw(out_proj)), tp_);
 }
 
 }  // namespace hyscale::nn

@@ -12,8 +12,11 @@
 //      multiplies the per-step decays).
 //   3. output: each chunk again, from the previous chunk's final state, computing y (the D skip
 //      fused, y is the GMU memory before the z-gate).
-// The inputs are read twice (pass 1 skips C), y written once.
-#include "kernels/cuda/common.cuh"
+// The inputs are read twice (pass 1 skips C), y written once. Per step, B_t and C_t (16 states) come
+// in vector loads when aligned, and the decays are exp2f(dt A log2 e) (one MUFU.EX2 each).
+#include <type_traits>
+
+#include "kernels/cuda/scan_common.cuh"
 
 namespace hyscale::kernels::cuda {
 
@@ -37,7 +40,7 @@ __device__ __forceinline__ ChunkIdx chunk_idx(int64_t Bsz, int64_t nch, int64_t 
   return r;
 }
 
-template <class T, int kN, bool kOut>
+template <class T, int kN, bool kOut, bool kVec>
 __global__ void scan_fwd_chunk_k(const T* __restrict__ u, const T* __restrict__ delta, const T* __restrict__ A_log,
                                  const T* __restrict__ Bm, const T* __restrict__ Cm, const T* __restrict__ Dv,
                                  const T* __restrict__ dt_bias, T* __restrict__ y, float* __restrict__ states,
@@ -46,12 +49,12 @@ __global__ void scan_fwd_chunk_k(const T* __restrict__ u, const T* __restrict__ 
   const ChunkIdx ix = chunk_idx(Bsz, nch, Dc);
   if (!ix.valid) return;
   const int64_t b = ix.b, k = ix.k, c = ix.c;
-  float A[kN], h[kN];
+  float A2[kN], h[kN];  // A2 = A log2(e): exp(dt A) = exp2(dt A2)
   // Pass 3 starts from the previous chunk's final state (pass 2 wrote it), pass 1 from zero.
   const float* h0 = (kOut && k > 0) ? states + ((b * nch + k - 1) * Dc + c) * N : nullptr;
 #pragma unroll
   for (int n = 0; n < kN; ++n) {
-    A[n] = n < N ? -expf(ld(A_log, c * N + n)) : 0.0f;
+    A2[n] = n < N ? -expf(ld(A_log, c * N + n)) * kLog2e : 0.0f;
     h[n] = (h0 && n < N) ? h0[n] : 0.0f;
   }
   const float bias = ld(dt_bias, c), Dskip = ld(Dv, c);
@@ -62,12 +65,15 @@ __global__ void scan_fwd_chunk_k(const T* __restrict__ u, const T* __restrict__ 
     const float dt = softplusf_(ld(delta, i) + bias), uv = ld(u, i), dtu = dt * uv;
     const int64_t bt = (b * T_ + t) * N;
     S += dt;
+    float Bv[kN], Cv[kN];
+    ld_row<kN, kVec>(Bm, bt, N, Bv);
+    if constexpr (kOut) ld_row<kN, kVec>(Cm, bt, N, Cv);
     float acc = 0.0f;
 #pragma unroll
     for (int n = 0; n < kN; ++n) {
       if (n < N) {
-        h[n] = expf(dt * A[n]) * h[n] + dtu * ld(Bm, bt + n);  // accurate expf, the CPU's expression
-        if constexpr (kOut) acc += ld(Cm, bt + n) * h[n];
+        h[n] = exp2f(dt * A2[n]) * h[n] + dtu * Bv[n];  // the CPU's expression (its exp as exp2)
+        if constexpr (kOut) acc += Cv[n] * h[n];
       }
     }
     if constexpr (kOut) st(y, i, acc + Dskip * uv);
@@ -112,21 +118,24 @@ void selective_scan_fwd(const T* u, const T* delta, const T* A_log, const T* Bm,
   HS_CHECK(e == cudaSuccess, "selective_scan_fwd (CUDA): scratch of ", rows * 4, " bytes: ", cudaGetErrorString(e));
   const int n = static_cast<int>(N);
   const unsigned g = static_cast<unsigned>(blocks);
-  if (N <= 16)
-    scan_fwd_chunk_k<T, 16, false><<<g, 128, 0, st_>>>(u, delta, A_log, Bm, Cm, D, dt_bias, y, states, dtsum, B, T_,
-                                                       Dc, n, chunk);
-  else
-    scan_fwd_chunk_k<T, 64, false><<<g, 128, 0, st_>>>(u, delta, A_log, Bm, Cm, D, dt_bias, y, states, dtsum, B, T_,
-                                                       Dc, n, chunk);
+  const bool vec = N == 16 && aligned16(Bm) && aligned16(Cm);
+  auto pass = [&](auto out) {  // out: std::true_type for pass 3
+    constexpr bool kOut = decltype(out)::value;
+    if (vec)
+      scan_fwd_chunk_k<T, 16, kOut, true><<<g, 128, 0, st_>>>(u, delta, A_log, Bm, Cm, D, dt_bias, y, states, dtsum,
+                                                              B, T_, Dc, n, chunk);
+    else if (N <= 16)
+      scan_fwd_chunk_k<T, 16, kOut, false><<<g, 128, 0, st_>>>(u, delta, A_log, Bm, Cm, D, dt_bias, y, states, dtsum,
+                                                               B, T_, Dc, n, chunk);
+    else
+      scan_fwd_chunk_k<T, 64, kOut, false><<<g, 128, 0, st_>>>(u, delta, A_log, Bm, Cm, D, dt_bias, y, states, dtsum,
+                                                               B, T_, Dc, n, chunk);
+  };
+  pass(std::false_type{});
   HS_LAUNCH_CHECK("selective_scan_fwd (local chunks)", "B = ", B, ", T = ", T_, ", Dc = ", Dc, ", N = ", N);
   scan_fwd_combine_k<T><<<blocks_for(B * Dc * N, 256), 256, 0, st_>>>(A_log, states, dtsum, B, nch, Dc, n);
   HS_LAUNCH_CHECK("selective_scan_fwd (chunk combine)", "B = ", B, ", Dc = ", Dc, ", N = ", N, ", chunks = ", nch);
-  if (N <= 16)
-    scan_fwd_chunk_k<T, 16, true><<<g, 128, 0, st_>>>(u, delta, A_log, Bm, Cm, D, dt_bias, y, states, dtsum, B, T_,
-                                                      Dc, n, chunk);
-  else
-    scan_fwd_chunk_k<T, 64, true><<<g, 128, 0, st_>>>(u, delta, A_log, Bm, Cm, D, dt_bias, y, states, dtsum, B, T_,
-                                                      Dc, n, chunk);
+  pass(std::true_type{});
   HS_LAUNCH_CHECK("selective_scan_fwd (output)", "B = ", B, ", T = ", T_, ", Dc = ", Dc, ", N = ", N);
   cudaFreeAsync(dtsum, st_);
 }

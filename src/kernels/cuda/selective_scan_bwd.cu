@@ -32,7 +32,7 @@
 // those rows in order (dA_log = A * sum, like the CPU).
 #include <algorithm>
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/scan_common.cuh"
 #include "kernels/cuda_hybrid.h"
 
 namespace hyscale::kernels::cuda {
@@ -43,7 +43,9 @@ using namespace detail;
 constexpr int kThreads = 128;  // channels per block (one tile)
 constexpr int kWarps = kThreads / 32;
 constexpr int kSteps = 4;  // time steps of dB/dC warp sums buffered in shared memory per flush
-constexpr int64_t kStashBytes = int64_t{512} << 20;  // h_{t-1} stash of one wave of chunks
+// h_{t-1} stash of one wave of chunks: 2 GiB at most (stream-ordered pool memory; at d16 width,
+// B 1, T 4096 all 32 chunks fit in one 1 GiB wave), the waves balanced.
+constexpr int64_t kStashBytes = int64_t{2} << 30;
 
 __device__ __forceinline__ float softplusf_(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 __device__ __forceinline__ float dsoftplusf_(float x) { return x > 20.0f ? 1.0f : 1.0f / (1.0f + expf(-x)); }
@@ -63,7 +65,7 @@ template <int W> __device__ __forceinline__ void transpose_sum_step(float (&v)[3
 }
 __device__ __forceinline__ void warp_transpose_sum(float (&v)[32], int lane) { transpose_sum_step<16>(v, lane); }
 
-template <class T, int kN>
+template <class T, int kN, bool kVec>
 __global__ void __launch_bounds__(kThreads)
     scan_bwd_k(const T* __restrict__ u, const T* __restrict__ delta, const T* __restrict__ A_log,
                const T* __restrict__ Bm, const T* __restrict__ Cm, const T* __restrict__ Dv,
@@ -83,10 +85,11 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t BD = Bsz * G * Dc, col = (b * G + blockIdx.y) * Dc + c;  // stash columns of this wave
   const int64_t row = (b * nch + k) * Dc + c;                             // (b, k, c) rows of the partials
 
-  float A[kN], g[kN], dA[kN];
+  float A[kN], A2[kN], g[kN], dA[kN];  // A2 = A log2(e): exp(dt A) = exp2(dt A2), as in the forward
 #pragma unroll
   for (int n = 0; n < kN; ++n) {
     A[n] = (valid && n < N) ? -expf(ld(A_log, c * N + n)) : 0.0f;
+    A2[n] = A[n] * kLog2e;
     g[n] = (valid && n < N) ? gin[row * N + n] : 0.0f;  // the carry from the later chunks
     dA[n] = 0.0f;
   }
@@ -108,11 +111,13 @@ __global__ void __launch_bounds__(kThreads)
         const float dt = softplusf_(ld(delta, i) + bias), dtu = dt * ld(u, i);
         const int64_t bt = (b * T_ + t) * N;
         float* sp = stash + (t - s) * N * BD + col;
+        float Bv[kN];
+        ld_row<kN, kVec>(Bm, bt, N, Bv);
 #pragma unroll
         for (int n = 0; n < kN; ++n) {
           if (n < N) {
             sp[n * BD] = h[n];
-            h[n] = expf(dt * A[n]) * h[n] + dtu * ld(Bm, bt + n);  // the forward kernel's expression
+            h[n] = exp2f(dt * A2[n]) * h[n] + dtu * Bv[n];  // the forward kernel's expression
           }
         }
       }
@@ -131,6 +136,9 @@ __global__ void __launch_bounds__(kThreads)
       const float dtu = dt * uv;
       const int64_t bt = (b * T_ + t) * N;
       const float* sp = stash + (t - s) * N * BD + col;
+      float Bv[kN], Cv[kN];
+      ld_row<kN, kVec>(Bm, bt, N, Bv);
+      ld_row<kN, kVec>(Cm, bt, N, Cv);
       float ddt = 0.0f, duv = 0.0f;
 #pragma unroll
       for (int q = 0; q < kQ; ++q) {
@@ -141,10 +149,10 @@ __global__ void __launch_bounds__(kThreads)
             const int n = q * 16 + j;
             float vb = 0.0f, vc = 0.0f;
             if (n < N) {
-              const float Bn = ld(Bm, bt + n), Cn = ld(Cm, bt + n);
+              const float Bn = Bv[n], Cn = Cv[n];
               const float hp = valid ? sp[n * BD] : 0.0f;
               const float gn = g[n] + dyv * Cn;  // dL/dh_t
-              const float a = expf(dt * A[n]);
+              const float a = exp2f(dt * A2[n]);
               const float ah = a * hp;
               vc = dyv * (ah + dtu * Bn);  // dy_t h_t
               dA[n] += gn * dt * ah;
@@ -195,7 +203,7 @@ __global__ void __launch_bounds__(kThreads)
 
 // (a) The carry a chunk passes on when none comes in, and the chunk's dt sum; one thread per
 // (b, k, c), channel fastest. gl [B, nch, Dc, N], dts [B, nch, Dc].
-template <class T, int kN>
+template <class T, int kN, bool kVec>
 __global__ void scan_bwd_carry_local_k(const T* __restrict__ delta, const T* __restrict__ A_log,
                                        const T* __restrict__ Cm, const T* __restrict__ dt_bias,
                                        const T* __restrict__ dy, float* __restrict__ gl, float* __restrict__ dts,
@@ -204,10 +212,10 @@ __global__ void scan_bwd_carry_local_k(const T* __restrict__ delta, const T* __r
   const int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (idx >= Bsz * nch * Dc) return;
   const int64_t c = idx % Dc, k = (idx / Dc) % nch, b = idx / (Dc * nch);
-  float A[kN], g[kN];
+  float A2[kN], g[kN];
 #pragma unroll
   for (int n = 0; n < kN; ++n) {
-    A[n] = n < N ? -expf(ld(A_log, c * N + n)) : 0.0f;
+    A2[n] = n < N ? -expf(ld(A_log, c * N + n)) * kLog2e : 0.0f;
     g[n] = 0.0f;
   }
   const float bias = ld(dt_bias, c);
@@ -218,9 +226,11 @@ __global__ void scan_bwd_carry_local_k(const T* __restrict__ delta, const T* __r
     const float dt = softplusf_(ld(delta, i) + bias), dyv = ld(dy, i);
     const int64_t bt = (b * T_ + t) * N;
     S += dt;
+    float Cv[kN];
+    ld_row<kN, kVec>(Cm, bt, N, Cv);
 #pragma unroll
     for (int n = 0; n < kN; ++n)
-      if (n < N) g[n] = (g[n] + dyv * ld(Cm, bt + n)) * expf(dt * A[n]);  // the gradient kernel's g update
+      if (n < N) g[n] = (g[n] + dyv * Cv[n]) * exp2f(dt * A2[n]);  // the gradient kernel's g update
   }
   float* gp = gl + idx * N;
   for (int n = 0; n < N; ++n) gp[n] = g[n];
@@ -280,13 +290,13 @@ __global__ void scan_bwd_sum_param_k(const float* __restrict__ pA, const float* 
   }
 }
 
-template <class T, int kN>
+template <class T, int kN, bool kVec>
 void launch_scan_bwd(cudaStream_t st_, const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm,
                      const T* D, const T* dt_bias, const float* states, const T* dy, T* du, T* ddelta, float* stash,
                      float* pB, float* pC, float* pA, float* pD, float* pbias, float* gl, float* dts, int64_t B,
                      int64_t T_, int64_t Dc, int N, int64_t chunk, int64_t G) {
   const int64_t nch = (T_ + chunk - 1) / chunk, ntile = (Dc + kThreads - 1) / kThreads;
-  scan_bwd_carry_local_k<T, kN><<<blocks_for(B * nch * Dc, 128), 128, 0, st_>>>(delta, A_log, Cm, dt_bias, dy, gl, dts,
+  scan_bwd_carry_local_k<T, kN, kVec><<<blocks_for(B * nch * Dc, 128), 128, 0, st_>>>(delta, A_log, Cm, dt_bias, dy, gl, dts,
                                                                                  B, T_, Dc, N, chunk);
   HS_LAUNCH_CHECK("selective_scan_bwd (local carries)", "B = ", B, ", T = ", T_, ", Dc = ", Dc, ", N = ", N);
   scan_bwd_carry_combine_k<T><<<blocks_for(B * Dc * N, 256), 256, 0, st_>>>(A_log, gl, dts, B, nch, Dc, N);
@@ -294,7 +304,7 @@ void launch_scan_bwd(cudaStream_t st_, const T* u, const T* delta, const T* A_lo
   for (int64_t k0 = 0; k0 < nch; k0 += G) {
     const int64_t g = std::min(G, nch - k0);
     const dim3 grid(static_cast<unsigned>(ntile), static_cast<unsigned>(g), static_cast<unsigned>(B));
-    scan_bwd_k<T, kN><<<grid, kThreads, 0, st_>>>(u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash,
+    scan_bwd_k<T, kN, kVec><<<grid, kThreads, 0, st_>>>(u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash,
                                                    pB, pC, pA, pD, pbias, gl, B, T_, Dc, N, chunk, k0, G);
     HS_LAUNCH_CHECK("selective_scan_bwd", "B = ", B, ", T = ", T_, ", Dc = ", Dc, ", N = ", N, ", chunk = ", chunk,
                     ", chunks ", k0, "..", k0 + g - 1);
@@ -331,7 +341,8 @@ void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm,
   const int64_t nch = (T_ + chunk - 1) / chunk;
   const int64_t L = std::min(chunk, T_), BD = B * Dc, M = B * T_ * N;
   // Chunks per wave: as many as keep the h_{t-1} stash under kStashBytes (at least one).
-  const int64_t G = std::clamp<int64_t>(kStashBytes / std::max<int64_t>(1, L * N * BD * 4), 1, std::min<int64_t>(nch, 65535));
+  const int64_t Gmax = std::clamp<int64_t>(kStashBytes / std::max<int64_t>(1, L * N * BD * 4), 1, std::min<int64_t>(nch, 65535));
+  const int64_t waves = (nch + Gmax - 1) / Gmax, G = (nch + waves - 1) / waves;
   const int64_t R = BD * nch;  // (b, k, c) rows
   const int64_t n_stash = L * N * BD * G, n_part = ntile * M, n_param = R * (N + 2), n_carry = R * (N + 1);
   const int64_t total = n_stash + 2 * n_part + n_param + n_carry;
@@ -349,14 +360,17 @@ void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm,
   float* dts = gl + R * N;
 
   const int n = static_cast<int>(N);
-  if (N <= 16)
-    launch_scan_bwd<T, 16>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash, pB, pC, pA, pD,
+  if (N == 16 && aligned16(Bm) && aligned16(Cm))
+    launch_scan_bwd<T, 16, true>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash, pB, pC, pA,
+                                 pD, pbias, gl, dts, B, T_, Dc, n, chunk, G);
+  else if (N <= 16)
+    launch_scan_bwd<T, 16, false>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash, pB, pC, pA, pD,
                            pbias, gl, dts, B, T_, Dc, n, chunk, G);
   else if (N <= 32)
-    launch_scan_bwd<T, 32>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash, pB, pC, pA, pD,
+    launch_scan_bwd<T, 32, false>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash, pB, pC, pA, pD,
                            pbias, gl, dts, B, T_, Dc, n, chunk, G);
   else
-    launch_scan_bwd<T, 64>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash, pB, pC, pA, pD,
+    launch_scan_bwd<T, 64, false>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash, pB, pC, pA, pD,
                            pbias, gl, dts, B, T_, Dc, n, chunk, G);
   scan_bwd_sum_bc_k<<<blocks_for(M, 256), 256, 0, st_>>>(pB, pC, dBm, dCm, ntile, M);
   HS_LAUNCH_CHECK("selective_scan_bwd (dB/dC sum)", "B = ", B, ", T = ", T_, ", N = ", N, ", tiles = ", ntile);
