@@ -85,7 +85,7 @@ if want torch; then
   if ! python3 -c "import torch" > /dev/null 2>&1; then
     record "torch reference" "no torch on this machine"
   elif [ "$t" -gt 0 ]; then
-    timeout -k 5 "$t" python3 -u scripts/bench_torch_ref.py --json "$OUT/bench_torch_ref.json" > "$OUT/bench_torch_ref.log" 2>&1
+    timeout -k 5 "$t" python3 -u scripts/bench_torch_ref.py ${TORCH_REF_ARGS:-} --json "$OUT/bench_torch_ref.json" > "$OUT/bench_torch_ref.log" 2>&1
     rc=$?
     record "torch reference" "$([ $rc -eq 0 ] && echo "ok: $(grep -c -E 'TFLOP|GB/s' "$OUT/bench_torch_ref.log") rows" || echo "exit $rc (bench_torch_ref.log)")"
   else record "torch reference" "skipped (budget)"; fi

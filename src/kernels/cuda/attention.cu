@@ -30,11 +30,12 @@
 //   (64, 128)   64x64  64.8 KB   64x32  81.5 KB     32x64  89.2 KB
 //   (128, 128)  64x64  80.8 KB   64x32 105.5 KB     32x64 113.2 KB
 //   (128, 256)  64x64 112.8 KB   32x32 100.9 KB     32x32 105.0 KB
-// Tensor-core kernels (128 threads = 4 warps of 16 rows, bf16 tiles in shared memory, MmaCfg and
-// MmaBwdCfg below), same tile convention:
-//   D = Dv   forward          dq kernel         dk/dv kernel
-//   64       64x64  27.0 KB   64x64  45.0 KB    64x64  54.5 KB
-//   128      64x64  52.0 KB   64x64  86.0 KB    32x64  71.3 KB
+// Tensor-core kernels (warps of 16 rows: 8 in the forward, 4 in the backward; row-major bf16 tiles in
+// shared memory, MmaCfg and MmaBwdCfg below; the forward's K and V tiles have two cp.async stages),
+// same tile convention:
+//   D = Dv   forward           dq kernel         dk/dv kernel
+//   64       128x64  54.0 KB   64x64  36.0 KB    64x64  36.5 KB
+//   128      128x64 102.0 KB   64x64  68.0 KB    32x64  51.3 KB
 // decode: at most 52.1 KB.
 // All fit sm_80's 163 KB opt-in limit; above 48 KB the launch sets cudaFuncAttributeMaxDynamicSharedMemorySize.
 #include <algorithm>
@@ -166,25 +167,24 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// ------------------------------------------------------------------------------ forward, tensor cores
-// bf16 with D = Dv in {64, 128} and 16-byte aligned q, k, v, out, on sm_80+: mma.sync m16n8k16
-// (bf16 inputs, fp32 accumulation). 4 warps, 64 queries per CTA (16 per warp), 64 keys per tile.
-// Each warp keeps its Q rows as A fragments in registers; S = Q K^T lands in the m16n8k16
-// accumulator layout (lane: rows gid, gid + 8 of the warp's 16, columns 8 nt + 2 tig + {0, 1}), the
-// online softmax runs on those registers (row reductions over the 4 lanes of a group), and P is
-// re-packed to bf16 A fragments in place for O += P V (flash-attention-2's register reuse). K is kept
-// row-major in shared memory (it is already the "col" B operand of Q K^T); V is stored transposed
-// (Vt[d][key]) so P V's B fragments are 32-bit loads too. Row strides are padded by 8 bf16 (16 B) so
-// the fragment loads of a warp hit 32 distinct banks. P is rounded to bf16 for P V (as in FA2);
-// the row sums l use the fp32 P.
-constexpr int kMmaThreads = 128;
-template <int kD> struct MmaCfg {
-  static constexpr int kBr = 64, kBc = 64;
-  static constexpr int kLQ = kD + 8, kLK = kD + 8, kLVt = kBc + 8;  // smem row strides, in bf16
-  static constexpr int kQ = 0, kK = kQ + kBr * kLQ, kVt = kK + kBc * kLK, kEnd = kVt + kD * kLVt;
-  static constexpr size_t bytes() { return sizeof(uint16_t) * kEnd; }
-};
-
+// ------------------------------------------------------------------------------ tensor-core helpers
+// bf16 mma.sync m16n8k16 (fp32 accumulation), ldmatrix and cp.async, sm_80+ only (the host never
+// dispatches the tensor-core kernels below sm_80). Fragment layouts (PTX ISA, lane = 4 gid + tig):
+//   A (16 x 16, row-major): a[0] = rows gid, columns 2 tig + {0, 1}; a[1] = rows gid + 8; a[2], a[3]:
+//     the same rows, columns + 8.
+//   B (16 x 8, "col"): b[0] = B(2 tig + {0, 1}, gid), b[1] = B(2 tig + 8 + {0, 1}, gid).
+//   C/D (16 x 8): d[0], d[1] = row gid, columns 2 tig + {0, 1}; d[2], d[3] = row gid + 8.
+// Two 16-bit values in one register: the lower index in the low half.
+// ldmatrix.x4 loads four 8 x 8 bf16 matrices: lane l gives the address of row l % 8 of matrix l / 8
+// (16 contiguous, 16-byte aligned bytes), and register i of lane l receives row gid, columns
+// 2 tig + {0, 1} of matrix i (.trans: column gid, rows 2 tig + {0, 1}). So, for a row-major
+// smem tile X with row stride ld:
+//   A fragment of rows r0 .. r0 + 15, columns c0 .. c0 + 15: ldsm_x4 at X + (r0 + l % 16) ld + c0 + 8 (l / 16);
+//   B fragments of B(k, n) = X[n][k] (X's rows are the n index), n-tiles n0 and n0 + 8, k = c0 .. c0 + 15:
+//     ldsm_x4 at X + (n0 + 8 (l / 16) + l % 8) ld + c0 + 8 ((l / 8) % 2) -> {b[0], b[1]} of n0, then of n0 + 8;
+//   B fragments of B(k, n) = X[k][n] (X's rows are the k index), k = r0 .. r0 + 15, n-tiles c0, c0 + 8:
+//     ldsm_x4_t at X + (r0 + l % 16) ld + c0 + 8 (l / 16) -> {b[0], b[1]} of c0, then of c0 + 8.
+// Row strides of 8 (mod 64) bf16 elements make the 8 row addresses of each matrix hit distinct banks.
 __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile(
@@ -193,7 +193,7 @@ __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 #else
-  __trap();  // the host never dispatches here below sm_80
+  __trap();
 #endif
 }
 // Two floats as a bf16x2 register: lo in the low 16 bits (the lower column index), round to nearest even.
@@ -201,102 +201,188 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   return (uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(hi))) << 16) |
          uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(lo)));
 }
-__device__ __forceinline__ uint32_t ld_u32(const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const uint16_t* p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_u32(p)));
+#else
+  __trap();
+#endif
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const uint16_t* p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_u32(p)));
+#else
+  __trap();
+#endif
+}
+// 16 bytes global -> shared, asynchronous (cp.async.cg: bypasses L1); valid = false zero-fills dst
+// (src-size 0: nothing is read, src must still be a valid address). The data may be read only after
+// cp_async_wait (by this thread) and a barrier (by the others).
+__device__ __forceinline__ void cp_async16(uint16_t* dst, const bf16* src, bool valid) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
+               "r"(valid ? 16 : 0));
+#else
+  __trap();
+#endif
+}
+// Closes the group of this thread's cp.async issued since the last commit.
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::);
+#else
+  __trap();
+#endif
+}
+// Waits until at most N of this thread's committed groups are still in flight.
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#else
+  __trap();
+#endif
+}
+// cp.async of rows r < R of a bf16 tile with kD columns (src row r at src + r stride; rows >= valid,
+// valid >= 1, are zero-filled) into dst (row stride ld); 16-byte chunks, consecutive threads take
+// consecutive chunks of a row; all kThr threads of the CTA take part. No commit.
+template <int R, int kD, int kThr>
+__device__ __forceinline__ void cp_async_tile(uint16_t* dst, int ld_, const bf16* __restrict__ src, int64_t stride,
+                                              int valid) {
+  constexpr int C8 = kD / 8, RS = kThr / C8;  // RS rows per round
+  static_assert(kThr % C8 == 0 && R % RS == 0, "cp_async_tile: whole rounds of rows");
+  const int r0 = int(threadIdx.x) / C8, c = (int(threadIdx.x) % C8) * 8;
+  const bf16* p = src + r0 * stride + c;
+#pragma unroll
+  for (int it = 0; it < R / RS; ++it, p += RS * stride) {
+    const int r = r0 + it * RS;
+    cp_async16(dst + r * ld_ + c, r < valid ? p : src, r < valid);
+  }
+}
+
+// ------------------------------------------------------------------------------ forward, tensor cores
+// bf16 with D = Dv in {64, 128} and 16-byte aligned q, k, v, out, on sm_80+. A CTA of 8 warps takes
+// 128 queries (warp w: rows 16 w .. 16 w + 15) and walks the 64-key tiles that its rows can see; the
+// largest query tiles (the most keys under a causal mask) are launched first.
+//   - Q, K and V stay row-major bf16 in shared memory (row stride D + 8); K and V have two stages: the
+//     cp.async copy of key tile j + 1 is in flight while tile j is computed (one barrier per tile).
+//   - S = Q K^T: A fragments of Q and B fragments of K by ldmatrix.x4 (Q is re-read per tile rather
+//     than kept in registers, so that two CTAs fit an SM's registers). S lands in the accumulator
+//     layout; the online softmax runs on those registers (row reductions over the 4 lanes of a group).
+//   - O += P V: P is re-packed to bf16 A fragments in registers (flash-attention-2's register reuse),
+//     the B fragments of V come from ldmatrix.x4.trans of the row-major tile. P is rounded to bf16
+//     for P V (as in FA2); the row sums l use the fp32 P.
+//   - Per warp and tile: a tile with no visible key for the warp's 16 rows is skipped, one that is
+//     visible for all of them (not on the diagonal, not on the window's edge) is not masked.
+constexpr int kMmaThreads = 128;                  // the tensor-core backward kernels
+constexpr int kFwdWarps = 8, kFwdThreads = 32 * kFwdWarps;  // the tensor-core forward
+template <int kD> struct MmaCfg {
+  static constexpr int kBr = 16 * kFwdWarps, kBc = 64;
+  static constexpr int kL = kD + 8;  // smem row stride of every tile, in bf16
+  static constexpr int kQ = 0, kK = kQ + kBr * kL, kV = kK + 2 * kBc * kL, kEnd = kV + 2 * kBc * kL;  // K, V: 2 stages
+  static constexpr size_t bytes() { return sizeof(uint16_t) * kEnd; }
+};
 
 template <int kD>
-__global__ void __launch_bounds__(kMmaThreads)
+__global__ void __launch_bounds__(kFwdThreads, 2)
     attn_fwd_mma_k(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                    bf16* __restrict__ out, float* __restrict__ lse, int64_t T_, int64_t H, int64_t Hk, float sl2,
                    int64_t W) {
   using C = MmaCfg<kD>;
-  constexpr int Br = C::kBr, Bc = C::kBc, KS = kD / 16, NT = Bc / 8, OT = kD / 8, C8 = kD / 8;
+  constexpr int Br = C::kBr, Bc = C::kBc, L = C::kL, KS = kD / 16, NT = Bc / 8, OT = kD / 8;
   uint16_t* sm = reinterpret_cast<uint16_t*>(smem_f32());
-  uint16_t *Qs = sm + C::kQ, *Ks = sm + C::kK, *Vt = sm + C::kVt;
+  uint16_t *Qs = sm + C::kQ, *Ks = sm + C::kK, *Vs = sm + C::kV;  // stage st of K / V: + st Bc L
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
-  const int64_t b = blockIdx.z, h = blockIdx.y, i0 = int64_t(blockIdx.x) * Br;
+  const int64_t b = blockIdx.z, h = blockIdx.y, i0 = int64_t(gridDim.x - 1 - blockIdx.x) * Br;
   const int64_t g = h / (H / Hk);
   const int64_t i_end = i0 + Br < T_ ? i0 + Br : T_;
-  const int nq = int(i_end - i0);
-  for (int idx = tid; idx < Br * C8; idx += kMmaThreads) {  // Q tile, 16-byte chunks; rows past T are 0
-    const int r = idx / C8, c = (idx % C8) * 8;
-    uint4 x = make_uint4(0u, 0u, 0u, 0u);
-    if (r < nq) x = *reinterpret_cast<const uint4*>(q + ((b * T_ + i0 + r) * H + h) * kD + c);
-    *reinterpret_cast<uint4*>(Qs + r * C::kLQ + c) = x;
-  }
-  __syncthreads();
-  uint32_t qf[KS][4];
-  {
-    const uint16_t* q0 = Qs + (warp * 16 + gid) * C::kLQ + tig * 2;  // row gid; row gid + 8 is 8 kLQ further
-#pragma unroll
-    for (int kk = 0; kk < KS; ++kk) {
-      qf[kk][0] = ld_u32(q0 + kk * 16);
-      qf[kk][1] = ld_u32(q0 + 8 * C::kLQ + kk * 16);
-      qf[kk][2] = ld_u32(q0 + kk * 16 + 8);
-      qf[kk][3] = ld_u32(q0 + 8 * C::kLQ + kk * 16 + 8);
-    }
-  }
+  const int64_t lo = i0 - W + 1 > 0 ? i0 - W + 1 : 0;  // first key any row of the tile sees
+  const int jt0 = int(lo / Bc), jt1 = int((i_end - 1) / Bc);  // key tiles
+  const int64_t r_lo = i0 + warp * 16, r_hi = r_lo + 15;  // the warp's rows
+  const bf16* kb = k + (b * T_ * Hk + g) * kD;  // key j of KV head g: kb + j Hk kD (the same for v)
+  const bf16* vb = v + (b * T_ * Hk + g) * kD;
+  auto load_kv = [&](int jt, int st) {
+    const int64_t j0 = int64_t(jt) * Bc;
+    const int nk = int(T_ - j0 < Bc ? T_ - j0 : Bc);
+    cp_async_tile<Bc, kD, kFwdThreads>(Ks + st * Bc * L, L, kb + j0 * Hk * kD, Hk * kD, nk);
+    cp_async_tile<Bc, kD, kFwdThreads>(Vs + st * Bc * L, L, vb + j0 * Hk * kD, Hk * kD, nk);
+  };
+  cp_async_tile<Br, kD, kFwdThreads>(Qs, L, q + ((b * T_ + i0) * H + h) * kD, H * kD, int(i_end - i0));
+  load_kv(jt0, 0);
+  cp_async_commit();
+  // Per-lane ldmatrix offsets (see the helpers' comment): Q's A fragments (the warp's rows), K's B
+  // fragments (two key n-tiles), V's B fragments (.trans; two head-dim n-tiles).
+  const int q_off = (warp * 16 + (lane & 15)) * L + (lane >> 4) * 8;
+  const int k_off = ((lane >> 4) * 8 + (lane & 7)) * L + ((lane >> 3) & 1) * 8;
+  const int v_off = (lane & 15) * L + (lane >> 4) * 8;
+
   float o[OT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 #pragma unroll
   for (int t = 0; t < OT; ++t) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
-
-  const int64_t lo = i0 - W + 1 > 0 ? i0 - W + 1 : 0;
-  for (int64_t jt = lo / Bc; jt <= (i_end - 1) / Bc; ++jt) {
-    const int64_t j0 = jt * Bc;
-    const int nk = int(T_ - j0 < Bc ? T_ - j0 : Bc);
-    __syncthreads();  // the previous K and Vt tiles are consumed
-    for (int idx = tid; idx < Bc * C8; idx += kMmaThreads) {  // K row-major, 16-byte chunks
-      const int r = idx / C8, c = (idx % C8) * 8;
-      uint4 x = make_uint4(0u, 0u, 0u, 0u);
-      if (r < nk) x = *reinterpret_cast<const uint4*>(k + ((b * T_ + j0 + r) * Hk + g) * kD + c);
-      *reinterpret_cast<uint4*>(Ks + r * C::kLK + c) = x;
-    }
-    for (int idx = tid; idx < Bc * C8; idx += kMmaThreads) {  // V transposed; consecutive lanes: consecutive keys
-      const int r = idx % Bc, c = (idx / Bc) * 8;
-      uint4 x = make_uint4(0u, 0u, 0u, 0u);
-      if (r < nk) x = *reinterpret_cast<const uint4*>(v + ((b * T_ + j0 + r) * Hk + g) * kD + c);
-      const uint32_t w4[4] = {x.x, x.y, x.z, x.w};
-#pragma unroll
-      for (int u = 0; u < 4; ++u) {
-        Vt[(c + 2 * u) * C::kLVt + r] = uint16_t(w4[u] & 0xffffu);
-        Vt[(c + 2 * u + 1) * C::kLVt + r] = uint16_t(w4[u] >> 16);
-      }
-    }
-    __syncthreads();
+  for (int jt = jt0; jt <= jt1; ++jt) {
+    const int st = (jt - jt0) & 1;
+    const int64_t j0 = int64_t(jt) * Bc;
+    cp_async_wait<0>();
+    __syncthreads();  // tile jt (and Q) landed for all threads; the other stage (tile jt - 1) is consumed
+    if (jt < jt1) load_kv(jt + 1, st ^ 1);
+    cp_async_commit();
+    // Warp-uniform: no key of the tile visible to the warp's rows (past T, above the diagonal, left
+    // of the window), or all visible (then no per-element mask; rows past T are never written).
+    if (r_lo >= T_ || j0 > r_hi || j0 + Bc - 1 <= r_lo - W) continue;
+    const bool full = j0 + Bc - 1 <= r_lo && j0 > r_hi - W;
+    const uint16_t* Kst = Ks + st * Bc * L;
+    const uint16_t* Vst = Vs + st * Bc * L;
     float s[NT][4];
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll 2
+    for (int kk = 0; kk < KS; ++kk) {
+      uint32_t qa[4];
+      ldsm_x4(qa, Qs + q_off + kk * 16);
 #pragma unroll
-    for (int kk = 0; kk < KS; ++kk)
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        const uint16_t* kp = Ks + (nt * 8 + gid) * C::kLK + kk * 16 + tig * 2;
-        const uint32_t bf[2] = {ld_u32(kp), ld_u32(kp + 8)};
-        mma_bf16_16816(s[nt], qf[kk], bf);
+      for (int np = 0; np < NT / 2; ++np) {
+        uint32_t kf[4];
+        ldsm_x4(kf, Kst + k_off + np * 16 * L + kk * 16);
+        const uint32_t b0[2] = {kf[0], kf[1]}, b1[2] = {kf[2], kf[3]};
+        mma_bf16_16816(s[2 * np], qa, b0);
+        mma_bf16_16816(s[2 * np + 1], qa, b1);
       }
+    }
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {  // row gid (hh = 0) and gid + 8 (hh = 1) of the warp's 16
-      const int64_t qi = i0 + warp * 16 + gid + 8 * hh;
+      // Key j0 + c is visible to row qi iff c_lo < c <= c_hi (visible(), in tile columns clamped to
+      // [-1, Bc]; c_hi = -1 for a row past T).
+      const int64_t qi = r_lo + gid + 8 * hh, dj = qi - j0;
+      const int c_hi = qi >= T_ ? -1 : int(dj < Bc ? dj : Bc);
+      const int c_lo = int(dj - W < -1 ? -1 : (dj - W < Bc ? dj - W : Bc));
       float mx = -INFINITY;
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
+          const int c = nt * 8 + tig * 2 + e;
           float& x = s[nt][2 * hh + e];
-          x = visible(qi, j0 + nt * 8 + tig * 2 + e, T_, W) ? x * sl2 : -INFINITY;
+          x = full || (c > c_lo && c <= c_hi) ? x * sl2 : -INFINITY;
           mx = fmaxf(mx, x);
         }
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
       const float mnew = fmaxf(m[hh], mx);
-      const float base = mnew == -INFINITY ? 0.0f : mnew;
-      const float alpha = exp2f(m[hh] - base);
+      const float base = mnew == -INFINITY ? 0.0f : mnew;  // nothing visible yet: avoid -inf - -inf
+      const float alpha = exp2f(m[hh] - base);              // 0 on the first visible tile
       float rs = 0.0f;
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           float& x = s[nt][2 * hh + e];
-          x = exp2f(x - base);
+          x = exp2f(x - base);  // masked: exp2(-inf) = 0
           rs += x;
         }
       rs += __shfl_xor_sync(0xffffffffu, rs, 1);
@@ -309,24 +395,31 @@ __global__ void __launch_bounds__(kMmaThreads)
         o[t][2 * hh + 1] *= alpha;
       }
     }
+    uint32_t pa[Bc / 16][4];  // P as bf16 A fragments (keys 16 kk .. 16 kk + 15)
 #pragma unroll
     for (int kk = 0; kk < Bc / 16; ++kk) {
-      const uint32_t pa[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
-                              pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                              pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-      for (int t = 0; t < OT; ++t) {
-        const uint16_t* vp = Vt + (t * 8 + gid) * C::kLVt + kk * 16 + tig * 2;
-        const uint32_t bf[2] = {ld_u32(vp), ld_u32(vp + 8)};
-        mma_bf16_16816(o[t], pa, bf);
-      }
+      pa[kk][0] = pack_bf16x2(s[2 * kk][0], s[2 * kk][1]);
+      pa[kk][1] = pack_bf16x2(s[2 * kk][2], s[2 * kk][3]);
+      pa[kk][2] = pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[kk][3] = pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
     }
+#pragma unroll
+    for (int kk = 0; kk < Bc / 16; ++kk)
+#pragma unroll
+      for (int tp = 0; tp < OT / 2; ++tp) {
+        uint32_t vf[4];
+        ldsm_x4_t(vf, Vst + v_off + kk * 16 * L + tp * 16);
+        const uint32_t b0[2] = {vf[0], vf[1]}, b1[2] = {vf[2], vf[3]};
+        mma_bf16_16816(o[2 * tp], pa[kk], b0);
+        mma_bf16_16816(o[2 * tp + 1], pa[kk], b1);
+      }
   }
+  cp_async_wait<0>();  // (the last group is empty; nothing is left in flight at exit)
 #pragma unroll
   for (int hh = 0; hh < 2; ++hh) {
-    const int64_t qi = i0 + warp * 16 + gid + 8 * hh;
+    const int64_t qi = r_lo + gid + 8 * hh;
     if (qi >= T_) continue;
-    const float inv = l[hh] > 0.0f ? 1.0f / l[hh] : 0.0f;
+    const float inv = l[hh] > 0.0f ? 1.0f / l[hh] : 0.0f;  // a row with no visible key writes zeros
     bf16* orow = out + ((b * T_ + qi) * H + h) * kD;
 #pragma unroll
     for (int t = 0; t < OT; ++t)
@@ -334,7 +427,6 @@ __global__ void __launch_bounds__(kMmaThreads)
     if (tig == 0) lse[(b * H + h) * T_ + qi] = l[hh] > 0.0f ? (m[hh] + log2f(l[hh])) * kLn2 : -INFINITY;
   }
 }
-
 // ------------------------------------------------------------------------------ backward
 // dsum[b, h, t] = sum_d dout[b, t, h, d] out[b, t, h, d]; one warp per row.
 template <class T>
@@ -528,108 +620,105 @@ __global__ void __launch_bounds__(kThreads)
 // bf16 with D = Dv in {64, 128}, 16-byte aligned pointers, sm_80+ (the forward's conditions): the
 // same two-kernel structure as the SIMT backward (same Dsum pre-pass, same loop orders, no atomics),
 // with every product on mma.sync m16n8k16 (bf16 inputs, fp32 accumulation). 4 warps per CTA.
-// Shared-memory operands are bf16 with row strides padded by 8 elements. A matrix used as the "col"
-// B operand with the reduction index along its rows is also stored transposed (Xt[d][row]), so every
-// fragment load is one 32-bit load. P and dS are recomputed in fp32 in the accumulator layout and
-// re-packed to bf16 A fragments in registers (as P in the forward).
+// Shared-memory operands are bf16, row-major, with row strides padded by 8 elements; every fragment
+// comes from ldmatrix.x4 (.trans where the reduction index runs along the rows of the B operand, see
+// the tensor-core helpers). P and dS are recomputed in fp32 in the accumulator layout and re-packed
+// to bf16 A fragments in registers (as P in the forward).
 //   dq kernel, one CTA per (64 queries, head, batch), warp w owns query rows 16 w .. 16 w + 15;
-//     per visible 64-key tile: S = Q K^T, dP = dO V^T (B operands K, V row-major), dS = P (dP - Dsum),
-//     dQ += dS K (B operand Kt). smem: Q, dO, K, V [64][D + 8] and Kt [D][72].
+//     per visible 64-key tile: S = Q K^T, dP = dO V^T, dS = P (dP - Dsum), dQ += dS K.
+//     smem: Q, dO, K, V [64][D + 8].
 //   dk/dv kernel, one CTA per (64 keys, KV head, batch), warp w owns keys 16 w .. 16 w + 15; per
 //     query head of the group and visible query tile (Br queries): S^T = K Q^T, dP^T = V dO^T,
-//     P^T, dS^T, then dV += P^T dO, dK += dS^T Q (B operands dOt, Qt). smem: K, V [64][D + 8],
-//     Q, dO [Br][D + 8], Qt, dOt [D][Br + 8], lse2 and Dsum [Br] (fp32). Br = 64 (D = 64), 32 (D = 128).
+//     P^T, dS^T, then dV += P^T dO, dK += dS^T Q. smem: K, V [64][D + 8], Q, dO [Br][D + 8],
+//     lse2 and Dsum [Br] (fp32). Br = 64 (D = 64), 32 (D = 128: registers).
 template <int kD> struct MmaBwdCfg {
   static constexpr int kL = kD + 8;  // row stride (bf16) of the row-major tiles
   // dq kernel
-  static constexpr int kQBr = 64, kQBc = 64, kLKt = kQBc + 8;
+  static constexpr int kQBr = 64, kQBc = 64;
   static constexpr int kQQ = 0, kQO = kQQ + kQBr * kL, kQK = kQO + kQBr * kL, kQV = kQK + kQBc * kL,
-                       kQKt = kQV + kQBc * kL, kQEnd = kQKt + kD * kLKt;
+                       kQEnd = kQV + kQBc * kL;
   // dk/dv kernel
-  static constexpr int kKBc = 64, kKBr = kD <= 64 ? 64 : 32, kLT = kKBr + 8;
+  static constexpr int kKBc = 64, kKBr = kD <= 64 ? 64 : 32;
   static constexpr int kKK = 0, kKV = kKK + kKBc * kL, kKQ = kKV + kKBc * kL, kKO = kKQ + kKBr * kL,
-                       kKQt = kKO + kKBr * kL, kKOt = kKQt + kD * kLT, kKStat = kKOt + kD * kLT,
-                       kKEnd = kKStat + 2 * 2 * kKBr;  // two fp32 arrays of kKBr
+                       kKStat = kKO + kKBr * kL, kKEnd = kKStat + 2 * 2 * kKBr;  // two fp32 arrays of kKBr
   static constexpr size_t dq_bytes() { return sizeof(uint16_t) * kQEnd; }
   static constexpr size_t dkdv_bytes() { return sizeof(uint16_t) * kKEnd; }
 };
 
 // Rows r < R of a bf16 tile with kD columns (src row r at src + r stride; rows >= valid are zero)
-// into shared memory: row-major at dst (row stride ld) if dst, transposed at dstT (dstT[c ldT + r])
-// if dstT. 16-byte chunks; consecutive threads take consecutive rows. All kMmaThreads threads.
+// into shared memory, row-major at dst (row stride ld): cp.async, waited for (this thread's copies
+// only: the caller's barrier publishes the tile). All kMmaThreads threads; valid >= 1.
 template <int R, int kD>
-__device__ __forceinline__ void mma_load_tile(uint16_t* dst, int ld_, uint16_t* dstT, int ldT,
-                                              const bf16* __restrict__ src, int64_t stride, int valid) {
-  constexpr int C8 = kD / 8;
-  for (int idx = threadIdx.x; idx < R * C8; idx += kMmaThreads) {
-    const int r = idx % R, c = (idx / R) * 8;
-    uint4 x = make_uint4(0u, 0u, 0u, 0u);
-    if (r < valid) x = *reinterpret_cast<const uint4*>(src + r * stride + c);
-    if (dst) *reinterpret_cast<uint4*>(dst + r * ld_ + c) = x;
-    if (dstT) {
-      const uint32_t w4[4] = {x.x, x.y, x.z, x.w};
-#pragma unroll
-      for (int u = 0; u < 4; ++u) {
-        dstT[(c + 2 * u) * ldT + r] = uint16_t(w4[u] & 0xffffu);
-        dstT[(c + 2 * u + 1) * ldT + r] = uint16_t(w4[u] >> 16);
-      }
-    }
-  }
+__device__ __forceinline__ void mma_load_tile(uint16_t* dst, int ld_, const bf16* __restrict__ src, int64_t stride,
+                                              int valid) {
+  cp_async_tile<R, kD, kMmaThreads>(dst, ld_, src, stride, valid);
+  cp_async_commit();
+  cp_async_wait<0>();
 }
 
 // acc[nt] += A B for the warp's 16 rows: A = a_rows (row-major, stride lda, 16 rows, k = 0 .. K-1),
-// B(k, n) = b[n ldb + k] for n = 8 nt + (0 .. 7), nt < NT.
+// B(k, n) = b[n ldb + k] for n = 8 nt + (0 .. 7), nt < NT (even). A and B fragments by ldmatrix.x4.
 template <int NT, int K>
 __device__ __forceinline__ void mma_rows(float (&acc)[NT][4], const uint16_t* a_rows, int lda, const uint16_t* b,
-                                         int ldb, int gid, int tig) {
-#pragma unroll
+                                         int ldb, int lane) {
+  static_assert(NT % 2 == 0, "mma_rows: pairs of n-tiles");
+  const uint16_t* ap = a_rows + (lane & 15) * lda + (lane >> 4) * 8;
+  const uint16_t* bp = b + ((lane >> 4) * 8 + (lane & 7)) * ldb + ((lane >> 3) & 1) * 8;
+#pragma unroll 2
   for (int kk = 0; kk < K / 16; ++kk) {
-    const uint16_t* ap = a_rows + gid * lda + kk * 16 + tig * 2;
-    const uint32_t af[4] = {ld_u32(ap), ld_u32(ap + 8 * lda), ld_u32(ap + 8), ld_u32(ap + 8 * lda + 8)};
+    uint32_t af[4];
+    ldsm_x4(af, ap + kk * 16);
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      const uint16_t* bp = b + (nt * 8 + gid) * ldb + kk * 16 + tig * 2;
-      const uint32_t bf[2] = {ld_u32(bp), ld_u32(bp + 8)};
-      mma_bf16_16816(acc[nt], af, bf);
+    for (int np = 0; np < NT / 2; ++np) {
+      uint32_t bf[4];
+      ldsm_x4(bf, bp + np * 16 * ldb + kk * 16);
+      const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+      mma_bf16_16816(acc[2 * np], af, b0);
+      mma_bf16_16816(acc[2 * np + 1], af, b1);
     }
   }
 }
 
-// acc[t] += X Bt^T where X (16 x K) is given as accumulator tiles x[K / 8][4] (re-packed to bf16 A
-// fragments) and B(k, n) = bt[n ldb + k], n = 8 t + (0 .. 7), t < OT.
+// acc[t] += X B where X (16 x K) is given as accumulator tiles x[K / 8][4] (re-packed to bf16 A
+// fragments) and B(k, n) = bm[k ldb + n] (row-major, k along the rows), n = 8 t + (0 .. 7), t < OT
+// (even). B fragments by ldmatrix.x4.trans.
 template <int OT, int K>
-__device__ __forceinline__ void mma_acc_rows(float (&acc)[OT][4], const float (&x)[K / 8][4], const uint16_t* bt,
-                                             int ldb, int gid, int tig) {
+__device__ __forceinline__ void mma_acc_rows(float (&acc)[OT][4], const float (&x)[K / 8][4], const uint16_t* bm,
+                                             int ldb, int lane) {
+  static_assert(OT % 2 == 0, "mma_acc_rows: pairs of n-tiles");
+  const uint16_t* bp = bm + (lane & 15) * ldb + (lane >> 4) * 8;
 #pragma unroll
   for (int kk = 0; kk < K / 16; ++kk) {
     const uint32_t pa[4] = {pack_bf16x2(x[2 * kk][0], x[2 * kk][1]), pack_bf16x2(x[2 * kk][2], x[2 * kk][3]),
                             pack_bf16x2(x[2 * kk + 1][0], x[2 * kk + 1][1]),
                             pack_bf16x2(x[2 * kk + 1][2], x[2 * kk + 1][3])};
 #pragma unroll
-    for (int t = 0; t < OT; ++t) {
-      const uint16_t* bp = bt + (t * 8 + gid) * ldb + kk * 16 + tig * 2;
-      const uint32_t bf[2] = {ld_u32(bp), ld_u32(bp + 8)};
-      mma_bf16_16816(acc[t], pa, bf);
+    for (int tp = 0; tp < OT / 2; ++tp) {
+      uint32_t bf[4];
+      ldsm_x4_t(bf, bp + kk * 16 * ldb + tp * 16);
+      const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+      mma_bf16_16816(acc[2 * tp], pa, b0);
+      mma_bf16_16816(acc[2 * tp + 1], pa, b1);
     }
   }
 }
 
 template <int kD>
-__global__ void __launch_bounds__(kMmaThreads)
+__global__ void __launch_bounds__(kMmaThreads, 3)  // registers for 3 CTAs per SM
     attn_bwd_dq_mma_k(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                       const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ dsum,
                       bf16* __restrict__ dq, int64_t T_, int64_t H, int64_t Hk, float sl2, float scale, int64_t W) {
   using C = MmaBwdCfg<kD>;
   constexpr int Br = C::kQBr, Bc = C::kQBc, NT = Bc / 8, OT = kD / 8, L = C::kL;
   uint16_t* sm = reinterpret_cast<uint16_t*>(smem_f32());
-  uint16_t *Qs = sm + C::kQQ, *dOs = sm + C::kQO, *Ks = sm + C::kQK, *Vs = sm + C::kQV, *Kt = sm + C::kQKt;
+  uint16_t *Qs = sm + C::kQQ, *dOs = sm + C::kQO, *Ks = sm + C::kQK, *Vs = sm + C::kQV;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
   const int64_t b = blockIdx.z, h = blockIdx.y, i0 = int64_t(blockIdx.x) * Br;
   const int64_t g = h / (H / Hk);
   const int64_t i_end = i0 + Br < T_ ? i0 + Br : T_;
   const int nq = int(i_end - i0);
-  mma_load_tile<Br, kD>(Qs, L, nullptr, 0, q + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
-  mma_load_tile<Br, kD>(dOs, L, nullptr, 0, dout + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
+  mma_load_tile<Br, kD>(Qs, L, q + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
+  mma_load_tile<Br, kD>(dOs, L, dout + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
   float L2[2], Ds[2];  // rows gid, gid + 8 of the warp's 16: lse log2(e) (+inf: no visible key / past T), Dsum
 #pragma unroll
   for (int hh = 0; hh < 2; ++hh) {
@@ -650,15 +739,15 @@ __global__ void __launch_bounds__(kMmaThreads)
     const int64_t j0 = jt * Bc;
     const int nk = int(T_ - j0 < Bc ? T_ - j0 : Bc);
     __syncthreads();  // the previous key tile is consumed (and Q, dO are written, the first time)
-    mma_load_tile<Bc, kD>(Ks, L, Kt, C::kLKt, k + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
-    mma_load_tile<Bc, kD>(Vs, L, nullptr, 0, v + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
+    mma_load_tile<Bc, kD>(Ks, L, k + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
+    mma_load_tile<Bc, kD>(Vs, L, v + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
     __syncthreads();
     float s[NT][4], dp[NT][4];
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = dp[nt][0] = dp[nt][1] = dp[nt][2] =
         dp[nt][3] = 0.0f;
-    mma_rows<NT, kD>(s, Qs + warp * 16 * L, L, Ks, L, gid, tig);    // q k^T
-    mma_rows<NT, kD>(dp, dOs + warp * 16 * L, L, Vs, L, gid, tig);  // dout v^T
+    mma_rows<NT, kD>(s, Qs + warp * 16 * L, L, Ks, L, lane);    // q k^T
+    mma_rows<NT, kD>(dp, dOs + warp * 16 * L, L, Vs, L, lane);  // dout v^T
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
@@ -668,7 +757,7 @@ __global__ void __launch_bounds__(kMmaThreads)
         const float p = visible(i, j, T_, W) ? exp2f(s[nt][e] * sl2 - L2[hh]) : 0.0f;
         s[nt][e] = p * (dp[nt][e] - Ds[hh]);  // dS
       }
-    mma_acc_rows<OT, Bc>(dqa, s, Kt, C::kLKt, gid, tig);  // dS k
+    mma_acc_rows<OT, Bc>(dqa, s, Ks, L, lane);  // dS k
   }
 #pragma unroll
   for (int hh = 0; hh < 2; ++hh) {
@@ -683,24 +772,23 @@ __global__ void __launch_bounds__(kMmaThreads)
 }
 
 template <int kD>
-__global__ void __launch_bounds__(kMmaThreads)
+__global__ void __launch_bounds__(kMmaThreads, kD <= 64 ? 3 : 2)  // registers for 3 / 2 CTAs per SM
     attn_bwd_dkdv_mma_k(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                         const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ dsum,
                         bf16* __restrict__ dk, bf16* __restrict__ dv, int64_t T_, int64_t H, int64_t Hk, float sl2,
                         float scale, int64_t W) {
   using C = MmaBwdCfg<kD>;
-  constexpr int Bc = C::kKBc, Br = C::kKBr, NT = Br / 8, OT = kD / 8, L = C::kL, LT = C::kLT;
+  constexpr int Bc = C::kKBc, Br = C::kKBr, NT = Br / 8, OT = kD / 8, L = C::kL;
   uint16_t* sm = reinterpret_cast<uint16_t*>(smem_f32());
-  uint16_t *Ks = sm + C::kKK, *Vs = sm + C::kKV, *Qs = sm + C::kKQ, *dOs = sm + C::kKO, *Qt = sm + C::kKQt,
-           *dOt = sm + C::kKOt;
+  uint16_t *Ks = sm + C::kKK, *Vs = sm + C::kKV, *Qs = sm + C::kKQ, *dOs = sm + C::kKO;
   float* lse2s = reinterpret_cast<float*>(sm + C::kKStat);
   float* dsums = lse2s + Br;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
   const int64_t b = blockIdx.z, g = blockIdx.y, j0 = int64_t(blockIdx.x) * Bc;
   const int64_t rep = H / Hk;
   const int nk = int(T_ - j0 < Bc ? T_ - j0 : Bc);
-  mma_load_tile<Bc, kD>(Ks, L, nullptr, 0, k + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
-  mma_load_tile<Bc, kD>(Vs, L, nullptr, 0, v + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
+  mma_load_tile<Bc, kD>(Ks, L, k + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
+  mma_load_tile<Bc, kD>(Vs, L, v + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
   float dka[OT][4], dva[OT][4];
 #pragma unroll
   for (int t = 0; t < OT; ++t)
@@ -713,8 +801,8 @@ __global__ void __launch_bounds__(kMmaThreads)
       const int64_t i0 = it * Br;
       const int nq = int(T_ - i0 < Br ? T_ - i0 : Br);
       __syncthreads();  // the previous query tile is consumed
-      mma_load_tile<Br, kD>(Qs, L, Qt, LT, q + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
-      mma_load_tile<Br, kD>(dOs, L, dOt, LT, dout + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
+      mma_load_tile<Br, kD>(Qs, L, q + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
+      mma_load_tile<Br, kD>(dOs, L, dout + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
       for (int r = tid; r < Br; r += kMmaThreads) {
         const int64_t i = i0 + r;
         float L2 = INFINITY, Ds = 0.0f;
@@ -731,8 +819,8 @@ __global__ void __launch_bounds__(kMmaThreads)
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = dp[nt][0] = dp[nt][1] =
           dp[nt][2] = dp[nt][3] = 0.0f;
-      mma_rows<NT, kD>(s, Ks + warp * 16 * L, L, Qs, L, gid, tig);    // k q^T
-      mma_rows<NT, kD>(dp, Vs + warp * 16 * L, L, dOs, L, gid, tig);  // v dout^T
+      mma_rows<NT, kD>(s, Ks + warp * 16 * L, L, Qs, L, lane);    // k q^T
+      mma_rows<NT, kD>(dp, Vs + warp * 16 * L, L, dOs, L, lane);  // v dout^T
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
@@ -743,8 +831,8 @@ __global__ void __launch_bounds__(kMmaThreads)
           s[nt][e] = p;                       // P^T
           dp[nt][e] = p * (dp[nt][e] - dsums[c]);  // dS^T
         }
-      mma_acc_rows<OT, Br>(dva, s, dOt, LT, gid, tig);  // P^T dout
-      mma_acc_rows<OT, Br>(dka, dp, Qt, LT, gid, tig);  // dS^T q
+      mma_acc_rows<OT, Br>(dva, s, dOs, L, lane);  // P^T dout
+      mma_acc_rows<OT, Br>(dka, dp, Qs, L, lane);  // dS^T q
     }
   }
 #pragma unroll
@@ -896,8 +984,9 @@ void attention_fwd(const T* q, const T* k, const T* v, T* out, float* lse, int64
         device_sm() >= 80) {
       auto launch = [&](auto kern, size_t bytes, int kD) {
         allow_smem(kern, bytes, "attention_fwd (mma)");
-        const dim3 grid(static_cast<unsigned>((T_ + 63) / 64), static_cast<unsigned>(H), static_cast<unsigned>(B));
-        kern<<<grid, kMmaThreads, bytes, S(s)>>>(q, k, v, out, lse, T_, H, Hk, sl2, W);
+        constexpr int Br = MmaCfg<64>::kBr;  // the same for both head dims
+        const dim3 grid(static_cast<unsigned>((T_ + Br - 1) / Br), static_cast<unsigned>(H), static_cast<unsigned>(B));
+        kern<<<grid, kFwdThreads, bytes, S(s)>>>(q, k, v, out, lse, T_, H, Hk, sl2, W);
         HS_LAUNCH_CHECK("attention_fwd (mma)", "B = ", B, ", T = ", T_, ", H = ", H, ", Hk = ", Hk, ", D = ", kD,
                         ", window = ", window, ", smem = ", bytes);
       };
