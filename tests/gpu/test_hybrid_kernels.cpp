@@ -175,6 +175,8 @@ TEST_CASE("CUDA selective scan backward matches the CPU twin and is deterministi
       for (int64_t Dc : {8, 33}) cases.emplace_back(2, T, Dc, 16, chunk);
   cases.emplace_back(2, 129, 130, 40, 64);  // N > 32: the 64-state kernel, a partial group; 2 channel tiles
   cases.emplace_back(1, 70, 5, 3, 16);      // tiny N, many chunks
+  cases.emplace_back(1, 2049, 64, 16, 128);  // long: 17 chunks, the last one step long; 20 repeated backwards
+  cases.emplace_back(2, 4097, 40, 16, 128);
   for (DType dt : {DType::f32, DType::bf16}) {
     const double tol_t = dt == DType::f32 ? 1e-4 : 2e-2, tol_f = dt == DType::f32 ? 1e-4 : 1e-3;
     for (auto [B, T, Dc, N, chunk] : cases) {
@@ -221,14 +223,14 @@ TEST_CASE("CUDA selective scan backward matches the CPU twin and is deterministi
                          poisoned({B, T, N}, DType::f32),  poisoned({B, T, N}, DType::f32), poisoned({Dc}, DType::f32),
                          poisoned({Dc}, DType::f32)};
       };
-      ScanGrads g1 = fresh(), g2 = fresh();
-      for (int run = 0; run < 2; ++run) {
-        ScanGrads& g = run == 0 ? g1 : g2;
+      auto run = [&](ScanGrads& g, bool forward) {
         if (dt == DType::f32)
-          gpu_scan<float>(ud, dd, ad, bd, cd, Dd, biasd, dyd, y, st, g, B, T, Dc, N, chunk, run == 0);
+          gpu_scan<float>(ud, dd, ad, bd, cd, Dd, biasd, dyd, y, st, g, B, T, Dc, N, chunk, forward);
         else
-          gpu_scan<kg::bf16>(ud, dd, ad, bd, cd, Dd, biasd, dyd, y, st, g, B, T, Dc, N, chunk, run == 0);
-      }
+          gpu_scan<kg::bf16>(ud, dd, ad, bd, cd, Dd, biasd, dyd, y, st, g, B, T, Dc, N, chunk, forward);
+      };
+      ScanGrads g1 = fresh();
+      run(g1, true);
       CHECK(rel(back(y), wy) < (dt == DType::f32 ? 1e-5 : 1e-2));  // the forward the backward builds on
       CHECK(rel(back(st), ws) < 1e-4);
       CHECK(rel(back(g1.du), wdu) < tol_t);
@@ -238,14 +240,21 @@ TEST_CASE("CUDA selective scan backward matches the CPU twin and is deterministi
       CHECK(rel(back(g1.dC), wdC) < tol_f);
       CHECK(rel(back(g1.dD), wdD) < tol_f);
       CHECK(rel(back(g1.dbias), wdb) < tol_f);
-      // Bit-identical second run (fresh poisoned outputs: also proves every element is written).
-      CHECK(same_bits(back(g1.du), back(g2.du)));
-      CHECK(same_bits(back(g1.ddelta), back(g2.ddelta)));
-      CHECK(same_bits(back(g1.dA), back(g2.dA)));
-      CHECK(same_bits(back(g1.dB), back(g2.dB)));
-      CHECK(same_bits(back(g1.dC), back(g2.dC)));
-      CHECK(same_bits(back(g1.dD), back(g2.dD)));
-      CHECK(same_bits(back(g1.dbias), back(g2.dbias)));
+      // Bit-identical repeats (fresh poisoned outputs: also proves every element is written); 20
+      // backwards at the long lengths, 2 elsewhere.
+      const int repeats = T >= 2049 ? 20 : 2;
+      for (int r = 1; r < repeats; ++r) {
+        ScanGrads g2 = fresh();
+        run(g2, false);
+        INFO("repeat " << r);
+        CHECK(same_bits(back(g1.du), back(g2.du)));
+        CHECK(same_bits(back(g1.ddelta), back(g2.ddelta)));
+        CHECK(same_bits(back(g1.dA), back(g2.dA)));
+        CHECK(same_bits(back(g1.dB), back(g2.dB)));
+        CHECK(same_bits(back(g1.dC), back(g2.dC)));
+        CHECK(same_bits(back(g1.dD), back(g2.dD)));
+        CHECK(same_bits(back(g1.dbias), back(g2.dbias)));
+      }
     }
   }
 }
