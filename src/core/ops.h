@@ -48,6 +48,9 @@ Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log,
                       const Tensor& D, const Tensor& dt_bias, int64_t chunk = 128);
 // Causal depthwise conv1d with bias: x [B, T, C], w [C, K] (1 <= K <= 8), bias [C] -> [B, T, C].
 Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias);
+// silu(causal_conv1d(x, w, bias)) in one op (Mamba-1's conv + activation): the forward is the
+// composition bit for bit on the CPU; the backward recomputes the conv output instead of saving it.
+Tensor causal_conv1d_silu(const Tensor& x, const Tensor& w, const Tensor& bias);
 // GMU gate: silu(p) * m, p and m of the same shape [..., d_mem].
 Tensor gmu_gate(const Tensor& p, const Tensor& m);
 

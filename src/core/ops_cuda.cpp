@@ -282,19 +282,24 @@ struct SelectiveScanNode : Node {
 };
 
 struct Conv1dNode : Node {
-  Tensor x, w;
+  Tensor x, w, bias;  // bias: only with silu (the backward recomputes the pre-activation)
+  bool silu = false;
   std::vector<Tensor> backward(const Tensor& g_in) override {
     Tensor dy = g_in.contiguous();
     Tensor dx = empty_like(x), dw = zeros_f32(w.shape(), w), db = zeros_f32({w.size(0)}, w);
     dispatch(x.dtype(), [&](auto z) {
       using T = decltype(z);
-      kg::causal_conv1d_bwd<T>(P<T>(x), P<T>(w), P<T>(dy), P<T>(dx), F(dw), F(db), x.size(0), x.size(1), x.size(2),
-                               w.size(1));
+      if (silu)
+        kg::causal_conv1d_silu_bwd<T>(P<T>(x), P<T>(w), P<T>(bias), P<T>(dy), P<T>(dx), F(dw), F(db), x.size(0),
+                                      x.size(1), x.size(2), w.size(1));
+      else
+        kg::causal_conv1d_bwd<T>(P<T>(x), P<T>(w), P<T>(dy), P<T>(dx), F(dw), F(db), x.size(0), x.size(1),
+                                 x.size(2), w.size(1));
     });
     return {dx, as_dtype(dw, w.dtype()), as_dtype(db, w.dtype())};
   }
-  void release() override { x = w = Tensor(); }
-  const char* name() const override { return "causal_conv1d (cuda)"; }
+  void release() override { x = w = bias = Tensor(); }
+  const char* name() const override { return silu ? "causal_conv1d_silu (cuda)" : "causal_conv1d (cuda)"; }
 };
 
 struct GmuGateNode : Node {
@@ -567,18 +572,26 @@ Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log,
   return record(y, node, {&u, &delta, &A_log, &Bm, &Cm, &D, &dt_bias});
 }
 
-Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias) {
+static Tensor conv1d_op(bool silu, const Tensor& x, const Tensor& w, const Tensor& bias) {
   Tensor y = empty_like(x);
   dispatch(x.dtype(), [&](auto z) {
     using T = decltype(z);
-    kg::causal_conv1d_fwd<T>(P<T>(x), P<T>(w), P<T>(bias), P<T>(y), x.size(0), x.size(1), x.size(2), w.size(1));
+    if (silu)
+      kg::causal_conv1d_silu_fwd<T>(P<T>(x), P<T>(w), P<T>(bias), P<T>(y), x.size(0), x.size(1), x.size(2),
+                                    w.size(1));
+    else
+      kg::causal_conv1d_fwd<T>(P<T>(x), P<T>(w), P<T>(bias), P<T>(y), x.size(0), x.size(1), x.size(2), w.size(1));
   });
   if (!any_requires_grad({&x, &w, &bias})) return y;
   auto node = std::make_shared<Conv1dNode>();
   node->x = x.detach();
   node->w = w.detach();
+  if (silu) node->bias = bias.detach();
+  node->silu = silu;
   return record(y, node, {&x, &w, &bias});
 }
+Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias) { return conv1d_op(false, x, w, bias); }
+Tensor causal_conv1d_silu(const Tensor& x, const Tensor& w, const Tensor& bias) { return conv1d_op(true, x, w, bias); }
 
 Tensor gmu_gate(const Tensor& p, const Tensor& m) {
   Tensor y = empty_like(p);

@@ -26,6 +26,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
 Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log, const Tensor& Bm, const Tensor& Cm,
                       const Tensor& D, const Tensor& dt_bias, int64_t chunk);
 Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias);
+Tensor causal_conv1d_silu(const Tensor& x, const Tensor& w, const Tensor& bias);
 Tensor gmu_gate(const Tensor& p, const Tensor& m);
 Tensor diff_lambda(const Tensor& lq1, const Tensor& lk1, const Tensor& lq2, const Tensor& lk2, double lambda_init);
 Tensor diff_combine(const Tensor& a1, const Tensor& a2, const Tensor& lambda);

@@ -36,21 +36,28 @@ struct SelectiveScanNode : Node {
   const char* name() const override { return "selective_scan"; }
 };
 
+// With silu, y = silu(conv): the backward recomputes the pre-activation, so it keeps the bias
+// (a [C] vector) instead of the conv output.
 struct Conv1dNode : Node {
-  Tensor x, w;
+  Tensor x, w, bias;
+  bool silu = false;
   std::vector<Tensor> backward(const Tensor& g_in) override {
     Tensor dy = g_in.contiguous();
     Tensor dx = Tensor::empty(x.shape(), x.dtype()), dw = Tensor::empty(w.shape(), w.dtype()),
            db = Tensor::empty({w.size(0)}, w.dtype());
     dispatch(x.dtype(), [&](auto z) {
       using T = decltype(z);
-      kc::causal_conv1d_bwd<T>(HS_PTR(x), HS_PTR(w), HS_PTR(dy), HS_PTR(dx), HS_PTR(dw), HS_PTR(db), x.size(0),
-                               x.size(1), x.size(2), w.size(1));
+      if (silu)
+        kc::causal_conv1d_silu_bwd<T>(HS_PTR(x), HS_PTR(w), HS_PTR(bias), HS_PTR(dy), HS_PTR(dx), HS_PTR(dw),
+                                      HS_PTR(db), x.size(0), x.size(1), x.size(2), w.size(1));
+      else
+        kc::causal_conv1d_bwd<T>(HS_PTR(x), HS_PTR(w), HS_PTR(dy), HS_PTR(dx), HS_PTR(dw), HS_PTR(db), x.size(0),
+                                 x.size(1), x.size(2), w.size(1));
     });
     return {dx, dw, db};
   }
-  void release() override { x = w = Tensor(); }
-  const char* name() const override { return "causal_conv1d"; }
+  void release() override { x = w = bias = Tensor(); }
+  const char* name() const override { return silu ? "causal_conv1d_silu" : "causal_conv1d"; }
 };
 
 struct GmuGateNode : Node {
@@ -112,8 +119,7 @@ Tensor selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tensor& 
   return record(y, node, {&u, &delta, &A_log, &Bm, &Cm, &D, &bias});
 }
 
-Tensor causal_conv1d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
-  const char* op = "causal_conv1d";
+static Tensor conv1d_op(const char* op, bool silu, const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
   Tensor x = prep(op, x_in, "x"), w = prep(op, w_in, "weight"), b = prep(op, b_in, "bias");
   same_dtype(op, x, w);
   same_dtype(op, x, b);
@@ -122,18 +128,32 @@ Tensor causal_conv1d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in)
            x.size(2), ", K] with 1 <= K <= 8, got ", shape_str(w.shape()));
   HS_CHECK(b.shape() == Shape({x.size(2)}), op, ": bias must be [", x.size(2), "], got ", shape_str(b.shape()));
 #ifdef HYSCALE_WITH_CUDA
-  if (x.device().is_cuda()) return cuda_impl::causal_conv1d(x, w, b);
+  if (x.device().is_cuda()) return silu ? cuda_impl::causal_conv1d_silu(x, w, b) : cuda_impl::causal_conv1d(x, w, b);
 #endif
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   dispatch(x.dtype(), [&](auto z) {
     using T = decltype(z);
-    kc::causal_conv1d_fwd<T>(HS_PTR(x), HS_PTR(w), HS_PTR(b), HS_PTR(y), x.size(0), x.size(1), x.size(2), w.size(1));
+    if (silu)
+      kc::causal_conv1d_silu_fwd<T>(HS_PTR(x), HS_PTR(w), HS_PTR(b), HS_PTR(y), x.size(0), x.size(1), x.size(2),
+                                    w.size(1));
+    else
+      kc::causal_conv1d_fwd<T>(HS_PTR(x), HS_PTR(w), HS_PTR(b), HS_PTR(y), x.size(0), x.size(1), x.size(2),
+                               w.size(1));
   });
   if (!any_requires_grad({&x, &w, &b})) return y;
   auto node = std::make_shared<Conv1dNode>();
   node->x = x.detach();
   node->w = w.detach();
+  if (silu) node->bias = b.detach();
+  node->silu = silu;
   return record(y, node, {&x, &w, &b});
+}
+
+Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  return conv1d_op("causal_conv1d", false, x, w, bias);
+}
+Tensor causal_conv1d_silu(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  return conv1d_op("causal_conv1d_silu", true, x, w, bias);
 }
 
 Tensor gmu_gate(const Tensor& p_in, const Tensor& m_in) {

@@ -67,6 +67,15 @@ void causal_conv1d_fwd(const T* x, const T* w, const T* bias, T* y, int64_t B, i
 template <class T>
 void causal_conv1d_bwd(const T* x, const T* w, const T* dy, T* dx, float* dw, float* dbias, int64_t B, int64_t T_,
                        int64_t C, int64_t K, void* stream = nullptr);
+// The same with Mamba-1's SiLU fused (kernels/conv1d.h's *_silu_*): y = silu(conv); the backward
+// takes dy of silu(conv) and the bias, and recomputes the pre-activation (nothing saved). The
+// pre-activation stays fp32 (the composed ops round it to T between the two kernels).
+template <class T>
+void causal_conv1d_silu_fwd(const T* x, const T* w, const T* bias, T* y, int64_t B, int64_t T_, int64_t C, int64_t K,
+                            void* stream = nullptr);
+template <class T>
+void causal_conv1d_silu_bwd(const T* x, const T* w, const T* bias, const T* dy, T* dx, float* dw, float* dbias,
+                            int64_t B, int64_t T_, int64_t C, int64_t K, void* stream = nullptr);
 
 // Selective scan forward (kernels/selective_scan.h's math and layouts, softplus(delta + dt_bias)
 // and the D skip fused; no z-gate, y is the GMU memory): one thread per (sequence, channel), the

@@ -180,6 +180,10 @@ void bench_kernels(int64_t reps) {
       kg::causal_conv1d_fwd<kg::bf16>(u, Al, bias, y, B, T, Dc, K);
       kg::causal_conv1d_bwd<kg::bf16>(u, Al, dy, du, grads, grads + Dc * K, B, T, Dc, K);
     });
+    row_bw("causal conv1d + silu fwd+bwd (K4)", io * 5.0 * xn, [&] {  // fused: same bytes, no silu passes
+      kg::causal_conv1d_silu_fwd<kg::bf16>(u, Al, bias, y, B, T, Dc, K);
+      kg::causal_conv1d_silu_bwd<kg::bf16>(u, Al, bias, dy, du, grads, grads + Dc * K, B, T, Dc, K);
+    });
   }
 }
 #endif

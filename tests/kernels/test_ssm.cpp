@@ -1,5 +1,6 @@
 // Selective scan, causal conv1d and GMU gate: finite-difference gradients (f64), a naive
 // sequential reference across chunk boundaries, determinism, GMU memory-gradient accumulation.
+#include <array>
 #include <cmath>
 
 #include "core/ops.h"
@@ -114,6 +115,47 @@ TEST_CASE("causal conv1d: reference values and gradients", "[ssm][conv]") {
     gradcheck([](auto& in) { return ops::causal_conv1d(in[0], in[1], in[2]); },
               {randn({2, 7, 37}, 31), randn({37, K}, 32), randn({37}, 33)});
   REQUIRE_THROWS_WITH(ops::causal_conv1d(x, Tensor::zeros({2, 3}), b), Catch::Matchers::Contains("causal_conv1d"));
+}
+
+TEST_CASE("causal conv1d + SiLU fused: gradients, and equal to silu(causal_conv1d)", "[ssm][conv]") {
+  for (int64_t K : {1, 2, 4})
+    gradcheck([](auto& in) { return ops::causal_conv1d_silu(in[0], in[1], in[2]); },
+              {randn({2, 7, 37}, 34, 1.5), randn({37, K}, 35), randn({37}, 36)});
+  // The forward is the two-op composition bit for bit (decoding runs conv step + silu and must
+  // reproduce the prefill); the backward reduces the same dpre, so it agrees to rounding. The
+  // larger shape takes the OpenMP paths.
+  for (DType dt : {DType::f32, DType::f64})
+    for (auto [B, T, C, K] : std::vector<std::array<int64_t, 4>>{{1, 1, 1, 4}, {2, 65, 33, 3}, {2, 129, 200, 4}}) {
+      INFO("dtype " << dtype_name(dt) << " B " << B << " T " << T << " C " << C << " K " << K);
+      Tensor x = randn({B, T, C}, 50 + T, 2.0, dt), w = randn({C, K}, 51, 0.5, dt), b = randn({C}, 52, 0.5, dt);
+      Tensor dy = randn({B, T, C}, 53 + T, 1.0, dt);
+      auto run = [&](bool fused) {
+        std::vector<Tensor> in{x.detach().clone(), w.detach().clone(), b.detach().clone()};
+        for (auto& t : in) t.requires_grad_();
+        Tensor y = fused ? ops::causal_conv1d_silu(in[0], in[1], in[2])
+                         : ops::silu(ops::causal_conv1d(in[0], in[1], in[2]));
+        y.backward(dy);
+        std::vector<Tensor> out{y.detach()};
+        for (auto& t : in) out.push_back(t.grad());
+        return out;
+      };
+      auto f = run(true), c = run(false);
+      if (dt == DType::f32)
+        REQUIRE(f[0].to_vector<float>() == c[0].to_vector<float>());
+      else
+        REQUIRE(f[0].to_vector<double>() == c[0].to_vector<double>());
+      for (size_t i = 1; i < f.size(); ++i) {
+        auto g1 = f[i].to(DType::f64).to_vector<double>(), g2 = c[i].to(DType::f64).to_vector<double>();
+        REQUIRE(g1.size() == g2.size());
+        double err = 0, mag = 0;
+        for (size_t j = 0; j < g1.size(); ++j) {
+          err = std::max(err, std::fabs(g1[j] - g2[j]));
+          mag = std::max(mag, std::fabs(g2[j]));
+        }
+        INFO("gradient " << i << " max abs diff " << err << " max |g| " << mag);
+        CHECK(err <= (dt == DType::f64 ? 1e-12 : 1e-5) * std::max(mag, 1.0));
+      }
+    }
 }
 
 TEST_CASE("GMU gate: gradient, and memory gradient accumulated over every GMU that reads it", "[ssm][gmu]") {

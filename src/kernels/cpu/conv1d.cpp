@@ -1,5 +1,7 @@
 #include "kernels/conv1d.h"
 
+#include "kernels/cpu/vec_math.h"
+
 #include <algorithm>
 #include <vector>
 
@@ -13,8 +15,11 @@ template <class T> static std::vector<T> transposed(const T* w, int64_t C, int64
   return wt;
 }
 
-template <class T>
-void causal_conv1d_fwd(const T* x, const T* w, const T* bias, T* y, int64_t B, int64_t T_, int64_t C, int64_t K) {
+// The forward of both variants; Silu applies x * sigmoid(x) to each finished row while it is
+// still in cache, with silu_fwd's expression (elementwise.cpp), so the fused result is the
+// composed one bit for bit.
+template <bool Silu, class T>
+static void conv_fwd(const T* x, const T* w, const T* bias, T* y, int64_t B, int64_t T_, int64_t C, int64_t K) {
   const std::vector<T> wt = transposed(w, C, K);
 #pragma omp parallel for collapse(2) schedule(static) if (B * T_ * C > 32768)
   for (int64_t b = 0; b < B; ++b)
@@ -29,7 +34,20 @@ void causal_conv1d_fwd(const T* x, const T* w, const T* bias, T* y, int64_t B, i
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) yr[c] += wk[c] * xr[c];
       }
+      if constexpr (Silu) {
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) yr[c] = yr[c] * ksigmoid<T>(yr[c]);
+      }
     }
+}
+
+template <class T>
+void causal_conv1d_fwd(const T* x, const T* w, const T* bias, T* y, int64_t B, int64_t T_, int64_t C, int64_t K) {
+  conv_fwd<false>(x, w, bias, y, B, T_, C, K);
+}
+template <class T>
+void causal_conv1d_silu_fwd(const T* x, const T* w, const T* bias, T* y, int64_t B, int64_t T_, int64_t C, int64_t K) {
+  conv_fwd<true>(x, w, bias, y, B, T_, C, K);
 }
 
 template <class T>
@@ -77,6 +95,23 @@ void causal_conv1d_bwd(const T* x, const T* w, const T* dy, T* dx, T* dw, T* dbi
   }
 }
 
+// The CPU path is the reference, not the fast path: one scratch tensor for dpre (the CUDA kernel
+// keeps it in registers), then the unfused backward on it, so its sums are the composed ones.
+template <class T>
+void causal_conv1d_silu_bwd(const T* x, const T* w, const T* bias, const T* dy, T* dx, T* dw, T* dbias, int64_t B,
+                            int64_t T_, int64_t C, int64_t K) {
+  const int64_t n = B * T_ * C;
+  std::vector<T> dpre(static_cast<size_t>(n));
+  conv_fwd<false>(x, w, bias, dpre.data(), B, T_, C, K);  // pre, overwritten in place below
+  T* d = dpre.data();
+#pragma omp parallel for simd schedule(static) if (n > 32768)
+  for (int64_t i = 0; i < n; ++i) {  // silu_bwd's expression (elementwise.cpp)
+    const T s = ksigmoid<T>(d[i]);
+    d[i] = dy[i] * s * (T(1) + d[i] * (T(1) - s));
+  }
+  causal_conv1d_bwd<T>(x, w, d, dx, dw, dbias, B, T_, C, K);
+}
+
 template void causal_conv1d_fwd<float>(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t,
                                        int64_t);
 template void causal_conv1d_fwd<double>(const double*, const double*, const double*, double*, int64_t, int64_t,
@@ -85,6 +120,14 @@ template void causal_conv1d_bwd<float>(const float*, const float*, const float*,
                                        int64_t, int64_t, int64_t);
 template void causal_conv1d_bwd<double>(const double*, const double*, const double*, double*, double*, double*,
                                         int64_t, int64_t, int64_t, int64_t);
+template void causal_conv1d_silu_fwd<float>(const float*, const float*, const float*, float*, int64_t, int64_t,
+                                            int64_t, int64_t);
+template void causal_conv1d_silu_fwd<double>(const double*, const double*, const double*, double*, int64_t, int64_t,
+                                             int64_t, int64_t);
+template void causal_conv1d_silu_bwd<float>(const float*, const float*, const float*, const float*, float*, float*,
+                                            float*, int64_t, int64_t, int64_t, int64_t);
+template void causal_conv1d_silu_bwd<double>(const double*, const double*, const double*, const double*, double*,
+                                             double*, double*, int64_t, int64_t, int64_t, int64_t);
 
 }  // namespace hyscale::kernels::cpu
 
