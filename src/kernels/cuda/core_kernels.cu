@@ -1,10 +1,11 @@
 // CUDA bodies of kernels/cuda.h: elementwise, casts, RMSNorm, fused cross-entropy, AdamW,
 // sum of squares. Compute in fp32 whatever the storage type; 64-bit indices; 128-bit vector
-// loads/stores for the memory-bound elementwise kernels when pointers are 16-byte aligned.
+// loads/stores for the memory-bound elementwise kernels, casts and SwiGLU when pointers are
+// 16-byte aligned (elementwise.cuh).
 #include <cmath>
 #include <vector>
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/elementwise.cuh"
 
 namespace hyscale::kernels::cuda {
 
@@ -14,43 +15,63 @@ using namespace detail;
 
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + __expf(-x)); }
 
-// ---------------------------------------------------------------- elementwise (grid-stride)
-template <class T, class F> __global__ void map1(const T* __restrict__ a, T* __restrict__ y, int64_t n, F f) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    st(y, i, f(ld(a, i)));
-}
-template <class T, class F>
-__global__ void map2(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y, int64_t n, F f) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    st(y, i, f(ld(a, i), ld(b, i)));
-}
-// float4 fast path of map2 for fp32 (n % 4 == 0, 16-byte aligned).
-template <class F>
-__global__ void map2_vec4(const float4* __restrict__ a, const float4* __restrict__ b, float4* __restrict__ y,
-                          int64_t n4, F f) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4; i += int64_t(gridDim.x) * blockDim.x) {
-    const float4 x = a[i], z = b[i];
-    y[i] = make_float4(f(x.x, z.x), f(x.y, z.y), f(x.z, z.z), f(x.w, z.w));
-  }
-}
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
-
+// ---------------------------------------------------------------- elementwise (elementwise.cuh)
+// Functors of ew_k: x = the inputs of one element, y = its outputs.
 struct SiluF {
-  __device__ float operator()(float x) const { return x * sigmoidf_(x); }
+  __device__ void operator()(const float* x, float* y, float) const { y[0] = x[0] * sigmoidf_(x[0]); }
 };
-struct SiluBwdF {
-  __device__ float operator()(float x, float dy) const {
-    const float s = sigmoidf_(x);
-    return dy * s * (1.0f + x * (1.0f - s));
+struct SiluBwdF {  // x = {x, dy}
+  __device__ void operator()(const float* x, float* y, float) const {
+    const float s = sigmoidf_(x[0]);
+    y[0] = x[1] * s * (1.0f + x[0] * (1.0f - s));
   }
 };
 struct AddF {
-  __device__ float operator()(float a, float b) const { return a + b; }
+  __device__ void operator()(const float* x, float* y, float) const { y[0] = x[0] + x[1]; }
 };
 struct ScaleF {
   float s;
-  __device__ float operator()(float a) const { return s * a; }
+  __device__ void operator()(const float* x, float* y, float) const { y[0] = s * x[0]; }
 };
+
+// SwiGLU over rows of [gate | value] (I each). When I is a multiple of W and every pointer is
+// 16-byte aligned, a thread takes W consecutive columns of one row with vector accesses; else one
+// element per thread.
+template <class T>
+__global__ void swiglu_fwd_vec_k(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int64_t I) {
+  constexpr int W = Vec<T>::W;
+  const int64_t gpr = I / W, ng = rows * gpr;
+  for (int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; v < ng; v += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = v / gpr, c = (v - r * gpr) * W;
+    float g[W], u[W], o[W];
+    Vec<T>::load(x, r * 2 * I + c, g);
+    Vec<T>::load(x, r * 2 * I + I + c, u);
+#pragma unroll
+    for (int e = 0; e < W; ++e) o[e] = g[e] * sigmoidf_(g[e]) * u[e];
+    Vec<T>::store(y, r * I + c, o);
+  }
+}
+template <class T>
+__global__ void swiglu_bwd_vec_k(const T* __restrict__ x, const T* __restrict__ dy, T* __restrict__ dx, int64_t rows,
+                                 int64_t I) {
+  constexpr int W = Vec<T>::W;
+  const int64_t gpr = I / W, ng = rows * gpr;
+  for (int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; v < ng; v += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = v / gpr, c = (v - r * gpr) * W;
+    float g[W], u[W], d[W], dg[W], du[W];
+    Vec<T>::load(x, r * 2 * I + c, g);
+    Vec<T>::load(x, r * 2 * I + I + c, u);
+    Vec<T>::load(dy, r * I + c, d);
+#pragma unroll
+    for (int e = 0; e < W; ++e) {
+      const float sg = sigmoidf_(g[e]);
+      dg[e] = d[e] * u[e] * sg * (1.0f + g[e] * (1.0f - sg));
+      du[e] = d[e] * g[e] * sg;
+    }
+    Vec<T>::store(dx, r * 2 * I + c, dg);
+    Vec<T>::store(dx, r * 2 * I + I + c, du);
+  }
+}
 
 template <class T>
 __global__ void swiglu_fwd_k(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int64_t I) {
@@ -170,13 +191,35 @@ __global__ void adamw_k(float* __restrict__ p, const float* __restrict__ g, floa
     if (pb) st(pb, i, pi);
   }
 }
-__global__ void cast_f32_bf16_k(const float* __restrict__ x, bf16* __restrict__ y, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    st(y, i, x[i]);
+// Casts in groups of 8 elements (two float4 <-> one uint4) when both pointers are aligned; the
+// last partial group, or everything when unaligned, element by element.
+__global__ void cast_f32_bf16_k(const float* __restrict__ x, bf16* __restrict__ y, int64_t n, bool vec) {
+  const int64_t ng = (n + 7) / 8;
+  for (int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; v < ng; v += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i0 = v * 8;
+    if (vec && i0 + 8 <= n) {
+      float f[8];
+      Vec<float>::load(x, i0, f);
+      Vec<float>::load(x, i0 + 4, f + 4);
+      Vec<bf16>::store(y, i0, f);
+    } else {
+      for (int64_t i = i0; i < n && i < i0 + 8; ++i) st(y, i, x[i]);
+    }
+  }
 }
-__global__ void cast_bf16_f32_k(const bf16* __restrict__ x, float* __restrict__ y, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    y[i] = ld(x, i);
+__global__ void cast_bf16_f32_k(const bf16* __restrict__ x, float* __restrict__ y, int64_t n, bool vec) {
+  const int64_t ng = (n + 7) / 8;
+  for (int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; v < ng; v += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i0 = v * 8;
+    if (vec && i0 + 8 <= n) {
+      float f[8];
+      Vec<bf16>::load(x, i0, f);
+      Vec<float>::store(y, i0, f);
+      Vec<float>::store(y, i0 + 4, f + 4);
+    } else {
+      for (int64_t i = i0; i < n && i < i0 + 8; ++i) y[i] = ld(x, i);
+    }
+  }
 }
 constexpr int kSsBlocks = 256;
 __global__ void sum_squares_k(const float* __restrict__ x, int64_t n, double* __restrict__ part) {
@@ -197,52 +240,43 @@ __global__ void sum_squares_k(const float* __restrict__ x, int64_t n, double* __
 
 // ---------------------------------------------------------------- launchers
 template <class T> void silu_fwd(const T* x, T* y, int64_t n, void* s) {
-  if (n == 0) return;
-  map1<<<blocks_for(n, 256), 256, 0, S(s)>>>(x, y, n, SiluF{});
-  HS_LAUNCH_CHECK("silu_fwd", "n = ", n);
+  launch_ew<T, 1, 1>("silu_fwd", {{x}, {y}}, n, nullptr, SiluF{}, s);
 }
 template <class T> void silu_bwd(const T* x, const T* dy, T* dx, int64_t n, void* s) {
-  if (n == 0) return;
-  map2<<<blocks_for(n, 256), 256, 0, S(s)>>>(x, dy, dx, n, SiluBwdF{});
-  HS_LAUNCH_CHECK("silu_bwd", "n = ", n);
+  launch_ew<T, 2, 1>("silu_bwd", {{x, dy}, {dx}}, n, nullptr, SiluBwdF{}, s);
 }
 template <class T> void swiglu_fwd(const T* x, T* y, int64_t rows, int64_t I, void* s) {
   if (rows * I == 0) return;
-  swiglu_fwd_k<<<blocks_for(rows * I, 256), 256, 0, S(s)>>>(x, y, rows, I);
+  if (I % Vec<T>::W == 0 && aligned16(x) && aligned16(y)) {
+    swiglu_fwd_vec_k<<<blocks_for(rows * I / Vec<T>::W, 256), 256, 0, S(s)>>>(x, y, rows, I);
+  } else {
+    swiglu_fwd_k<<<blocks_for(rows * I, 256), 256, 0, S(s)>>>(x, y, rows, I);
+  }
   HS_LAUNCH_CHECK("swiglu_fwd", "rows = ", rows, ", I = ", I);
 }
 template <class T> void swiglu_bwd(const T* x, const T* dy, T* dx, int64_t rows, int64_t I, void* s) {
   if (rows * I == 0) return;
-  swiglu_bwd_k<<<blocks_for(rows * I, 256), 256, 0, S(s)>>>(x, dy, dx, rows, I);
+  if (I % Vec<T>::W == 0 && aligned16(x) && aligned16(dy) && aligned16(dx)) {
+    swiglu_bwd_vec_k<<<blocks_for(rows * I / Vec<T>::W, 256), 256, 0, S(s)>>>(x, dy, dx, rows, I);
+  } else {
+    swiglu_bwd_k<<<blocks_for(rows * I, 256), 256, 0, S(s)>>>(x, dy, dx, rows, I);
+  }
   HS_LAUNCH_CHECK("swiglu_bwd", "rows = ", rows, ", I = ", I);
 }
 template <class T> void add(const T* a, const T* b, T* out, int64_t n, void* s) {
-  if (n == 0) return;
-  if constexpr (std::is_same_v<T, float>) {
-    if (n % 4 == 0 && aligned16(a) && aligned16(b) && aligned16(out)) {
-      map2_vec4<<<blocks_for(n / 4, 256), 256, 0, S(s)>>>(reinterpret_cast<const float4*>(a),
-                                                           reinterpret_cast<const float4*>(b),
-                                                           reinterpret_cast<float4*>(out), n / 4, AddF{});
-      HS_LAUNCH_CHECK("add (float4)", "n = ", n);
-      return;
-    }
-  }
-  map2<<<blocks_for(n, 256), 256, 0, S(s)>>>(a, b, out, n, AddF{});
-  HS_LAUNCH_CHECK("add", "n = ", n);
+  launch_ew<T, 2, 1>("add", {{a, b}, {out}}, n, nullptr, AddF{}, s);
 }
 template <class T> void scale(const T* a, float f, T* out, int64_t n, void* s) {
-  if (n == 0) return;
-  map1<<<blocks_for(n, 256), 256, 0, S(s)>>>(a, out, n, ScaleF{f});
-  HS_LAUNCH_CHECK("scale", "n = ", n);
+  launch_ew<T, 1, 1>("scale", {{a}, {out}}, n, nullptr, ScaleF{f}, s);
 }
 void cast_f32_bf16(const float* x, bf16* y, int64_t n, void* s) {
   if (n == 0) return;
-  cast_f32_bf16_k<<<blocks_for(n, 256), 256, 0, S(s)>>>(x, y, n);
+  cast_f32_bf16_k<<<blocks_for((n + 7) / 8, 256), 256, 0, S(s)>>>(x, y, n, aligned16(x) && aligned16(y));
   HS_LAUNCH_CHECK("cast_f32_bf16", "n = ", n);
 }
 void cast_bf16_f32(const bf16* x, float* y, int64_t n, void* s) {
   if (n == 0) return;
-  cast_bf16_f32_k<<<blocks_for(n, 256), 256, 0, S(s)>>>(x, y, n);
+  cast_bf16_f32_k<<<blocks_for((n + 7) / 8, 256), 256, 0, S(s)>>>(x, y, n, aligned16(x) && aligned16(y));
   HS_LAUNCH_CHECK("cast_bf16_f32", "n = ", n);
 }
 
