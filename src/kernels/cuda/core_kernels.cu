@@ -98,40 +98,98 @@ __global__ void swiglu_bwd_k(const T* __restrict__ x, const T* __restrict__ dy, 
 constexpr int kRowThreads = 256;
 
 // ---------------------------------------------------------------- RMSNorm (one block per row)
+// vec (D a multiple of W, every pointer 16-byte aligned): each thread takes whole groups of W
+// columns with vector accesses; otherwise single columns. Either partition is fixed by D alone.
 template <class T>
 __global__ void rmsnorm_fwd_k(const T* __restrict__ x, const T* __restrict__ g, T* __restrict__ y,
-                              float* __restrict__ rstd, int64_t D, float eps) {
+                              float* __restrict__ rstd, int64_t D, float eps, bool vec) {
+  constexpr int W = Vec<T>::W;
   __shared__ float sh[32];
   const int64_t r = blockIdx.x;
   const T* xr = x + r * D;
+  T* yr = y + r * D;
   float ss = 0;
-  for (int64_t i = threadIdx.x; i < D; i += kRowThreads) {
-    const float v = ld(xr, i);
-    ss += v * v;
+  if (vec) {
+    for (int64_t c = threadIdx.x * int64_t(W); c < D; c += kRowThreads * int64_t(W)) {
+      float v[W];
+      Vec<T>::load(xr, c, v);
+#pragma unroll
+      for (int e = 0; e < W; ++e) ss += v[e] * v[e];
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < D; i += kRowThreads) {
+      const float v = ld(xr, i);
+      ss += v * v;
+    }
   }
   ss = block_sum<kRowThreads>(ss, sh);
   const float rs = rsqrtf(ss / static_cast<float>(D) + eps);
   if (threadIdx.x == 0) rstd[r] = rs;
-  for (int64_t i = threadIdx.x; i < D; i += kRowThreads) st(y + r * D, i, ld(xr, i) * rs * ld(g, i));
+  if (vec) {
+    for (int64_t c = threadIdx.x * int64_t(W); c < D; c += kRowThreads * int64_t(W)) {
+      float v[W], gv[W], o[W];
+      Vec<T>::load(xr, c, v);
+      Vec<T>::load(g, c, gv);
+#pragma unroll
+      for (int e = 0; e < W; ++e) o[e] = v[e] * rs * gv[e];
+      Vec<T>::store(yr, c, o);
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < D; i += kRowThreads) st(yr, i, ld(xr, i) * rs * ld(g, i));
+  }
 }
-// dx per row; dg partial sums per block of rows into part [nblk, D] (fixed row ranges).
+// dx per row; dg partial sums per block of rows into part [nblk, D] (fixed row ranges). Each
+// thread owns the same columns in every row (its groups of W when vec), so the part updates do
+// not race.
 template <class T>
 __global__ void rmsnorm_bwd_k(const T* __restrict__ x, const T* __restrict__ g, const float* __restrict__ rstd,
                               const T* __restrict__ dy, T* __restrict__ dx, float* __restrict__ part, int64_t rows,
-                              int64_t D, int64_t rows_per_blk) {
+                              int64_t D, int64_t rows_per_blk, bool vec) {
+  constexpr int W = Vec<T>::W;
   __shared__ float sh[32];
   const int64_t r0 = blockIdx.x * rows_per_blk, r1 = min(rows, r0 + rows_per_blk);
   float* pg = part + blockIdx.x * D;
   for (int64_t i = threadIdx.x; i < D; i += kRowThreads) pg[i] = 0.0f;
+  __syncthreads();  // (vec: a thread's columns differ from the zeroing loop's)
   for (int64_t r = r0; r < r1; ++r) {
     const float rs = rstd[r];
+    const T* xr = x + r * D;
+    const T* dr = dy + r * D;
+    T* dxr = dx + r * D;
     float dot = 0;
-    for (int64_t i = threadIdx.x; i < D; i += kRowThreads) dot += ld(x, r * D + i) * rs * ld(g, i) * ld(dy, r * D + i);
+    if (vec) {
+      for (int64_t c = threadIdx.x * int64_t(W); c < D; c += kRowThreads * int64_t(W)) {
+        float v[W], gv[W], d[W];
+        Vec<T>::load(xr, c, v);
+        Vec<T>::load(g, c, gv);
+        Vec<T>::load(dr, c, d);
+#pragma unroll
+        for (int e = 0; e < W; ++e) dot += v[e] * rs * gv[e] * d[e];
+      }
+    } else {
+      for (int64_t i = threadIdx.x; i < D; i += kRowThreads) dot += ld(xr, i) * rs * ld(g, i) * ld(dr, i);
+    }
     dot = block_sum<kRowThreads>(dot, sh) / static_cast<float>(D);
-    for (int64_t i = threadIdx.x; i < D; i += kRowThreads) {
-      const float xh = ld(x, r * D + i) * rs, d = ld(dy, r * D + i);
-      st(dx, r * D + i, rs * (ld(g, i) * d - xh * dot));
-      pg[i] += d * xh;  // each thread owns its columns: no races
+    if (vec) {
+      for (int64_t c = threadIdx.x * int64_t(W); c < D; c += kRowThreads * int64_t(W)) {
+        float v[W], gv[W], d[W], o[W];
+        Vec<T>::load(xr, c, v);
+        Vec<T>::load(g, c, gv);
+        Vec<T>::load(dr, c, d);
+#pragma unroll
+        for (int e = 0; e < W; ++e) {
+          const float xh = v[e] * rs;
+          o[e] = rs * (gv[e] * d[e] - xh * dot);
+          pg[c + e] += d[e] * xh;
+        }
+        Vec<T>::store(dxr, c, o);
+      }
+    } else {
+      for (int64_t i = threadIdx.x; i < D; i += kRowThreads) {
+        const float xh = ld(xr, i) * rs, d = ld(dr, i);
+        st(dxr, i, rs * (ld(g, i) * d - xh * dot));
+        pg[i] += d * xh;
+      }
     }
   }
 }
@@ -144,30 +202,60 @@ __global__ void sum_parts_k(const float* __restrict__ part, float* __restrict__ 
 }
 
 // ---------------------------------------------------------------- cross-entropy (one block per row)
+// One pass over the row: each thread keeps an online (max, sum of exp) pair over its elements
+// (whole groups of W with vector loads when vec), then the block combines the pairs.
+__device__ __forceinline__ void online_lse(float v, float& m, float& s) {
+  if (v == -INFINITY) return;  // contributes exp(-inf) = 0 (and would make exp(v - m) NaN while m = -inf)
+  if (v > m) {
+    s = s * __expf(m - v) + 1.0f;  // m = -inf at the start: exp(-inf) = 0
+    m = v;
+  } else {
+    s += __expf(v - m);
+  }
+}
 template <class T>
 __global__ void ce_fwd_k(const T* __restrict__ logits, const int32_t* __restrict__ t, float* __restrict__ loss,
-                         float* __restrict__ lse, int64_t V) {
+                         float* __restrict__ lse, int64_t V, bool vec) {
+  constexpr int W = Vec<T>::W;
   __shared__ float sh[32];
   const int64_t r = blockIdx.x;
   const T* lr = logits + r * V;
-  float m = -INFINITY;
-  for (int64_t i = threadIdx.x; i < V; i += kRowThreads) m = fmaxf(m, ld(lr, i));
-  m = block_max<kRowThreads>(m, sh);
-  float s = 0;
-  for (int64_t i = threadIdx.x; i < V; i += kRowThreads) s += __expf(ld(lr, i) - m);
-  s = block_sum<kRowThreads>(s, sh);
+  float m = -INFINITY, s = 0.0f;
+  if (vec) {
+    for (int64_t c = threadIdx.x * int64_t(W); c < V; c += kRowThreads * int64_t(W)) {
+      float v[W];
+      Vec<T>::load(lr, c, v);
+#pragma unroll
+      for (int e = 0; e < W; ++e) online_lse(v[e], m, s);
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < V; i += kRowThreads) online_lse(ld(lr, i), m, s);
+  }
+  const float mall = block_max<kRowThreads>(m, sh);
+  s = block_sum<kRowThreads>(m == -INFINITY ? 0.0f : s * __expf(m - mall), sh);
   if (threadIdx.x == 0) {
-    const float l = m + logf(s);
+    const float l = mall + logf(s);
     lse[r] = l;
     loss[r] = l - ld(lr, t[r]);
   }
 }
 template <class T>
 __global__ void ce_bwd_k(const T* __restrict__ logits, const int32_t* __restrict__ t, const float* __restrict__ lse,
-                         float dscale, T* __restrict__ d, int64_t V) {
+                         float dscale, T* __restrict__ d, int64_t V, bool vec) {
+  constexpr int W = Vec<T>::W;
   const int64_t r = blockIdx.x;
   const float l = lse[r];
   const int64_t tr = t[r];
+  if (vec) {
+    for (int64_t c = threadIdx.x * int64_t(W); c < V; c += kRowThreads * int64_t(W)) {
+      float v[W];
+      Vec<T>::load(logits, r * V + c, v);
+#pragma unroll
+      for (int e = 0; e < W; ++e) v[e] = (__expf(v[e] - l) - (c + e == tr ? 1.0f : 0.0f)) * dscale;
+      Vec<T>::store(d, r * V + c, v);
+    }
+    return;
+  }
   for (int64_t i = threadIdx.x; i < V; i += kRowThreads) {
     float p = __expf(ld(logits, r * V + i) - l);
     if (i == tr) p -= 1.0f;
@@ -284,7 +372,8 @@ template <class T>
 void rmsnorm_fwd(const T* x, const T* g, T* y, float* rstd, int64_t rows, int64_t D, double eps, void* s) {
   if (rows == 0) return;
   HS_CHECK(rows < (int64_t{1} << 31), "rmsnorm_fwd (CUDA): ", rows, " rows exceed the grid");
-  rmsnorm_fwd_k<<<static_cast<unsigned>(rows), kRowThreads, 0, S(s)>>>(x, g, y, rstd, D, static_cast<float>(eps));
+  const bool vec = D % Vec<T>::W == 0 && aligned16(x) && aligned16(g) && aligned16(y);
+  rmsnorm_fwd_k<<<static_cast<unsigned>(rows), kRowThreads, 0, S(s)>>>(x, g, y, rstd, D, static_cast<float>(eps), vec);
   HS_LAUNCH_CHECK("rmsnorm_fwd", "rows = ", rows, ", D = ", D);
 }
 template <class T>
@@ -296,7 +385,8 @@ void rmsnorm_bwd(const T* x, const T* g, const float* rstd, const T* dy, T* dx, 
   float* part = nullptr;
   cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&part), static_cast<size_t>(used * D) * sizeof(float), S(s));
   HS_CHECK(e == cudaSuccess, "rmsnorm_bwd (CUDA): workspace of ", used * D * 4, " bytes: ", cudaGetErrorString(e));
-  rmsnorm_bwd_k<<<static_cast<unsigned>(used), kRowThreads, 0, S(s)>>>(x, g, rstd, dy, dx, part, rows, D, per);
+  const bool vec = D % Vec<T>::W == 0 && aligned16(x) && aligned16(g) && aligned16(dy) && aligned16(dx);
+  rmsnorm_bwd_k<<<static_cast<unsigned>(used), kRowThreads, 0, S(s)>>>(x, g, rstd, dy, dx, part, rows, D, per, vec);
   HS_LAUNCH_CHECK("rmsnorm_bwd", "rows = ", rows, ", D = ", D);
   sum_parts_k<<<blocks_for(D, 256), 256, 0, S(s)>>>(part, dg, used, D);
   HS_LAUNCH_CHECK("rmsnorm_bwd (dg)", "D = ", D);
@@ -307,7 +397,8 @@ template <class T>
 void cross_entropy_fwd(const T* logits, const int32_t* t, float* loss, float* lse, int64_t N, int64_t V, void* s) {
   if (N == 0) return;
   HS_CHECK(N < (int64_t{1} << 31), "cross_entropy_fwd (CUDA): ", N, " rows exceed the grid");
-  ce_fwd_k<<<static_cast<unsigned>(N), kRowThreads, 0, S(s)>>>(logits, t, loss, lse, V);
+  ce_fwd_k<<<static_cast<unsigned>(N), kRowThreads, 0, S(s)>>>(logits, t, loss, lse, V,
+                                                                V % Vec<T>::W == 0 && aligned16(logits));
   HS_LAUNCH_CHECK("cross_entropy_fwd", "N = ", N, ", V = ", V);
 }
 template <class T>
@@ -315,7 +406,8 @@ void cross_entropy_bwd(const T* logits, const int32_t* t, const float* lse, floa
                        void* s) {
   if (N == 0) return;
   HS_CHECK(N < (int64_t{1} << 31), "cross_entropy_bwd (CUDA): ", N, " rows exceed the grid");
-  ce_bwd_k<<<static_cast<unsigned>(N), kRowThreads, 0, S(s)>>>(logits, t, lse, dscale, d, V);
+  ce_bwd_k<<<static_cast<unsigned>(N), kRowThreads, 0, S(s)>>>(logits, t, lse, dscale, d, V,
+                                                                V % Vec<T>::W == 0 && aligned16(logits) && aligned16(d));
   HS_LAUNCH_CHECK("cross_entropy_bwd", "N = ", N, ", V = ", V);
 }
 
