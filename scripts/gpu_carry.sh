@@ -4,7 +4,8 @@
 # non-CUDA shared library `ldd` lists (never libcu*/libnccl/libnvidia*: the GPU machine has its
 # own), the C library kept apart and used only when the machine's is older, and wrappers that
 # set the library path. Usage:
-#   scripts/gpu_carry.sh BUILD_DIR DEST        # e.g. build-gpu .gpu_carry
+#   [E2E_REF=runs/cpu/metrics.jsonl] scripts/gpu_carry.sh BUILD_DIR DEST   # e.g. build-gpu .gpu_carry
+# (run from the repository root). Over a size-limited transfer, pack DEST with tar + xz (~20 MB).
 # Then on the GPU machine: scripts/gpu_check.sh DEST
 set -euo pipefail
 BUILD=$1
@@ -47,6 +48,11 @@ fi
 if [ "$(cat "$D/.mode")" = system ]; then exec "$D/bin/$P.real" "$@"; fi
 exec "$D/glibc/ld-linux-x86-64.so.2" --library-path "$D/lib:$D/glibc$cudadirs:$(cat "$D/.nccl_dir")" "$D/bin/$P.real" "$@"
 EOF
+# The end-to-end check's inputs when they exist here: the prepared fortunes corpus (the GPU machine
+# has no apt to install it) and a CPU reference run of configs/gpu_e2e_sambay_d8.yaml (E2E_REF =
+# its metrics.jsonl; five minutes on 2 cores, so compute it here rather than on the lease).
+[ -d data/fortunes ] && cp -r data/fortunes "$DEST/fortunes"
+if [ -n "${E2E_REF:-}" ]; then mkdir -p "$DEST/e2e_ref" && cp "$E2E_REF" "$DEST/e2e_ref/metrics.jsonl"; fi
 printf '#!/usr/bin/env bash\nexec "$(dirname "${BASH_SOURCE[0]}")/run.sh" hyscale "$@"\n' > "$DEST/hyscale"
 printf '#!/usr/bin/env bash\nexec "$(dirname "${BASH_SOURCE[0]}")/../run.sh" test_gpu "$@"\n' > "$DEST/tests/test_gpu"
 chmod +x "$DEST/run.sh" "$DEST/hyscale" "$DEST/tests/test_gpu"

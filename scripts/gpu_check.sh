@@ -144,6 +144,7 @@ fi
 # 7. end to end: SambaY d8 trained 50 steps on the GPU (fp32 and bf16) against the CPU run of the
 #    same config and seed. The CPU reference is $BIN/e2e_ref/metrics.jsonl when it was computed
 #    beforehand (same binary, any x86 machine), else it is trained here.
+[ -z "${E2E_DATA:-}" ] && [ -d "$BIN/fortunes" ] && E2E_DATA="$BIN/fortunes"  # carried by gpu_carry.sh
 if want e2e && [ -x "$BIN/hyscale" ]; then
   runs=$(mktemp -d)  # the runs' checkpoints (1.5 GB at d8) stay out of $OUT; metrics and logs go there
   ref="$BIN/e2e_ref/metrics.jsonl"
