@@ -31,11 +31,11 @@
 //   (128, 128)  64x64  80.8 KB   64x32 105.5 KB     32x64 113.2 KB
 //   (128, 256)  64x64 112.8 KB   32x32 100.9 KB     32x32 105.0 KB
 // Tensor-core kernels (warps of 16 rows: 8 in the forward, 4 in the backward; row-major bf16 tiles in
-// shared memory, MmaCfg and MmaBwdCfg below; the forward's K and V tiles have two cp.async stages),
-// same tile convention:
+// shared memory, MmaCfg and MmaBwdCfg below; the streamed tiles have two cp.async stages: K and V
+// in the forward and the dq kernel, Q, dO and the row statistics in the dk/dv kernel), same tile convention:
 //   D = Dv   forward           dq kernel         dk/dv kernel
-//   64       128x64  54.0 KB   64x64  36.0 KB    64x64  36.5 KB
-//   128      128x64 102.0 KB   64x64  68.0 KB    32x64  51.3 KB
+//   64       128x64  54.0 KB   64x64  54.0 KB    64x64  55.0 KB
+//   128      128x64 102.0 KB   64x32  68.0 KB    32x64  68.5 KB
 // decode: at most 52.1 KB.
 // All fit sm_80's 163 KB opt-in limit; above 48 KB the launch sets cudaFuncAttributeMaxDynamicSharedMemorySize.
 #include <algorithm>
@@ -624,37 +624,40 @@ __global__ void __launch_bounds__(kThreads)
 // comes from ldmatrix.x4 (.trans where the reduction index runs along the rows of the B operand, see
 // the tensor-core helpers). P and dS are recomputed in fp32 in the accumulator layout and re-packed
 // to bf16 A fragments in registers (as P in the forward).
-//   dq kernel, one CTA per (64 queries, head, batch), warp w owns query rows 16 w .. 16 w + 15;
-//     per visible 64-key tile: S = Q K^T, dP = dO V^T, dS = P (dP - Dsum), dQ += dS K.
-//     smem: Q, dO, K, V [64][D + 8].
+// The streamed tiles have two cp.async stages, as K and V in the forward: the copy of tile n + 1 is
+// in flight while tile n is computed, with one barrier per tile (wait for tile n; barrier: tile n is
+// visible to all threads and the other stage, tile n - 1, is consumed; then tile n + 1 is issued into
+// it). Per warp and tile, as in the forward: a tile with no visible (query, key) pair for the warp's
+// 16 rows is skipped, one visible throughout is not masked; only diagonal, window-edge and
+// past-T tiles test visibility per element (in int tile coordinates).
+//   dq kernel, one CTA per (64 queries, head, batch; the last query tiles first), warp w owns query
+//     rows 16 w .. 16 w + 15; per visible key tile (Bc keys): S = Q K^T, dP = dO V^T, dS = P (dP - Dsum), dQ += dS K.
+//     smem: Q, dO [64][D + 8], K, V [2 stages][Bc][D + 8]. Bc = 64 for D = 64 (54 KB), 32 for D = 128
+//     (68 KB: 64-key stages would need 102 KB, i.e. 2 CTAs of 4 warps per H100 SM and 1 per A100 SM).
 //   dk/dv kernel, one CTA per (64 keys, KV head, batch), warp w owns keys 16 w .. 16 w + 15; per
-//     query head of the group and visible query tile (Br queries): S^T = K Q^T, dP^T = V dO^T,
-//     P^T, dS^T, then dV += P^T dO, dK += dS^T Q. smem: K, V [64][D + 8], Q, dO [Br][D + 8],
-//     lse2 and Dsum [Br] (fp32). Br = 64 (D = 64), 32 (D = 128: registers).
+//     query head of the group and visible query tile (Br queries; the (head, tile) pairs form one
+//     stream, prefetched across heads): S^T = K Q^T, dP^T = V dO^T, P^T, dS^T, then dV += P^T dO,
+//     dK += dS^T Q. smem: K, V [64][D + 8], Q, dO [2 stages][Br][D + 8], lse2 and Dsum
+//     [2 stages][Br] (fp32). Br = 64 for D = 64 (55 KB), 32 for D = 128 (registers; 68.5 KB).
+//     The statistics of the next query tile are read from global memory into one register per
+//     thread when its copy is issued and stored to their stage after the current tile's compute
+//     (the next barrier publishes them), so their latency is hidden too.
+// Occupancy: 3 CTAs per SM by registers (launch bounds) except dk/dv at D = 128 (2); by shared
+// memory 3 fit an H100 SM (228 KB) and 2 an A100 SM (164 KB, 1 KB reserved per CTA).
 template <int kD> struct MmaBwdCfg {
   static constexpr int kL = kD + 8;  // row stride (bf16) of the row-major tiles
-  // dq kernel
-  static constexpr int kQBr = 64, kQBc = 64;
-  static constexpr int kQQ = 0, kQO = kQQ + kQBr * kL, kQK = kQO + kQBr * kL, kQV = kQK + kQBc * kL,
-                       kQEnd = kQV + kQBc * kL;
-  // dk/dv kernel
+  // dq kernel: Q, dO, then K and V with two stages each
+  static constexpr int kQBr = 64, kQBc = kD <= 64 ? 64 : 32;
+  static constexpr int kQQ = 0, kQO = kQQ + kQBr * kL, kQK = kQO + kQBr * kL, kQV = kQK + 2 * kQBc * kL,
+                       kQEnd = kQV + 2 * kQBc * kL;
+  // dk/dv kernel: K, V, then Q, dO and the statistics with two stages each
   static constexpr int kKBc = 64, kKBr = kD <= 64 ? 64 : 32;
-  static constexpr int kKK = 0, kKV = kKK + kKBc * kL, kKQ = kKV + kKBc * kL, kKO = kKQ + kKBr * kL,
-                       kKStat = kKO + kKBr * kL, kKEnd = kKStat + 2 * 2 * kKBr;  // two fp32 arrays of kKBr
+  static constexpr int kKK = 0, kKV = kKK + kKBc * kL, kKQ = kKV + kKBc * kL, kKO = kKQ + 2 * kKBr * kL,
+                       kKStat = kKO + 2 * kKBr * kL,
+                       kKEnd = kKStat + 2 * 2 * 2 * kKBr;  // [2 stages][lse2, Dsum][kKBr] fp32 (2 bf16 slots each)
   static constexpr size_t dq_bytes() { return sizeof(uint16_t) * kQEnd; }
   static constexpr size_t dkdv_bytes() { return sizeof(uint16_t) * kKEnd; }
 };
-
-// Rows r < R of a bf16 tile with kD columns (src row r at src + r stride; rows >= valid are zero)
-// into shared memory, row-major at dst (row stride ld): cp.async, waited for (this thread's copies
-// only: the caller's barrier publishes the tile). All kMmaThreads threads; valid >= 1.
-template <int R, int kD>
-__device__ __forceinline__ void mma_load_tile(uint16_t* dst, int ld_, const bf16* __restrict__ src, int64_t stride,
-                                              int valid) {
-  cp_async_tile<R, kD, kMmaThreads>(dst, ld_, src, stride, valid);
-  cp_async_commit();
-  cp_async_wait<0>();
-}
 
 // acc[nt] += A B for the warp's 16 rows: A = a_rows (row-major, stride lda, 16 rows, k = 0 .. K-1),
 // B(k, n) = b[n ldb + k] for n = 8 nt + (0 .. 7), nt < NT (even). A and B fragments by ldmatrix.x4.
@@ -711,18 +714,32 @@ __global__ void __launch_bounds__(kMmaThreads, 3)  // registers for 3 CTAs per S
   using C = MmaBwdCfg<kD>;
   constexpr int Br = C::kQBr, Bc = C::kQBc, NT = Bc / 8, OT = kD / 8, L = C::kL;
   uint16_t* sm = reinterpret_cast<uint16_t*>(smem_f32());
-  uint16_t *Qs = sm + C::kQQ, *dOs = sm + C::kQO, *Ks = sm + C::kQK, *Vs = sm + C::kQV;
+  uint16_t *Qs = sm + C::kQQ, *dOs = sm + C::kQO, *Ks = sm + C::kQK, *Vs = sm + C::kQV;  // stage st of K / V: + st Bc L
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
-  const int64_t b = blockIdx.z, h = blockIdx.y, i0 = int64_t(blockIdx.x) * Br;
+  // The last query tiles (the most key tiles under a causal mask) are launched first, as in the forward.
+  const int64_t b = blockIdx.z, h = blockIdx.y, i0 = int64_t(gridDim.x - 1 - blockIdx.x) * Br;
   const int64_t g = h / (H / Hk);
   const int64_t i_end = i0 + Br < T_ ? i0 + Br : T_;
+  const int64_t lo = i0 - W + 1 > 0 ? i0 - W + 1 : 0;          // first key any row of the tile sees
+  const int jt0 = int(lo / Bc), jt1 = int((i_end - 1) / Bc);  // key tiles
+  const int64_t r_lo = i0 + warp * 16, r_hi = r_lo + 15;      // the warp's rows
+  const bf16* kb = k + (b * T_ * Hk + g) * kD;  // key j of KV head g: kb + j Hk kD (the same for v)
+  const bf16* vb = v + (b * T_ * Hk + g) * kD;
+  auto load_kv = [&](int jt, int st) {
+    const int64_t j0 = int64_t(jt) * Bc;
+    const int nk = int(T_ - j0 < Bc ? T_ - j0 : Bc);
+    cp_async_tile<Bc, kD, kMmaThreads>(Ks + st * Bc * L, L, kb + j0 * Hk * kD, Hk * kD, nk);
+    cp_async_tile<Bc, kD, kMmaThreads>(Vs + st * Bc * L, L, vb + j0 * Hk * kD, Hk * kD, nk);
+  };
   const int nq = int(i_end - i0);
-  mma_load_tile<Br, kD>(Qs, L, q + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
-  mma_load_tile<Br, kD>(dOs, L, dout + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
+  cp_async_tile<Br, kD, kMmaThreads>(Qs, L, q + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
+  cp_async_tile<Br, kD, kMmaThreads>(dOs, L, dout + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
+  load_kv(jt0, 0);
+  cp_async_commit();
   float L2[2], Ds[2];  // rows gid, gid + 8 of the warp's 16: lse log2(e) (+inf: no visible key / past T), Dsum
 #pragma unroll
   for (int hh = 0; hh < 2; ++hh) {
-    const int64_t i = i0 + warp * 16 + gid + 8 * hh;
+    const int64_t i = r_lo + gid + 8 * hh;
     L2[hh] = INFINITY;
     Ds[hh] = 0.0f;
     if (i < T_) {
@@ -734,34 +751,47 @@ __global__ void __launch_bounds__(kMmaThreads, 3)  // registers for 3 CTAs per S
   float dqa[OT][4];
 #pragma unroll
   for (int t = 0; t < OT; ++t) dqa[t][0] = dqa[t][1] = dqa[t][2] = dqa[t][3] = 0.0f;
-  const int64_t lo = i0 - W + 1 > 0 ? i0 - W + 1 : 0;
-  for (int64_t jt = lo / Bc; jt <= (i_end - 1) / Bc; ++jt) {
-    const int64_t j0 = jt * Bc;
-    const int nk = int(T_ - j0 < Bc ? T_ - j0 : Bc);
-    __syncthreads();  // the previous key tile is consumed (and Q, dO are written, the first time)
-    mma_load_tile<Bc, kD>(Ks, L, k + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
-    mma_load_tile<Bc, kD>(Vs, L, v + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
-    __syncthreads();
+  for (int jt = jt0; jt <= jt1; ++jt) {
+    const int st = (jt - jt0) & 1;
+    const int64_t j0 = int64_t(jt) * Bc;
+    cp_async_wait<0>();
+    __syncthreads();  // tile jt (and Q, dO) landed for all threads; the other stage (tile jt - 1) is consumed
+    if (jt < jt1) load_kv(jt + 1, st ^ 1);
+    cp_async_commit();
+    // Warp-uniform, as in the forward: no key of the tile visible to the warp's rows, or all visible
+    // (rows past T have L2 = +inf, so P = 0 there without a mask).
+    if (r_lo >= T_ || j0 > r_hi || j0 + Bc - 1 <= r_lo - W) continue;
+    const bool full = j0 + Bc - 1 <= r_lo && j0 > r_hi - W;
+    const uint16_t* Kst = Ks + st * Bc * L;
+    const uint16_t* Vst = Vs + st * Bc * L;
     float s[NT][4], dp[NT][4];
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = dp[nt][0] = dp[nt][1] = dp[nt][2] =
         dp[nt][3] = 0.0f;
-    mma_rows<NT, kD>(s, Qs + warp * 16 * L, L, Ks, L, lane);    // q k^T
-    mma_rows<NT, kD>(dp, dOs + warp * 16 * L, L, Vs, L, lane);  // dout v^T
+    mma_rows<NT, kD>(s, Qs + warp * 16 * L, L, Kst, L, lane);    // q k^T
+    mma_rows<NT, kD>(dp, dOs + warp * 16 * L, L, Vst, L, lane);  // dout v^T
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
+    for (int hh = 0; hh < 2; ++hh) {
+      // Key j0 + c is visible to row qi iff c_lo < c <= c_hi (the forward's clamped tile columns).
+      const int64_t qi = r_lo + gid + 8 * hh, dj = qi - j0;
+      const int c_hi = qi >= T_ ? -1 : int(dj < Bc ? dj : Bc);
+      const int c_lo = int(dj - W < -1 ? -1 : (dj - W < Bc ? dj - W : Bc));
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int hh = e >> 1;
-        const int64_t i = i0 + warp * 16 + gid + 8 * hh, j = j0 + nt * 8 + tig * 2 + (e & 1);
-        const float p = visible(i, j, T_, W) ? exp2f(s[nt][e] * sl2 - L2[hh]) : 0.0f;
-        s[nt][e] = p * (dp[nt][e] - Ds[hh]);  // dS
-      }
-    mma_acc_rows<OT, Bc>(dqa, s, Ks, L, lane);  // dS k
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int c = nt * 8 + tig * 2 + e;
+          float& x = s[nt][2 * hh + e];
+          const float p = full || (c > c_lo && c <= c_hi) ? exp2f(x * sl2 - L2[hh]) : 0.0f;
+          x = p * (dp[nt][2 * hh + e] - Ds[hh]);  // dS
+        }
+    }
+    mma_acc_rows<OT, Bc>(dqa, s, Kst, L, lane);  // dS k
   }
+  cp_async_wait<0>();  // (the last group is empty; nothing is left in flight at exit)
 #pragma unroll
   for (int hh = 0; hh < 2; ++hh) {
-    const int64_t i = i0 + warp * 16 + gid + 8 * hh;
+    const int64_t i = r_lo + gid + 8 * hh;
     if (i >= T_) continue;
     bf16* row = dq + ((b * T_ + i) * H + h) * kD;
 #pragma unroll
@@ -779,62 +809,95 @@ __global__ void __launch_bounds__(kMmaThreads, kD <= 64 ? 3 : 2)  // registers f
                         float scale, int64_t W) {
   using C = MmaBwdCfg<kD>;
   constexpr int Bc = C::kKBc, Br = C::kKBr, NT = Br / 8, OT = kD / 8, L = C::kL;
+  static_assert(2 * Br <= kMmaThreads, "one statistic per thread");
   uint16_t* sm = reinterpret_cast<uint16_t*>(smem_f32());
-  uint16_t *Ks = sm + C::kKK, *Vs = sm + C::kKV, *Qs = sm + C::kKQ, *dOs = sm + C::kKO;
-  float* lse2s = reinterpret_cast<float*>(sm + C::kKStat);
-  float* dsums = lse2s + Br;
+  uint16_t *Ks = sm + C::kKK, *Vs = sm + C::kKV, *Qs = sm + C::kKQ, *dOs = sm + C::kKO;  // stage st of Q / dO: + st Br L
+  float* stats = reinterpret_cast<float*>(sm + C::kKStat);  // stage st: lse2 [Br], then Dsum [Br], at + 2 st Br
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
   const int64_t b = blockIdx.z, g = blockIdx.y, j0 = int64_t(blockIdx.x) * Bc;
   const int64_t rep = H / Hk;
   const int nk = int(T_ - j0 < Bc ? T_ - j0 : Bc);
-  mma_load_tile<Bc, kD>(Ks, L, k + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
-  mma_load_tile<Bc, kD>(Vs, L, v + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
+  const int64_t jw = j0 + warp * 16;  // the warp's keys jw .. jw + 15
+  const int64_t i_hi = j0 + nk - 1 + W < T_ ? j0 + nk - 1 + W : T_;  // exclusive end of the queries that see the tile
+  const int it0 = int(j0 / Br), nit = int((i_hi - 1) / Br) - it0 + 1;  // query tiles it0 .. it0 + nit - 1 per head
+  // The (query head hq, query tile it0 + it) pairs are one stream, head-major (the SIMT order).
+  // load_q issues the copies of Q and dO of a pair into stage st (no commit) and returns this
+  // thread's statistic, raw: thread r < Br the lse of query row r (-inf past T), thread Br + r the
+  // Dsum of row r (0 past T); stat_store converts and stores it once the current tile is computed.
+  auto load_q = [&](int hq, int it, int st) -> float {
+    const int64_t h = g * rep + hq, i0 = int64_t(it0 + it) * Br;
+    const int nq = int(T_ - i0 < Br ? T_ - i0 : Br);
+    cp_async_tile<Br, kD, kMmaThreads>(Qs + st * Br * L, L, q + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
+    cp_async_tile<Br, kD, kMmaThreads>(dOs + st * Br * L, L, dout + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
+    const int64_t i = i0 + (tid < Br ? tid : tid - Br);
+    float x = tid < Br ? -INFINITY : 0.0f;
+    if (tid < 2 * Br && i < T_) x = (tid < Br ? lse : dsum)[(b * H + h) * T_ + i];
+    return x;
+  };
+  // lse2 = lse log2(e), +inf for rows past T or without a visible key (exp2(s - lse2) = 0 there).
+  auto stat_store = [&](float x, int st) {
+    if (tid < 2 * Br) stats[st * 2 * Br + tid] = tid >= Br ? x : (x == -INFINITY ? INFINITY : x * kLog2e);
+  };
+  cp_async_tile<Bc, kD, kMmaThreads>(Ks, L, k + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
+  cp_async_tile<Bc, kD, kMmaThreads>(Vs, L, v + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
+  float stat = load_q(0, 0, 0);
+  cp_async_commit();
+  stat_store(stat, 0);
   float dka[OT][4], dva[OT][4];
 #pragma unroll
   for (int t = 0; t < OT; ++t)
 #pragma unroll
     for (int e = 0; e < 4; ++e) dka[t][e] = dva[t][e] = 0.0f;
-  const int64_t i_hi = j0 + nk - 1 + W < T_ ? j0 + nk - 1 + W : T_;  // exclusive end of the queries that see the tile
-  for (int64_t hq = 0; hq < rep; ++hq) {
-    const int64_t h = g * rep + hq;
-    for (int64_t it = j0 / Br; it <= (i_hi - 1) / Br; ++it) {
-      const int64_t i0 = it * Br;
-      const int nq = int(T_ - i0 < Br ? T_ - i0 : Br);
-      __syncthreads();  // the previous query tile is consumed
-      mma_load_tile<Br, kD>(Qs, L, q + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
-      mma_load_tile<Br, kD>(dOs, L, dout + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
-      for (int r = tid; r < Br; r += kMmaThreads) {
-        const int64_t i = i0 + r;
-        float L2 = INFINITY, Ds = 0.0f;
-        if (i < T_) {
-          const float x = lse[(b * H + h) * T_ + i];
-          L2 = x == -INFINITY ? INFINITY : x * kLog2e;
-          Ds = dsum[(b * H + h) * T_ + i];
+  int st = 0;  // the stage of the current pair
+  for (int hq = 0; hq < int(rep); ++hq)  // (rep <= H <= 65535)
+    for (int it = 0; it < nit; ++it, st ^= 1) {
+      const int64_t i0 = int64_t(it0 + it) * Br;
+      const bool more = it + 1 < nit || hq + 1 < int(rep);  // a next pair: (hq, it + 1) or (hq + 1, 0)
+      cp_async_wait<0>();
+      __syncthreads();  // this pair (and K, V) landed and its statistics are stored, for all threads;
+                        // the other stage (the previous pair) is consumed
+      if (more) stat = load_q(it + 1 < nit ? hq : hq + 1, it + 1 < nit ? it + 1 : 0, st ^ 1);
+      cp_async_commit();
+      // Warp-uniform: no query of the tile sees a key of the warp (all queries before its keys or
+      // past T, or beyond the window of its last key), or every query sees every key (no mask).
+      const int64_t q_last = (i0 + Br < T_ ? i0 + Br : T_) - 1;
+      if (q_last >= jw && i0 - W < jw + 15) {
+        const bool full = i0 + Br <= T_ && jw + 15 <= i0 && i0 + Br - 1 - W < jw;
+        const uint16_t* Qst = Qs + st * Br * L;
+        const uint16_t* dOst = dOs + st * Br * L;
+        const float* lse2s = stats + st * 2 * Br;
+        const float* dsums = lse2s + Br;
+        float s[NT][4], dp[NT][4];  // S^T, dP^T: the warp's 16 keys x Br queries
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = dp[nt][0] = dp[nt][1] =
+            dp[nt][2] = dp[nt][3] = 0.0f;
+        mma_rows<NT, kD>(s, Ks + warp * 16 * L, L, Qst, L, lane);    // k q^T
+        mma_rows<NT, kD>(dp, Vs + warp * 16 * L, L, dOst, L, lane);  // v dout^T
+        // Query i0 + c is visible to key j (rows gid, gid + 8) iff c_min[hh] <= c < c_end[hh]:
+        // j <= i, i < j + W, i < T, in tile columns clamped to [0, Br].
+        int c_min[2], c_end[2];
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const int64_t dj = jw + gid + 8 * hh - i0, e = dj + W < T_ - i0 ? dj + W : T_ - i0;
+          c_min[hh] = int(dj < 0 ? 0 : (dj < Br ? dj : Br));
+          c_end[hh] = int(e < 0 ? 0 : (e < Br ? e : Br));
         }
-        lse2s[r] = L2;
-        dsums[r] = Ds;
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int c = nt * 8 + tig * 2 + (e & 1), hh = e >> 1;
+            const bool vis = full || (c >= c_min[hh] && c < c_end[hh]);
+            const float p = vis ? exp2f(s[nt][e] * sl2 - lse2s[c]) : 0.0f;
+            s[nt][e] = p;                            // P^T
+            dp[nt][e] = p * (dp[nt][e] - dsums[c]);  // dS^T
+          }
+        mma_acc_rows<OT, Br>(dva, s, dOst, L, lane);  // P^T dout
+        mma_acc_rows<OT, Br>(dka, dp, Qst, L, lane);  // dS^T q
       }
-      __syncthreads();
-      float s[NT][4], dp[NT][4];  // S^T, dP^T: the warp's 16 keys x Br queries
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = dp[nt][0] = dp[nt][1] =
-          dp[nt][2] = dp[nt][3] = 0.0f;
-      mma_rows<NT, kD>(s, Ks + warp * 16 * L, L, Qs, L, lane);    // k q^T
-      mma_rows<NT, kD>(dp, Vs + warp * 16 * L, L, dOs, L, lane);  // v dout^T
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int c = nt * 8 + tig * 2 + (e & 1);
-          const int64_t j = j0 + warp * 16 + gid + 8 * (e >> 1);
-          const float p = visible(i0 + c, j, T_, W) ? exp2f(s[nt][e] * sl2 - lse2s[c]) : 0.0f;
-          s[nt][e] = p;                       // P^T
-          dp[nt][e] = p * (dp[nt][e] - dsums[c]);  // dS^T
-        }
-      mma_acc_rows<OT, Br>(dva, s, dOs, L, lane);  // P^T dout
-      mma_acc_rows<OT, Br>(dka, dp, Qs, L, lane);  // dS^T q
+      if (more) stat_store(stat, st ^ 1);  // that stage's statistics were consumed before the barrier above
     }
-  }
+  cp_async_wait<0>();  // (the last group is empty; nothing is left in flight at exit)
 #pragma unroll
   for (int hh = 0; hh < 2; ++hh) {
     const int64_t j = j0 + warp * 16 + gid + 8 * hh;
