@@ -9,6 +9,7 @@ than --drop nats, 2 when the files do not cover the same steps.
 """
 import argparse
 import json
+import math
 import sys
 
 
@@ -40,7 +41,9 @@ def main():
     print(f"{'step':>5} {'reference':>12} {'compared':>12} {'rel diff':>10}")
     for s in sorted(ref):
         d = abs(got[s] - ref[s]) / abs(ref[s])
-        if d > worst:
+        if not math.isfinite(d):  # a NaN/inf loss on either side fails (NaN compares false below)
+            d = math.inf
+        if d > worst or (worst_step == 0 and d == worst):
             worst, worst_step = d, s
         print(f"{s:5d} {ref[s]:12.6f} {got[s]:12.6f} {d:10.2e}")
     first, last = min(ref), max(ref)

@@ -280,103 +280,75 @@ TEST_CASE("CUDA embedding (deterministic backward), RoPE and residual+RMSNorm ma
 #ifdef HYSCALE_WITH_CUDA
 #include "kernels/conv1d.h"
 
+namespace {
+// One conv1d case, plain or with the fused SiLU: forward and backward against the CPU twin, the
+// backward twice into poisoned outputs (dw/dbias bit-identical). dw_tol: the fused backward forms
+// dpre through __expf on the GPU and the CPU's exp on the other side (the emulator, exact exp2,
+// saw 5e-6 at C = 1), so it gets 1e-4; the plain one sums the same rounded inputs: 1e-5.
+void check_conv(bool silu, DType dt, int64_t B, int64_t T, int64_t C, int64_t K, uint64_t seed, double dw_tol) {
+  INFO((silu ? "conv1d+silu " : "conv1d ") << dtype_name(dt) << " K " << K << " B " << B << " T " << T << " C " << C);
+  const double tol = dt == DType::f32 ? 1e-5 : 1e-2;
+  Tensor x = rounded(testing::randn({B, T, C}, seed + T, silu ? 1.5 : 1.0, DType::f32), dt);
+  Tensor w = rounded(testing::randn({C, K}, seed + 1 + K, 0.5, DType::f32), dt);
+  Tensor bias = rounded(testing::randn({C}, seed + 2 + (silu ? C : 0), 0.5, DType::f32), dt);
+  Tensor dy = rounded(testing::randn({B, T, C}, seed + 3 + T, 1.0, DType::f32), dt);
+  std::vector<float> wy(B * T * C), wdx(B * T * C), wdw(C * K), wdb(C);
+  const float *xh = x.data<float>(), *wh = w.data<float>(), *bh = bias.data<float>(), *dyh = dy.data<float>();
+  if (silu) {
+    kc::causal_conv1d_silu_fwd<float>(xh, wh, bh, wy.data(), B, T, C, K);
+    kc::causal_conv1d_silu_bwd<float>(xh, wh, bh, dyh, wdx.data(), wdw.data(), wdb.data(), B, T, C, K);
+  } else {
+    kc::causal_conv1d_fwd<float>(xh, wh, bh, wy.data(), B, T, C, K);
+    kc::causal_conv1d_bwd<float>(xh, wh, dyh, wdx.data(), wdw.data(), wdb.data(), B, T, C, K);
+  }
+  Tensor xd = on_gpu(x.to(dt)), wd = on_gpu(w.to(dt)), bd = on_gpu(bias.to(dt)), dyd = on_gpu(dy.to(dt));
+  Tensor y = poisoned({B, T, C}, dt), dx = poisoned({B, T, C}, dt);
+  Tensor dw1 = poisoned({C, K}, DType::f32), db1 = poisoned({C}, DType::f32);
+  Tensor dw2 = poisoned({C, K}, DType::f32), db2 = poisoned({C}, DType::f32);
+  auto run = [&](auto tag, Tensor& dw_, Tensor& db_, bool forward) {
+    using T_ = decltype(tag);
+    const T_ *xp = dptr<T_>(xd), *wp = dptr<T_>(wd), *bp = dptr<T_>(bd), *dyp = dptr<T_>(dyd);
+    if (silu) {
+      if (forward) kg::causal_conv1d_silu_fwd<T_>(xp, wp, bp, dptr<T_>(y), B, T, C, K);
+      kg::causal_conv1d_silu_bwd<T_>(xp, wp, bp, dyp, dptr<T_>(dx), dptr<float>(dw_), dptr<float>(db_), B, T, C, K);
+    } else {
+      if (forward) kg::causal_conv1d_fwd<T_>(xp, wp, bp, dptr<T_>(y), B, T, C, K);
+      kg::causal_conv1d_bwd<T_>(xp, wp, dyp, dptr<T_>(dx), dptr<float>(dw_), dptr<float>(db_), B, T, C, K);
+    }
+  };
+  for (int r = 0; r < 2; ++r) {
+    Tensor& dw_ = r == 0 ? dw1 : dw2;
+    Tensor& db_ = r == 0 ? db1 : db2;
+    if (dt == DType::f32)
+      run(float{}, dw_, db_, r == 0);
+    else
+      run(kg::bf16{}, dw_, db_, r == 0);
+  }
+  CHECK(rel(back(y), wy) < tol);
+  CHECK(rel(back(dx), wdx) < tol);
+  CHECK(rel(back(dw1), wdw) < dw_tol);
+  CHECK(rel(back(db1), wdb) < dw_tol);
+  CHECK(back(dw1) == back(dw2));
+  CHECK(back(db1) == back(db2));
+}
+}  // namespace
+
 TEST_CASE("CUDA causal conv1d forward/backward match the CPU twin, dw is deterministic", "[gpu][kernels][conv1d]") {
-  for (DType dt : {DType::f32, DType::bf16}) {
-    const double tol = dt == DType::f32 ? 1e-5 : 1e-2;
+  for (DType dt : {DType::f32, DType::bf16})
     for (int64_t K : {2, 3, 4})
       for (auto [B, T, C] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 1, 1}, {2, 7, 37}, {1, 129, 256},
-                                                                               {2, 2049, 1000}}) {
-        INFO("conv1d " << dtype_name(dt) << " K " << K << " B " << B << " T " << T << " C " << C);
-        Tensor x = rounded(testing::randn({B, T, C}, 100 + T, 1.0, DType::f32), dt);
-        Tensor w = rounded(testing::randn({C, K}, 101 + K, 0.5, DType::f32), dt);
-        Tensor bias = rounded(testing::randn({C}, 102, 0.5, DType::f32), dt);
-        Tensor dy = rounded(testing::randn({B, T, C}, 103 + T, 1.0, DType::f32), dt);
-        std::vector<float> wy(B * T * C), wdx(B * T * C), wdw(C * K), wdb(C);
-        kc::causal_conv1d_fwd<float>(x.data<float>(), w.data<float>(), bias.data<float>(), wy.data(), B, T, C, K);
-        kc::causal_conv1d_bwd<float>(x.data<float>(), w.data<float>(), dy.data<float>(), wdx.data(), wdw.data(),
-                                     wdb.data(), B, T, C, K);
-        Tensor xd = on_gpu(x.to(dt)), wd = on_gpu(w.to(dt)), bd = on_gpu(bias.to(dt)), dyd = on_gpu(dy.to(dt));
-        Tensor y = poisoned({B, T, C}, dt), dx = poisoned({B, T, C}, dt);
-        Tensor dw1 = poisoned({C, K}, DType::f32), db1 = poisoned({C}, DType::f32);
-        Tensor dw2 = poisoned({C, K}, DType::f32), db2 = poisoned({C}, DType::f32);
-        auto bwd = [&](Tensor& dw_, Tensor& db_) {
-          if (dt == DType::f32)
-            kg::causal_conv1d_bwd<float>(dptr<float>(xd), dptr<float>(wd), dptr<float>(dyd), dptr<float>(dx),
-                                         dptr<float>(dw_), dptr<float>(db_), B, T, C, K);
-          else
-            kg::causal_conv1d_bwd<kg::bf16>(dptr<kg::bf16>(xd), dptr<kg::bf16>(wd), dptr<kg::bf16>(dyd),
-                                            dptr<kg::bf16>(dx), dptr<float>(dw_), dptr<float>(db_), B, T, C, K);
-        };
-        if (dt == DType::f32)
-          kg::causal_conv1d_fwd<float>(dptr<float>(xd), dptr<float>(wd), dptr<float>(bd), dptr<float>(y), B, T, C, K);
-        else
-          kg::causal_conv1d_fwd<kg::bf16>(dptr<kg::bf16>(xd), dptr<kg::bf16>(wd), dptr<kg::bf16>(bd),
-                                          dptr<kg::bf16>(y), B, T, C, K);
-        bwd(dw1, db1);
-        bwd(dw2, db2);
-        CHECK(rel(back(y), wy) < tol);
-        CHECK(rel(back(dx), wdx) < tol);
-        CHECK(rel(back(dw1), wdw) < 1e-5);  // fp32 sums of the same (rounded) inputs
-        CHECK(rel(back(db1), wdb) < 1e-5);
-        CHECK(back(dw1) == back(dw2));
-        CHECK(back(db1) == back(db2));
-      }
-  }
+                                                                               {2, 2049, 1000}})
+        check_conv(false, dt, B, T, C, K, 100, 1e-5);
 }
-#endif
 
-#ifdef HYSCALE_WITH_CUDA
 // The fused SiLU variant: the backward recomputes the pre-activation over a window that reaches
 // K - 1 steps past each thread's run, so T straddles the run length (64) and the sequence end.
 TEST_CASE("CUDA causal conv1d + SiLU (fused) matches the CPU twin, dw is deterministic",
           "[gpu][kernels][conv1d]") {
-  for (DType dt : {DType::f32, DType::bf16}) {
-    const double tol = dt == DType::f32 ? 1e-5 : 1e-2;
+  for (DType dt : {DType::f32, DType::bf16})
     for (int64_t T : {1, 7, 65, 129, 300})
       for (int64_t K : {2, 3, 4})
-        for (int64_t C : {1, 33, 130}) {
-          const int64_t B = 2;
-          INFO("conv1d+silu " << dtype_name(dt) << " K " << K << " B " << B << " T " << T << " C " << C);
-          Tensor x = rounded(testing::randn({B, T, C}, 120 + T, 1.5, DType::f32), dt);
-          Tensor w = rounded(testing::randn({C, K}, 121 + K, 0.5, DType::f32), dt);
-          Tensor bias = rounded(testing::randn({C}, 122 + C, 0.5, DType::f32), dt);
-          Tensor dy = rounded(testing::randn({B, T, C}, 123 + T, 1.0, DType::f32), dt);
-          std::vector<float> wy(B * T * C), wdx(B * T * C), wdw(C * K), wdb(C);
-          kc::causal_conv1d_silu_fwd<float>(x.data<float>(), w.data<float>(), bias.data<float>(), wy.data(), B, T, C,
-                                            K);
-          kc::causal_conv1d_silu_bwd<float>(x.data<float>(), w.data<float>(), bias.data<float>(), dy.data<float>(),
-                                            wdx.data(), wdw.data(), wdb.data(), B, T, C, K);
-          Tensor xd = on_gpu(x.to(dt)), wd = on_gpu(w.to(dt)), bd = on_gpu(bias.to(dt)), dyd = on_gpu(dy.to(dt));
-          Tensor y = poisoned({B, T, C}, dt), dx = poisoned({B, T, C}, dt);
-          Tensor dw1 = poisoned({C, K}, DType::f32), db1 = poisoned({C}, DType::f32);
-          Tensor dw2 = poisoned({C, K}, DType::f32), db2 = poisoned({C}, DType::f32);
-          auto bwd = [&](Tensor& dw_, Tensor& db_) {
-            if (dt == DType::f32)
-              kg::causal_conv1d_silu_bwd<float>(dptr<float>(xd), dptr<float>(wd), dptr<float>(bd), dptr<float>(dyd),
-                                                dptr<float>(dx), dptr<float>(dw_), dptr<float>(db_), B, T, C, K);
-            else
-              kg::causal_conv1d_silu_bwd<kg::bf16>(dptr<kg::bf16>(xd), dptr<kg::bf16>(wd), dptr<kg::bf16>(bd),
-                                                   dptr<kg::bf16>(dyd), dptr<kg::bf16>(dx), dptr<float>(dw_),
-                                                   dptr<float>(db_), B, T, C, K);
-          };
-          if (dt == DType::f32)
-            kg::causal_conv1d_silu_fwd<float>(dptr<float>(xd), dptr<float>(wd), dptr<float>(bd), dptr<float>(y), B, T,
-                                              C, K);
-          else
-            kg::causal_conv1d_silu_fwd<kg::bf16>(dptr<kg::bf16>(xd), dptr<kg::bf16>(wd), dptr<kg::bf16>(bd),
-                                                 dptr<kg::bf16>(y), B, T, C, K);
-          bwd(dw1, db1);
-          bwd(dw2, db2);
-          CHECK(rel(back(y), wy) < tol);
-          CHECK(rel(back(dx), wdx) < tol);
-          // fp32 sums of dpre, formed in fp32 from the same inputs but through __expf on one side and
-          // the CPU's polynomial exp on the other (the emulator, exact exp2, saw 5e-6 at C = 1)
-          CHECK(rel(back(dw1), wdw) < 1e-4);
-          CHECK(rel(back(db1), wdb) < 1e-4);
-          CHECK(back(dw1) == back(dw2));
-          CHECK(back(db1) == back(db2));
-        }
-  }
+        for (int64_t C : {1, 33, 130}) check_conv(true, dt, 2, T, C, K, 120, 1e-4);
 }
 #endif
 
