@@ -99,8 +99,9 @@ if [ -x "$BIN/hyscale" ]; then
         log="$OUT/bench_train_${arch}_d${depth}.log"
         t=$(limit 60)
         if [ "$t" -eq 0 ]; then record "bench train $arch d$depth" "skipped (budget)"; continue; fi
+        prof=""; [ "$depth" = 16 ] && prof=--profile  # then 5 more steps timed op by op
         timeout -k 5 "$t" "$BIN/hyscale" bench train configs/gpu_bench.yaml --set model.arch=$arch \
-          --set model.depth=$depth --steps 5 --warmup 2 > "$log" 2>&1
+          --set model.depth=$depth --steps 5 --warmup 2 $prof > "$log" 2>&1
         rc=$?
         if [ $rc -eq 0 ]; then
           record "bench train $arch d$depth" "$(grep -E '^tokens/s' "$log" | tr -s ' ') | $(grep -E '^MFU' "$log" | tr -s ' ')"
@@ -186,6 +187,10 @@ fi
 
 for f in bench_kernels.log bench_torch_ref.log profile_transformer.txt profile_sambay.txt; do
   [ -s "$OUT/$f" ] && { echo; echo "--- $f"; cat "$OUT/$f"; }
+done
+for arch in transformer sambay; do  # the op profiles of `bench train --profile` at d16
+  f="$OUT/bench_train_${arch}_d16.log"
+  [ -s "$f" ] && grep -q '^op profile' "$f" && { echo; echo "--- $arch d16 op profile"; sed -n '/^op profile/,$p' "$f" | head -32; }
 done
 echo
 echo "=== gpu_check summary ($(date -u +%Y-%m-%dT%H:%MZ), $(( $(date +%s) - START )) s) ==="

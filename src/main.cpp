@@ -4,7 +4,7 @@
 //   hyscale generate --ckpt PATH --prompt TEXT [--prompt TEXT ...] [--max-new N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
 //   hyscale info CONFIG [--set ...]
 //   hyscale coord-check CONFIG --widths 64,128,256 [--steps N] [--depth D | --joint] [--set ...]
-//   hyscale bench train CONFIG [--set ...] [--steps N] [--warmup W]
+//   hyscale bench train CONFIG [--set ...] [--steps N] [--warmup W] [--profile]
 //   hyscale bench layers CONFIG [--set ...] [--lengths 512,1024,...] [--batch B] [--reps R]
 //   hyscale bench comm [--sizes 1K,...,64M] [--iters N] [--backend mpi|nccl]
 //   hyscale baselines --data DIR
@@ -77,6 +77,10 @@ int main(int argc, char** argv) {
   bench_train->add_option("--set", sets, "override a key");
   bench_train->add_option("--steps", bench_steps, "timed steps");
   bench_train->add_option("--warmup", bench_warmup, "untimed warm-up steps");
+  bool bench_profile = false;
+  bench_train->add_flag("--profile", bench_profile,
+                        "then run as many steps again, timing each autograd op (GPU events or wall clock), and print "
+                        "where the step's time goes");
 
   std::vector<int64_t> bench_lengths{512, 1024, 2048, 4096};
   int64_t bench_batch = 1, bench_reps = 3;
@@ -196,7 +200,7 @@ int main(int argc, char** argv) {
       train::bench_layers(cfg, bench_lengths, bench_batch, bench_reps);
     } else if (*bench) {
       auto cfg = train::load_config(config, sets);
-      train::bench_train(cfg, bench_steps, bench_warmup);
+      train::bench_train(cfg, bench_steps, bench_warmup, bench_profile);
     } else if (*baselines) {
       auto tr = data::TokenDataset::load(data_dir, "train");
       auto va = data::TokenDataset::load(data_dir, "val");

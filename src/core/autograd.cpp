@@ -2,6 +2,7 @@
 
 #include <unordered_map>
 
+#include "core/profiler.h"
 #include "kernels/elementwise.h"
 #ifdef HYSCALE_WITH_CUDA
 #include "kernels/cuda_hybrid.h"
@@ -67,6 +68,10 @@ bool any_requires_grad(std::initializer_list<const Tensor*> ins) {
 }
 
 Tensor record(Tensor out, std::shared_ptr<Node> node, std::initializer_list<const Tensor*> ins) {
+  if (prof::enabled()) {
+    node->prof_scope = prof::scope();
+    prof::mark("fwd", node->name());
+  }
   if (!any_requires_grad(ins)) return out;
   node->inputs.clear();
   for (const Tensor* t : ins)
@@ -193,6 +198,7 @@ void run_backward(const Tensor& root, const Tensor& seed_in) {
         if (--leaf_pending[in.get()] == 0 && in->grad) fire_hooks(in.get());
       }
     }
+    if (prof::enabled()) prof::mark_in("bwd", n->prof_scope, n->name());
     n->release();
     n->inputs.clear();  // frees the graph as we go
     n->consumed = true;

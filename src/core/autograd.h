@@ -26,6 +26,7 @@ class Node {
 
   std::vector<std::shared_ptr<TensorImpl>> inputs;  // inputs that require grad (others null)
   bool consumed = false;  // set once backward has run through this node
+  const char* prof_scope = nullptr;  // the profiler's scope when recorded (core/profiler.h)
   bool needs_grad(size_t i) const { return i < inputs.size() && inputs[i] != nullptr; }
 };
 

@@ -102,6 +102,10 @@ std::string memory_stats() { return "no CUDA in this build"; }
 void empty_cache() {}
 void set_device(int) { no_cuda(); }
 void synchronize() {}
+void* timing_event_create() { no_cuda(); }
+void timing_event_record(void*) { no_cuda(); }
+float timing_elapsed_ms(void*, void*) { no_cuda(); }
+void timing_event_destroy(void*) {}
 }  // namespace cudart
 #endif
 

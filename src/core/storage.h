@@ -48,6 +48,11 @@ void empty_cache();
 void set_device(int device);
 // Waits for all work on the current device (timing).
 void synchronize();
+// Timing events on the default stream of the current device (the op profiler, core/profiler.h).
+void* timing_event_create();
+void timing_event_record(void* e);
+float timing_elapsed_ms(void* start, void* end);  // waits for `end`
+void timing_event_destroy(void* e);
 }  // namespace cudart
 
 }  // namespace hyscale

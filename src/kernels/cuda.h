@@ -13,6 +13,13 @@ namespace hyscale::kernels::cuda {
 
 using bf16 = uint16_t;
 
+// Profiling (core/profiler.h): an op that launches several kernels calls phase(name) after each
+// launch, so `hyscale bench train --profile` can split the op's time between them. Nothing
+// happens unless a hook is set (the profiler sets one while it runs).
+using PhaseHook = void (*)(const char* name);
+void set_phase_hook(PhaseHook hook);
+void phase(const char* name);
+
 // y = silu(x); dx = dy * s * (1 + x (1 - s)), s = sigmoid(x)
 template <class T> void silu_fwd(const T* x, T* y, int64_t n, void* stream = nullptr);
 template <class T> void silu_bwd(const T* x, const T* dy, T* dx, int64_t n, void* stream = nullptr);
@@ -98,10 +105,11 @@ template <class T>
 void cross_entropy_bwd(const T* logits, const int32_t* targets, const float* lse, float dscale, T* dlogits, int64_t N,
                        int64_t V, void* stream = nullptr);
 
-// AdamW on fp32 master weights (torch.optim.AdamW's order, as the CPU kernel); when p_bf16 is
-// given it also receives the updated weights in bf16 (the copy the forward reads).
+// AdamW on fp32 master weights (torch.optim.AdamW's order, as the CPU kernel, with the same
+// grad_scale); when p_bf16 is given it also receives the updated weights in bf16.
 void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1, float beta2, float eps,
-                float weight_decay, int64_t step, bf16* p_bf16 = nullptr, void* stream = nullptr);
+                float weight_decay, int64_t step, float grad_scale = 1.0f, bf16* p_bf16 = nullptr,
+                void* stream = nullptr);
 
 // GEMM through cuBLASLt, row-major like kernels/gemm.h:
 //   C[b] (M x N) = alpha * op(A[b]) op(B[b]) + beta * C[b],  b < batch,
@@ -116,6 +124,9 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
 // Sum of squares of x [n] in double, deterministic (fixed grid, fixed-order final pass);
 // synchronises the stream and returns the value.
 double sum_squares(const float* x, int64_t n, void* stream = nullptr);
+// The same for `count` tensors at once, with one synchronisation: out[i] = sum_squares(xs[i], ns[i])
+// bit for bit.
+void sum_squares_many(const float* const* xs, const int64_t* ns, int64_t count, double* out, void* stream = nullptr);
 
 // ---- tensor plumbing (tensor_kernels.cu)
 // dst[i] = src[i] over a view of `ndim` (<= 8) dimensions, strides in elements; the dtypes are

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/ops.h"
+#include "core/profiler.h"
 #include "parallel/tp_ops.h"
 
 namespace hyscale::nn {
@@ -15,6 +16,20 @@ bool is_yoco(const std::string& a) { return a == "sambayoco" || a == "sambay" ||
 
 bool ends_with(const std::string& s, const std::string& suf) {
   return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+
+// The profiler's name for a block's mixer (core/profiler.h).
+const char* role_scope(Role r) {
+  switch (r) {
+    case Role::Attn: return "attn";
+    case Role::SWA: return "swa";
+    case Role::Mamba: return "mamba";
+    case Role::MambaMem: return "mamba_mem";
+    case Role::SharedKV: return "shared_kv";
+    case Role::GMU: return "gmu";
+    case Role::Cross: return "cross";
+  }
+  return "?";
 }
 }  // namespace
 
@@ -195,6 +210,7 @@ Block::Block(const ModelConfig& c, Role role, int64_t index, const parallel::Ten
 
 Tensor Block::forward(const Tensor& x_in, BlockState& st, LayerCache* capture, int64_t row) const {
   auto branch = [&](const Tensor& y) { return r_ == 1.0 ? y : ops::scale(y, r_); };
+  prof::Scope ps(role_scope(role_));
   Tensor h = norm1->forward(x_in), y;
   Tensor k, v, conv, ssm;
   if (capture && capture->conv.defined()) {
@@ -222,6 +238,7 @@ Tensor Block::forward(const Tensor& x_in, BlockState& st, LayerCache* capture, i
     }
   }
   Tensor x = ops::add(x_in, branch(y));
+  ps.set("mlp");
   return ops::add(x, branch(mlp->forward(norm2->forward(x))));
 }
 
@@ -324,6 +341,7 @@ Tensor Model::forward(const Tensor& ids, std::vector<std::pair<std::string, doub
 Tensor Model::local_logits(const Tensor& ids, std::vector<std::pair<std::string, double>>* rms) const {
   HS_CHECK(ids.dim() == 2, "model.forward: ids must be [B, T], got ", shape_str(ids.shape()));
   const int64_t B = ids.size(0), T = ids.size(1);
+  prof::Scope ps("embed");
   const Tensor table = cw(wte);  // one compute copy per forward, shared by a tied LM head
   Tensor x = parallel::vocab_parallel_embedding(ids, table, tp_);  // [B, T, D]
   if (rms) rms->emplace_back("embedding", rms_of(x));
@@ -332,6 +350,7 @@ Tensor Model::local_logits(const Tensor& ids, std::vector<std::pair<std::string,
     x = blocks[i]->forward(x, st);
     if (rms) rms->emplace_back("blocks." + std::to_string(i) + " [" + role_code(roles_[i]) + "]", rms_of(x));
   }
+  ps.set("head");
   x = ln_f->forward(x);
   if (cfg_.logit_mult != 1.0) x = ops::scale(x, cfg_.logit_mult);
   return ops::linear(parallel::copy_to_tp(x.reshape({B * T, cfg_.d_model}), tp_), cfg_.tie_embeddings ? table : cw(lm_head));
@@ -340,7 +359,9 @@ Tensor Model::local_logits(const Tensor& ids, std::vector<std::pair<std::string,
 Tensor Model::loss(const Tensor& ids, const Tensor& targets) const {
   HS_CHECK(targets.shape() == ids.shape(), "model.loss: targets ", shape_str(targets.shape()), " vs ids ",
            shape_str(ids.shape()));
-  return parallel::vocab_parallel_cross_entropy(local_logits(ids, nullptr), targets.reshape({targets.numel()}), tp_);
+  Tensor logits = local_logits(ids, nullptr);
+  prof::Scope ps("head");
+  return parallel::vocab_parallel_cross_entropy(logits, targets.reshape({targets.numel()}), tp_);
 }
 
 int64_t Model::embedding_params() const { return cfg_.vocab_size * cfg_.d_model * (cfg_.tie_embeddings ? 1 : 2); }

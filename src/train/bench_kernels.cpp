@@ -105,7 +105,7 @@ void bench_kernels(int64_t reps) {
   }
   row_bw("adamw f32 + bf16 copy (32M)", (4.0 * 4 + 3 * 4 + 2) * (m / 2), [&] {
     kg::adamw_step(a.as<float>(), b.as<float>(), c.as<float>(), d.as<float>(), m / 2, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f,
-                   10, reinterpret_cast<kg::bf16*>(a.as<float>() + m / 2));
+                   10, 1.0f, reinterpret_cast<kg::bf16*>(a.as<float>() + m / 2));
   });
   row_bw("cast f32 -> bf16 (64M)", 6.0 * m, [&] { kg::cast_f32_bf16(a.as<float>(), b.as<kg::bf16>(), m); });
   row_gemm("gemm bf16 8K x 1024 x 4096 (MLP)", 2.0 * 8192 * 1024 * 4096, [&] {

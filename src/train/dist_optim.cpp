@@ -191,10 +191,23 @@ double DistributedAdamW::grad_norm() {
     }
     grid_.dp_comm->allreduce(&ss, 1, DType::f64);
   } else {
+    std::vector<const float*> dev_ptrs;  // device gradients: one batched reduction, one sync
+    std::vector<int64_t> dev_ns;
     for (auto& dp : params_) {
       Tensor g = dp.p.grad();
-      if (g.defined() && counted_once(dp)) ss += sum_squares_of(g);
+      if (!g.defined() || !counted_once(dp)) continue;
+      if (g.device().is_cuda()) {
+        dev_ptrs.push_back(g.data<float>());
+        dev_ns.push_back(g.numel());
+      } else {
+        ss += sum_squares_of(g);
+      }
     }
+#ifdef HYSCALE_WITH_CUDA
+    std::vector<double> per(dev_ptrs.size());
+    kernels::cuda::sum_squares_many(dev_ptrs.data(), dev_ns.data(), static_cast<int64_t>(dev_ptrs.size()), per.data());
+    for (double x : per) ss += x;  // parameter order, as the per-tensor loop did
+#endif
   }
   if (grid_.tp > 1) grid_.tp_comm->allreduce(&ss, 1, DType::f64);
   return std::sqrt(ss);
@@ -212,8 +225,9 @@ void DistributedAdamW::scale_grads(double factor) {
   }
 }
 
-void DistributedAdamW::step(double lr) {
+void DistributedAdamW::step(double lr, double grad_scale) {
   ++step_;
+  const float gs = static_cast<float>(grad_scale);
   const double mult[2] = {cfg_.matrix_lr_mult, cfg_.vector_lr_mult};
   const double wd[2] = {cfg_.weight_decay, cfg_.vector_weight_decay};
   auto update = [&](float* p, const float* g, float* m, float* v, int64_t n, int group) {
@@ -221,10 +235,11 @@ void DistributedAdamW::step(double lr) {
     if (!params_.empty() && params_[0].p.device().is_cuda())
       return kernels::cuda::adamw_step(p, g, m, v, n, static_cast<float>(lr * mult[group]),
                                        static_cast<float>(cfg_.beta1), static_cast<float>(cfg_.beta2),
-                                       static_cast<float>(cfg_.eps), static_cast<float>(wd[group]), step_);
+                                       static_cast<float>(cfg_.eps), static_cast<float>(wd[group]), step_, gs);
 #endif
     kc::adamw_step(p, g, m, v, n, static_cast<float>(lr * mult[group]), static_cast<float>(cfg_.beta1),
-                   static_cast<float>(cfg_.beta2), static_cast<float>(cfg_.eps), static_cast<float>(wd[group]), step_);
+                   static_cast<float>(cfg_.beta2), static_cast<float>(cfg_.eps), static_cast<float>(wd[group]), step_,
+                   gs);
   };
   if (!zero_) {
     for (size_t i = 0; i < params_.size(); ++i) {

@@ -51,8 +51,12 @@ class DistributedAdamW {
   // leaves averaged gradients (plain) or averaged gradient shards (ZeRO-1).
   void finish_backward();
   double grad_norm();
+  // Multiplies the gradients by `factor` in place (a separate pass; step() can fold it in).
   void scale_grads(double factor);
-  void step(double lr);
+  // One AdamW step on the gradients times grad_scale (clipping without a separate pass over the
+  // gradients; bit-identical to scale_grads(grad_scale) then step(lr)). The gradients are left
+  // unscaled.
+  void step(double lr, double grad_scale = 1.0);
 
   int64_t step_count() const { return step_; }
   void set_step_count(int64_t s) { step_ = s; }

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/autograd.h"
+#include "core/profiler.h"
 #include "core/random.h"
 #include "kernels/gemm.h"
 #include "core/storage.h"
@@ -60,7 +61,7 @@ double known_peak_flops(const std::string& name, bool bf16) {
 }
 }  // namespace
 
-double bench_train(RunConfig cfg, int64_t steps, int64_t warmup) {
+double bench_train(RunConfig cfg, int64_t steps, int64_t warmup, bool profile) {
   HS_CHECK(steps > 0 && warmup >= 0, "bench: --steps must be > 0 and --warmup >= 0");
   kernels::cpu::set_num_threads(static_cast<int>(cfg.training.threads));
   resolve_config(cfg, cfg.model.vocab_size > 0 ? cfg.model.vocab_size : 320);
@@ -85,13 +86,18 @@ double bench_train(RunConfig cfg, int64_t steps, int64_t warmup) {
   };
   std::vector<std::pair<Tensor, Tensor>> batches;
   for (int64_t a = 0; a < A; ++a) batches.push_back(batch());
-  auto one_step = [&]() {
+  auto one_step = [&]() {  // the marks do nothing unless the profiler is on
+    prof::begin_step();
     opt.zero_grad();
+    prof::mark("step", "zero_grad");
     for (auto& [ids, tg] : batches) model.loss(ids, tg).backward(Tensor::full({}, 1.0 / A));
     opt.finish_backward();
+    prof::mark("step", "finish_backward");
     const double gn = opt.grad_norm();  // a host read: the device has finished the backward
-    if (gn > 1.0) opt.scale_grads(1.0 / gn);
-    opt.step(1e-4);
+    prof::mark("step", "grad_norm");
+    opt.step(1e-4, gn > 1.0 ? 1.0 / gn : 1.0);  // clipped as training does
+    prof::mark("step", "adamw");
+    prof::end_step();
     if (device.is_cuda()) cudart::synchronize();
   };
   for (int64_t i = 0; i < warmup; ++i) one_step();
@@ -126,6 +132,12 @@ double bench_train(RunConfig cfg, int64_t steps, int64_t warmup) {
   if (peak > 0) std::printf("%-28s %14.1f\n", "MFU (%)", 100 * tps * fpt / peak);
   if (device.is_cuda()) std::printf("%-28s %s\n", "device memory", cudart::memory_stats().c_str());
   std::printf("%-28s %14lld\n", "timed steps", (long long)steps);
+  if (profile) {  // separate steps: the marks do not slow the timed ones
+    prof::start(device);
+    for (int64_t i = 0; i < steps; ++i) one_step();
+    std::printf("\n%s", prof::report().c_str());
+    prof::stop();
+  }
   return tps;
 }
 

@@ -321,9 +321,10 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
     const double gnorm = opt.grad_norm();
     HS_CHECK(std::isfinite(step_loss) && std::isfinite(gnorm), "training diverged at step ", step + 1, ": loss ",
              step_loss, ", grad norm ", gnorm, " (lower optimizer.lr or check the data)");
-    if (cfg.optimizer.grad_clip > 0 && gnorm > cfg.optimizer.grad_clip)
-      opt.scale_grads(cfg.optimizer.grad_clip / (gnorm + 1e-6));
-    opt.step(lr);
+    const double clip = cfg.optimizer.grad_clip > 0 && gnorm > cfg.optimizer.grad_clip
+                            ? cfg.optimizer.grad_clip / (gnorm + 1e-6)
+                            : 1.0;
+    opt.step(lr, clip);  // clipping folded into the update
     st.step = step + 1;
     st.tokens_seen += tokens_per_step;
     res.step_losses.push_back(step_loss);

@@ -70,7 +70,7 @@ std::unique_ptr<nn::Model> load_model(const std::string& ckpt, RunConfig* cfg_ou
 std::string model_info(const RunConfig& cfg);
 
 // Times full training steps on synthetic tokens and prints a table; returns tokens/s.
-double bench_train(RunConfig cfg, int64_t steps, int64_t warmup);
+double bench_train(RunConfig cfg, int64_t steps, int64_t warmup, bool profile = false);
 // μP coordinate check: for each width D (depth D / ar, every parametrisation rule applied),
 // train `steps` steps on fixed random tokens and measure activation RMS on a fixed batch.
 struct CoordCheckResult {

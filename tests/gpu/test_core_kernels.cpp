@@ -146,27 +146,50 @@ TEST_CASE("CUDA fused cross-entropy matches the CPU twin", "[gpu][kernels]") {
 }
 
 TEST_CASE("CUDA AdamW and sum of squares match the CPU twins", "[gpu][kernels]") {
-  for (int64_t n : {1, 1000, 300007}) {
-    INFO("n " << n);
-    Tensor p = testing::randn({n}, 20 + n, 1.0, DType::f32), m = Tensor::zeros({n}), v = Tensor::zeros({n});
-    Tensor pd = on_gpu(p), md = on_gpu(m), vd = on_gpu(v), pb = poisoned({n}, DType::bf16);
-    for (int step = 1; step <= 3; ++step) {
-      Tensor g = testing::randn({n}, 30 + n + step, 0.1, DType::f32);
-      Tensor gd = on_gpu(g);
-      kc::adamw_step(p.data<float>(), g.data<float>(), m.data<float>(), v.data<float>(), n, 1e-3f, 0.9f, 0.95f, 1e-8f,
-                     0.1f, step);
-      kg::adamw_step(dptr<float>(pd), dptr<float>(gd), dptr<float>(md), dptr<float>(vd), n, 1e-3f, 0.9f, 0.95f, 1e-8f,
-                     0.1f, step, dptr<kg::bf16>(pb));
-    }
-    CHECK(rel(back(pd), p.to_vector<float>()) < 1e-6);
-    CHECK(rel(back(md), m.to_vector<float>()) < 1e-6);
-    CHECK(rel(back(vd), v.to_vector<float>()) < 1e-6);
-    CHECK(back(pb) == rounded(pd.to(Device::cpu()), DType::bf16).to_vector<float>());
-    const double want = kc::sum_squares<float>(p.data<float>(), n);
-    const double got = kg::sum_squares(dptr<float>(pd), n);
-    CHECK(std::fabs(got - want) <= 1e-6 * want);
-    CHECK(kg::sum_squares(dptr<float>(pd), n) == got);  // deterministic
+  // n 1000 and 300007 take the float4 path at offset 0 (tails of 3 at 300007), offset 1 the
+  // element path; grad_scale 0.37 is clipping folded into the step.
+  for (int64_t n : {1, 1000, 300007})
+    for (int64_t off : {0, 1})
+      for (float gscale : {1.0f, 0.37f}) {
+        INFO("n " << n << " offset " << off << " grad_scale " << gscale);
+        Tensor p = testing::randn({n}, 20 + n, 1.0, DType::f32), m = Tensor::zeros({n}), v = Tensor::zeros({n});
+        Tensor pd = on_gpu(Tensor::zeros({n + off})), md = on_gpu(Tensor::zeros({n + off})),
+               vd = on_gpu(Tensor::zeros({n + off})), pb = poisoned({n + off}, DType::bf16);
+        pd.slice(0, off, n + off).copy_from(on_gpu(p));
+        for (int step = 1; step <= 3; ++step) {
+          Tensor g = testing::randn({n}, 30 + n + step, 0.1, DType::f32);
+          Tensor gd = on_gpu(Tensor::zeros({n + off}));
+          gd.slice(0, off, n + off).copy_from(on_gpu(g));
+          kc::adamw_step(p.data<float>(), g.data<float>(), m.data<float>(), v.data<float>(), n, 1e-3f, 0.9f, 0.95f,
+                         1e-8f, 0.1f, step, gscale);
+          kg::adamw_step(dptr<float>(pd) + off, dptr<float>(gd) + off, dptr<float>(md) + off, dptr<float>(vd) + off, n,
+                         1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step, gscale, dptr<kg::bf16>(pb) + off);
+        }
+        Tensor pdv = pd.slice(0, off, n + off), mdv = md.slice(0, off, n + off), vdv = vd.slice(0, off, n + off);
+        CHECK(rel(back(pdv), p.to_vector<float>()) < 1e-6);
+        CHECK(rel(back(mdv), m.to_vector<float>()) < 1e-6);
+        CHECK(rel(back(vdv), v.to_vector<float>()) < 1e-6);
+        CHECK(back(pb.slice(0, off, n + off)) == rounded(pdv.to(Device::cpu()), DType::bf16).to_vector<float>());
+        if (off == 0 && gscale == 1.0f) {
+          const double want = kc::sum_squares<float>(p.data<float>(), n);
+          const double got = kg::sum_squares(dptr<float>(pd), n);
+          CHECK(std::fabs(got - want) <= 1e-6 * want);
+          CHECK(kg::sum_squares(dptr<float>(pd), n) == got);  // deterministic
+        }
+      }
+  // Many tensors in one reduction: each equal, bit for bit, to its own sum_squares (empty ones 0).
+  std::vector<Tensor> ts;
+  std::vector<const float*> ptrs;
+  std::vector<int64_t> ns;
+  for (int64_t n : {5, 0, 1 << 20, 300007, 1}) {
+    ts.push_back(on_gpu(testing::randn({std::max<int64_t>(n, 1)}, 70 + n, 1.0, DType::f32)));
+    ptrs.push_back(dptr<float>(ts.back()));
+    ns.push_back(n);
   }
+  std::vector<double> many(ts.size(), -1.0);
+  kg::sum_squares_many(ptrs.data(), ns.data(), static_cast<int64_t>(ts.size()), many.data());
+  for (size_t i = 0; i < ts.size(); ++i) CHECK(many[i] == kg::sum_squares(ptrs[i], ns[i]));
+  CHECK(many[1] == 0.0);
 }
 #endif
 

@@ -70,3 +70,44 @@ TEST_CASE("grad norm and clipping scale", "[optimizer]") {
   opt.scale_grads(0.2);
   REQUIRE(opt.grad_norm() == Approx(1.0));
 }
+
+#include "small_model.h"
+#include "train/dist_optim.h"
+
+TEST_CASE("AdamW step with a folded clipping scale equals scaling the gradients first, bit for bit",
+          "[optimizer]") {
+  nn::ModelConfig cfg = hyscale::testing::small_model("sambay");
+  OptimizerConfig oc;
+  oc.lr = 1e-2;
+  auto run = [&](bool folded) {
+    nn::Model model(cfg);
+    model.init_weights(5);
+    DistributedAdamW opt(model.named_parameters(), model.named_shard_specs(), oc, parallel::make_grid(1), 25, false);
+    for (int step = 0; step < 3; ++step) {
+      opt.zero_grad();
+      Tensor ids = Tensor::empty({2, 9}, DType::i32), tg = Tensor::empty({2, 9}, DType::i32);
+      for (int64_t i = 0; i < 18; ++i) {
+        ids.data<int32_t>()[i] = static_cast<int32_t>((i * 7 + step) % cfg.vocab_size);
+        tg.data<int32_t>()[i] = static_cast<int32_t>((i * 5 + 3 * step) % cfg.vocab_size);
+      }
+      model.loss(ids, tg).backward();
+      opt.finish_backward();
+      const double gn = opt.grad_norm();
+      REQUIRE(gn > 0.05);  // so the clip below is active
+      const double f = 0.05 / gn;
+      if (folded) {
+        opt.step(oc.lr, f);
+      } else {
+        opt.scale_grads(f);
+        opt.step(oc.lr);
+      }
+    }
+    std::vector<float> all;
+    for (auto& [n, p] : model.named_parameters()) {
+      auto v = p.to_vector<float>();
+      all.insert(all.end(), v.begin(), v.end());
+    }
+    return all;
+  };
+  REQUIRE(run(true) == run(false));
+}

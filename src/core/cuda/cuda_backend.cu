@@ -132,6 +132,23 @@ void set_device(int device) {
 
 void synchronize() { HS_CUDA_CHECK(cudaDeviceSynchronize(), "(after queued kernels)"); }
 
+void* timing_event_create() {
+  cudaEvent_t e = nullptr;
+  HS_CUDA_CHECK(cudaEventCreate(&e), "(timing event)");
+  return e;
+}
+void timing_event_record(void* e) {
+  HS_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(e), nullptr), "(timing event)");
+}
+float timing_elapsed_ms(void* start, void* end) {
+  HS_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(end)), "(timing event)");
+  float ms = 0;
+  HS_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)),
+                "(timing event)");
+  return ms;
+}
+void timing_event_destroy(void* e) { cudaEventDestroy(static_cast<cudaEvent_t>(e)); }
+
 void copy(void* dst, const void* src, size_t n, bool dst_is_device, bool src_is_device, int device) {
   HS_CUDA_CHECK(cudaSetDevice(device), "(device ", device, ")");
   cudaMemcpyKind kind = dst_is_device ? (src_is_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)

@@ -1086,6 +1086,7 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
   auto* dsum_kern = attn_bwd_dsum_k<T>;
   dsum_kern<<<blocks_for(rows * 32, kThreads), kThreads, 0, S(s)>>>(out, dout, dsum, rows, T_, H, int(Dv));
   HS_LAUNCH_CHECK("attention_bwd (rowsum dout*out)", "B = ", B, ", T = ", T_, ", H = ", H, ", Dv = ", Dv);
+  phase("attention_bwd.dsum");
   if constexpr (std::is_same_v<T, bf16>) {
     if ((D == 64 || D == 128) && Dv == D && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(dout) &&
         aligned16(dq) && aligned16(dk) && aligned16(dv) && device_sm() >= 80) {
@@ -1098,12 +1099,14 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
                                                                    sc, W);
         HS_LAUNCH_CHECK("attention_bwd (dk, dv; mma)", "B = ", B, ", T = ", T_, ", H = ", H, ", Hk = ", Hk,
                         ", D = ", D, ", window = ", window, ", smem = ", C::dkdv_bytes());
+        phase("attention_bwd.dkdv");
         allow_smem(dq_kern, C::dq_bytes(), "attention_bwd (dq; mma)");
         const dim3 grid_q(static_cast<unsigned>((T_ + C::kQBr - 1) / C::kQBr), static_cast<unsigned>(H),
                           static_cast<unsigned>(B));
         dq_kern<<<grid_q, kMmaThreads, C::dq_bytes(), S(s)>>>(q, k, v, dout, lse, dsum, dq, T_, H, Hk, sl2, sc, W);
         HS_LAUNCH_CHECK("attention_bwd (dq; mma)", "B = ", B, ", T = ", T_, ", H = ", H, ", Hk = ", Hk, ", D = ", D,
                         ", window = ", window, ", smem = ", C::dq_bytes());
+        phase("attention_bwd.dq");
       };
       if (D == 64) launch(attn_bwd_dkdv_mma_k<64>, attn_bwd_dq_mma_k<64>, MmaBwdCfg<64>{});
       else launch(attn_bwd_dkdv_mma_k<128>, attn_bwd_dq_mma_k<128>, MmaBwdCfg<128>{});

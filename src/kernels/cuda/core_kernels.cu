@@ -264,18 +264,53 @@ __global__ void ce_bwd_k(const T* __restrict__ logits, const int32_t* __restrict
 }
 
 // ---------------------------------------------------------------- AdamW, casts, sum of squares
+struct AdamwArgs {
+  float step_size, bc2_sqrt, decay, b1, b2, eps, gscale;
+};
+__device__ __forceinline__ float adamw_one(float& p, float g, float& m, float& v, const AdamwArgs& a) {
+  const float gi = g * a.gscale;
+  const float mi = a.b1 * m + (1.0f - a.b1) * gi;
+  const float vi = a.b2 * v + (1.0f - a.b2) * gi * gi;
+  m = mi;
+  v = vi;
+  const float denom = sqrtf(vi) / a.bc2_sqrt + a.eps;
+  p = p * a.decay - a.step_size * mi / denom;
+  return p;
+}
+// Four elements per thread in float4 loads and stores when every pointer is 16-byte aligned (the
+// tail and unaligned tensors element by element); the same arithmetic per element either way.
 __global__ void adamw_k(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
-                        float* __restrict__ v, int64_t n, float step_size, float bc2_sqrt, float decay, float b1,
-                        float b2, float eps, bf16* __restrict__ pb) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float gi = g[i];
-    const float mi = b1 * m[i] + (1.0f - b1) * gi;
-    const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+                        float* __restrict__ v, int64_t n, AdamwArgs a, bf16* __restrict__ pb, bool vec) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  int64_t done = 0;
+  if (vec) {
+    const int64_t n4 = n / 4;
+    for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < n4; q += stride) {
+      float4 P = reinterpret_cast<float4*>(p)[q], M = reinterpret_cast<float4*>(m)[q],
+             V = reinterpret_cast<float4*>(v)[q];
+      const float4 G = reinterpret_cast<const float4*>(g)[q];
+      adamw_one(P.x, G.x, M.x, V.x, a);
+      adamw_one(P.y, G.y, M.y, V.y, a);
+      adamw_one(P.z, G.z, M.z, V.z, a);
+      adamw_one(P.w, G.w, M.w, V.w, a);
+      reinterpret_cast<float4*>(p)[q] = P;
+      reinterpret_cast<float4*>(m)[q] = M;
+      reinterpret_cast<float4*>(v)[q] = V;
+      if (pb) {
+        st(pb, 4 * q, P.x);
+        st(pb, 4 * q + 1, P.y);
+        st(pb, 4 * q + 2, P.z);
+        st(pb, 4 * q + 3, P.w);
+      }
+    }
+    done = n4 * 4;
+  }
+  for (int64_t i = done + blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += stride) {
+    float pi = p[i], mi = m[i], vi = v[i];
+    adamw_one(pi, g[i], mi, vi, a);
+    p[i] = pi;
     m[i] = mi;
     v[i] = vi;
-    const float denom = sqrtf(vi) / bc2_sqrt + eps;
-    const float pi = p[i] * decay - step_size * mi / denom;
-    p[i] = pi;
     if (pb) st(pb, i, pi);
   }
 }
@@ -412,31 +447,45 @@ void cross_entropy_bwd(const T* logits, const int32_t* t, const float* lse, floa
 }
 
 void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1, float beta2, float eps,
-                float weight_decay, int64_t step, bf16* p_bf16, void* s) {
+                float weight_decay, int64_t step, float grad_scale, bf16* p_bf16, void* s) {
   if (n == 0) return;
   const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
   const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
-  adamw_k<<<blocks_for(n, 256), 256, 0, S(s)>>>(p, g, m, v, n, static_cast<float>(lr / bc1),
-                                                static_cast<float>(std::sqrt(bc2)), 1.0f - lr * weight_decay, beta1,
-                                                beta2, eps, p_bf16);
+  const AdamwArgs a{static_cast<float>(lr / bc1), static_cast<float>(std::sqrt(bc2)), 1.0f - lr * weight_decay,
+                    beta1, beta2, eps, grad_scale};
+  const bool vec = aligned16(p) && aligned16(g) && aligned16(m) && aligned16(v);
+  adamw_k<<<blocks_for(vec ? (n + 3) / 4 : n, 256), 256, 0, S(s)>>>(p, g, m, v, n, a, p_bf16, vec);
   HS_LAUNCH_CHECK("adamw_step", "n = ", n);
 }
 
 double sum_squares(const float* x, int64_t n, void* s) {
-  if (n == 0) return 0.0;
+  double out = 0;
+  sum_squares_many(&x, &n, 1, &out, s);
+  return out;
+}
+
+void sum_squares_many(const float* const* xs, const int64_t* ns, int64_t count, double* out, void* s) {
+  if (count == 0) return;
   double* part = nullptr;
-  cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&part), kSsBlocks * sizeof(double), S(s));
+  const size_t bytes = static_cast<size_t>(count) * kSsBlocks * sizeof(double);
+  cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&part), bytes, S(s));
   HS_CHECK(e == cudaSuccess, "sum_squares (CUDA): workspace: ", cudaGetErrorString(e));
-  sum_squares_k<<<kSsBlocks, kRowThreads, 0, S(s)>>>(x, n, part);
-  HS_LAUNCH_CHECK("sum_squares", "n = ", n);
-  std::vector<double> h(kSsBlocks);
-  e = cudaMemcpyAsync(h.data(), part, kSsBlocks * sizeof(double), cudaMemcpyDeviceToHost, S(s));
+  e = cudaMemsetAsync(part, 0, bytes, S(s));  // tensors of no elements launch nothing
+  for (int64_t i = 0; i < count && e == cudaSuccess; ++i) {
+    if (ns[i] == 0) continue;
+    sum_squares_k<<<kSsBlocks, kRowThreads, 0, S(s)>>>(xs[i], ns[i], part + i * kSsBlocks);
+    HS_LAUNCH_CHECK("sum_squares", "n = ", ns[i]);
+  }
+  std::vector<double> h(static_cast<size_t>(count) * kSsBlocks);
+  if (e == cudaSuccess) e = cudaMemcpyAsync(h.data(), part, bytes, cudaMemcpyDeviceToHost, S(s));
   if (e == cudaSuccess) e = cudaStreamSynchronize(S(s));
   cudaFreeAsync(part, S(s));
   HS_CHECK(e == cudaSuccess, "sum_squares (CUDA): ", cudaGetErrorString(e));
-  double total = 0;
-  for (double v : h) total += v;  // fixed order
-  return total;
+  for (int64_t i = 0; i < count; ++i) {
+    double total = 0;
+    for (int b = 0; b < kSsBlocks; ++b) total += h[static_cast<size_t>(i * kSsBlocks + b)];  // fixed order
+    out[i] = total;
+  }
 }
 
 #define HS_INST(T)                                                                                             \

@@ -133,10 +133,13 @@ void selective_scan_fwd(const T* u, const T* delta, const T* A_log, const T* Bm,
   };
   pass(std::false_type{});
   HS_LAUNCH_CHECK("selective_scan_fwd (local chunks)", "B = ", B, ", T = ", T_, ", Dc = ", Dc, ", N = ", N);
+  phase("scan_fwd.local");
   scan_fwd_combine_k<T><<<blocks_for(B * Dc * N, 256), 256, 0, st_>>>(A_log, states, dtsum, B, nch, Dc, n);
   HS_LAUNCH_CHECK("selective_scan_fwd (chunk combine)", "B = ", B, ", Dc = ", Dc, ", N = ", N, ", chunks = ", nch);
+  phase("scan_fwd.combine");
   pass(std::true_type{});
   HS_LAUNCH_CHECK("selective_scan_fwd (output)", "B = ", B, ", T = ", T_, ", Dc = ", Dc, ", N = ", N);
+  phase("scan_fwd.output");
   cudaFreeAsync(dtsum, st_);
 }
 

@@ -299,8 +299,10 @@ void launch_scan_bwd(cudaStream_t st_, const T* u, const T* delta, const T* A_lo
   scan_bwd_carry_local_k<T, kN, kVec><<<blocks_for(B * nch * Dc, 128), 128, 0, st_>>>(delta, A_log, Cm, dt_bias, dy, gl, dts,
                                                                                  B, T_, Dc, N, chunk);
   HS_LAUNCH_CHECK("selective_scan_bwd (local carries)", "B = ", B, ", T = ", T_, ", Dc = ", Dc, ", N = ", N);
+  phase("scan_bwd.carry_local");
   scan_bwd_carry_combine_k<T><<<blocks_for(B * Dc * N, 256), 256, 0, st_>>>(A_log, gl, dts, B, nch, Dc, N);
   HS_LAUNCH_CHECK("selective_scan_bwd (carry combine)", "B = ", B, ", Dc = ", Dc, ", N = ", N, ", chunks = ", nch);
+  phase("scan_bwd.carry_combine");
   for (int64_t k0 = 0; k0 < nch; k0 += G) {
     const int64_t g = std::min(G, nch - k0);
     const dim3 grid(static_cast<unsigned>(ntile), static_cast<unsigned>(g), static_cast<unsigned>(B));
@@ -308,6 +310,7 @@ void launch_scan_bwd(cudaStream_t st_, const T* u, const T* delta, const T* A_lo
                                                    pB, pC, pA, pD, pbias, gl, B, T_, Dc, N, chunk, k0, G);
     HS_LAUNCH_CHECK("selective_scan_bwd", "B = ", B, ", T = ", T_, ", Dc = ", Dc, ", N = ", N, ", chunk = ", chunk,
                     ", chunks ", k0, "..", k0 + g - 1);
+    phase("scan_bwd.gradients");
   }
 }
 }  // namespace
@@ -377,6 +380,7 @@ void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm,
   scan_bwd_sum_param_k<<<blocks_for(Dc * N, 256), 256, 0, st_>>>(pA, pD, pbias, dA_log, dD, ddt_bias, B * nch, Dc,
                                                                   N);
   HS_LAUNCH_CHECK("selective_scan_bwd (parameter sum)", "B = ", B, ", Dc = ", Dc, ", N = ", N);
+  phase("scan_bwd.sums");
   cudaFreeAsync(ws, st_);
 }
 

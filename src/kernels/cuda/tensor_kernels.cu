@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/strided_layout.h"
 
 namespace hyscale::kernels::cuda {
 using namespace detail;
@@ -84,19 +85,50 @@ int elem_size(int dt) { return dt == 2 ? 2 : (dt == 1 || dt == 4) ? 8 : 4; }
 
 }  // namespace
 
+namespace {
+PhaseHook g_phase_hook = nullptr;
+}
+void set_phase_hook(PhaseHook hook) { g_phase_hook = hook; }
+void phase(const char* name) {
+  if (g_phase_hook) g_phase_hook(name);
+}
+
 void strided_copy(void* dst, int dst_dtype, const int64_t* dst_strides, const void* src, int src_dtype,
                   const int64_t* src_strides, const int64_t* shape, int ndim, void* stream) {
   HS_CHECK(ndim >= 0 && ndim <= kMaxDims, "cuda strided_copy: ", ndim, " dimensions (at most ", kMaxDims, ")");
-  Layout L{};
-  L.ndim = ndim;
-  int64_t n = 1;
-  for (int d = 0; d < ndim; ++d) {
-    L.shape[d] = shape[d];
-    L.dst_stride[d] = dst_strides[d];
-    L.src_stride[d] = src_strides[d];
-    n *= shape[d];
-  }
+  // Collapsed (kernels/strided_layout.h), most copies take the fast paths below: the index
+  // arithmetic of the general kernel would otherwise cost 3-4x the bandwidth.
+  const CopyLayout<kMaxDims> C = collapse_copy_layout<kMaxDims>(shape, dst_strides, src_strides, ndim);
+  const int64_t n = C.numel;
   if (n == 0) return;
+  Layout L{};
+  L.ndim = C.ndim;
+  for (int d = 0; d < C.ndim; ++d) {
+    L.shape[d] = C.shape[d];
+    L.dst_stride[d] = C.dst_stride[d];
+    L.src_stride[d] = C.src_stride[d];
+  }
+  const bool unit = L.dst_stride[L.ndim - 1] == 1 && L.src_stride[L.ndim - 1] == 1;
+  if (unit && L.ndim == 1) {
+    if (dst_dtype == src_dtype) {
+      const cudaError_t e = cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * elem_size(dst_dtype),
+                                            cudaMemcpyDeviceToDevice, S(stream));
+      if (e != cudaSuccess) HS_FAIL("cuda strided_copy: copy of ", n, " elements: ", cudaGetErrorString(e));
+      return;
+    }
+    if (src_dtype == 0 && dst_dtype == 2) return cast_f32_bf16(static_cast<const float*>(src), static_cast<bf16*>(dst), n, stream);
+    if (src_dtype == 2 && dst_dtype == 0) return cast_bf16_f32(static_cast<const bf16*>(src), static_cast<float*>(dst), n, stream);
+  }
+  if (unit && L.ndim == 2 && dst_dtype == src_dtype && L.dst_stride[0] >= L.shape[1] && L.src_stride[0] >= L.shape[1]) {
+    const size_t es = static_cast<size_t>(elem_size(dst_dtype));
+    const cudaError_t e = cudaMemcpy2DAsync(dst, static_cast<size_t>(L.dst_stride[0]) * es, src,
+                                            static_cast<size_t>(L.src_stride[0]) * es,
+                                            static_cast<size_t>(L.shape[1]) * es, static_cast<size_t>(L.shape[0]),
+                                            cudaMemcpyDeviceToDevice, S(stream));
+    if (e != cudaSuccess)
+      HS_FAIL("cuda strided_copy: copy of ", L.shape[0], " rows of ", L.shape[1], ": ", cudaGetErrorString(e));
+    return;
+  }
   const int blocks = blocks_for(n);
   if (dst_dtype == src_dtype) {
     switch (elem_size(dst_dtype)) {
