@@ -634,10 +634,12 @@ __global__ void __launch_bounds__(kThreads)
 //     rows 16 w .. 16 w + 15; per visible key tile (Bc keys): S = Q K^T, dP = dO V^T, dS = P (dP - Dsum), dQ += dS K.
 //     smem: Q, dO [64][D + 8], K, V [2 stages][Bc][D + 8]. Bc = 64 for D = 64 (54 KB), 32 for D = 128
 //     (68 KB: 64-key stages would need 102 KB, i.e. 2 CTAs of 4 warps per H100 SM and 1 per A100 SM).
-//   dk/dv kernel, one CTA per (64 keys, KV head, batch), warp w owns keys 16 w .. 16 w + 15; per
-//     query head of the group and visible query tile (Br queries; the (head, tile) pairs form one
-//     stream, prefetched across heads): S^T = K Q^T, dP^T = V dO^T, P^T, dS^T, then dV += P^T dO,
-//     dK += dS^T Q. smem: K, V [64][D + 8], Q, dO [2 stages][Br][D + 8], lse2 and Dsum
+//   dk/dv kernel, one CTA per (64 keys, query head, batch), warp w owns keys 16 w .. 16 w + 15; per
+//     visible query tile (Br queries; the (head, tile) pairs of a CTA form one stream, prefetched
+//     across heads): S^T = K Q^T, dP^T = V dO^T, P^T, dS^T, then dV += P^T dO, dK += dS^T Q. Under
+//     GQA the rep query heads of a KV head are rep CTAs writing fp32 partial dK, dV, which a second
+//     kernel sums in head order (deterministic); without GQA the CTA writes dK, dV directly. The
+//     CTAs of key tile 0 (the most query tiles under a causal mask) are launched first. smem: K, V [64][D + 8], Q, dO [2 stages][Br][D + 8], lse2 and Dsum
 //     [2 stages][Br] (fp32). Br = 64 for D = 64 (55 KB), 32 for D = 128 (registers; 68.5 KB).
 //     The statistics of the next query tile are read from global memory into one register per
 //     thread when its copy is issued and stored to their stage after the current tile's compute
@@ -805,8 +807,8 @@ template <int kD>
 __global__ void __launch_bounds__(kMmaThreads, kD <= 64 ? 3 : 2)  // registers for 3 / 2 CTAs per SM
     attn_bwd_dkdv_mma_k(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                         const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ dsum,
-                        bf16* __restrict__ dk, bf16* __restrict__ dv, int64_t T_, int64_t H, int64_t Hk, float sl2,
-                        float scale, int64_t W) {
+                        bf16* __restrict__ dk, bf16* __restrict__ dv, float* __restrict__ pk, float* __restrict__ pv,
+                        int64_t T_, int64_t H, int64_t Hk, int64_t nsplit, float sl2, float scale, int64_t W) {
   using C = MmaBwdCfg<kD>;
   constexpr int Bc = C::kKBc, Br = C::kKBr, NT = Br / 8, OT = kD / 8, L = C::kL;
   static_assert(2 * Br <= kMmaThreads, "one statistic per thread");
@@ -814,8 +816,11 @@ __global__ void __launch_bounds__(kMmaThreads, kD <= 64 ? 3 : 2)  // registers f
   uint16_t *Ks = sm + C::kKK, *Vs = sm + C::kKV, *Qs = sm + C::kKQ, *dOs = sm + C::kKO;  // stage st of Q / dO: + st Br L
   float* stats = reinterpret_cast<float*>(sm + C::kKStat);  // stage st: lse2 [Br], then Dsum [Br], at + 2 st Br
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
-  const int64_t b = blockIdx.z, g = blockIdx.y, j0 = int64_t(blockIdx.x) * Bc;
-  const int64_t rep = H / Hk;
+  // blockIdx.x = (KV head g, part sp of its group), blockIdx.y = key tile: all heads of key tile 0
+  // (the most query tiles under a causal mask) are launched first.
+  const int64_t b = blockIdx.z, g = blockIdx.x / nsplit, sp = blockIdx.x % nsplit, j0 = int64_t(blockIdx.y) * Bc;
+  const int64_t rep = H / Hk, hpc = rep / nsplit;  // query heads per CTA: hq = sp hpc .. sp hpc + hpc - 1
+  const int hq0 = int(sp * hpc), hq1 = int(sp * hpc + hpc);
   const int nk = int(T_ - j0 < Bc ? T_ - j0 : Bc);
   const int64_t jw = j0 + warp * 16;  // the warp's keys jw .. jw + 15
   const int64_t i_hi = j0 + nk - 1 + W < T_ ? j0 + nk - 1 + W : T_;  // exclusive end of the queries that see the tile
@@ -840,7 +845,7 @@ __global__ void __launch_bounds__(kMmaThreads, kD <= 64 ? 3 : 2)  // registers f
   };
   cp_async_tile<Bc, kD, kMmaThreads>(Ks, L, k + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
   cp_async_tile<Bc, kD, kMmaThreads>(Vs, L, v + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
-  float stat = load_q(0, 0, 0);
+  float stat = load_q(hq0, 0, 0);
   cp_async_commit();
   stat_store(stat, 0);
   float dka[OT][4], dva[OT][4];
@@ -849,10 +854,10 @@ __global__ void __launch_bounds__(kMmaThreads, kD <= 64 ? 3 : 2)  // registers f
 #pragma unroll
     for (int e = 0; e < 4; ++e) dka[t][e] = dva[t][e] = 0.0f;
   int st = 0;  // the stage of the current pair
-  for (int hq = 0; hq < int(rep); ++hq)  // (rep <= H <= 65535)
+  for (int hq = hq0; hq < hq1; ++hq)  // (rep <= H <= 65535)
     for (int it = 0; it < nit; ++it, st ^= 1) {
       const int64_t i0 = int64_t(it0 + it) * Br;
-      const bool more = it + 1 < nit || hq + 1 < int(rep);  // a next pair: (hq, it + 1) or (hq + 1, 0)
+      const bool more = it + 1 < nit || hq + 1 < hq1;  // a next pair: (hq, it + 1) or (hq + 1, 0)
       cp_async_wait<0>();
       __syncthreads();  // this pair (and K, V) landed and its statistics are stored, for all threads;
                         // the other stage (the previous pair) is consumed
@@ -898,6 +903,20 @@ __global__ void __launch_bounds__(kMmaThreads, kD <= 64 ? 3 : 2)  // registers f
       if (more) stat_store(stat, st ^ 1);  // that stage's statistics were consumed before the barrier above
     }
   cp_async_wait<0>();  // (the last group is empty; nothing is left in flight at exit)
+  if (pk) {  // one part of a split group: fp32 partial sums (unscaled), summed in part order later
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const int64_t j = j0 + warp * 16 + gid + 8 * hh;
+      if (j >= T_) continue;
+      const int64_t o = (((sp * int64_t(gridDim.z) + b) * T_ + j) * Hk + g) * kD;
+#pragma unroll
+      for (int t = 0; t < OT; ++t) {
+        *reinterpret_cast<float2*>(pk + o + t * 8 + tig * 2) = make_float2(dka[t][2 * hh], dka[t][2 * hh + 1]);
+        *reinterpret_cast<float2*>(pv + o + t * 8 + tig * 2) = make_float2(dva[t][2 * hh], dva[t][2 * hh + 1]);
+      }
+    }
+    return;
+  }
 #pragma unroll
   for (int hh = 0; hh < 2; ++hh) {
     const int64_t j = j0 + warp * 16 + gid + 8 * hh;
@@ -910,6 +929,21 @@ __global__ void __launch_bounds__(kMmaThreads, kD <= 64 ? 3 : 2)  // registers f
           pack_bf16x2(dka[t][2 * hh] * scale, dka[t][2 * hh + 1] * scale);
       *reinterpret_cast<uint32_t*>(vrow + t * 8 + tig * 2) = pack_bf16x2(dva[t][2 * hh], dva[t][2 * hh + 1]);
     }
+  }
+}
+
+// dk = scale * sum_sp pk[sp], dv = sum_sp pv[sp] (n elements each), parts in order: the split
+// dk/dv kernel's deterministic group sum.
+__global__ void attn_bwd_group_sum_k(const float* __restrict__ pk, const float* __restrict__ pv, bf16* __restrict__ dk,
+                                     bf16* __restrict__ dv, int64_t n, int64_t S, float scale) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    float sk = 0.0f, sv = 0.0f;
+    for (int64_t sp = 0; sp < S; ++sp) {
+      sk += pk[sp * n + i];
+      sv += pv[sp * n + i];
+    }
+    st(dk, i, sk * scale);
+    st(dv, i, sv);
   }
 }
 
@@ -1093,13 +1127,28 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
       auto launch = [&](auto dkdv_kern, auto dq_kern, auto cfg) {
         using C = decltype(cfg);
         allow_smem(dkdv_kern, C::dkdv_bytes(), "attention_bwd (dk, dv; mma)");
-        const dim3 grid_k(static_cast<unsigned>((T_ + C::kKBc - 1) / C::kKBc), static_cast<unsigned>(Hk),
-                          static_cast<unsigned>(B));
-        dkdv_kern<<<grid_k, kMmaThreads, C::dkdv_bytes(), S(s)>>>(q, k, v, dout, lse, dsum, dk, dv, T_, H, Hk, sl2,
-                                                                   sc, W);
+        // GQA: each query head of a group gets its own CTA (fp32 partials, then a fixed-order sum):
+        // one CTA per (key tile, KV head) walking the whole group left too few CTAs, the longest
+        // of them (key tile 0 under a causal mask) rep times the average tile's work.
+        const int64_t rep = H / Hk, S_ = rep;
+        const int64_t ntk = (T_ + C::kKBc - 1) / C::kKBc;
+        HS_CHECK(ntk <= 65535, "attention_bwd (CUDA): ", T_, " tokens exceed the key-tile grid (65535 tiles of ",
+                 C::kKBc, ")");
+        const int64_t n_kv = B * T_ * Hk * D;
+        Scratch part(S_ > 1 ? static_cast<size_t>(2 * S_ * n_kv) : 0, S(s), "attention_bwd (group parts)");
+        float* pk = S_ > 1 ? part.p : nullptr;
+        float* pv = S_ > 1 ? part.p + S_ * n_kv : nullptr;
+        const dim3 grid_k(static_cast<unsigned>(Hk * S_), static_cast<unsigned>(ntk), static_cast<unsigned>(B));
+        dkdv_kern<<<grid_k, kMmaThreads, C::dkdv_bytes(), S(s)>>>(q, k, v, dout, lse, dsum, dk, dv, pk, pv, T_, H, Hk,
+                                                                   S_, sl2, sc, W);
         HS_LAUNCH_CHECK("attention_bwd (dk, dv; mma)", "B = ", B, ", T = ", T_, ", H = ", H, ", Hk = ", Hk,
                         ", D = ", D, ", window = ", window, ", smem = ", C::dkdv_bytes());
         phase("attention_bwd.dkdv");
+        if (S_ > 1) {
+          attn_bwd_group_sum_k<<<blocks_for(n_kv, 256), 256, 0, S(s)>>>(pk, pv, dk, dv, n_kv, S_, sc);
+          HS_LAUNCH_CHECK("attention_bwd (group sum)", "n = ", n_kv, ", parts = ", S_);
+          phase("attention_bwd.group_sum");
+        }
         allow_smem(dq_kern, C::dq_bytes(), "attention_bwd (dq; mma)");
         const dim3 grid_q(static_cast<unsigned>((T_ + C::kQBr - 1) / C::kQBr), static_cast<unsigned>(H),
                           static_cast<unsigned>(B));

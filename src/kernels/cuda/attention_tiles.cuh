@@ -84,6 +84,7 @@ struct Scratch {
   float* p = nullptr;
   cudaStream_t s;
   Scratch(size_t n, cudaStream_t st, const char* who) : s(st) {
+    if (n == 0) return;  // p stays null
     const cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&p), n * sizeof(float), s);
     HS_CHECK(e == cudaSuccess, who, " (CUDA): scratch of ", n, " floats: ", cudaGetErrorString(e));
   }
