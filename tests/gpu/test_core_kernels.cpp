@@ -254,23 +254,27 @@ TEST_CASE("CUDA embedding (deterministic backward), RoPE and residual+RMSNorm ma
       CHECK(rel(back(dt1), wdt) < 1e-5);
       CHECK(back(dt1) == back(dt2));  // bitwise run to run
     }
-    for (auto [B, T, H, D] : std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>>{{1, 1, 1, 2}, {2, 37, 3, 64}, {1, 2048, 8, 128}}) {
-      INFO("rope " << dtype_name(dt) << " T " << T << " D " << D);
-      Tensor x = rounded(testing::randn({B, T, H, D}, 80 + T, 1.0, DType::f32), dt);
-      std::vector<float> wy(B * T * H * D), wdx(B * T * H * D);
-      kc::rope_fwd<float>(x.data<float>(), wy.data(), B, T, H, D, 1e4, 5);
-      kc::rope_bwd<float>(x.data<float>(), wdx.data(), B, T, H, D, 1e4, 5);
-      Tensor xd = on_gpu(x.to(dt)), y = poisoned({B, T, H, D}, dt), dx = poisoned({B, T, H, D}, dt);
-      if (dt == DType::f32) {
-        kg::rope_fwd<float>(dptr<float>(xd), dptr<float>(y), B, T, H, D, 1e4, 5);
-        kg::rope_bwd<float>(dptr<float>(xd), dptr<float>(dx), B, T, H, D, 1e4, 5);
-      } else {
-        kg::rope_fwd<kg::bf16>(dptr<kg::bf16>(xd), dptr<kg::bf16>(y), B, T, H, D, 1e4, 5);
-        kg::rope_bwd<kg::bf16>(dptr<kg::bf16>(xd), dptr<kg::bf16>(dx), B, T, H, D, 1e4, 5);
+    // T < 16 computes (cos, sin) inline; longer sequences read a cached table (vector path when
+    // half the head dim is a multiple of 16 bytes, scalar otherwise: D 6); two pos0 per shape.
+    for (auto [B, T, H, D] : std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>>{
+             {1, 1, 1, 2}, {2, 7, 2, 16}, {2, 37, 3, 64}, {1, 20, 2, 6}, {1, 2048, 8, 128}})
+      for (int64_t pos0 : {5, 0}) {
+        INFO("rope " << dtype_name(dt) << " T " << T << " D " << D << " pos0 " << pos0);
+        Tensor x = rounded(testing::randn({B, T, H, D}, 80 + T, 1.0, DType::f32), dt);
+        std::vector<float> wy(B * T * H * D), wdx(B * T * H * D);
+        kc::rope_fwd<float>(x.data<float>(), wy.data(), B, T, H, D, 1e4, pos0);
+        kc::rope_bwd<float>(x.data<float>(), wdx.data(), B, T, H, D, 1e4, pos0);
+        Tensor xd = on_gpu(x.to(dt)), y = poisoned({B, T, H, D}, dt), dx = poisoned({B, T, H, D}, dt);
+        if (dt == DType::f32) {
+          kg::rope_fwd<float>(dptr<float>(xd), dptr<float>(y), B, T, H, D, 1e4, pos0);
+          kg::rope_bwd<float>(dptr<float>(xd), dptr<float>(dx), B, T, H, D, 1e4, pos0);
+        } else {
+          kg::rope_fwd<kg::bf16>(dptr<kg::bf16>(xd), dptr<kg::bf16>(y), B, T, H, D, 1e4, pos0);
+          kg::rope_bwd<kg::bf16>(dptr<kg::bf16>(xd), dptr<kg::bf16>(dx), B, T, H, D, 1e4, pos0);
+        }
+        CHECK(rel(back(y), wy) < tol);
+        CHECK(rel(back(dx), wdx) < tol);
       }
-      CHECK(rel(back(y), wy) < tol);
-      CHECK(rel(back(dx), wdx) < tol);
-    }
     {
       const int64_t rows = 33, D = 1000;
       INFO("residual+rmsnorm " << dtype_name(dt));

@@ -62,8 +62,9 @@ TEST_CASE("device strided copies and casts match the host ones bit for bit", "[g
   const std::vector<std::vector<View>> views = {
       {},                                 // whole tensor
       {{0, 1, 3}},                        // outer rows: contiguous
-      {{2, 3, 7}},                        // inside rows: 2-D pitched
-      {{3, 0, 5}},                        // innermost: 2-D with odd widths
+      {{1, 1, 3}},                        // rows of 198 elements: 2-D pitched
+      {{2, 3, 7}},                        // inside rows: three dimensions, general kernel
+      {{3, 0, 5}},                        // innermost: 2-D rows of 5 (pitched from 32 bytes, f64)
       {{1, 2, 3}, {3, 1, 9}},             // a size-1 dimension and an inner slice
       {{0, 2, 3}, {1, 1, 2}, {2, 4, 5}},  // leading size-1 dimensions
       {{1, 0, 2}, {2, 1, 8}, {3, 2, 3}},  // unit inner width: general kernel

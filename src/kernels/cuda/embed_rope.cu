@@ -2,8 +2,10 @@
 #include <cub/cub.cuh>
 
 #include <cmath>
+#include <vector>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/elementwise.cuh"
 
 namespace hyscale::kernels::cuda {
 
@@ -85,6 +87,102 @@ __global__ void rope_k(const T* __restrict__ x, T* __restrict__ y, int64_t B, in
   }
 }
 
+// The (cos, sin) of rope_k for positions pos0 .. pos0 + T - 1 and frequencies k < half, computed
+// by the same double-precision expressions and rounded to float as rope_k does: a table [T][half].
+__global__ void rope_table_k(float2* __restrict__ tab, int64_t T_, int64_t half, int64_t D, double base,
+                             int64_t pos0) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < T_ * half; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t k = i % half, t = i / half;
+    const double theta = pow(base, -2.0 * static_cast<double>(k) / static_cast<double>(D));
+    double sa, ca;
+    sincos(static_cast<double>(pos0 + t) * theta, &sa, &ca);
+    tab[i] = make_float2(static_cast<float>(ca), static_cast<float>(sa));
+  }
+}
+
+// rope_k from the table: the same floats c and s (sign * sin rounds as -(float)sin), W = 16 bytes of
+// consecutive frequencies per thread when aligned (half a multiple of W), else one at a time.
+template <class T>
+__global__ void rope_tab_k(const T* __restrict__ x, T* __restrict__ y, const float2* __restrict__ tab, int64_t rows,
+                           int64_t T_, int64_t H, int64_t half, float sign, bool vec) {
+  constexpr int W = Vec<T>::W;
+  const int64_t D = 2 * half, per = vec ? half / W : half, n = rows * per;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t row = i / per, t = (row / H) % T_;
+    if (vec) {
+      const int64_t k0 = (i % per) * W;
+      float a[W], b[W], o1[W], o2[W];
+      Vec<T>::load(x, row * D + k0, a);
+      Vec<T>::load(x, row * D + half + k0, b);
+#pragma unroll
+      for (int e = 0; e < W; ++e) {
+        const float2 cs = tab[t * half + k0 + e];
+        const float c = cs.x, sn = sign * cs.y;
+        o1[e] = a[e] * c - b[e] * sn;
+        o2[e] = b[e] * c + a[e] * sn;
+      }
+      Vec<T>::store(y, row * D + k0, o1);
+      Vec<T>::store(y, row * D + half + k0, o2);
+    } else {
+      const int64_t k = i % per;
+      const float2 cs = tab[t * half + k];
+      const float c = cs.x, sn = sign * cs.y;
+      const float x1 = ld(x, row * D + k), x2 = ld(x, row * D + k + half);
+      st(y, row * D + k, x1 * c - x2 * sn);
+      st(y, row * D + k + half, x2 * c + x1 * sn);
+    }
+  }
+}
+
+// Tables of the recent (device, T, D, base, pos0), kept on the device: training asks for the same
+// one every layer and step. At most kRopeTables; the oldest goes first.
+constexpr size_t kRopeTables = 16;
+struct RopeTable {
+  int dev;
+  int64_t T, D, pos0;
+  double base;
+  float2* p;
+};
+const float2* rope_table(int64_t T_, int64_t D, double base, int64_t pos0, cudaStream_t st_) {
+  static std::vector<RopeTable> tables;
+  int dev = 0;
+  HS_CUDA_OK(cudaGetDevice(&dev), "rope");
+  for (const RopeTable& r : tables)
+    if (r.dev == dev && r.T == T_ && r.D == D && r.base == base && r.pos0 == pos0) return r.p;
+  if (tables.size() == kRopeTables) {
+    HS_CUDA_OK(cudaDeviceSynchronize(), "rope (table eviction)");  // no kernel may still read it
+    int cur = 0;
+    HS_CUDA_OK(cudaGetDevice(&cur), "rope");
+    HS_CUDA_OK(cudaSetDevice(tables.front().dev), "rope");
+    HS_CUDA_OK(cudaFree(tables.front().p), "rope (table eviction)");
+    HS_CUDA_OK(cudaSetDevice(cur), "rope");
+    tables.erase(tables.begin());
+  }
+  float2* p = nullptr;
+  HS_CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&p), static_cast<size_t>(T_ * (D / 2)) * sizeof(float2)),
+             "rope (table)");
+  rope_table_k<<<grid_for(T_ * (D / 2)), 256, 0, st_>>>(p, T_, D / 2, D, base, pos0);
+  HS_LAUNCH_CHECK("rope (table)", "T = ", T_, ", D = ", D);
+  tables.push_back({dev, T_, D, pos0, base, p});
+  return p;
+}
+// Tables pay off from a few positions on; decode steps (T = 1, a new pos0 each) compute inline.
+constexpr int64_t kRopeTableMinT = 16;
+
+template <class T>
+void rope_apply(const T* x, T* y, int64_t B, int64_t T_, int64_t H, int64_t D, double base, int64_t pos0, double sign,
+                cudaStream_t st_) {
+  if (T_ < kRopeTableMinT) {
+    rope_k<<<grid_for(B * T_ * H * D / 2), 256, 0, st_>>>(x, y, B, T_, H, D, base, pos0, sign);
+    return;
+  }
+  const float2* tab = rope_table(T_, D, base, pos0, st_);
+  const int64_t half = D / 2, rows = B * T_ * H;
+  const bool vec = half % Vec<T>::W == 0 && aligned16(x) && aligned16(y);
+  const int64_t work = vec ? rows * (half / Vec<T>::W) : rows * half;
+  rope_tab_k<T><<<grid_for(work), 256, 0, st_>>>(x, y, tab, rows, T_, H, half, static_cast<float>(sign), vec);
+}
+
 }  // namespace
 
 template <class T>
@@ -130,14 +228,14 @@ template <class T>
 void rope_fwd(const T* x, T* y, int64_t B, int64_t T_, int64_t H, int64_t D, double base, int64_t pos0, void* s) {
   HS_CHECK(D % 2 == 0, "rope_fwd (CUDA): head dim ", D, " must be even");
   if (B * T_ * H * D == 0) return;
-  rope_k<<<grid_for(B * T_ * H * D / 2), 256, 0, S(s)>>>(x, y, B, T_, H, D, base, pos0, 1.0);
+  rope_apply<T>(x, y, B, T_, H, D, base, pos0, 1.0, S(s));
   HS_LAUNCH_CHECK("rope_fwd", "B = ", B, ", T = ", T_, ", H = ", H, ", D = ", D);
 }
 template <class T>
 void rope_bwd(const T* dy, T* dx, int64_t B, int64_t T_, int64_t H, int64_t D, double base, int64_t pos0, void* s) {
   HS_CHECK(D % 2 == 0, "rope_bwd (CUDA): head dim ", D, " must be even");
   if (B * T_ * H * D == 0) return;
-  rope_k<<<grid_for(B * T_ * H * D / 2), 256, 0, S(s)>>>(dy, dx, B, T_, H, D, base, pos0, -1.0);
+  rope_apply<T>(dy, dx, B, T_, H, D, base, pos0, -1.0, S(s));
   HS_LAUNCH_CHECK("rope_bwd", "B = ", B, ", T = ", T_, ", H = ", H, ", D = ", D);
 }
 

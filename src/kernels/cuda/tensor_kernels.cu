@@ -119,8 +119,11 @@ void strided_copy(void* dst, int dst_dtype, const int64_t* dst_strides, const vo
     if (src_dtype == 0 && dst_dtype == 2) return cast_f32_bf16(static_cast<const float*>(src), static_cast<bf16*>(dst), n, stream);
     if (src_dtype == 2 && dst_dtype == 0) return cast_bf16_f32(static_cast<const bf16*>(src), static_cast<float*>(dst), n, stream);
   }
-  if (unit && L.ndim == 2 && dst_dtype == src_dtype && L.dst_stride[0] >= L.shape[1] && L.src_stride[0] >= L.shape[1]) {
-    const size_t es = static_cast<size_t>(elem_size(dst_dtype));
+  // Rows of at least 32 bytes with pitches the copy engine takes (< 2^31 bytes): a pitched copy.
+  const int64_t es2 = elem_size(dst_dtype);
+  if (unit && L.ndim == 2 && dst_dtype == src_dtype && L.dst_stride[0] >= L.shape[1] && L.src_stride[0] >= L.shape[1] &&
+      L.shape[1] * es2 >= 32 && L.dst_stride[0] * es2 < (int64_t{1} << 31) && L.src_stride[0] * es2 < (int64_t{1} << 31)) {
+    const size_t es = static_cast<size_t>(es2);
     const cudaError_t e = cudaMemcpy2DAsync(dst, static_cast<size_t>(L.dst_stride[0]) * es, src,
                                             static_cast<size_t>(L.src_stride[0]) * es,
                                             static_cast<size_t>(L.shape[1]) * es, static_cast<size_t>(L.shape[0]),
