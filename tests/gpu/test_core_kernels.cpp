@@ -84,7 +84,9 @@ TEST_CASE("CUDA casts round to nearest even like the CPU", "[gpu][kernels]") {
 TEST_CASE("CUDA RMSNorm forward/backward match the CPU twin, dg is deterministic", "[gpu][kernels]") {
   for (DType dt : {DType::f32, DType::bf16}) {
     const double tol = dt == DType::f32 ? 1e-5 : 1e-2;
-    for (auto [rows, D] : std::vector<std::pair<int64_t, int64_t>>{{1, 7}, {3, 128}, {17, 1000}, {600, 992}}) {
+    // D up to 4 groups of 16 bytes per thread take the register kernel (G 1, 2, 4); 8200 the general one.
+    for (auto [rows, D] : std::vector<std::pair<int64_t, int64_t>>{
+             {1, 7}, {3, 128}, {17, 1000}, {600, 992}, {600, 2048}, {3, 3968}, {2, 4096}, {2, 8200}}) {
       INFO("dtype " << dtype_name(dt) << " rows " << rows << " D " << D);
       Tensor x = rounded(testing::randn({rows, D}, 7 + D, 1.5, DType::f32), dt);
       Tensor g = rounded(testing::randn({D}, 8 + D, 1.0, DType::f32), dt);

@@ -3,6 +3,7 @@
 // loads/stores for the memory-bound elementwise kernels, casts and SwiGLU when pointers are
 // 16-byte aligned (elementwise.cuh).
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cuda/elementwise.cuh"
@@ -191,6 +192,63 @@ __global__ void rmsnorm_bwd_k(const T* __restrict__ x, const T* __restrict__ g, 
         pg[i] += d * xh;
       }
     }
+  }
+}
+// The same computation for rows of D <= G * kRowThreads * W (16-byte groups, aligned): a thread
+// keeps its G groups of g, of the current row's x and dy, and its dg partials in registers, so
+// each row is read once and the partials are written once per block (the kernel above re-reads
+// the row and updates its partials in global memory every row). Same order of every sum.
+template <class T, int G>
+__global__ void __launch_bounds__(kRowThreads)
+    rmsnorm_bwd_reg_k(const T* __restrict__ x, const T* __restrict__ g, const float* __restrict__ rstd,
+                      const T* __restrict__ dy, T* __restrict__ dx, float* __restrict__ part, int64_t rows, int64_t D,
+                      int64_t rows_per_blk) {
+  constexpr int W = Vec<T>::W;
+  __shared__ float sh[32];
+  const int64_t r0 = blockIdx.x * rows_per_blk, r1 = min(rows, r0 + rows_per_blk);
+  float gv[G][W], acc[G][W], xv[G][W], dv[G][W];
+#pragma unroll
+  for (int j = 0; j < G; ++j) {
+    const int64_t c = (threadIdx.x + int64_t(j) * kRowThreads) * W;
+#pragma unroll
+    for (int e = 0; e < W; ++e) gv[j][e] = acc[j][e] = 0.0f;
+    if (c < D) Vec<T>::load(g, c, gv[j]);
+  }
+  for (int64_t r = r0; r < r1; ++r) {
+    const float rs = rstd[r];
+    float dot = 0;
+#pragma unroll
+    for (int j = 0; j < G; ++j) {
+      const int64_t c = (threadIdx.x + int64_t(j) * kRowThreads) * W;
+      if (c < D) {
+        Vec<T>::load(x + r * D, c, xv[j]);
+        Vec<T>::load(dy + r * D, c, dv[j]);
+#pragma unroll
+        for (int e = 0; e < W; ++e) dot += xv[j][e] * rs * gv[j][e] * dv[j][e];
+      }
+    }
+    dot = block_sum<kRowThreads>(dot, sh) / static_cast<float>(D);
+#pragma unroll
+    for (int j = 0; j < G; ++j) {
+      const int64_t c = (threadIdx.x + int64_t(j) * kRowThreads) * W;
+      if (c < D) {
+        float o[W];
+#pragma unroll
+        for (int e = 0; e < W; ++e) {
+          const float xh = xv[j][e] * rs;
+          o[e] = rs * (gv[j][e] * dv[j][e] - xh * dot);
+          acc[j][e] += dv[j][e] * xh;
+        }
+        Vec<T>::store(dx + r * D, c, o);
+      }
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < G; ++j) {
+    const int64_t c = (threadIdx.x + int64_t(j) * kRowThreads) * W;
+    if (c < D)
+#pragma unroll
+      for (int e = 0; e < W; ++e) part[blockIdx.x * D + c + e] = acc[j][e];
   }
 }
 __global__ void sum_parts_k(const float* __restrict__ part, float* __restrict__ dg, int64_t nblk, int64_t D) {
@@ -421,7 +479,16 @@ void rmsnorm_bwd(const T* x, const T* g, const float* rstd, const T* dy, T* dx, 
   cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&part), static_cast<size_t>(used * D) * sizeof(float), S(s));
   HS_CHECK(e == cudaSuccess, "rmsnorm_bwd (CUDA): workspace of ", used * D * 4, " bytes: ", cudaGetErrorString(e));
   const bool vec = D % Vec<T>::W == 0 && aligned16(x) && aligned16(g) && aligned16(dy) && aligned16(dx);
-  rmsnorm_bwd_k<<<static_cast<unsigned>(used), kRowThreads, 0, S(s)>>>(x, g, rstd, dy, dx, part, rows, D, per, vec);
+  const int64_t round = int64_t(kRowThreads) * Vec<T>::W;  // columns per group of the whole block
+  const unsigned nb = static_cast<unsigned>(used);
+  if (vec && D <= round)
+    rmsnorm_bwd_reg_k<T, 1><<<nb, kRowThreads, 0, S(s)>>>(x, g, rstd, dy, dx, part, rows, D, per);
+  else if (vec && D <= 2 * round)
+    rmsnorm_bwd_reg_k<T, 2><<<nb, kRowThreads, 0, S(s)>>>(x, g, rstd, dy, dx, part, rows, D, per);
+  else if (vec && D <= 4 * round && std::is_same_v<T, float>)  // (bf16 at G 4: 167 registers, 1 block per SM)
+    rmsnorm_bwd_reg_k<T, 4><<<nb, kRowThreads, 0, S(s)>>>(x, g, rstd, dy, dx, part, rows, D, per);
+  else
+    rmsnorm_bwd_k<<<nb, kRowThreads, 0, S(s)>>>(x, g, rstd, dy, dx, part, rows, D, per, vec);
   HS_LAUNCH_CHECK("rmsnorm_bwd", "rows = ", rows, ", D = ", D);
   sum_parts_k<<<blocks_for(D, 256), 256, 0, S(s)>>>(part, dg, used, D);
   HS_LAUNCH_CHECK("rmsnorm_bwd (dg)", "D = ", D);
