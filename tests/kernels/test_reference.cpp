@@ -213,6 +213,30 @@ TEST_CASE("vectorised expf: accuracy and special values", "[kernels][math]") {
   REQUIRE(std::isnan(expf_fast(NAN)));
 }
 
+TEST_CASE("vectorised softplus and log1p: accuracy and special values", "[kernels][math]") {
+  using hyscale::kernels::cpu::log1p_unit;
+  using hyscale::kernels::cpu::softplusf_fast;
+  double worst = 0, worst_l = 0;
+  for (float x = -60.0f; x <= 60.0f; x += 0.00731f) {
+    const double ref = std::log1p(std::exp(static_cast<double>(x)));
+    worst = std::max(worst, std::fabs(softplusf_fast(x) - ref) / ref);
+  }
+  for (float z = 0.0f; z <= 1.0f; z += 1.0f / 4099) {  // includes z so small that 1 + z rounds to 1
+    const double ref = std::log1p(static_cast<double>(z));
+    if (z > 0) worst_l = std::max(worst_l, std::fabs(log1p_unit(z) - ref) / ref);
+  }
+  for (float z : {1e-30f, 1e-9f, 3e-8f, 6e-8f}) worst_l = std::max(worst_l, std::fabs(log1p_unit(z) - std::log1p(double(z))) / z);
+  INFO("worst relative error: softplus " << worst << ", log1p " << worst_l);
+  REQUIRE(worst < 5e-7);
+  REQUIRE(worst_l < 3e-7);
+  REQUIRE(log1p_unit(0.0f) == 0.0f);
+  REQUIRE(softplusf_fast(-INFINITY) == 0.0f);
+  REQUIRE(softplusf_fast(-200.0f) == 0.0f);
+  REQUIRE(softplusf_fast(30.0f) == 30.0f);  // log1p(exp(-30)) is below half an ulp of 30
+  REQUIRE(std::isinf(softplusf_fast(INFINITY)));
+  REQUIRE(std::isnan(softplusf_fast(NAN)));
+}
+
 TEST_CASE("sliding-window attention equals a dense masked f64 reference (W = 1, 2, 17, T-1, T, T+5, odd T)",
           "[kernels][attention][swa]") {
   for (int64_t T : {37, 131}) {
