@@ -129,9 +129,12 @@ void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm,
             T* dCt = dCg + t * N;
             const int64_t row = (b * T_ + t) * Dc;
             T dtb[kCB], dsp[kCB];
-            block_dt(delta + row + c0, dt_bias + c0, nc, dtb);
 #pragma omp simd
-            for (int64_t j = 0; j < nc; ++j) dsp[j] = dsoftplus(delta[row + c0 + j] + dt_bias[c0 + j]);
+            for (int64_t j = 0; j < nc; ++j) {
+              const T x = delta[row + c0 + j] + dt_bias[c0 + j];
+              dtb[j] = softplus(x);
+              dsp[j] = dsoftplus(x);
+            }
             for (int64_t c = c0; c < c1; ++c) {
               const int64_t j = c - c0;
               const T dt = dtb[j];

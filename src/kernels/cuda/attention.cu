@@ -635,8 +635,8 @@ __global__ void __launch_bounds__(kThreads)
 //     smem: Q, dO [64][D + 8], K, V [2 stages][Bc][D + 8]. Bc = 64 for D = 64 (54 KB), 32 for D = 128
 //     (68 KB: 64-key stages would need 102 KB, i.e. 2 CTAs of 4 warps per H100 SM and 1 per A100 SM).
 //   dk/dv kernel, one CTA per (64 keys, query head, batch), warp w owns keys 16 w .. 16 w + 15; per
-//     visible query tile (Br queries; the (head, tile) pairs of a CTA form one stream, prefetched
-//     across heads): S^T = K Q^T, dP^T = V dO^T, P^T, dS^T, then dV += P^T dO, dK += dS^T Q. Under
+//     visible query tile (Br queries, the next one prefetched): S^T = K Q^T, dP^T = V dO^T, P^T,
+//     dS^T, then dV += P^T dO, dK += dS^T Q. Under
 //     GQA the rep query heads of a KV head are rep CTAs writing fp32 partial dK, dV, which a second
 //     kernel sums in head order (deterministic); without GQA the CTA writes dK, dV directly. The
 //     CTAs of key tile 0 (the most query tiles under a causal mask) are launched first. smem: K, V [64][D + 8], Q, dO [2 stages][Br][D + 8], lse2 and Dsum
@@ -808,7 +808,7 @@ __global__ void __launch_bounds__(kMmaThreads, kD <= 64 ? 3 : 2)  // registers f
     attn_bwd_dkdv_mma_k(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                         const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ dsum,
                         bf16* __restrict__ dk, bf16* __restrict__ dv, float* __restrict__ pk, float* __restrict__ pv,
-                        int64_t T_, int64_t H, int64_t Hk, int64_t nsplit, float sl2, float scale, int64_t W) {
+                        int64_t T_, int64_t H, int64_t Hk, float sl2, float scale, int64_t W) {
   using C = MmaBwdCfg<kD>;
   constexpr int Bc = C::kKBc, Br = C::kKBr, NT = Br / 8, OT = kD / 8, L = C::kL;
   static_assert(2 * Br <= kMmaThreads, "one statistic per thread");
@@ -816,21 +816,19 @@ __global__ void __launch_bounds__(kMmaThreads, kD <= 64 ? 3 : 2)  // registers f
   uint16_t *Ks = sm + C::kKK, *Vs = sm + C::kKV, *Qs = sm + C::kKQ, *dOs = sm + C::kKO;  // stage st of Q / dO: + st Br L
   float* stats = reinterpret_cast<float*>(sm + C::kKStat);  // stage st: lse2 [Br], then Dsum [Br], at + 2 st Br
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
-  // blockIdx.x = (KV head g, part sp of its group), blockIdx.y = key tile: all heads of key tile 0
-  // (the most query tiles under a causal mask) are launched first.
-  const int64_t b = blockIdx.z, g = blockIdx.x / nsplit, sp = blockIdx.x % nsplit, j0 = int64_t(blockIdx.y) * Bc;
-  const int64_t rep = H / Hk, hpc = rep / nsplit;  // query heads per CTA: hq = sp hpc .. sp hpc + hpc - 1
-  const int hq0 = int(sp * hpc), hq1 = int(sp * hpc + hpc);
+  // blockIdx.x = query head h (of KV head g; its index in the group, hq, picks its partial sums),
+  // blockIdx.y = key tile: all heads of key tile 0 (the most query tiles under a causal mask) first.
+  const int64_t b = blockIdx.z, h = blockIdx.x, rep = H / Hk, g = h / rep, hq = h % rep;
+  const int64_t j0 = int64_t(blockIdx.y) * Bc;
   const int nk = int(T_ - j0 < Bc ? T_ - j0 : Bc);
   const int64_t jw = j0 + warp * 16;  // the warp's keys jw .. jw + 15
   const int64_t i_hi = j0 + nk - 1 + W < T_ ? j0 + nk - 1 + W : T_;  // exclusive end of the queries that see the tile
   const int it0 = int(j0 / Br), nit = int((i_hi - 1) / Br) - it0 + 1;  // query tiles it0 .. it0 + nit - 1 per head
-  // The (query head hq, query tile it0 + it) pairs are one stream, head-major (the SIMT order).
-  // load_q issues the copies of Q and dO of a pair into stage st (no commit) and returns this
-  // thread's statistic, raw: thread r < Br the lse of query row r (-inf past T), thread Br + r the
+  // load_q issues the copies of Q and dO of query tile it0 + it into stage st (no commit) and returns
+  // this thread's statistic, raw: thread r < Br the lse of query row r (-inf past T), thread Br + r the
   // Dsum of row r (0 past T); stat_store converts and stores it once the current tile is computed.
-  auto load_q = [&](int hq, int it, int st) -> float {
-    const int64_t h = g * rep + hq, i0 = int64_t(it0 + it) * Br;
+  auto load_q = [&](int it, int st) -> float {
+    const int64_t i0 = int64_t(it0 + it) * Br;
     const int nq = int(T_ - i0 < Br ? T_ - i0 : Br);
     cp_async_tile<Br, kD, kMmaThreads>(Qs + st * Br * L, L, q + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
     cp_async_tile<Br, kD, kMmaThreads>(dOs + st * Br * L, L, dout + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
@@ -845,7 +843,7 @@ __global__ void __launch_bounds__(kMmaThreads, kD <= 64 ? 3 : 2)  // registers f
   };
   cp_async_tile<Bc, kD, kMmaThreads>(Ks, L, k + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
   cp_async_tile<Bc, kD, kMmaThreads>(Vs, L, v + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
-  float stat = load_q(hq0, 0, 0);
+  float stat = load_q(0, 0);
   cp_async_commit();
   stat_store(stat, 0);
   float dka[OT][4], dva[OT][4];
@@ -853,62 +851,61 @@ __global__ void __launch_bounds__(kMmaThreads, kD <= 64 ? 3 : 2)  // registers f
   for (int t = 0; t < OT; ++t)
 #pragma unroll
     for (int e = 0; e < 4; ++e) dka[t][e] = dva[t][e] = 0.0f;
-  int st = 0;  // the stage of the current pair
-  for (int hq = hq0; hq < hq1; ++hq)  // (rep <= H <= 65535)
-    for (int it = 0; it < nit; ++it, st ^= 1) {
-      const int64_t i0 = int64_t(it0 + it) * Br;
-      const bool more = it + 1 < nit || hq + 1 < hq1;  // a next pair: (hq, it + 1) or (hq + 1, 0)
-      cp_async_wait<0>();
-      __syncthreads();  // this pair (and K, V) landed and its statistics are stored, for all threads;
-                        // the other stage (the previous pair) is consumed
-      if (more) stat = load_q(it + 1 < nit ? hq : hq + 1, it + 1 < nit ? it + 1 : 0, st ^ 1);
-      cp_async_commit();
-      // Warp-uniform: no query of the tile sees a key of the warp (all queries before its keys or
-      // past T, or beyond the window of its last key), or every query sees every key (no mask).
-      const int64_t q_last = (i0 + Br < T_ ? i0 + Br : T_) - 1;
-      if (q_last >= jw && i0 - W < jw + 15) {
-        const bool full = i0 + Br <= T_ && jw + 15 <= i0 && i0 + Br - 1 - W < jw;
-        const uint16_t* Qst = Qs + st * Br * L;
-        const uint16_t* dOst = dOs + st * Br * L;
-        const float* lse2s = stats + st * 2 * Br;
-        const float* dsums = lse2s + Br;
-        float s[NT][4], dp[NT][4];  // S^T, dP^T: the warp's 16 keys x Br queries
+  int st = 0;  // the stage of the current query tile
+  for (int it = 0; it < nit; ++it, st ^= 1) {
+    const int64_t i0 = int64_t(it0 + it) * Br;
+    const bool more = it + 1 < nit;
+    cp_async_wait<0>();
+    __syncthreads();  // this tile (and K, V) landed and its statistics are stored, for all threads;
+                      // the other stage (the previous tile) is consumed
+    if (more) stat = load_q(it + 1, st ^ 1);
+    cp_async_commit();
+    // Warp-uniform: no query of the tile sees a key of the warp (all queries before its keys or
+    // past T, or beyond the window of its last key), or every query sees every key (no mask).
+    const int64_t q_last = (i0 + Br < T_ ? i0 + Br : T_) - 1;
+    if (q_last >= jw && i0 - W < jw + 15) {
+      const bool full = i0 + Br <= T_ && jw + 15 <= i0 && i0 + Br - 1 - W < jw;
+      const uint16_t* Qst = Qs + st * Br * L;
+      const uint16_t* dOst = dOs + st * Br * L;
+      const float* lse2s = stats + st * 2 * Br;
+      const float* dsums = lse2s + Br;
+      float s[NT][4], dp[NT][4];  // S^T, dP^T: the warp's 16 keys x Br queries
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = dp[nt][0] = dp[nt][1] =
-            dp[nt][2] = dp[nt][3] = 0.0f;
-        mma_rows<NT, kD>(s, Ks + warp * 16 * L, L, Qst, L, lane);    // k q^T
-        mma_rows<NT, kD>(dp, Vs + warp * 16 * L, L, dOst, L, lane);  // v dout^T
-        // Query i0 + c is visible to key j (rows gid, gid + 8) iff c_min[hh] <= c < c_end[hh]:
-        // j <= i, i < j + W, i < T, in tile columns clamped to [0, Br].
-        int c_min[2], c_end[2];
+      for (int nt = 0; nt < NT; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = dp[nt][0] = dp[nt][1] =
+          dp[nt][2] = dp[nt][3] = 0.0f;
+      mma_rows<NT, kD>(s, Ks + warp * 16 * L, L, Qst, L, lane);    // k q^T
+      mma_rows<NT, kD>(dp, Vs + warp * 16 * L, L, dOst, L, lane);  // v dout^T
+      // Query i0 + c is visible to key j (rows gid, gid + 8) iff c_min[hh] <= c < c_end[hh]:
+      // j <= i, i < j + W, i < T, in tile columns clamped to [0, Br].
+      int c_min[2], c_end[2];
 #pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          const int64_t dj = jw + gid + 8 * hh - i0, e = dj + W < T_ - i0 ? dj + W : T_ - i0;
-          c_min[hh] = int(dj < 0 ? 0 : (dj < Br ? dj : Br));
-          c_end[hh] = int(e < 0 ? 0 : (e < Br ? e : Br));
-        }
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int c = nt * 8 + tig * 2 + (e & 1), hh = e >> 1;
-            const bool vis = full || (c >= c_min[hh] && c < c_end[hh]);
-            const float p = vis ? exp2f(s[nt][e] * sl2 - lse2s[c]) : 0.0f;
-            s[nt][e] = p;                            // P^T
-            dp[nt][e] = p * (dp[nt][e] - dsums[c]);  // dS^T
-          }
-        mma_acc_rows<OT, Br>(dva, s, dOst, L, lane);  // P^T dout
-        mma_acc_rows<OT, Br>(dka, dp, Qst, L, lane);  // dS^T q
+      for (int hh = 0; hh < 2; ++hh) {
+        const int64_t dj = jw + gid + 8 * hh - i0, e = dj + W < T_ - i0 ? dj + W : T_ - i0;
+        c_min[hh] = int(dj < 0 ? 0 : (dj < Br ? dj : Br));
+        c_end[hh] = int(e < 0 ? 0 : (e < Br ? e : Br));
       }
-      if (more) stat_store(stat, st ^ 1);  // that stage's statistics were consumed before the barrier above
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int c = nt * 8 + tig * 2 + (e & 1), hh = e >> 1;
+          const bool vis = full || (c >= c_min[hh] && c < c_end[hh]);
+          const float p = vis ? exp2f(s[nt][e] * sl2 - lse2s[c]) : 0.0f;
+          s[nt][e] = p;                            // P^T
+          dp[nt][e] = p * (dp[nt][e] - dsums[c]);  // dS^T
+        }
+      mma_acc_rows<OT, Br>(dva, s, dOst, L, lane);  // P^T dout
+      mma_acc_rows<OT, Br>(dka, dp, Qst, L, lane);  // dS^T q
     }
+    if (more) stat_store(stat, st ^ 1);  // that stage's statistics were consumed before the barrier above
+  }
   cp_async_wait<0>();  // (the last group is empty; nothing is left in flight at exit)
-  if (pk) {  // one part of a split group: fp32 partial sums (unscaled), summed in part order later
+  if (pk) {  // GQA: this head's fp32 partial sums (unscaled), summed over the group in head order later
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
       const int64_t j = j0 + warp * 16 + gid + 8 * hh;
       if (j >= T_) continue;
-      const int64_t o = (((sp * int64_t(gridDim.z) + b) * T_ + j) * Hk + g) * kD;
+      const int64_t o = (((hq * int64_t(gridDim.z) + b) * T_ + j) * Hk + g) * kD;
 #pragma unroll
       for (int t = 0; t < OT; ++t) {
         *reinterpret_cast<float2*>(pk + o + t * 8 + tig * 2) = make_float2(dka[t][2 * hh], dka[t][2 * hh + 1]);
@@ -932,15 +929,15 @@ __global__ void __launch_bounds__(kMmaThreads, kD <= 64 ? 3 : 2)  // registers f
   }
 }
 
-// dk = scale * sum_sp pk[sp], dv = sum_sp pv[sp] (n elements each), parts in order: the split
-// dk/dv kernel's deterministic group sum.
+// dk = scale * sum_hq pk[hq], dv = sum_hq pv[hq] over the rep heads of a group (n elements each), in
+// head order: the dk/dv kernel's deterministic group sum under GQA.
 __global__ void attn_bwd_group_sum_k(const float* __restrict__ pk, const float* __restrict__ pv, bf16* __restrict__ dk,
-                                     bf16* __restrict__ dv, int64_t n, int64_t S, float scale) {
+                                     bf16* __restrict__ dv, int64_t n, int64_t rep, float scale) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     float sk = 0.0f, sv = 0.0f;
-    for (int64_t sp = 0; sp < S; ++sp) {
-      sk += pk[sp * n + i];
-      sv += pv[sp * n + i];
+    for (int64_t hq = 0; hq < rep; ++hq) {
+      sk += pk[hq * n + i];
+      sv += pv[hq * n + i];
     }
     st(dk, i, sk * scale);
     st(dv, i, sv);
@@ -1130,23 +1127,23 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
         // GQA: each query head of a group gets its own CTA (fp32 partials, then a fixed-order sum):
         // one CTA per (key tile, KV head) walking the whole group left too few CTAs, the longest
         // of them (key tile 0 under a causal mask) rep times the average tile's work.
-        const int64_t rep = H / Hk, S_ = rep;
+        const int64_t rep = H / Hk;
         const int64_t ntk = (T_ + C::kKBc - 1) / C::kKBc;
         HS_CHECK(ntk <= 65535, "attention_bwd (CUDA): ", T_, " tokens exceed the key-tile grid (65535 tiles of ",
                  C::kKBc, ")");
         const int64_t n_kv = B * T_ * Hk * D;
-        Scratch part(S_ > 1 ? static_cast<size_t>(2 * S_ * n_kv) : 0, S(s), "attention_bwd (group parts)");
-        float* pk = S_ > 1 ? part.p : nullptr;
-        float* pv = S_ > 1 ? part.p + S_ * n_kv : nullptr;
-        const dim3 grid_k(static_cast<unsigned>(Hk * S_), static_cast<unsigned>(ntk), static_cast<unsigned>(B));
+        Scratch part(rep > 1 ? static_cast<size_t>(2 * rep * n_kv) : 0, S(s), "attention_bwd (group parts)");
+        float* pk = rep > 1 ? part.p : nullptr;
+        float* pv = rep > 1 ? part.p + rep * n_kv : nullptr;
+        const dim3 grid_k(static_cast<unsigned>(H), static_cast<unsigned>(ntk), static_cast<unsigned>(B));
         dkdv_kern<<<grid_k, kMmaThreads, C::dkdv_bytes(), S(s)>>>(q, k, v, dout, lse, dsum, dk, dv, pk, pv, T_, H, Hk,
-                                                                   S_, sl2, sc, W);
+                                                                   sl2, sc, W);
         HS_LAUNCH_CHECK("attention_bwd (dk, dv; mma)", "B = ", B, ", T = ", T_, ", H = ", H, ", Hk = ", Hk,
                         ", D = ", D, ", window = ", window, ", smem = ", C::dkdv_bytes());
         phase("attention_bwd.dkdv");
-        if (S_ > 1) {
-          attn_bwd_group_sum_k<<<blocks_for(n_kv, 256), 256, 0, S(s)>>>(pk, pv, dk, dv, n_kv, S_, sc);
-          HS_LAUNCH_CHECK("attention_bwd (group sum)", "n = ", n_kv, ", parts = ", S_);
+        if (rep > 1) {
+          attn_bwd_group_sum_k<<<blocks_for(n_kv, 256), 256, 0, S(s)>>>(pk, pv, dk, dv, n_kv, rep, sc);
+          HS_LAUNCH_CHECK("attention_bwd (group sum)", "n = ", n_kv, ", heads per group = ", rep);
           phase("attention_bwd.group_sum");
         }
         allow_smem(dq_kern, C::dq_bytes(), "attention_bwd (dq; mma)");

@@ -374,31 +374,20 @@ __global__ void adamw_k(float* __restrict__ p, const float* __restrict__ g, floa
 }
 // Casts in groups of 8 elements (two float4 <-> one uint4) when both pointers are aligned; the
 // last partial group, or everything when unaligned, element by element.
-__global__ void cast_f32_bf16_k(const float* __restrict__ x, bf16* __restrict__ y, int64_t n, bool vec) {
+template <class Src, class Dst>
+__global__ void cast_k(const Src* __restrict__ x, Dst* __restrict__ y, int64_t n, bool vec) {
+  static_assert(8 % Vec<Src>::W == 0 && 8 % Vec<Dst>::W == 0, "groups of 8 elements");
   const int64_t ng = (n + 7) / 8;
   for (int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; v < ng; v += int64_t(gridDim.x) * blockDim.x) {
     const int64_t i0 = v * 8;
     if (vec && i0 + 8 <= n) {
       float f[8];
-      Vec<float>::load(x, i0, f);
-      Vec<float>::load(x, i0 + 4, f + 4);
-      Vec<bf16>::store(y, i0, f);
+#pragma unroll
+      for (int h = 0; h < 8; h += Vec<Src>::W) Vec<Src>::load(x, i0 + h, f + h);
+#pragma unroll
+      for (int h = 0; h < 8; h += Vec<Dst>::W) Vec<Dst>::store(y, i0 + h, f + h);
     } else {
-      for (int64_t i = i0; i < n && i < i0 + 8; ++i) st(y, i, x[i]);
-    }
-  }
-}
-__global__ void cast_bf16_f32_k(const bf16* __restrict__ x, float* __restrict__ y, int64_t n, bool vec) {
-  const int64_t ng = (n + 7) / 8;
-  for (int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; v < ng; v += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t i0 = v * 8;
-    if (vec && i0 + 8 <= n) {
-      float f[8];
-      Vec<bf16>::load(x, i0, f);
-      Vec<float>::store(y, i0, f);
-      Vec<float>::store(y, i0 + 4, f + 4);
-    } else {
-      for (int64_t i = i0; i < n && i < i0 + 8; ++i) y[i] = ld(x, i);
+      for (int64_t i = i0; i < n && i < i0 + 8; ++i) st(y, i, ld(x, i));
     }
   }
 }
@@ -452,12 +441,12 @@ template <class T> void scale(const T* a, float f, T* out, int64_t n, void* s) {
 }
 void cast_f32_bf16(const float* x, bf16* y, int64_t n, void* s) {
   if (n == 0) return;
-  cast_f32_bf16_k<<<blocks_for((n + 7) / 8, 256), 256, 0, S(s)>>>(x, y, n, aligned16(x) && aligned16(y));
+  cast_k<float, bf16><<<blocks_for((n + 7) / 8, 256), 256, 0, S(s)>>>(x, y, n, aligned16(x) && aligned16(y));
   HS_LAUNCH_CHECK("cast_f32_bf16", "n = ", n);
 }
 void cast_bf16_f32(const bf16* x, float* y, int64_t n, void* s) {
   if (n == 0) return;
-  cast_bf16_f32_k<<<blocks_for((n + 7) / 8, 256), 256, 0, S(s)>>>(x, y, n, aligned16(x) && aligned16(y));
+  cast_k<bf16, float><<<blocks_for((n + 7) / 8, 256), 256, 0, S(s)>>>(x, y, n, aligned16(x) && aligned16(y));
   HS_LAUNCH_CHECK("cast_bf16_f32", "n = ", n);
 }
 

@@ -14,12 +14,7 @@ namespace {
 
 constexpr int kMaxDims = 8;
 
-struct Layout {
-  int64_t shape[kMaxDims];
-  int64_t dst_stride[kMaxDims];
-  int64_t src_stride[kMaxDims];
-  int ndim;
-};
+using Layout = CopyLayout<kMaxDims>;  // kernels/strided_layout.h
 
 // dtype codes follow core/dtype.h: 0 f32, 1 f64, 2 bf16, 3 i32, 4 i64.
 __device__ __forceinline__ double load_any(const void* p, int dt, int64_t i) {
@@ -98,16 +93,9 @@ void strided_copy(void* dst, int dst_dtype, const int64_t* dst_strides, const vo
   HS_CHECK(ndim >= 0 && ndim <= kMaxDims, "cuda strided_copy: ", ndim, " dimensions (at most ", kMaxDims, ")");
   // Collapsed (kernels/strided_layout.h), most copies take the fast paths below: the index
   // arithmetic of the general kernel would otherwise cost 3-4x the bandwidth.
-  const CopyLayout<kMaxDims> C = collapse_copy_layout<kMaxDims>(shape, dst_strides, src_strides, ndim);
-  const int64_t n = C.numel;
+  const Layout L = collapse_copy_layout<kMaxDims>(shape, dst_strides, src_strides, ndim);
+  const int64_t n = L.numel;
   if (n == 0) return;
-  Layout L{};
-  L.ndim = C.ndim;
-  for (int d = 0; d < C.ndim; ++d) {
-    L.shape[d] = C.shape[d];
-    L.dst_stride[d] = C.dst_stride[d];
-    L.src_stride[d] = C.src_stride[d];
-  }
   const bool unit = L.dst_stride[L.ndim - 1] == 1 && L.src_stride[L.ndim - 1] == 1;
   if (unit && L.ndim == 1) {
     if (dst_dtype == src_dtype) {
@@ -120,13 +108,12 @@ void strided_copy(void* dst, int dst_dtype, const int64_t* dst_strides, const vo
     if (src_dtype == 2 && dst_dtype == 0) return cast_bf16_f32(static_cast<const bf16*>(src), static_cast<float*>(dst), n, stream);
   }
   // Rows of at least 32 bytes with pitches the copy engine takes (< 2^31 bytes): a pitched copy.
-  const int64_t es2 = elem_size(dst_dtype);
+  const int64_t es = elem_size(dst_dtype);
   if (unit && L.ndim == 2 && dst_dtype == src_dtype && L.dst_stride[0] >= L.shape[1] && L.src_stride[0] >= L.shape[1] &&
-      L.shape[1] * es2 >= 32 && L.dst_stride[0] * es2 < (int64_t{1} << 31) && L.src_stride[0] * es2 < (int64_t{1} << 31)) {
-    const size_t es = static_cast<size_t>(es2);
-    const cudaError_t e = cudaMemcpy2DAsync(dst, static_cast<size_t>(L.dst_stride[0]) * es, src,
-                                            static_cast<size_t>(L.src_stride[0]) * es,
-                                            static_cast<size_t>(L.shape[1]) * es, static_cast<size_t>(L.shape[0]),
+      L.shape[1] * es >= 32 && L.dst_stride[0] * es < (int64_t{1} << 31) && L.src_stride[0] * es < (int64_t{1} << 31)) {
+    const cudaError_t e = cudaMemcpy2DAsync(dst, static_cast<size_t>(L.dst_stride[0] * es), src,
+                                            static_cast<size_t>(L.src_stride[0] * es),
+                                            static_cast<size_t>(L.shape[1] * es), static_cast<size_t>(L.shape[0]),
                                             cudaMemcpyDeviceToDevice, S(stream));
     if (e != cudaSuccess)
       HS_FAIL("cuda strided_copy: copy of ", L.shape[0], " rows of ", L.shape[1], ": ", cudaGetErrorString(e));
