@@ -18,10 +18,11 @@ namespace hyscale::kernels::cuda {
 // [B, n_chunks, Dc, N] fp32 are the chunk-end states saved by selective_scan_fwd (same chunk).
 // du, ddelta [B, T, Dc] in T; dA_log [Dc, N], dD, ddt_bias [Dc] and dBm, dCm [B, T, N] in fp32.
 // Every output is WRITTEN (not accumulated). N <= 64. Scratch (cudaMallocAsync on the stream,
-// freed on it), in bytes:
-//   4 * ( min(chunk, T) * N * B * Dc            (per-chunk stash of recomputed states)
-//       + 2 * ceil(Dc / 128) * B * T * N          (dB/dC partials per 128-channel tile)
-//       + B * Dc * (N + 2) )                      (dA_log/dD/ddt_bias partials per batch row)
+// freed on it), in bytes, with N' = N rounded up to 16, 32 or 64, channel tiles of C = 1024 / N'
+// channels and n_ch = ceil(T / chunk):
+//     sub-chunk checkpoints: 4 per (b, channel, state') every 16 steps, in waves of <= 1 GiB
+//   + 4 * 2 * ceil(Dc / C) * B * T * N     (dB/dC partials per channel tile)
+//   + 4 * B * n_ch * Dc * (2 N + 3)         (per-chunk carries; dA_log/dD/ddt_bias partials)
 template <class T>
 void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, const T* D,
                         const T* dt_bias, const float* states, const T* dy, T* du, T* ddelta, float* dA_log,

@@ -175,6 +175,9 @@ TEST_CASE("CUDA selective scan backward matches the CPU twin and is deterministi
       for (int64_t Dc : {8, 33}) cases.emplace_back(2, T, Dc, 16, chunk);
   cases.emplace_back(2, 129, 130, 40, 64);  // N > 32: the 64-state kernel, a partial group; 2 channel tiles
   cases.emplace_back(1, 70, 5, 3, 16);      // tiny N, many chunks
+  cases.emplace_back(1, 300, 70, 32, 128);  // the 32-state kernel: 8 lanes per channel, 8 sub-chunks per chunk
+  cases.emplace_back(1, 129, 20, 12, 64);   // N % 4 == 0 below 16: vector loads, the last lane group idle
+  cases.emplace_back(1, 257, 200, 16, 128);  // 4 channel tiles of 64, the last partial; 7 sub-chunk checkpoints
   cases.emplace_back(1, 2049, 64, 16, 128);  // long: 17 chunks, the last one step long; 20 repeated backwards
   cases.emplace_back(2, 4097, 40, 16, 128);
   for (DType dt : {DType::f32, DType::bf16}) {

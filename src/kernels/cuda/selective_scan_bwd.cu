@@ -1,36 +1,41 @@
 // CUDA selective scan backward (kernels/cuda_hybrid.h; CPU twin kernels/cpu/selective_scan.cpp,
 // same math, same order of the time loop). Deterministic: no atomics, every sum has a fixed order.
 //
-// Design. One thread per (sequence b, chunk k, channel c): the adjoint recurrence
-// g_t-1 = exp(dt_t A) (g_t + dy_t C_t) is linear, so, as in the forward, the chunks run in parallel
-// once each knows the adjoint carried into it from the later chunks (the first version walked
-// all chunks of a (b, c) in one thread: 8192 threads at B 2, Dc 4096, 33 ms on an H100):
+// Design. The adjoint recurrence g_t-1 = exp(dt_t A) (g_t + dy_t C_t) is linear, so, as in the
+// forward, the chunks run in parallel once each knows the adjoint carried into it from the later
+// chunks (the first version walked all chunks of a (b, c) in one thread: 33 ms on an H100):
 //   a. carry, local: each chunk backwards from a zero carry (only dt, dy and C are needed): the
 //      carry it passes on, and its dt sum (the chunk's decay is exp(A sum dt));
 //   b. carry, combine: per (b, c, n), last chunk to first: the carry INTO each chunk;
-//   c. the gradients (below), every chunk starting from its carry; launched in waves of chunks
-//      so the stash stays under kStashBytes.
-// A block of (c) is 128 consecutive channels of ONE chunk of ONE sequence (grid = [ceil(Dc /
-// 128), chunks in the wave, B]), so its threads walk the same time steps in lockstep. Per
-// thread, in registers: A[n] = -exp(A_log), the adjoint carry g[n] (dL/dh_t flowing back from
-// t+1, already multiplied by exp(dt_{t+1} A)), and the dA[n] accumulator. For its chunk [s, e):
-//   1. recompute: starting from the saved state of chunk k-1 (zero for k = 0), run the forward
-//      recurrence through the chunk (same expression as the forward kernel) and STASH h_{t-1}
-//      for every t in the chunk in global scratch laid out [min(chunk,T)][N][B*Dc] (consecutive
-//      threads = consecutive columns: coalesced). Recomputing backwards with
-//      h_{t-1} = (h_t - dt B u) / exp(dt A) would be cheaper but is unstable (exp(dt A) can be
-//      ~1e-7 for A = -16), so the stash is the price: min(chunk, T) * N floats per thread.
-//   2. reverse scan over t = e-1 .. s: h_{t-1} from the stash, a = exp(dt A), h_t = a h_{t-1} +
-//      dt B u recomputed (the CPU's expression), then the CPU's per-step gradient formulas; du and
-//      ddelta are stored directly (the thread owns its (b, t, c)).
-// dB_t[n], dC_t[n] are sums over channels. Per step, each warp reduces its 32 channels' 2*16
-// values (per group of 16 states) with a butterfly "transpose-reduce" (31 shuffles; lane l ends
-// with the warp sum of value l); the 4 warps' sums go to shared memory, buffered for kSteps
-// steps, then the block sums them in warp order and writes one partial per (tile, b, t, n) to
-// scratch. A second kernel sums the tiles in order. dA_log, dD, ddt_bias: each thread's own sums
-// over its chunk (last step first) are written as per-(b, k, c) partials, and a third kernel sums
-// those rows in order (dA_log = A * sum, like the CPU).
+//   c. the gradients (below), every chunk starting from its carry.
+// The gradient kernel needs h_{t-1} at every step, walking time backwards. Recomputing it
+// backwards, h_{t-1} = (h_t - dt B u) / exp(dt A), is unstable (exp(dt A) can be ~1e-7 for
+// A = -16), so it is recomputed forwards and kept in REGISTERS, kSub = 16 steps at a time:
+//   1. from the chunk's saved start state, run the forward recurrence through the chunk (the
+//      forward kernel's expression) and checkpoint h at the start of every kSub-step sub-chunk
+//      but the last (global scratch, each thread its own float4, coalesced; about 1/16 of the
+//      states, mostly L2-resident; chunks of <= kSub steps need none);
+//   2. sub-chunks last to first: from its checkpoint, recompute its <= kSub states into
+//      registers (fully unrolled, so hp[step][state] never leaves the register file), then walk
+//      them backwards with the CPU's per-step gradient formulas.
+// (The version before this one stashed all of the chunk's h_{t-1} in global memory, min(chunk,
+// T) * N floats per (b, c): 2 GiB written and read per layer at d16, B 1, T 4096.)
+// Thread layout: 4 states per thread, kN / 4 consecutive lanes per channel (4 for N <= 16), so
+// a warp holds 32 / (kN / 4) channels (8) and a block of kWarps warps 8 kWarps channels (a
+// "tile", grid = [tiles, chunks in the wave, B]). All threads of a block walk the same steps in
+// lockstep. Per thread, in registers: A, the adjoint carry g (dL/dh_t flowing back from t+1,
+// already multiplied by exp(dt_{t+1} A)), the dA accumulator, for its 4 states.
+// Per step: ddt and du are sums over the channel's states: xor shuffles over its kN / 4 lanes
+// (every lane ends with the same value; lane 0 of the channel stores du and ddelta, which the
+// channel owns). dB_t[n], dC_t[n] are sums over channels: each lane's 8 values (dB, dC of its 4
+// states) are reduced over the warp's channels by a butterfly "transpose-reduce" (lanes of the
+// same state group exchange halves; each ends with the warp sum of 8 / channels-per-warp of
+// them), then go to shared memory, buffered for kHalf steps; the block sums them in warp order and
+// writes one partial per (tile, b, t, n) to scratch. A second kernel sums the tiles in order.
+// dA_log, dD, ddt_bias: each thread's own sums over its chunk (last step first) are written as
+// per-(b, k, c) partials, and a third kernel sums those rows in order (dA_log = A * sum, like the CPU).
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels/cuda/scan_common.cuh"
 #include "kernels/cuda_hybrid.h"
@@ -40,164 +45,233 @@ namespace hyscale::kernels::cuda {
 namespace {
 using namespace detail;
 
-constexpr int kThreads = 128;  // channels per block (one tile)
-constexpr int kWarps = kThreads / 32;
-constexpr int kSteps = 4;  // time steps of dB/dC warp sums buffered in shared memory per flush
-// h_{t-1} stash of one wave of chunks: 2 GiB at most (stream-ordered pool memory; at d16 width,
-// B 1, T 4096 all 32 chunks fit in one 1 GiB wave), the waves balanced.
-constexpr int64_t kStashBytes = int64_t{2} << 30;
+constexpr int kWarps = 8;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kSub = 16;           // steps whose h_{t-1} sit in registers (a sub-chunk)
+constexpr int kHalf = kSub / 2;    // steps of dB/dC warp sums buffered in shared memory per flush
+// Sub-chunk checkpoints of one wave of chunks: 1 GiB at most (stream-ordered pool memory; at d16
+// width, B 1, T 4096, chunk 128 all 32 chunks take 64 MiB), the waves balanced.
+constexpr int64_t kCkptBytes = int64_t{1} << 30;
+
+// Lanes, channels and dB/dC values per lane after the warp reduction, for kN states (16, 32, 64).
+template <int kN> struct Lay {
+  static constexpr int kLPC = kN / 4;           // lanes per channel (4 states each)
+  static constexpr int kCW = 32 / kLPC;         // channels per warp
+  static constexpr int kCPB = kCW * kWarps;     // channels per block (a tile)
+  static constexpr int kR = kN / 16;            // values per lane after the transpose-reduce
+  static_assert(kN == 16 || kN == 32 || kN == 64, "scan backward: kN in {16, 32, 64}");
+};
 
 __device__ __forceinline__ float softplusf_(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 __device__ __forceinline__ float dsoftplusf_(float x) { return x > 20.0f ? 1.0f : 1.0f / (1.0f + expf(-x)); }
 
-// In: v[j] of this lane (j < 32). Out: v[0] of lane l = sum over the warp's lanes of v[l].
-// Fixed butterfly (deterministic). Step w keeps w values: the upper half of the lanes (bit w
-// set) keeps the upper half of the values and receives its partner's copy of them.
-template <int W> __device__ __forceinline__ void transpose_sum_step(float (&v)[32], int lane) {
-  const bool upper = (lane & W) != 0;
+// Transpose-reduce over the lanes that hold the same state group (they differ in the lane bits
+// >= kLPC). In: v[0..8) of this lane. Step with xor mask M keeps W values: the upper lanes (bit
+// M set) keep the upper half and receive their partner's copy of it. Out: v[0..8 / channels per
+// warp) of lane l = the sum over the warp's channels of v[cw * kR + r], cw = l / kLPC (fixed
+// butterfly: deterministic, and the same on every run).
+template <int W, int M, int kLPC> __device__ __forceinline__ void transpose_sum(float (&v)[8], int lane) {
+  const bool upper = (lane & M) != 0;
 #pragma unroll
   for (int i = 0; i < W; ++i) {
     const float send = upper ? v[i] : v[i + W];
     const float keep = upper ? v[i + W] : v[i];
-    v[i] = keep + __shfl_xor_sync(0xffffffffu, send, W);
+    v[i] = keep + __shfl_xor_sync(0xffffffffu, send, M);
   }
-  if constexpr (W > 1) transpose_sum_step<W / 2>(v, lane);
+  if constexpr (M / 2 >= kLPC) transpose_sum<W / 2, M / 2, kLPC>(v, lane);
 }
-__device__ __forceinline__ void warp_transpose_sum(float (&v)[32], int lane) { transpose_sum_step<16>(v, lane); }
 
+// o[j] = p[i + n0 + j] as floats (zero where n0 + j >= N). kVec: N % 4 == 0 and p 16-byte
+// aligned (then p + i + n0 is 8-byte aligned for bf16, 16-byte for f32): one vector load.
+template <bool kVec>
+__device__ __forceinline__ void ld4(const bf16* p, int64_t i, int n0, int N, float (&o)[4]) {
+  if constexpr (kVec) {
+    uint2 w = make_uint2(0u, 0u);
+    if (n0 < N) w = *reinterpret_cast<const uint2*>(p + i + n0);
+    o[0] = __uint_as_float(w.x << 16);
+    o[1] = __uint_as_float(w.x & 0xffff0000u);
+    o[2] = __uint_as_float(w.y << 16);
+    o[3] = __uint_as_float(w.y & 0xffff0000u);
+  } else {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) o[j] = n0 + j < N ? ld(p, i + n0 + j) : 0.0f;
+  }
+}
+template <bool kVec>
+__device__ __forceinline__ void ld4(const float* p, int64_t i, int n0, int N, float (&o)[4]) {
+  if constexpr (kVec) {
+    float4 w = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (n0 < N) w = *reinterpret_cast<const float4*>(p + i + n0);
+    o[0] = w.x;
+    o[1] = w.y;
+    o[2] = w.z;
+    o[3] = w.w;
+  } else {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) o[j] = n0 + j < N ? p[i + n0 + j] : 0.0f;
+  }
+}
+
+// The gradient kernel (c above). ck: this wave's sub-chunk checkpoints, [kSub slots][G][B][tiles *
+// kThreads] float4 (slot i = the state before sub-chunk i; the last sub-chunk needs none).
 template <class T, int kN, bool kVec>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 2)
     scan_bwd_k(const T* __restrict__ u, const T* __restrict__ delta, const T* __restrict__ A_log,
                const T* __restrict__ Bm, const T* __restrict__ Cm, const T* __restrict__ Dv,
                const T* __restrict__ dt_bias, const float* __restrict__ states, const T* __restrict__ dy,
-               T* __restrict__ du, T* __restrict__ ddelta, float* __restrict__ stash, float* __restrict__ pB,
+               T* __restrict__ du, T* __restrict__ ddelta, float4* __restrict__ ck, float* __restrict__ pB,
                float* __restrict__ pC, float* __restrict__ pA, float* __restrict__ pD, float* __restrict__ pbias,
                const float* __restrict__ gin, int64_t Bsz, int64_t T_, int64_t Dc, int N, int64_t chunk, int64_t k0,
                int64_t G) {
-  constexpr int kQ = kN / 16;  // groups of 16 states
-  __shared__ float sh[kSteps][kWarps][kQ * 32];
+  using Ly = Lay<kN>;
+  constexpr int kLPC = Ly::kLPC, kCW = Ly::kCW, kCPB = Ly::kCPB, kR = Ly::kR;
+  __shared__ float sh[kHalf][kWarps][32 * kR];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, q = lane % kLPC;
   const int64_t tile = blockIdx.x, k = k0 + blockIdx.y, b = blockIdx.z;
-  const int64_t c = tile * kThreads + threadIdx.x;
+  const int64_t c = tile * kCPB + warp * kCW + lane / kLPC;
   const bool valid = c < Dc;  // invalid threads (last tile) still take part in shuffles and syncs
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int nq = (N + 15) / 16;  // groups in use (uniform over the block)
+  const int n0 = 4 * q;       // this thread's states n0 .. n0 + 3
   const int64_t nch = (T_ + chunk - 1) / chunk;
-  const int64_t BD = Bsz * G * Dc, col = (b * G + blockIdx.y) * Dc + c;  // stash columns of this wave
-  const int64_t row = (b * nch + k) * Dc + c;                             // (b, k, c) rows of the partials
+  const int64_t row = (b * nch + k) * Dc + c;  // (b, k, c) rows of the carries and partials
+  const int64_t ck_stride = G * Bsz * int64_t(gridDim.x) * kThreads;  // float4s per checkpoint slot
+  float4* ckp = ck + (blockIdx.y * Bsz + b) * int64_t(gridDim.x) * kThreads + tile * kThreads + threadIdx.x;
 
-  float A[kN], A2[kN], g[kN], dA[kN];  // A2 = A log2(e): exp(dt A) = exp2(dt A2), as in the forward
+  float A[4], A2[4], g[4], dA[4], h[4];  // A2 = A log2(e): exp(dt A) = exp2(dt A2), as in the forward
 #pragma unroll
-  for (int n = 0; n < kN; ++n) {
-    A[n] = (valid && n < N) ? -expf(ld(A_log, c * N + n)) : 0.0f;
-    A2[n] = A[n] * kLog2e;
-    g[n] = (valid && n < N) ? gin[row * N + n] : 0.0f;  // the carry from the later chunks
-    dA[n] = 0.0f;
+  for (int j = 0; j < 4; ++j) {
+    const int n = n0 + j;
+    const bool on = valid && n < N;
+    A[j] = on ? -expf(ld(A_log, c * N + n)) : 0.0f;
+    A2[j] = A[j] * kLog2e;
+    g[j] = on ? gin[row * N + n] : 0.0f;  // the carry from the later chunks
+    dA[j] = 0.0f;
+    h[j] = (on && k > 0) ? states[((b * nch + k - 1) * Dc + c) * N + n] : 0.0f;
   }
   const float bias = valid ? ld(dt_bias, c) : 0.0f, Dskip = valid ? ld(Dv, c) : 0.0f;
   float dDacc = 0.0f, dbacc = 0.0f;
-  int slot = 0;         // next free step slot of sh
-  int64_t t_first = 0;  // time step of slot 0 (slot j holds step t_first - j)
+  const int64_t s = k * chunk, e = min(T_, s + chunk);
+  const int nsub = int((e - s + kSub - 1) / kSub);
 
-  {
-    const int64_t s = k * chunk, e = min(T_, s + chunk);
-    // 1. Recompute the chunk's states from the saved one; stash h_{t-1} for t in [s, e).
+  // One step of the forward recurrence (the forward kernel's expression); invalid threads keep 0.
+  auto advance = [&](int64_t t) {
+    float dt = 0.0f, dtu = 0.0f;
     if (valid) {
-      float h[kN];
-      const float* h0 = k > 0 ? states + ((b * nch + k - 1) * Dc + c) * N : nullptr;
+      const int64_t i = (b * T_ + t) * Dc + c;
+      dt = softplusf_(ld(delta, i) + bias);
+      dtu = dt * ld(u, i);
+    }
+    float Bv[4];
+    ld4<kVec>(Bm, (b * T_ + t) * N, n0, N, Bv);
 #pragma unroll
-      for (int n = 0; n < kN; ++n) h[n] = (h0 && n < N) ? h0[n] : 0.0f;
-      for (int64_t t = s; t < e; ++t) {
-        const int64_t i = (b * T_ + t) * Dc + c;
-        const float dt = softplusf_(ld(delta, i) + bias), dtu = dt * ld(u, i);
-        const int64_t bt = (b * T_ + t) * N;
-        float* sp = stash + (t - s) * N * BD + col;
-        float Bv[kN];
-        ld_row<kN, kVec>(Bm, bt, N, Bv);
+    for (int j = 0; j < 4; ++j) h[j] = exp2f(dt * A2[j]) * h[j] + dtu * Bv[j];
+  };
+
+  // 1. Checkpoints before sub-chunks 1 .. nsub - 1 (slot i - 1); h ends as the state before the last.
+  for (int i = 0; i + 1 < nsub; ++i) {
+    if (i > 0) ckp[(i - 1) * ck_stride] = make_float4(h[0], h[1], h[2], h[3]);
+    const int64_t t0 = s + int64_t(i) * kSub;
+#pragma unroll 4
+    for (int jj = 0; jj < kSub; ++jj) advance(t0 + jj);
+  }
+
+  // 2. Sub-chunks last to first.
+  for (int i = nsub - 1; i >= 0; --i) {
+    const int64_t t0 = s + int64_t(i) * kSub;
+    const int len = int(min(int64_t(kSub), e - t0));
+    if (i < nsub - 1) {  // the last sub-chunk starts from h as phase 1 left it
+      if (i == 0) {
 #pragma unroll
-        for (int n = 0; n < kN; ++n) {
-          if (n < N) {
-            sp[n * BD] = h[n];
-            h[n] = exp2f(dt * A2[n]) * h[n] + dtu * Bv[n];  // the forward kernel's expression
-          }
+        for (int j = 0; j < 4; ++j) {
+          const int n = n0 + j;
+          h[j] = (valid && n < N && k > 0) ? states[((b * nch + k - 1) * Dc + c) * N + n] : 0.0f;
         }
+      } else {
+        const float4 v = ckp[(i - 1) * ck_stride];
+        h[0] = v.x, h[1] = v.y, h[2] = v.z, h[3] = v.w;
       }
     }
-    // 2. Reverse scan through the chunk.
-    for (int64_t t = e - 1; t >= s; --t) {
-      if (slot == 0) t_first = t;
-      const int64_t i = (b * T_ + t) * Dc + c;
-      float xv = 0.0f, dt = 0.0f, uv = 0.0f, dyv = 0.0f;  // zeros make an invalid thread contribute 0
-      if (valid) {
-        xv = ld(delta, i) + bias;
-        dt = softplusf_(xv);
-        uv = ld(u, i);
-        dyv = ld(dy, i);
+    float hp[kSub][4];  // h_{t0 + jj - 1}
+#pragma unroll
+    for (int jj = 0; jj < kSub; ++jj) {
+      if (jj < len) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) hp[jj][j] = h[j];
+        if (jj + 1 < len) advance(t0 + jj);
       }
-      const float dtu = dt * uv;
-      const int64_t bt = (b * T_ + t) * N;
-      const float* sp = stash + (t - s) * N * BD + col;
-      float Bv[kN], Cv[kN];
-      ld_row<kN, kVec>(Bm, bt, N, Bv);
-      ld_row<kN, kVec>(Cm, bt, N, Cv);
-      float ddt = 0.0f, duv = 0.0f;
+    }
 #pragma unroll
-      for (int q = 0; q < kQ; ++q) {
-        if (q < nq) {
-          float v[32];  // [dB for n = 16q .. 16q+15 | dC for the same n], this thread's channel
+    for (int half = 1; half >= 0; --half) {
+      const int nst = min(kHalf, len - half * kHalf);  // steps in this half (block-uniform)
+      if (nst <= 0) continue;
 #pragma unroll
-          for (int j = 0; j < 16; ++j) {
-            const int n = q * 16 + j;
-            float vb = 0.0f, vc = 0.0f;
-            if (n < N) {
-              const float Bn = Bv[n], Cn = Cv[n];
-              const float hp = valid ? sp[n * BD] : 0.0f;
-              const float gn = g[n] + dyv * Cn;  // dL/dh_t
-              const float a = exp2f(dt * A2[n]);
-              const float ah = a * hp;
-              vc = dyv * (ah + dtu * Bn);  // dy_t h_t
-              dA[n] += gn * dt * ah;
-              ddt += gn * (A[n] * ah + Bn * uv);
-              vb = gn * dt * uv;
-              duv += gn * Bn;
-              g[n] = gn * a;
-            }
-            v[j] = vb;
-            v[16 + j] = vc;
-          }
-          warp_transpose_sum(v, lane);
-          sh[slot][warp][q * 32 + lane] = v[0];
+      for (int jk = kHalf - 1; jk >= 0; --jk) {
+        const int jj = half * kHalf + jk;
+        if (jj >= len) continue;
+        const int64_t t = t0 + jj, i = (b * T_ + t) * Dc + c;
+        float xv = 0.0f, dt = 0.0f, uv = 0.0f, dyv = 0.0f;  // zeros make an invalid thread contribute 0
+        if (valid) {
+          xv = ld(delta, i) + bias;
+          dt = softplusf_(xv);
+          uv = ld(u, i);
+          dyv = ld(dy, i);
+        }
+        const float dtu = dt * uv;
+        float Bv[4], Cv[4];
+        ld4<kVec>(Bm, (b * T_ + t) * N, n0, N, Bv);
+        ld4<kVec>(Cm, (b * T_ + t) * N, n0, N, Cv);
+        float v[8];  // [dB of the 4 states | dC of the 4 states], this thread's channel
+        float ddt = 0.0f, duv = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const float gn = g[j] + dyv * Cv[j];  // dL/dh_t
+          const float a = exp2f(dt * A2[j]);
+          const float ah = a * hp[jj][j];
+          v[4 + j] = dyv * (ah + dtu * Bv[j]);  // dy_t h_t
+          dA[j] += gn * dt * ah;
+          ddt += gn * (A[j] * ah + Bv[j] * uv);
+          v[j] = gn * dt * uv;
+          duv += gn * Bv[j];
+          g[j] = gn * a;
+        }
+#pragma unroll
+        for (int o = 1; o < kLPC; o <<= 1) {  // over the channel's lanes
+          ddt += __shfl_xor_sync(0xffffffffu, ddt, o);
+          duv += __shfl_xor_sync(0xffffffffu, duv, o);
+        }
+        transpose_sum<4, 16, kLPC>(v, lane);
+#pragma unroll
+        for (int r = 0; r < kR; ++r) sh[jk][warp][lane * kR + r] = v[r];
+        if (valid && q == 0) {
+          st(du, i, duv * dt + dyv * Dskip);
+          dDacc += dyv * uv;
+          const float dx = ddt * dsoftplusf_(xv);
+          st(ddelta, i, dx);
+          dbacc += dx;
         }
       }
-      if (valid) {
-        st(du, i, duv * dt + dyv * Dskip);
-        dDacc += dyv * uv;
-        const float dx = ddt * dsoftplusf_(xv);
-        st(ddelta, i, dx);
-        dbacc += dx;
-      }
-      if (++slot == kSteps || t == s) {  // flush: block sums (warp order) -> partial per tile
-        __syncthreads();
-        const int per = nq * 32;
-        for (int en = threadIdx.x; en < slot * per; en += kThreads) {
-          const int kk = en / per, j = en % per;
-          float sum = 0.0f;
+      // Flush: block sums (warp order) -> one partial per (tile, b, t, n).
+      __syncthreads();
+      const int64_t tb = t0 + half * kHalf;
+      for (int en = threadIdx.x; en < nst * 32 * kR; en += kThreads) {
+        const int jk = en / (32 * kR), el = en % (32 * kR);
+        float sum = 0.0f;
 #pragma unroll
-          for (int w = 0; w < kWarps; ++w) sum += sh[kk][w][j];
-          const int l = j & 31, n = (j >> 5) * 16 + (l & 15);
-          if (n < N) (l < 16 ? pB : pC)[((tile * Bsz + b) * T_ + (t_first - kk)) * N + n] = sum;
-        }
-        __syncthreads();
-        slot = 0;
+        for (int w = 0; w < kWarps; ++w) sum += sh[jk][w][el];
+        const int l = el / kR, r = el % kR;                  // the lane that held it, and which value
+        const int idx = (l / kLPC) * kR + r, n = 4 * (l % kLPC) + (idx & 3);  // v index, state
+        if (n < N) (idx < 4 ? pB : pC)[((tile * Bsz + b) * T_ + tb + jk) * N + n] = sum;
       }
+      __syncthreads();
     }
   }
   if (valid) {
-    float* pa = pA + row * N;
 #pragma unroll
-    for (int n = 0; n < kN; ++n)
-      if (n < N) pa[n] = dA[n] * A[n];  // dA_log = dA * A (the CPU's order)
-    pD[row] = dDacc;
-    pbias[row] = dbacc;
+    for (int j = 0; j < 4; ++j)
+      if (n0 + j < N) pA[row * N + n0 + j] = dA[j] * A[j];  // dA_log = dA * A (the CPU's order)
+    if (q == 0) {
+      pD[row] = dDacc;
+      pbias[row] = dbacc;
+    }
   }
 }
 
@@ -290,14 +364,41 @@ __global__ void scan_bwd_sum_param_k(const float* __restrict__ pA, const float* 
   }
 }
 
-template <class T, int kN, bool kVec>
-void launch_scan_bwd(cudaStream_t st_, const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm,
-                     const T* D, const T* dt_bias, const float* states, const T* dy, T* du, T* ddelta, float* stash,
-                     float* pB, float* pC, float* pA, float* pD, float* pbias, float* gl, float* dts, int64_t B,
-                     int64_t T_, int64_t Dc, int N, int64_t chunk, int64_t G) {
-  const int64_t nch = (T_ + chunk - 1) / chunk, ntile = (Dc + kThreads - 1) / kThreads;
-  scan_bwd_carry_local_k<T, kN, kVec><<<blocks_for(B * nch * Dc, 128), 128, 0, st_>>>(delta, A_log, Cm, dt_bias, dy, gl, dts,
-                                                                                 B, T_, Dc, N, chunk);
+// All passes for kN-state lanes; kVec: B/C rows in 4-element vector loads (ld4), kRow16: N == 16
+// and 16-byte aligned B/C for the carry kernel's whole-row loads (ld_row).
+template <class T, int kN, bool kVec, bool kRow16>
+void run_scan_bwd(cudaStream_t st_, const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, const T* D,
+                  const T* dt_bias, const float* states, const T* dy, T* du, T* ddelta, float* dA_log, float* dBm,
+                  float* dCm, float* dD, float* ddt_bias, int64_t B, int64_t T_, int64_t Dc, int N, int64_t chunk) {
+  constexpr int kCPB = Lay<kN>::kCPB;
+  const int64_t ntile = (Dc + kCPB - 1) / kCPB;
+  HS_CHECK(ntile < (int64_t{1} << 31), "selective_scan_bwd (CUDA): grid too large");
+  const int64_t nch = (T_ + chunk - 1) / chunk;
+  const int64_t L = std::min(chunk, T_), M = B * T_ * N;
+  const int64_t slots = std::max<int64_t>(0, (L + kSub - 1) / kSub - 2);  // checkpoints per chunk
+  const int64_t ck_per_chunk = slots * B * ntile * kThreads;                // float4s
+  // Chunks per wave: as many as keep the checkpoints under kCkptBytes (at least one), balanced.
+  const int64_t Gmax =
+      std::clamp<int64_t>(kCkptBytes / std::max<int64_t>(1, ck_per_chunk * 16), 1, std::min<int64_t>(nch, 65535));
+  const int64_t waves = (nch + Gmax - 1) / Gmax, G = (nch + waves - 1) / waves;
+  const int64_t R = B * Dc * nch;  // (b, k, c) rows
+  const int64_t n_ck = 4 * ck_per_chunk * G, n_part = ntile * M, n_param = R * (N + 2), n_carry = R * (N + 1);
+  const int64_t total = n_ck + 2 * n_part + n_param + n_carry;
+  float* ws = nullptr;
+  cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&ws), static_cast<size_t>(total) * sizeof(float), st_);
+  HS_CHECK(e == cudaSuccess, "selective_scan_bwd (CUDA): workspace of ", total * 4, " bytes (B = ", B, ", T = ", T_,
+           ", Dc = ", Dc, ", N = ", N, ", chunk = ", chunk, "): ", cudaGetErrorString(e));
+  float4* ck = reinterpret_cast<float4*>(ws);  // cudaMallocAsync memory is 256-byte aligned
+  float* pB = ws + n_ck;
+  float* pC = pB + n_part;
+  float* pA = pC + n_part;
+  float* pD = pA + R * N;
+  float* pbias = pD + R;
+  float* gl = pbias + R;
+  float* dts = gl + R * N;
+
+  scan_bwd_carry_local_k<T, kN, kRow16><<<blocks_for(B * nch * Dc, 128), 128, 0, st_>>>(
+      delta, A_log, Cm, dt_bias, dy, gl, dts, B, T_, Dc, N, chunk);
   HS_LAUNCH_CHECK("selective_scan_bwd (local carries)", "B = ", B, ", T = ", T_, ", Dc = ", Dc, ", N = ", N);
   phase("scan_bwd.carry_local");
   scan_bwd_carry_combine_k<T><<<blocks_for(B * Dc * N, 256), 256, 0, st_>>>(A_log, gl, dts, B, nch, Dc, N);
@@ -306,12 +407,19 @@ void launch_scan_bwd(cudaStream_t st_, const T* u, const T* delta, const T* A_lo
   for (int64_t k0 = 0; k0 < nch; k0 += G) {
     const int64_t g = std::min(G, nch - k0);
     const dim3 grid(static_cast<unsigned>(ntile), static_cast<unsigned>(g), static_cast<unsigned>(B));
-    scan_bwd_k<T, kN, kVec><<<grid, kThreads, 0, st_>>>(u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash,
-                                                   pB, pC, pA, pD, pbias, gl, B, T_, Dc, N, chunk, k0, G);
+    scan_bwd_k<T, kN, kVec><<<grid, kThreads, 0, st_>>>(u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta,
+                                                        ck, pB, pC, pA, pD, pbias, gl, B, T_, Dc, N, chunk, k0, G);
     HS_LAUNCH_CHECK("selective_scan_bwd", "B = ", B, ", T = ", T_, ", Dc = ", Dc, ", N = ", N, ", chunk = ", chunk,
                     ", chunks ", k0, "..", k0 + g - 1);
     phase("scan_bwd.gradients");
   }
+  scan_bwd_sum_bc_k<<<blocks_for(M, 256), 256, 0, st_>>>(pB, pC, dBm, dCm, ntile, M);
+  HS_LAUNCH_CHECK("selective_scan_bwd (dB/dC sum)", "B = ", B, ", T = ", T_, ", N = ", N, ", tiles = ", ntile);
+  scan_bwd_sum_param_k<<<blocks_for(Dc * N, 256), 256, 0, st_>>>(pA, pD, pbias, dA_log, dD, ddt_bias, B * nch, Dc,
+                                                                  N);
+  HS_LAUNCH_CHECK("selective_scan_bwd (parameter sum)", "B = ", B, ", Dc = ", Dc, ", N = ", N);
+  phase("scan_bwd.sums");
+  cudaFreeAsync(ws, st_);
 }
 }  // namespace
 
@@ -339,49 +447,29 @@ void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm,
     return;
   }
   HS_CHECK(B <= 65535, "selective_scan_bwd (CUDA): batch ", B, " exceeds the grid's z dimension (65535)");
-  const int64_t ntile = (Dc + kThreads - 1) / kThreads;
-  HS_CHECK(ntile < (int64_t{1} << 31), "selective_scan_bwd (CUDA): grid too large");
-  const int64_t nch = (T_ + chunk - 1) / chunk;
-  const int64_t L = std::min(chunk, T_), BD = B * Dc, M = B * T_ * N;
-  // Chunks per wave: as many as keep the h_{t-1} stash under kStashBytes (at least one).
-  const int64_t Gmax = std::clamp<int64_t>(kStashBytes / std::max<int64_t>(1, L * N * BD * 4), 1, std::min<int64_t>(nch, 65535));
-  const int64_t waves = (nch + Gmax - 1) / Gmax, G = (nch + waves - 1) / waves;
-  const int64_t R = BD * nch;  // (b, k, c) rows
-  const int64_t n_stash = L * N * BD * G, n_part = ntile * M, n_param = R * (N + 2), n_carry = R * (N + 1);
-  const int64_t total = n_stash + 2 * n_part + n_param + n_carry;
-  float* ws = nullptr;
-  cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&ws), static_cast<size_t>(total) * sizeof(float), st_);
-  HS_CHECK(e == cudaSuccess, "selective_scan_bwd (CUDA): workspace of ", total * 4, " bytes (B = ", B, ", T = ", T_,
-           ", Dc = ", Dc, ", N = ", N, ", chunk = ", chunk, "): ", cudaGetErrorString(e));
-  float* stash = ws;
-  float* pB = stash + n_stash;
-  float* pC = pB + n_part;
-  float* pA = pC + n_part;
-  float* pD = pA + R * N;
-  float* pbias = pD + R;
-  float* gl = pbias + R;
-  float* dts = gl + R * N;
-
   const int n = static_cast<int>(N);
-  if (N == 16 && aligned16(Bm) && aligned16(Cm))
-    launch_scan_bwd<T, 16, true>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash, pB, pC, pA,
-                                 pD, pbias, gl, dts, B, T_, Dc, n, chunk, G);
-  else if (N <= 16)
-    launch_scan_bwd<T, 16, false>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash, pB, pC, pA, pD,
-                           pbias, gl, dts, B, T_, Dc, n, chunk, G);
+  const bool aligned = aligned16(Bm) && aligned16(Cm);
+  const bool vec = aligned && N % 4 == 0, row16 = aligned && N == 16;
+  auto go = [&](auto kn) {
+    constexpr int kN = decltype(kn)::value;
+    if constexpr (kN == 16) {
+      if (row16)
+        return run_scan_bwd<T, kN, true, true>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta,
+                                               dA_log, dBm, dCm, dD, ddt_bias, B, T_, Dc, n, chunk);
+    }
+    if (vec)
+      run_scan_bwd<T, kN, true, false>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, dA_log, dBm,
+                                       dCm, dD, ddt_bias, B, T_, Dc, n, chunk);
+    else
+      run_scan_bwd<T, kN, false, false>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, dA_log, dBm,
+                                        dCm, dD, ddt_bias, B, T_, Dc, n, chunk);
+  };
+  if (N <= 16)
+    go(std::integral_constant<int, 16>{});
   else if (N <= 32)
-    launch_scan_bwd<T, 32, false>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash, pB, pC, pA, pD,
-                           pbias, gl, dts, B, T_, Dc, n, chunk, G);
+    go(std::integral_constant<int, 32>{});
   else
-    launch_scan_bwd<T, 64, false>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, stash, pB, pC, pA, pD,
-                           pbias, gl, dts, B, T_, Dc, n, chunk, G);
-  scan_bwd_sum_bc_k<<<blocks_for(M, 256), 256, 0, st_>>>(pB, pC, dBm, dCm, ntile, M);
-  HS_LAUNCH_CHECK("selective_scan_bwd (dB/dC sum)", "B = ", B, ", T = ", T_, ", N = ", N, ", tiles = ", ntile);
-  scan_bwd_sum_param_k<<<blocks_for(Dc * N, 256), 256, 0, st_>>>(pA, pD, pbias, dA_log, dD, ddt_bias, B * nch, Dc,
-                                                                  N);
-  HS_LAUNCH_CHECK("selective_scan_bwd (parameter sum)", "B = ", B, ", Dc = ", Dc, ", N = ", N);
-  phase("scan_bwd.sums");
-  cudaFreeAsync(ws, st_);
+    go(std::integral_constant<int, 64>{});
 }
 
 #define HS_INST(T)                                                                                                  \
