@@ -121,8 +121,8 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
           int64_t ldb, float beta, void* C, int64_t ldc, bool ab_bf16, bool c_bf16, int64_t batch = 1,
           int64_t stride_a = 0, int64_t stride_b = 0, int64_t stride_c = 0, void* stream = nullptr);
 
-// Sum of squares of x [n] in double, deterministic (fixed grid, fixed-order final pass);
-// synchronises the stream and returns the value.
+// Sum of squares of x [n] in double, deterministic (a partition into 64K-element items that
+// depends only on n, fixed-order sums); synchronises the stream and returns the value.
 double sum_squares(const float* x, int64_t n, void* stream = nullptr);
 // The same for `count` tensors at once, with one synchronisation: out[i] = sum_squares(xs[i], ns[i])
 // bit for bit.

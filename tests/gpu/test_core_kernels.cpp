@@ -188,6 +188,15 @@ TEST_CASE("CUDA AdamW and sum of squares match the CPU twins", "[gpu][kernels]")
     ptrs.push_back(dptr<float>(ts.back()));
     ns.push_back(n);
   }
+  // Spanning several 64K-element items, from a pointer that is not 16-byte aligned (scalar loads).
+  ts.push_back(on_gpu(testing::randn({200001}, 77, 1.0, DType::f32)));
+  ptrs.push_back(dptr<float>(ts.back()) + 1);
+  ns.push_back(200000);
+  {
+    const std::vector<float> h = ts.back().to(Device::cpu()).to_vector<float>();
+    const double want = kc::sum_squares<float>(h.data() + 1, 200000);
+    CHECK(std::fabs(kg::sum_squares(ptrs.back(), ns.back()) - want) <= 1e-9 * want);
+  }
   std::vector<double> many(ts.size(), -1.0);
   kg::sum_squares_many(ptrs.data(), ns.data(), static_cast<int64_t>(ts.size()), many.data());
   for (size_t i = 0; i < ts.size(); ++i) CHECK(many[i] == kg::sum_squares(ptrs[i], ns[i]));

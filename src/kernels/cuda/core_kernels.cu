@@ -2,7 +2,9 @@
 // sum of squares. Compute in fp32 whatever the storage type; 64-bit indices; 128-bit vector
 // loads/stores for the memory-bound elementwise kernels, casts and SwiGLU when pointers are
 // 16-byte aligned (elementwise.cuh).
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
 
@@ -391,13 +393,33 @@ __global__ void cast_k(const Src* __restrict__ x, Dst* __restrict__ y, int64_t n
     }
   }
 }
-constexpr int kSsBlocks = 256;
-__global__ void sum_squares_k(const float* __restrict__ x, int64_t n, double* __restrict__ part) {
+// Sum of squares over many tensors in one launch: each tensor is cut into items of kSsItem
+// elements (the last one shorter), one block per item; the partition depends only on the sizes,
+// and every sum has a fixed order (per thread, the tree in the block, items in order on the
+// host), so the result is deterministic. 16-byte loads where the item is aligned.
+constexpr int64_t kSsItem = 64 * 1024;
+struct SsItem {
+  const float* p;
+  int64_t n;
+};
+__global__ void __launch_bounds__(kRowThreads) sum_squares_items_k(const SsItem* __restrict__ items,
+                                                                  double* __restrict__ part) {
   __shared__ double sh[kRowThreads];
-  double s = 0;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    s += static_cast<double>(x[i]) * x[i];
-  sh[threadIdx.x] = s;
+  const SsItem it = items[blockIdx.x];
+  double s0 = 0, s1 = 0;
+  int64_t done = 0;
+  if ((reinterpret_cast<uintptr_t>(it.p) & 15u) == 0) {
+    const float4* q = reinterpret_cast<const float4*>(it.p);
+    const int64_t n4 = it.n / 4;
+    for (int64_t i = threadIdx.x; i < n4; i += kRowThreads) {
+      const float4 v = q[i];
+      s0 += static_cast<double>(v.x) * v.x + static_cast<double>(v.y) * v.y;
+      s1 += static_cast<double>(v.z) * v.z + static_cast<double>(v.w) * v.w;
+    }
+    done = 4 * n4;
+  }
+  for (int64_t i = done + threadIdx.x; i < it.n; i += kRowThreads) s0 += static_cast<double>(it.p[i]) * it.p[i];
+  sh[threadIdx.x] = s0 + s1;
   __syncthreads();
   for (int o = kRowThreads / 2; o > 0; o >>= 1) {  // fixed tree: deterministic
     if (threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
@@ -522,24 +544,40 @@ double sum_squares(const float* x, int64_t n, void* s) {
 
 void sum_squares_many(const float* const* xs, const int64_t* ns, int64_t count, double* out, void* s) {
   if (count == 0) return;
-  double* part = nullptr;
-  const size_t bytes = static_cast<size_t>(count) * kSsBlocks * sizeof(double);
-  cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&part), bytes, S(s));
-  HS_CHECK(e == cudaSuccess, "sum_squares (CUDA): workspace: ", cudaGetErrorString(e));
-  e = cudaMemsetAsync(part, 0, bytes, S(s));  // tensors of no elements launch nothing
-  for (int64_t i = 0; i < count && e == cudaSuccess; ++i) {
-    if (ns[i] == 0) continue;
-    sum_squares_k<<<kSsBlocks, kRowThreads, 0, S(s)>>>(xs[i], ns[i], part + i * kSsBlocks);
-    HS_LAUNCH_CHECK("sum_squares", "n = ", ns[i]);
+  std::vector<SsItem> items;
+  std::vector<int64_t> first(static_cast<size_t>(count) + 1);  // items of tensor i: [first[i], first[i + 1])
+  for (int64_t i = 0; i < count; ++i) {
+    HS_CHECK(ns[i] >= 0, "sum_squares (CUDA): negative size ", ns[i]);
+    first[static_cast<size_t>(i)] = static_cast<int64_t>(items.size());
+    for (int64_t o = 0; o < ns[i]; o += kSsItem) items.push_back({xs[i] + o, std::min(kSsItem, ns[i] - o)});
   }
-  std::vector<double> h(static_cast<size_t>(count) * kSsBlocks);
-  if (e == cudaSuccess) e = cudaMemcpyAsync(h.data(), part, bytes, cudaMemcpyDeviceToHost, S(s));
-  if (e == cudaSuccess) e = cudaStreamSynchronize(S(s));
-  cudaFreeAsync(part, S(s));
-  HS_CHECK(e == cudaSuccess, "sum_squares (CUDA): ", cudaGetErrorString(e));
+  first[static_cast<size_t>(count)] = static_cast<int64_t>(items.size());
+  const int64_t ni = static_cast<int64_t>(items.size());
+  std::vector<double> h(static_cast<size_t>(ni));
+  if (ni > 0) {
+    HS_CHECK(ni < (int64_t{1} << 31), "sum_squares (CUDA): too many items (", ni, ")");
+    // One workspace: the item table, then the partial sums.
+    const size_t tbytes = static_cast<size_t>(ni) * sizeof(SsItem), pbytes = static_cast<size_t>(ni) * sizeof(double);
+    char* ws = nullptr;
+    cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&ws), tbytes + pbytes, S(s));
+    HS_CHECK(e == cudaSuccess, "sum_squares (CUDA): workspace: ", cudaGetErrorString(e));
+    auto* dit = reinterpret_cast<SsItem*>(ws);
+    auto* part = reinterpret_cast<double*>(ws + tbytes);  // tbytes is a multiple of 16
+    e = cudaMemcpyAsync(dit, items.data(), tbytes, cudaMemcpyHostToDevice, S(s));
+    if (e == cudaSuccess) {
+      sum_squares_items_k<<<static_cast<unsigned>(ni), kRowThreads, 0, S(s)>>>(dit, part);
+      e = cudaGetLastError();
+    }
+    if (e == cudaSuccess) e = cudaMemcpyAsync(h.data(), part, pbytes, cudaMemcpyDeviceToHost, S(s));
+    if (e == cudaSuccess) e = cudaStreamSynchronize(S(s));  // also keeps `items` alive for the copy
+    cudaFreeAsync(ws, S(s));
+    HS_CHECK(e == cudaSuccess, "sum_squares (CUDA): ", cudaGetErrorString(e), " (", count, " tensors, ", ni,
+             " items)");
+  }
   for (int64_t i = 0; i < count; ++i) {
     double total = 0;
-    for (int b = 0; b < kSsBlocks; ++b) total += h[static_cast<size_t>(i * kSsBlocks + b)];  // fixed order
+    for (int64_t j = first[static_cast<size_t>(i)]; j < first[static_cast<size_t>(i) + 1]; ++j)
+      total += h[static_cast<size_t>(j)];  // fixed order
     out[i] = total;
   }
 }
