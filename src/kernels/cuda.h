@@ -20,6 +20,15 @@ using PhaseHook = void (*)(const char* name);
 void set_phase_hook(PhaseHook hook);
 void phase(const char* name);
 
+// Deterministic kernels (the default): every reduction has a fixed partition and order, so a
+// run is bit-identical to the last on the same device. set_deterministic(false) lets the kernels
+// that have a faster atomic form use it; their results then vary run to run in the last bits.
+// Today that is the selective scan backward's dB/dC (fp32 atomicAdd of each channel tile's block
+// sum into the output instead of per-tile partials summed in tile order by a second kernel).
+// Process-wide; the trainer sets it from training.deterministic.
+void set_deterministic(bool on);
+bool deterministic();
+
 // y = silu(x); dx = dy * s * (1 + x (1 - s)), s = sigmoid(x)
 template <class T> void silu_fwd(const T* x, T* y, int64_t n, void* stream = nullptr);
 template <class T> void silu_bwd(const T* x, const T* dy, T* dx, int64_t n, void* stream = nullptr);

@@ -5,7 +5,8 @@
 // fp32 arithmetic whatever the storage type, 64-bit indexing, 128-bit loads/stores for the
 // elementwise kernels when every pointer is 16-byte aligned (scalar path otherwise and for the
 // tail), every launch checked. Every reduction is deterministic: fixed partition, fixed order,
-// no floating-point atomics (bit-identical run to run on the same device).
+// no floating-point atomics (bit-identical run to run on the same device), unless
+// set_deterministic(false) (kernels/cuda.h) lets the scan backward add dB, dC atomically.
 // Only compiled when the build has CUDA (HYSCALE_WITH_CUDA).
 #pragma once
 #include <cstdint>
@@ -21,7 +22,8 @@ namespace hyscale::kernels::cuda {
 // freed on it), in bytes, with N' = N rounded up to 16, 32 or 64, channel tiles of C = 1024 / N'
 // channels and n_ch = ceil(T / chunk):
 //     sub-chunk checkpoints: 4 per (b, channel, state') every 16 steps, in waves of <= 1 GiB
-//   + 4 * 2 * ceil(Dc / C) * B * T * N     (dB/dC partials per channel tile)
+//   + 4 * 2 * ceil(Dc / C) * B * T * N     (dB/dC partials per channel tile; none when
+//                                            set_deterministic(false): atomics into dB, dC)
 //   + 4 * B * n_ch * Dc * (2 N + 3)         (per-chunk carries; dA_log/dD/ddt_bias partials)
 template <class T>
 void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, const T* D,

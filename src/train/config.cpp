@@ -140,6 +140,9 @@ std::vector<Field> schema(RunConfig& c) {
       S("training.device", &t.device, {}, "compute device: cpu, cuda (= cuda:0) or cuda:N"),
       S("training.precision", &t.precision, {"fp32", "bf16"},
         "fp32, or bf16 (cuda only): bf16 weight copies and activations, fp32 master weights, gradients and optimizer"),
+      B("training.deterministic", &t.deterministic,
+        "cuda: bit-identical reruns (fixed-order reductions); false lets the selective-scan backward add dB/dC "
+        "with atomics"),
       I("logging.log_interval", &l.log_interval, 1, 1e12, "optimizer steps between log lines"),
       I("logging.eval_interval", &l.eval_interval, 0, 1e12, "steps between evaluations; 0 = at the end only"),
       I("logging.eval_batches", &l.eval_batches, 1, 1e9, "validation batches (of batch_size x dp sequences) per evaluation"),

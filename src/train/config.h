@@ -38,6 +38,7 @@ struct TrainingConfig {
   int64_t threads = 0;      // CPU threads (0 = all cores)
   std::string device = "cpu";
   std::string precision = "fp32";
+  bool deterministic = true;  // CUDA: bit-identical reruns (false: atomics where faster, kernels/cuda.h)
 };
 
 struct LoggingConfig {

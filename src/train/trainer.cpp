@@ -22,6 +22,9 @@
 #include "parallel/comm.h"
 #include "parallel/tp_ops.h"
 #include "train/optimizer.h"
+#ifdef HYSCALE_WITH_CUDA
+#include "kernels/cuda.h"
+#endif
 
 namespace fs = std::filesystem;
 
@@ -147,6 +150,9 @@ Device training_device(const RunConfig& cfg) {
     HS_CHECK(device.index < cuda_device_count(), "training.device ", device.str(), ": only ", cuda_device_count(),
              " CUDA device(s) visible");
     cudart::set_device(device.index);
+#ifdef HYSCALE_WITH_CUDA
+    kernels::cuda::set_deterministic(cfg.training.deterministic);
+#endif
   }
   HS_CHECK(cfg.training.precision == "fp32" || device.is_cuda(), "training.precision: ", cfg.training.precision,
            " needs training.device cuda (the cpu kernels compute in fp32/fp64)");

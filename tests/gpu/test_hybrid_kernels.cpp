@@ -180,11 +180,19 @@ TEST_CASE("CUDA selective scan backward matches the CPU twin and is deterministi
   cases.emplace_back(1, 257, 200, 16, 128);  // 4 channel tiles of 64, the last partial; 7 sub-chunk checkpoints
   cases.emplace_back(1, 2049, 64, 16, 128);  // long: 17 chunks, the last one step long; 20 repeated backwards
   cases.emplace_back(2, 4097, 40, 16, 128);
+  // Deterministic (the default), then with atomic dB/dC (set_deterministic(false)) on the longer
+  // cases: the same tolerances; everything but dB/dC still bit-identical on a repeat.
+  struct Restore {
+    ~Restore() { kg::set_deterministic(true); }
+  } restore;
+  for (bool det : {true, false})
   for (DType dt : {DType::f32, DType::bf16}) {
+    kg::set_deterministic(det);
     const double tol_t = dt == DType::f32 ? 1e-4 : 2e-2, tol_f = dt == DType::f32 ? 1e-4 : 1e-3;
     for (auto [B, T, Dc, N, chunk] : cases) {
+      if (!det && T < 129) continue;
       INFO("scan bwd " << dtype_name(dt) << " B " << B << " T " << T << " Dc " << Dc << " N " << N << " chunk "
-                       << chunk);
+                       << chunk << (det ? "" : " atomic dB/dC"));
       const int64_t nc = kc::scan_num_chunks(T, chunk);
       const uint64_t sd = 1000 * T + 10 * Dc + chunk;
       // Realistic ranges (mamba_simple.py init): A_log = log(1..N), dt_bias = softplus^-1 of a
@@ -253,8 +261,10 @@ TEST_CASE("CUDA selective scan backward matches the CPU twin and is deterministi
         CHECK(same_bits(back(g1.du), back(g2.du)));
         CHECK(same_bits(back(g1.ddelta), back(g2.ddelta)));
         CHECK(same_bits(back(g1.dA), back(g2.dA)));
-        CHECK(same_bits(back(g1.dB), back(g2.dB)));
-        CHECK(same_bits(back(g1.dC), back(g2.dC)));
+        if (det) {
+          CHECK(same_bits(back(g1.dB), back(g2.dB)));
+          CHECK(same_bits(back(g1.dC), back(g2.dC)));
+        }
         CHECK(same_bits(back(g1.dD), back(g2.dD)));
         CHECK(same_bits(back(g1.dbias), back(g2.dbias)));
       }

@@ -1,5 +1,6 @@
 // CUDA selective scan backward (kernels/cuda_hybrid.h; CPU twin kernels/cpu/selective_scan.cpp,
-// same math, same order of the time loop). Deterministic: no atomics, every sum has a fixed order.
+// same math, same order of the time loop). Deterministic by default: no atomics, every sum has a
+// fixed order (kernels/cuda.h's set_deterministic(false) trades that for atomics in dB, dC).
 //
 // Design. The adjoint recurrence g_t-1 = exp(dt_t A) (g_t + dy_t C_t) is linear, so, as in the
 // forward, the chunks run in parallel once each knows the adjoint carried into it from the later
@@ -31,7 +32,8 @@
 // states) are reduced over the warp's channels by a butterfly "transpose-reduce" (lanes of the
 // same state group exchange halves; each ends with the warp sum of 8 / channels-per-warp of
 // them), then go to shared memory, buffered for kHalf steps; the block sums them in warp order and
-// writes one partial per (tile, b, t, n) to scratch. A second kernel sums the tiles in order.
+// writes one partial per (tile, b, t, n) to scratch. A second kernel sums the tiles in order
+// (under set_deterministic(false) the block sums are atomically added to dB, dC instead).
 // dA_log, dD, ddt_bias: each thread's own sums over its chunk (last step first) are written as
 // per-(b, k, c) partials, and a third kernel sums those rows in order (dA_log = A * sum, like the CPU).
 #include <algorithm>
@@ -122,7 +124,7 @@ __global__ void __launch_bounds__(kThreads, 2)
                T* __restrict__ du, T* __restrict__ ddelta, float4* __restrict__ ck, float* __restrict__ pB,
                float* __restrict__ pC, float* __restrict__ pA, float* __restrict__ pD, float* __restrict__ pbias,
                const float* __restrict__ gin, int64_t Bsz, int64_t T_, int64_t Dc, int N, int64_t chunk, int64_t k0,
-               int64_t G) {
+               int64_t G, bool atomic) {
   using Ly = Lay<kN>;
   constexpr int kLPC = Ly::kLPC, kCW = Ly::kCW, kCPB = Ly::kCPB, kR = Ly::kR;
   __shared__ float sh[kHalf][kWarps][32 * kR];
@@ -259,7 +261,13 @@ __global__ void __launch_bounds__(kThreads, 2)
         for (int w = 0; w < kWarps; ++w) sum += sh[jk][w][el];
         const int l = el / kR, r = el % kR;                  // the lane that held it, and which value
         const int idx = (l / kLPC) * kR + r, n = 4 * (l % kLPC) + (idx & 3);  // v index, state
-        if (n < N) (idx < 4 ? pB : pC)[((tile * Bsz + b) * T_ + tb + jk) * N + n] = sum;
+        if (n < N) {
+          float* dst = idx < 4 ? pB : pC;
+          if (atomic)  // pB, pC are dBm, dCm themselves (zeroed): the tiles meet in any order
+            atomicAdd(dst + (b * T_ + tb + jk) * N + n, sum);
+          else
+            dst[((tile * Bsz + b) * T_ + tb + jk) * N + n] = sum;
+        }
       }
       __syncthreads();
     }
@@ -382,16 +390,18 @@ void run_scan_bwd(cudaStream_t st_, const T* u, const T* delta, const T* A_log, 
       std::clamp<int64_t>(kCkptBytes / std::max<int64_t>(1, ck_per_chunk * 16), 1, std::min<int64_t>(nch, 65535));
   const int64_t waves = (nch + Gmax - 1) / Gmax, G = (nch + waves - 1) / waves;
   const int64_t R = B * Dc * nch;  // (b, k, c) rows
-  const int64_t n_ck = 4 * ck_per_chunk * G, n_part = ntile * M, n_param = R * (N + 2), n_carry = R * (N + 1);
+  const bool atomic = !deterministic();
+  const int64_t n_ck = 4 * ck_per_chunk * G, n_part = atomic ? 0 : ntile * M, n_param = R * (N + 2),
+                n_carry = R * (N + 1);
   const int64_t total = n_ck + 2 * n_part + n_param + n_carry;
   float* ws = nullptr;
   cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&ws), static_cast<size_t>(total) * sizeof(float), st_);
   HS_CHECK(e == cudaSuccess, "selective_scan_bwd (CUDA): workspace of ", total * 4, " bytes (B = ", B, ", T = ", T_,
            ", Dc = ", Dc, ", N = ", N, ", chunk = ", chunk, "): ", cudaGetErrorString(e));
   float4* ck = reinterpret_cast<float4*>(ws);  // cudaMallocAsync memory is 256-byte aligned
-  float* pB = ws + n_ck;
-  float* pC = pB + n_part;
-  float* pA = pC + n_part;
+  float* pB = atomic ? dBm : ws + n_ck;
+  float* pC = atomic ? dCm : pB + n_part;
+  float* pA = ws + n_ck + 2 * n_part;
   float* pD = pA + R * N;
   float* pbias = pD + R;
   float* gl = pbias + R;
@@ -404,17 +414,25 @@ void run_scan_bwd(cudaStream_t st_, const T* u, const T* delta, const T* A_log, 
   scan_bwd_carry_combine_k<T><<<blocks_for(B * Dc * N, 256), 256, 0, st_>>>(A_log, gl, dts, B, nch, Dc, N);
   HS_LAUNCH_CHECK("selective_scan_bwd (carry combine)", "B = ", B, ", Dc = ", Dc, ", N = ", N, ", chunks = ", nch);
   phase("scan_bwd.carry_combine");
+  if (atomic) {
+    e = cudaMemsetAsync(dBm, 0, static_cast<size_t>(M) * sizeof(float), st_);
+    if (e == cudaSuccess) e = cudaMemsetAsync(dCm, 0, static_cast<size_t>(M) * sizeof(float), st_);
+    HS_CHECK(e == cudaSuccess, "selective_scan_bwd (CUDA): zeroing dB, dC: ", cudaGetErrorString(e));
+  }
   for (int64_t k0 = 0; k0 < nch; k0 += G) {
     const int64_t g = std::min(G, nch - k0);
     const dim3 grid(static_cast<unsigned>(ntile), static_cast<unsigned>(g), static_cast<unsigned>(B));
     scan_bwd_k<T, kN, kVec><<<grid, kThreads, 0, st_>>>(u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta,
-                                                        ck, pB, pC, pA, pD, pbias, gl, B, T_, Dc, N, chunk, k0, G);
+                                                        ck, pB, pC, pA, pD, pbias, gl, B, T_, Dc, N, chunk, k0, G,
+                                                        atomic);
     HS_LAUNCH_CHECK("selective_scan_bwd", "B = ", B, ", T = ", T_, ", Dc = ", Dc, ", N = ", N, ", chunk = ", chunk,
                     ", chunks ", k0, "..", k0 + g - 1);
     phase("scan_bwd.gradients");
   }
-  scan_bwd_sum_bc_k<<<blocks_for(M, 256), 256, 0, st_>>>(pB, pC, dBm, dCm, ntile, M);
-  HS_LAUNCH_CHECK("selective_scan_bwd (dB/dC sum)", "B = ", B, ", T = ", T_, ", N = ", N, ", tiles = ", ntile);
+  if (!atomic) {
+    scan_bwd_sum_bc_k<<<blocks_for(M, 256), 256, 0, st_>>>(pB, pC, dBm, dCm, ntile, M);
+    HS_LAUNCH_CHECK("selective_scan_bwd (dB/dC sum)", "B = ", B, ", T = ", T_, ", N = ", N, ", tiles = ", ntile);
+  }
   scan_bwd_sum_param_k<<<blocks_for(Dc * N, 256), 256, 0, st_>>>(pA, pD, pbias, dA_log, dD, ddt_bias, B * nch, Dc,
                                                                   N);
   HS_LAUNCH_CHECK("selective_scan_bwd (parameter sum)", "B = ", B, ", Dc = ", Dc, ", N = ", N);

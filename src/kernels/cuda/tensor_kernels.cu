@@ -2,6 +2,7 @@
 // with dtype conversion, and fills. See kernels/cuda.h.
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "kernels/cuda/common.cuh"
@@ -87,6 +88,12 @@ void set_phase_hook(PhaseHook hook) { g_phase_hook = hook; }
 void phase(const char* name) {
   if (g_phase_hook) g_phase_hook(name);
 }
+
+namespace {
+std::atomic<bool> g_deterministic{true};
+}
+void set_deterministic(bool on) { g_deterministic.store(on, std::memory_order_relaxed); }
+bool deterministic() { return g_deterministic.load(std::memory_order_relaxed); }
 
 void strided_copy(void* dst, int dst_dtype, const int64_t* dst_strides, const void* src, int src_dtype,
                   const int64_t* src_strides, const int64_t* shape, int ndim, void* stream) {
