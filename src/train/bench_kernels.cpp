@@ -3,6 +3,7 @@
 // a large bf16 GEMM) and the percentage of each. Needs a CUDA build and a GPU.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
@@ -29,6 +30,26 @@ namespace {
     cudaError_t e_ = (call);                                                                  \
     if (e_ != cudaSuccess) HS_FAIL(#call, " failed: ", cudaGetErrorString(e_));               \
   } while (0)
+
+// Sets an environment variable for its scope, then restores it (kernel-variant switches).
+struct EnvOverride {
+  std::string name, old;
+  bool had;
+  EnvOverride(const char* n, const char* v) : name(n) {
+    const char* o = std::getenv(n);
+    had = o != nullptr;
+    if (had) old = o;
+    setenv(n, v, 1);
+  }
+  ~EnvOverride() {
+    if (had)
+      setenv(name.c_str(), old.c_str(), 1);
+    else
+      unsetenv(name.c_str());
+  }
+  EnvOverride(const EnvOverride&) = delete;
+  EnvOverride& operator=(const EnvOverride&) = delete;
+};
 
 struct DevBuf {
   void* p = nullptr;
@@ -141,6 +162,11 @@ void bench_kernels(int64_t reps) {
       const double scale = 1.0 / std::sqrt(static_cast<double>(D));
       row_gemm("attention fwd " + tag, fwd,
                [&] { kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W); });
+      {  // the forward's other tiling (16 query rows per warp instead of 32), for comparison
+        EnvOverride rows16("HYSCALE_ATTN_FWD_ROWS_PER_WARP", "16");
+        row_gemm("attention fwd " + tag + " [16 rows/warp]", fwd,
+                 [&] { kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W); });
+      }
       row_gemm("attention fwd+bwd " + tag, 3.5 * fwd, [&] {
         kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W);
         kg::attention_bwd<kg::bf16>(q, k, v, o, dout, lse, dq, dk, dv, B, T, H, Hk, D, D, scale, W);
@@ -170,12 +196,19 @@ void bench_kernels(int64_t reps) {
     row_bw("selective scan fwd (2x4096, 4096, N16)", fwd_bytes, [&] {
       kg::selective_scan_fwd<kg::bf16>(u, dl, Al, Bm, Cm, Dd, bias, y, states, B, T, Dc, N, chunk);
     });
-    row_bw("selective scan fwd+bwd", fwd_bytes + bwd_bytes, [&] {
+    auto scan_fb = [&] {
       kg::selective_scan_fwd<kg::bf16>(u, dl, Al, Bm, Cm, Dd, bias, y, states, B, T, Dc, N, chunk);
       kg::selective_scan_bwd<kg::bf16>(u, dl, Al, Bm, Cm, Dd, bias, states, dy, du, ddl, grads, grads + Dc * N,
                                        grads + Dc * N + bn, grads + Dc * N + 2 * bn, grads + Dc * N + 2 * bn + Dc, B,
                                        T, Dc, N, chunk);
-    });
+    };
+    row_bw("selective scan fwd+bwd", fwd_bytes + bwd_bytes, scan_fb);
+    {  // the price of determinism: dB/dC by atomics instead of per-tile partials and a second pass
+      const bool det = kg::deterministic();
+      kg::set_deterministic(false);
+      row_bw("selective scan fwd+bwd [atomic dB/dC]", fwd_bytes + bwd_bytes, scan_fb);
+      kg::set_deterministic(det);
+    }
     row_bw("causal conv1d fwd+bwd (K4)", io * 5.0 * xn, [&] {
       kg::causal_conv1d_fwd<kg::bf16>(u, Al, bias, y, B, T, Dc, K);
       kg::causal_conv1d_bwd<kg::bf16>(u, Al, dy, du, grads, grads + Dc * K, B, T, Dc, K);

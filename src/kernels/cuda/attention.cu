@@ -42,6 +42,8 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 
 #include "kernels/cuda/attention_tiles.cuh"
@@ -267,35 +269,44 @@ __device__ __forceinline__ void cp_async_tile(uint16_t* dst, int ld_, const bf16
 }
 
 // ------------------------------------------------------------------------------ forward, tensor cores
-// bf16 with D = Dv in {64, 128} and 16-byte aligned q, k, v, out, on sm_80+. A CTA of 8 warps takes
-// 128 queries (warp w: rows 16 w .. 16 w + 15) and walks the 64-key tiles that its rows can see; the
-// largest query tiles (the most keys under a causal mask) are launched first.
+// bf16 with D = Dv in {64, 128} and 16-byte aligned q, k, v, out, on sm_80+. A CTA takes 128 queries
+// and walks the 64-key tiles that its rows can see; the largest query tiles (the most keys under a
+// causal mask) are launched first. Each warp owns 16 kMT consecutive rows (kMT m-tiles of 16): 8
+// warps of 16 rows (kMT = 1) or 4 warps of 32 rows (kMT = 2, the default).
 //   - Q, K and V stay row-major bf16 in shared memory (row stride D + 8); K and V have two stages: the
 //     cp.async copy of key tile j + 1 is in flight while tile j is computed (one barrier per tile).
 //   - S = Q K^T: A fragments of Q and B fragments of K by ldmatrix.x4 (Q is re-read per tile rather
-//     than kept in registers, so that two CTAs fit an SM's registers). S lands in the accumulator
+//     than kept in registers, to leave the registers to O and S). S lands in the accumulator
 //     layout; the online softmax runs on those registers (row reductions over the 4 lanes of a group).
 //   - O += P V: P is re-packed to bf16 A fragments in registers (flash-attention-2's register reuse),
 //     the B fragments of V come from ldmatrix.x4.trans of the row-major tile. P is rounded to bf16
 //     for P V (as in FA2); the row sums l use the fp32 P.
-//   - Per warp and tile: a tile with no visible key for the warp's 16 rows is skipped, one that is
+//   - Every K or V fragment loaded from shared memory feeds 2 kMT mma: at kMT = 2 a warp issues
+//     80 ldmatrix per 256 mma and key tile (0.31 per mma) against 72 per 128 (0.56) at kMT = 1,
+//     where shared-memory bandwidth, not the tensor cores, bounded the kernel (an SM moves 128 B
+//     of shared memory per clock, one ldmatrix.x4 is 512 B). kMT = 2 needs ~240 registers per
+//     thread (O alone is 2 x 16 x 4 floats at D 128): 4 warps a CTA, two CTAs an SM.
+//   - Per warp and tile: a tile with no visible key for the warp's rows is skipped, one that is
 //     visible for all of them (not on the diagonal, not on the window's edge) is not masked.
-constexpr int kMmaThreads = 128;                  // the tensor-core backward kernels
-constexpr int kFwdWarps = 8, kFwdThreads = 32 * kFwdWarps;  // the tensor-core forward
+// HYSCALE_ATTN_FWD_ROWS_PER_WARP=16 selects kMT = 1 (for measuring one against the other).
+constexpr int kMmaThreads = 128;  // the tensor-core backward kernels
+constexpr int kFwdBr = 128;       // queries per CTA of the tensor-core forward
+template <int kMT> __host__ __device__ constexpr int fwd_threads() { return 32 * (kFwdBr / (16 * kMT)); }
 template <int kD> struct MmaCfg {
-  static constexpr int kBr = 16 * kFwdWarps, kBc = 64;
+  static constexpr int kBr = kFwdBr, kBc = 64;
   static constexpr int kL = kD + 8;  // smem row stride of every tile, in bf16
   static constexpr int kQ = 0, kK = kQ + kBr * kL, kV = kK + 2 * kBc * kL, kEnd = kV + 2 * kBc * kL;  // K, V: 2 stages
   static constexpr size_t bytes() { return sizeof(uint16_t) * kEnd; }
 };
 
-template <int kD>
-__global__ void __launch_bounds__(kFwdThreads, 2)
+template <int kD, int kMT>
+__global__ void __launch_bounds__(fwd_threads<kMT>(), 2)
     attn_fwd_mma_k(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                    bf16* __restrict__ out, float* __restrict__ lse, int64_t T_, int64_t H, int64_t Hk, float sl2,
                    int64_t W) {
   using C = MmaCfg<kD>;
-  constexpr int Br = C::kBr, Bc = C::kBc, L = C::kL, KS = kD / 16, NT = Bc / 8, OT = kD / 8;
+  constexpr int kThr = fwd_threads<kMT>();
+  constexpr int Br = C::kBr, Bc = C::kBc, L = C::kL, KS = kD / 16, NT = Bc / 8, OT = kD / 8, RW = 16 * kMT;
   uint16_t* sm = reinterpret_cast<uint16_t*>(smem_f32());
   uint16_t *Qs = sm + C::kQ, *Ks = sm + C::kK, *Vs = sm + C::kV;  // stage st of K / V: + st Bc L
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
@@ -304,27 +315,33 @@ __global__ void __launch_bounds__(kFwdThreads, 2)
   const int64_t i_end = i0 + Br < T_ ? i0 + Br : T_;
   const int64_t lo = i0 - W + 1 > 0 ? i0 - W + 1 : 0;  // first key any row of the tile sees
   const int jt0 = int(lo / Bc), jt1 = int((i_end - 1) / Bc);  // key tiles
-  const int64_t r_lo = i0 + warp * 16, r_hi = r_lo + 15;  // the warp's rows
+  const int64_t r_lo = i0 + warp * RW, r_hi = r_lo + RW - 1;  // the warp's rows
   const bf16* kb = k + (b * T_ * Hk + g) * kD;  // key j of KV head g: kb + j Hk kD (the same for v)
   const bf16* vb = v + (b * T_ * Hk + g) * kD;
   auto load_kv = [&](int jt, int st) {
     const int64_t j0 = int64_t(jt) * Bc;
     const int nk = int(T_ - j0 < Bc ? T_ - j0 : Bc);
-    cp_async_tile<Bc, kD, kFwdThreads>(Ks + st * Bc * L, L, kb + j0 * Hk * kD, Hk * kD, nk);
-    cp_async_tile<Bc, kD, kFwdThreads>(Vs + st * Bc * L, L, vb + j0 * Hk * kD, Hk * kD, nk);
+    cp_async_tile<Bc, kD, kThr>(Ks + st * Bc * L, L, kb + j0 * Hk * kD, Hk * kD, nk);
+    cp_async_tile<Bc, kD, kThr>(Vs + st * Bc * L, L, vb + j0 * Hk * kD, Hk * kD, nk);
   };
-  cp_async_tile<Br, kD, kFwdThreads>(Qs, L, q + ((b * T_ + i0) * H + h) * kD, H * kD, int(i_end - i0));
+  cp_async_tile<Br, kD, kThr>(Qs, L, q + ((b * T_ + i0) * H + h) * kD, H * kD, int(i_end - i0));
   load_kv(jt0, 0);
   cp_async_commit();
-  // Per-lane ldmatrix offsets (see the helpers' comment): Q's A fragments (the warp's rows), K's B
-  // fragments (two key n-tiles), V's B fragments (.trans; two head-dim n-tiles).
-  const int q_off = (warp * 16 + (lane & 15)) * L + (lane >> 4) * 8;
+  // Per-lane ldmatrix offsets (see the helpers' comment): Q's A fragments (m-tile 0 of the warp's
+  // rows; m-tile mt at + 16 mt L), K's B fragments (two key n-tiles), V's B fragments (.trans; two
+  // head-dim n-tiles).
+  const int q_off = (warp * RW + (lane & 15)) * L + (lane >> 4) * 8;
   const int k_off = ((lane >> 4) * 8 + (lane & 7)) * L + ((lane >> 3) & 1) * 8;
   const int v_off = (lane & 15) * L + (lane >> 4) * 8;
 
-  float o[OT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  float o[kMT][OT][4], m[kMT][2], l[kMT][2];
 #pragma unroll
-  for (int t = 0; t < OT; ++t) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
+  for (int mt = 0; mt < kMT; ++mt) {
+    m[mt][0] = m[mt][1] = -INFINITY;
+    l[mt][0] = l[mt][1] = 0.0f;
+#pragma unroll
+    for (int t = 0; t < OT; ++t) o[mt][t][0] = o[mt][t][1] = o[mt][t][2] = o[mt][t][3] = 0.0f;
+  }
   for (int jt = jt0; jt <= jt1; ++jt) {
     const int st = (jt - jt0) & 1;
     const int64_t j0 = int64_t(jt) * Bc;
@@ -338,71 +355,81 @@ __global__ void __launch_bounds__(kFwdThreads, 2)
     const bool full = j0 + Bc - 1 <= r_lo && j0 > r_hi - W;
     const uint16_t* Kst = Ks + st * Bc * L;
     const uint16_t* Vst = Vs + st * Bc * L;
-    float s[NT][4];
+    float s[kMT][NT][4];
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-#pragma unroll 2
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
+#pragma unroll(3 - kMT)
     for (int kk = 0; kk < KS; ++kk) {
-      uint32_t qa[4];
-      ldsm_x4(qa, Qs + q_off + kk * 16);
+      uint32_t qa[kMT][4];
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) ldsm_x4(qa[mt], Qs + q_off + mt * 16 * L + kk * 16);
 #pragma unroll
       for (int np = 0; np < NT / 2; ++np) {
         uint32_t kf[4];
         ldsm_x4(kf, Kst + k_off + np * 16 * L + kk * 16);
         const uint32_t b0[2] = {kf[0], kf[1]}, b1[2] = {kf[2], kf[3]};
-        mma_bf16_16816(s[2 * np], qa, b0);
-        mma_bf16_16816(s[2 * np + 1], qa, b1);
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          mma_bf16_16816(s[mt][2 * np], qa[mt], b0);
+          mma_bf16_16816(s[mt][2 * np + 1], qa[mt], b1);
+        }
       }
     }
 #pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {  // row gid (hh = 0) and gid + 8 (hh = 1) of the warp's 16
-      // Key j0 + c is visible to row qi iff c_lo < c <= c_hi (visible(), in tile columns clamped to
-      // [-1, Bc]; c_hi = -1 for a row past T).
-      const int64_t qi = r_lo + gid + 8 * hh, dj = qi - j0;
-      const int c_hi = qi >= T_ ? -1 : int(dj < Bc ? dj : Bc);
-      const int c_lo = int(dj - W < -1 ? -1 : (dj - W < Bc ? dj - W : Bc));
-      float mx = -INFINITY;
+    for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
+      for (int hh = 0; hh < 2; ++hh) {  // row gid (hh = 0) and gid + 8 (hh = 1) of m-tile mt
+        // Key j0 + c is visible to row qi iff c_lo < c <= c_hi (visible(), in tile columns clamped to
+        // [-1, Bc]; c_hi = -1 for a row past T).
+        const int64_t qi = r_lo + 16 * mt + gid + 8 * hh, dj = qi - j0;
+        const int c_hi = qi >= T_ ? -1 : int(dj < Bc ? dj : Bc);
+        const int c_lo = int(dj - W < -1 ? -1 : (dj - W < Bc ? dj - W : Bc));
+        float mx = -INFINITY;
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int c = nt * 8 + tig * 2 + e;
-          float& x = s[nt][2 * hh + e];
-          x = full || (c > c_lo && c <= c_hi) ? x * sl2 : -INFINITY;
-          mx = fmaxf(mx, x);
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int c = nt * 8 + tig * 2 + e;
+            float& x = s[mt][nt][2 * hh + e];
+            x = full || (c > c_lo && c <= c_hi) ? x * sl2 : -INFINITY;
+            mx = fmaxf(mx, x);
+          }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float mnew = fmaxf(m[mt][hh], mx);
+        const float base = mnew == -INFINITY ? 0.0f : mnew;  // nothing visible yet: avoid -inf - -inf
+        const float alpha = exp2f(m[mt][hh] - base);          // 0 on the first visible tile
+        float rs = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            float& x = s[mt][nt][2 * hh + e];
+            x = exp2f(x - base);  // masked: exp2(-inf) = 0
+            rs += x;
+          }
+        rs += __shfl_xor_sync(0xffffffffu, rs, 1);
+        rs += __shfl_xor_sync(0xffffffffu, rs, 2);
+        l[mt][hh] = l[mt][hh] * alpha + rs;
+        m[mt][hh] = mnew;
+#pragma unroll
+        for (int t = 0; t < OT; ++t) {
+          o[mt][t][2 * hh] *= alpha;
+          o[mt][t][2 * hh + 1] *= alpha;
         }
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float mnew = fmaxf(m[hh], mx);
-      const float base = mnew == -INFINITY ? 0.0f : mnew;  // nothing visible yet: avoid -inf - -inf
-      const float alpha = exp2f(m[hh] - base);              // 0 on the first visible tile
-      float rs = 0.0f;
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          float& x = s[nt][2 * hh + e];
-          x = exp2f(x - base);  // masked: exp2(-inf) = 0
-          rs += x;
-        }
-      rs += __shfl_xor_sync(0xffffffffu, rs, 1);
-      rs += __shfl_xor_sync(0xffffffffu, rs, 2);
-      l[hh] = l[hh] * alpha + rs;
-      m[hh] = mnew;
-#pragma unroll
-      for (int t = 0; t < OT; ++t) {
-        o[t][2 * hh] *= alpha;
-        o[t][2 * hh + 1] *= alpha;
       }
-    }
-    uint32_t pa[Bc / 16][4];  // P as bf16 A fragments (keys 16 kk .. 16 kk + 15)
+    uint32_t pa[kMT][Bc / 16][4];  // P as bf16 A fragments (keys 16 kk .. 16 kk + 15)
 #pragma unroll
-    for (int kk = 0; kk < Bc / 16; ++kk) {
-      pa[kk][0] = pack_bf16x2(s[2 * kk][0], s[2 * kk][1]);
-      pa[kk][1] = pack_bf16x2(s[2 * kk][2], s[2 * kk][3]);
-      pa[kk][2] = pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      pa[kk][3] = pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-    }
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+      for (int kk = 0; kk < Bc / 16; ++kk) {
+        pa[mt][kk][0] = pack_bf16x2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+        pa[mt][kk][1] = pack_bf16x2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+        pa[mt][kk][2] = pack_bf16x2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+        pa[mt][kk][3] = pack_bf16x2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+      }
 #pragma unroll
     for (int kk = 0; kk < Bc / 16; ++kk)
 #pragma unroll
@@ -410,22 +437,29 @@ __global__ void __launch_bounds__(kFwdThreads, 2)
         uint32_t vf[4];
         ldsm_x4_t(vf, Vst + v_off + kk * 16 * L + tp * 16);
         const uint32_t b0[2] = {vf[0], vf[1]}, b1[2] = {vf[2], vf[3]};
-        mma_bf16_16816(o[2 * tp], pa[kk], b0);
-        mma_bf16_16816(o[2 * tp + 1], pa[kk], b1);
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          mma_bf16_16816(o[mt][2 * tp], pa[mt][kk], b0);
+          mma_bf16_16816(o[mt][2 * tp + 1], pa[mt][kk], b1);
+        }
       }
   }
   cp_async_wait<0>();  // (the last group is empty; nothing is left in flight at exit)
 #pragma unroll
-  for (int hh = 0; hh < 2; ++hh) {
-    const int64_t qi = r_lo + gid + 8 * hh;
-    if (qi >= T_) continue;
-    const float inv = l[hh] > 0.0f ? 1.0f / l[hh] : 0.0f;  // a row with no visible key writes zeros
-    bf16* orow = out + ((b * T_ + qi) * H + h) * kD;
+  for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-    for (int t = 0; t < OT; ++t)
-      *reinterpret_cast<uint32_t*>(orow + t * 8 + tig * 2) = pack_bf16x2(o[t][2 * hh] * inv, o[t][2 * hh + 1] * inv);
-    if (tig == 0) lse[(b * H + h) * T_ + qi] = l[hh] > 0.0f ? (m[hh] + log2f(l[hh])) * kLn2 : -INFINITY;
-  }
+    for (int hh = 0; hh < 2; ++hh) {
+      const int64_t qi = r_lo + 16 * mt + gid + 8 * hh;
+      if (qi >= T_) continue;
+      const float inv = l[mt][hh] > 0.0f ? 1.0f / l[mt][hh] : 0.0f;  // a row with no visible key writes zeros
+      bf16* orow = out + ((b * T_ + qi) * H + h) * kD;
+#pragma unroll
+      for (int t = 0; t < OT; ++t)
+        *reinterpret_cast<uint32_t*>(orow + t * 8 + tig * 2) =
+            pack_bf16x2(o[mt][t][2 * hh] * inv, o[mt][t][2 * hh + 1] * inv);
+      if (tig == 0)
+        lse[(b * H + h) * T_ + qi] = l[mt][hh] > 0.0f ? (m[mt][hh] + log2f(l[mt][hh])) * kLn2 : -INFINITY;
+    }
 }
 // ------------------------------------------------------------------------------ backward
 // dsum[b, h, t] = sum_d dout[b, t, h, d] out[b, t, h, d]; one warp per row.
@@ -1064,6 +1098,17 @@ int device_sm() {
   return major * 10 + minor;
 }
 
+// Query rows per warp of the tensor-core forward: 32 (kMT = 2), or 16 (kMT = 1) under
+// HYSCALE_ATTN_FWD_ROWS_PER_WARP=16; any other value is an error. Read at every call (a getenv),
+// so a benchmark or test can switch between the two in one process.
+int fwd_rows_per_warp() {
+  const char* e = std::getenv("HYSCALE_ATTN_FWD_ROWS_PER_WARP");
+  if (e == nullptr || *e == '\0') return 32;
+  const std::string v(e);
+  HS_CHECK(v == "16" || v == "32", "HYSCALE_ATTN_FWD_ROWS_PER_WARP=", v, ": expected 16 or 32");
+  return std::stoi(v);
+}
+
 }  // namespace
 
 template <class T>
@@ -1076,16 +1121,22 @@ void attention_fwd(const T* q, const T* k, const T* v, T* out, float* lse, int64
   if constexpr (std::is_same_v<T, bf16>) {
     if ((D == 64 || D == 128) && Dv == D && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(out) &&
         device_sm() >= 80) {
-      auto launch = [&](auto kern, size_t bytes, int kD) {
+      auto launch = [&](auto kern, size_t bytes, int kD, int threads) {
         allow_smem(kern, bytes, "attention_fwd (mma)");
-        constexpr int Br = MmaCfg<64>::kBr;  // the same for both head dims
-        const dim3 grid(static_cast<unsigned>((T_ + Br - 1) / Br), static_cast<unsigned>(H), static_cast<unsigned>(B));
-        kern<<<grid, kFwdThreads, bytes, S(s)>>>(q, k, v, out, lse, T_, H, Hk, sl2, W);
+        const dim3 grid(static_cast<unsigned>((T_ + kFwdBr - 1) / kFwdBr), static_cast<unsigned>(H),
+                        static_cast<unsigned>(B));
+        kern<<<grid, threads, bytes, S(s)>>>(q, k, v, out, lse, T_, H, Hk, sl2, W);
         HS_LAUNCH_CHECK("attention_fwd (mma)", "B = ", B, ", T = ", T_, ", H = ", H, ", Hk = ", Hk, ", D = ", kD,
-                        ", window = ", window, ", smem = ", bytes);
+                        ", window = ", window, ", smem = ", bytes, ", threads = ", threads);
       };
-      if (D == 64) launch(attn_fwd_mma_k<64>, MmaCfg<64>::bytes(), 64);
-      else launch(attn_fwd_mma_k<128>, MmaCfg<128>::bytes(), 128);
+      const bool rows16 = fwd_rows_per_warp() == 16;
+      if (D == 64) {
+        if (rows16) launch(attn_fwd_mma_k<64, 1>, MmaCfg<64>::bytes(), 64, fwd_threads<1>());
+        else launch(attn_fwd_mma_k<64, 2>, MmaCfg<64>::bytes(), 64, fwd_threads<2>());
+      } else {
+        if (rows16) launch(attn_fwd_mma_k<128, 1>, MmaCfg<128>::bytes(), 128, fwd_threads<1>());
+        else launch(attn_fwd_mma_k<128, 2>, MmaCfg<128>::bytes(), 128, fwd_threads<2>());
+      }
       return;
     }
   }
