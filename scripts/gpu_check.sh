@@ -9,7 +9,7 @@
 # Usage (on the GPU machine, from the repository root):
 #   scripts/gpu_check.sh [BIN_DIR] [STEPS]
 # BIN_DIR holds `hyscale` and `tests/test_gpu` (default: build). STEPS (default "all") is a
-# comma list of: tests, kernels, torch, train, profile, comm, train50, e2e, sanitize.
+# comma list of: tests, kernels, torch, train, train_accum, profile, comm, train50, e2e, sanitize.
 # Built elsewhere? Build with
 #   cmake -S . -B build-gpu -G Ninja -DHYSCALE_CUDA=ON -DHYSCALE_MPI=OFF -DHYSCALE_NATIVE=OFF \
 #         -DCMAKE_CUDA_ARCHITECTURES=90
@@ -109,6 +109,23 @@ if [ -x "$BIN/hyscale" ]; then
           record "bench train $arch d$depth" "exit $rc: $(grep -m1 -i -E 'error|what' "$log" | cut -c1-90)"
         fi
       done
+    done
+  fi
+  # 4a. the same at d16 with 8 micro-batches per optimizer step (32K tokens a step): AdamW over
+  # 1.2 B fp32 parameters is ~10 % of a 4096-token step and amortises as pretraining batches do
+  if want train_accum; then
+    for arch in transformer sambay; do
+      log="$OUT/bench_train_${arch}_d16_accum8.log"
+      t=$(limit 60)
+      if [ "$t" -eq 0 ]; then record "bench train $arch d16 accum 8" "skipped (budget)"; continue; fi
+      timeout -k 5 "$t" "$BIN/hyscale" bench train configs/gpu_bench.yaml --set model.arch=$arch \
+        --set model.depth=16 --set training.grad_accum=8 --steps 3 --warmup 1 > "$log" 2>&1
+      rc=$?
+      if [ $rc -eq 0 ]; then
+        record "bench train $arch d16 accum 8" "$(grep -E '^tokens/s' "$log" | tr -s ' ') | $(grep -E '^MFU' "$log" | tr -s ' ')"
+      else
+        record "bench train $arch d16 accum 8" "exit $rc: $(grep -m1 -i -E 'error|what' "$log" | cut -c1-90)"
+      fi
     done
   fi
 # 4b. where a training step's GPU time goes: nsys kernel summary (top 30) of bench train at d16
