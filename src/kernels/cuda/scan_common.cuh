@@ -4,42 +4,6 @@
 
 namespace hyscale::kernels::cuda::detail {
 
-// o[j] = p[i + j] as floats for j < n_used (zeros after), kN registers. With kVec (kN == 16 and
-// p + i 16-byte aligned: the caller checks the base pointer and rows of 16 keep it) the 16
-// elements come in two 16-byte loads (bf16) or four (f32) instead of 16 scalar ones.
-template <int kN, bool kVec>
-__device__ __forceinline__ void ld_row(const bf16* p, int64_t i, int n_used, float (&o)[kN]) {
-  if constexpr (kVec && kN == 16) {
-    const uint4* q = reinterpret_cast<const uint4*>(p + i);
-    const uint4 a = q[0], b = q[1];
-    const uint32_t w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {  // the lower-indexed element sits in the low 16 bits
-      o[2 * j] = __uint_as_float(w[j] << 16);
-      o[2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
-    }
-  } else {
-#pragma unroll
-    for (int j = 0; j < kN; ++j) o[j] = j < n_used ? ld(p, i + j) : 0.0f;
-  }
-}
-template <int kN, bool kVec>
-__device__ __forceinline__ void ld_row(const float* p, int64_t i, int n_used, float (&o)[kN]) {
-  if constexpr (kVec && kN == 16) {
-    const float4* q = reinterpret_cast<const float4*>(p + i);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float4 v = q[j];
-      o[4 * j] = v.x;
-      o[4 * j + 1] = v.y;
-      o[4 * j + 2] = v.z;
-      o[4 * j + 3] = v.w;
-    }
-  } else {
-#pragma unroll
-    for (int j = 0; j < kN; ++j) o[j] = j < n_used ? p[i + j] : 0.0f;
-  }
-}
 // o[j] = p[i + n0 + j] as floats (zero where n0 + j >= N). kVec: N % 4 == 0 and p 16-byte
 // aligned (then p + i + n0 is 8-byte aligned for bf16, 16-byte for f32): one vector load.
 template <bool kVec>

@@ -252,40 +252,45 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
-// (a) The carry a chunk passes on when none comes in, and the chunk's dt sum; one thread per
-// (b, k, c), channel fastest. gl [B, nch, Dc, N], dts [B, nch, Dc].
+// (a) The carry a chunk passes on when none comes in, and the chunk's dt sum; kN / 4 lanes per
+// (b, k, c), 4 states each (as the forward's passes; no cross-lane sums here), channel fastest.
+// gl [B, nch, Dc, N], dts [B, nch, Dc]. kVec as ld4.
 template <class T, int kN, bool kVec>
-__global__ void scan_bwd_carry_local_k(const T* __restrict__ delta, const T* __restrict__ A_log,
-                                       const T* __restrict__ Cm, const T* __restrict__ dt_bias,
-                                       const T* __restrict__ dy, float* __restrict__ gl, float* __restrict__ dts,
-                                       int64_t Bsz, int64_t T_, int64_t Dc, int N, int64_t chunk) {
+__global__ void __launch_bounds__(128)
+    scan_bwd_carry_local_k(const T* __restrict__ delta, const T* __restrict__ A_log, const T* __restrict__ Cm,
+                           const T* __restrict__ dt_bias, const T* __restrict__ dy, float* __restrict__ gl,
+                           float* __restrict__ dts, int64_t Bsz, int64_t T_, int64_t Dc, int N, int64_t chunk) {
+  constexpr int kLPC = kN / 4;
   const int64_t nch = (T_ + chunk - 1) / chunk;
   const int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (idx >= Bsz * nch * Dc) return;
-  const int64_t c = idx % Dc, k = (idx / Dc) % nch, b = idx / (Dc * nch);
-  float A2[kN], g[kN];
+  const int64_t row = idx / kLPC;  // (b, k, c)
+  if (row >= Bsz * nch * Dc) return;
+  const int q = int(idx % kLPC), n0 = 4 * q;
+  const int64_t c = row % Dc, k = (row / Dc) % nch, b = row / (Dc * nch);
+  float A2[4], g[4];
 #pragma unroll
-  for (int n = 0; n < kN; ++n) {
-    A2[n] = n < N ? -expf(ld(A_log, c * N + n)) * kLog2e : 0.0f;
-    g[n] = 0.0f;
+  for (int j = 0; j < 4; ++j) {
+    A2[j] = n0 + j < N ? -expf(ld(A_log, c * N + n0 + j)) * kLog2e : 0.0f;
+    g[j] = 0.0f;
   }
   const float bias = ld(dt_bias, c);
   const int64_t s = k * chunk, e = min(T_, s + chunk);
   float S = 0.0f;
+#pragma unroll 2
   for (int64_t t = e - 1; t >= s; --t) {
     const int64_t i = (b * T_ + t) * Dc + c;
     const float dt = softplusf_(ld(delta, i) + bias), dyv = ld(dy, i);
-    const int64_t bt = (b * T_ + t) * N;
     S += dt;
-    float Cv[kN];
-    ld_row<kN, kVec>(Cm, bt, N, Cv);
+    float Cv[4];
+    ld4<kVec>(Cm, (b * T_ + t) * N, n0, N, Cv);
 #pragma unroll
-    for (int n = 0; n < kN; ++n)
-      if (n < N) g[n] = (g[n] + dyv * Cv[n]) * exp2f(dt * A2[n]);  // the gradient kernel's g update
+    for (int j = 0; j < 4; ++j) g[j] = (g[j] + dyv * Cv[j]) * exp2f(dt * A2[j]);  // the gradient kernel's g update
   }
-  float* gp = gl + idx * N;
-  for (int n = 0; n < N; ++n) gp[n] = g[n];
-  dts[idx] = S;
+  float* gp = gl + row * N;
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+    if (n0 + j < N) gp[n0 + j] = g[j];
+  if (q == 0) dts[row] = S;
 }
 
 // (b) Per (b, c, n), last chunk to first: G_in[k] = G, then G = exp(A S_k) G + gl_k; G_in
@@ -341,9 +346,8 @@ __global__ void scan_bwd_sum_param_k(const float* __restrict__ pA, const float* 
   }
 }
 
-// All passes for kN-state lanes; kVec: B/C rows in 4-element vector loads (ld4), kRow16: N == 16
-// and 16-byte aligned B/C for the carry kernel's whole-row loads (ld_row).
-template <class T, int kN, bool kVec, bool kRow16>
+// All passes for kN-state lanes; kVec: B/C rows in 4-element vector loads (ld4).
+template <class T, int kN, bool kVec>
 void run_scan_bwd(cudaStream_t st_, const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, const T* D,
                   const T* dt_bias, const float* states, const T* dy, T* du, T* ddelta, float* dA_log, float* dBm,
                   float* dCm, float* dD, float* ddt_bias, int64_t B, int64_t T_, int64_t Dc, int N, int64_t chunk) {
@@ -376,7 +380,9 @@ void run_scan_bwd(cudaStream_t st_, const T* u, const T* delta, const T* A_log, 
   float* gl = pbias + R;
   float* dts = gl + R * N;
 
-  scan_bwd_carry_local_k<T, kN, kRow16><<<blocks_for(B * nch * Dc, 128), 128, 0, st_>>>(
+  const int64_t carry_blocks = (B * nch * Dc * (kN / 4) + 127) / 128;
+  HS_CHECK(carry_blocks < (int64_t{1} << 31), "selective_scan_bwd (CUDA): grid too large");
+  scan_bwd_carry_local_k<T, kN, kVec><<<static_cast<unsigned>(carry_blocks), 128, 0, st_>>>(
       delta, A_log, Cm, dt_bias, dy, gl, dts, B, T_, Dc, N, chunk);
   HS_LAUNCH_CHECK("selective_scan_bwd (local carries)", "B = ", B, ", T = ", T_, ", Dc = ", Dc, ", N = ", N);
   phase("scan_bwd.carry_local");
@@ -436,20 +442,15 @@ void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm,
   HS_CHECK(B <= 65535, "selective_scan_bwd (CUDA): batch ", B, " exceeds the grid's z dimension (65535)");
   const int n = static_cast<int>(N);
   const bool aligned = aligned16(Bm) && aligned16(Cm);
-  const bool vec = aligned && N % 4 == 0, row16 = aligned && N == 16;
+  const bool vec = aligned && N % 4 == 0;
   auto go = [&](auto kn) {
     constexpr int kN = decltype(kn)::value;
-    if constexpr (kN == 16) {
-      if (row16)
-        return run_scan_bwd<T, kN, true, true>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta,
-                                               dA_log, dBm, dCm, dD, ddt_bias, B, T_, Dc, n, chunk);
-    }
     if (vec)
-      run_scan_bwd<T, kN, true, false>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, dA_log, dBm,
-                                       dCm, dD, ddt_bias, B, T_, Dc, n, chunk);
+      run_scan_bwd<T, kN, true>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, dA_log, dBm, dCm,
+                                dD, ddt_bias, B, T_, Dc, n, chunk);
     else
-      run_scan_bwd<T, kN, false, false>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, dA_log, dBm,
-                                        dCm, dD, ddt_bias, B, T_, Dc, n, chunk);
+      run_scan_bwd<T, kN, false>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, dA_log, dBm, dCm,
+                                 dD, ddt_bias, B, T_, Dc, n, chunk);
   };
   if (N <= 16)
     go(std::integral_constant<int, 16>{});
