@@ -162,10 +162,14 @@ void bench_kernels(int64_t reps) {
       const double scale = 1.0 / std::sqrt(static_cast<double>(D));
       row_gemm("attention fwd " + tag, fwd,
                [&] { kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W); });
-      {  // the forward's other tiling (16 query rows per warp instead of 32), for comparison
-        EnvOverride rows16("HYSCALE_ATTN_FWD_ROWS_PER_WARP", "16");
+      {  // the forward's and dq kernel's other tiling (16 query rows per warp instead of 32)
+        EnvOverride rows16("HYSCALE_ATTN_ROWS_PER_WARP", "16");
         row_gemm("attention fwd " + tag + " [16 rows/warp]", fwd,
                  [&] { kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W); });
+        row_gemm("attention fwd+bwd " + tag + " [16 rows/warp]", 3.5 * fwd, [&] {
+          kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W);
+          kg::attention_bwd<kg::bf16>(q, k, v, o, dout, lse, dq, dk, dv, B, T, H, Hk, D, D, scale, W);
+        });
       }
       row_gemm("attention fwd+bwd " + tag, 3.5 * fwd, [&] {
         kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W);

@@ -171,24 +171,24 @@ TEST_CASE("CUDA flash attention forward/backward match the CPU twin (windows, GQ
     for (const Case& c : cases) check_case(c, dt);
 }
 
-TEST_CASE("CUDA flash attention forward with 16 query rows per warp (the other tiling) matches the CPU twin",
+TEST_CASE("CUDA flash attention with 16 query rows per warp (the other forward and dq tiling) matches the CPU twin",
           "[gpu][kernels][attention]") {
-  // The default tensor-core forward gives each warp 32 query rows; HYSCALE_ATTN_FWD_ROWS_PER_WARP=16
-  // selects 16 (bench kernels times both). Both must be right.
+  // The default tensor-core forward and dq kernels give each warp 32 query rows;
+  // HYSCALE_ATTN_ROWS_PER_WARP=16 selects 16 (bench kernels times both). Both must be right.
   struct Env {
-    Env() { setenv("HYSCALE_ATTN_FWD_ROWS_PER_WARP", "16", 1); }
-    ~Env() { unsetenv("HYSCALE_ATTN_FWD_ROWS_PER_WARP"); }
+    Env() { setenv("HYSCALE_ATTN_ROWS_PER_WARP", "16", 1); }
+    ~Env() { unsetenv("HYSCALE_ATTN_ROWS_PER_WARP"); }
   } env;
   for (int64_t D : {64, 128})
     for (int64_t T : {7, 129, 300})
       for (int64_t w : {int64_t(0), int64_t(2), int64_t(128)}) check_case({2, T, 4, 1, D, D, w}, DType::bf16);
   check_case({1, 2049, 8, 1, 128, 128, 0}, DType::bf16);
-  setenv("HYSCALE_ATTN_FWD_ROWS_PER_WARP", "24", 1);
+  setenv("HYSCALE_ATTN_ROWS_PER_WARP", "24", 1);
   Tensor x = on_gpu(Tensor::zeros({1, 64, 4, 64}, DType::bf16));
   Tensor lse = on_gpu(Tensor::zeros({1, 4, 64}, DType::f32));
   CHECK_THROWS_WITH(kg::attention_fwd<kg::bf16>(dptr<kg::bf16>(x), dptr<kg::bf16>(x), dptr<kg::bf16>(x),
                                                 dptr<kg::bf16>(x), dptr<float>(lse), 1, 64, 4, 4, 64, 64, 0.125, 0),
-                    Catch::Contains("HYSCALE_ATTN_FWD_ROWS_PER_WARP=24"));
+                    Catch::Contains("HYSCALE_ATTN_ROWS_PER_WARP=24"));
 }
 
 TEST_CASE("CUDA flash attention at 2049 and 4097 tokens with GQA 8: CPU twin and 20 identical backwards",

@@ -30,12 +30,14 @@
 //   (64, 128)   64x64  64.8 KB   64x32  81.5 KB     32x64  89.2 KB
 //   (128, 128)  64x64  80.8 KB   64x32 105.5 KB     32x64 113.2 KB
 //   (128, 256)  64x64 112.8 KB   32x32 100.9 KB     32x32 105.0 KB
-// Tensor-core kernels (warps of 16 rows: 8 in the forward, 4 in the backward; row-major bf16 tiles in
-// shared memory, MmaCfg and MmaBwdCfg below; the streamed tiles have two cp.async stages: K and V
-// in the forward and the dq kernel, Q, dO and the row statistics in the dk/dv kernel), same tile convention:
-//   D = Dv   forward           dq kernel         dk/dv kernel
-//   64       128x64  54.0 KB   64x64  54.0 KB    64x64  55.0 KB
-//   128      128x64 102.0 KB   64x32  68.0 KB    32x64  68.5 KB
+// Tensor-core kernels (4 warps; a warp owns 32 query rows in the forward and the dq kernel, 16 keys
+// in the dk/dv kernel; HYSCALE_ATTN_ROWS_PER_WARP=16 gives the forward 8 warps of 16 rows and the dq
+// kernel 64-query tiles; row-major bf16 tiles in shared memory, MmaCfg, MmaDqCfg and MmaBwdCfg
+// below; the streamed tiles have two cp.async stages: K and V in the forward and the dq kernel, Q,
+// dO and the row statistics in the dk/dv kernel), same tile convention:
+//   D = Dv   forward           dq kernel          dk/dv kernel
+//   64       128x64  54.0 KB   128x64  72.0 KB    64x64  55.0 KB
+//   128      128x64 102.0 KB   128x32 102.0 KB    32x64  68.5 KB
 // decode: at most 52.1 KB.
 // All fit sm_80's 163 KB opt-in limit; above 48 KB the launch sets cudaFuncAttributeMaxDynamicSharedMemorySize.
 #include <algorithm>
@@ -288,7 +290,8 @@ __device__ __forceinline__ void cp_async_tile(uint16_t* dst, int ld_, const bf16
 //     thread (O alone is 2 x 16 x 4 floats at D 128): 4 warps a CTA, two CTAs an SM.
 //   - Per warp and tile: a tile with no visible key for the warp's rows is skipped, one that is
 //     visible for all of them (not on the diagonal, not on the window's edge) is not masked.
-// HYSCALE_ATTN_FWD_ROWS_PER_WARP=16 selects kMT = 1 (for measuring one against the other).
+// HYSCALE_ATTN_ROWS_PER_WARP=16 selects kMT = 1 here and in the dq kernel (for measuring one against
+// the other).
 constexpr int kMmaThreads = 128;  // the tensor-core backward kernels
 constexpr int kFwdBr = 128;       // queries per CTA of the tensor-core forward
 template <int kMT> __host__ __device__ constexpr int fwd_threads() { return 32 * (kFwdBr / (16 * kMT)); }
@@ -664,10 +667,11 @@ __global__ void __launch_bounds__(kThreads)
 // it). Per warp and tile, as in the forward: a tile with no visible (query, key) pair for the warp's
 // 16 rows is skipped, one visible throughout is not masked; only diagonal, window-edge and
 // past-T tiles test visibility per element (in int tile coordinates).
-//   dq kernel, one CTA per (64 queries, head, batch; the last query tiles first), warp w owns query
-//     rows 16 w .. 16 w + 15; per visible key tile (Bc keys): S = Q K^T, dP = dO V^T, dS = P (dP - Dsum), dQ += dS K.
-//     smem: Q, dO [64][D + 8], K, V [2 stages][Bc][D + 8]. Bc = 64 for D = 64 (54 KB), 32 for D = 128
-//     (68 KB: 64-key stages would need 102 KB, i.e. 2 CTAs of 4 warps per H100 SM and 1 per A100 SM).
+//   dq kernel, one CTA per (64 kMT queries, head, batch; the last query tiles first), warp w owns
+//     query rows 16 kMT w .. 16 kMT (w + 1) - 1 (kMT = 2 by default, 1 under the forward's
+//     HYSCALE_ATTN_ROWS_PER_WARP=16, see MmaDqCfg); per visible key tile (Bc keys): S = Q K^T,
+//     dP = dO V^T, dS = P (dP - Dsum), dQ += dS K. smem: Q, dO [64 kMT][D + 8], K, V [2 stages][Bc][D + 8];
+//     Bc = 64 for D = 64, 32 for D = 128: 54 / 68 KB at kMT = 1, 72 / 102 KB at kMT = 2.
 //   dk/dv kernel, one CTA per (64 keys, query head, batch), warp w owns keys 16 w .. 16 w + 15; per
 //     visible query tile (Br queries, the next one prefetched): S^T = K Q^T, dP^T = V dO^T, P^T,
 //     dS^T, then dV += P^T dO, dK += dS^T Q. Under
@@ -678,20 +682,16 @@ __global__ void __launch_bounds__(kThreads)
 //     The statistics of the next query tile are read from global memory into one register per
 //     thread when its copy is issued and stored to their stage after the current tile's compute
 //     (the next barrier publishes them), so their latency is hidden too.
-// Occupancy: 3 CTAs per SM by registers (launch bounds) except dk/dv at D = 128 (2); by shared
-// memory 3 fit an H100 SM (228 KB) and 2 an A100 SM (164 KB, 1 KB reserved per CTA).
+// Occupancy: 3 CTAs per SM by registers (launch bounds) except dk/dv at D = 128 and dq at kMT = 2
+// (2); by shared memory 3 fit an H100 SM (228 KB) and 2 an A100 SM (164 KB, 1 KB reserved per CTA)
+// (dq at kMT = 2, D = 128: 2 on an H100, 1 on an A100).
 template <int kD> struct MmaBwdCfg {
   static constexpr int kL = kD + 8;  // row stride (bf16) of the row-major tiles
-  // dq kernel: Q, dO, then K and V with two stages each
-  static constexpr int kQBr = 64, kQBc = kD <= 64 ? 64 : 32;
-  static constexpr int kQQ = 0, kQO = kQQ + kQBr * kL, kQK = kQO + kQBr * kL, kQV = kQK + 2 * kQBc * kL,
-                       kQEnd = kQV + 2 * kQBc * kL;
   // dk/dv kernel: K, V, then Q, dO and the statistics with two stages each
   static constexpr int kKBc = 64, kKBr = kD <= 64 ? 64 : 32;
   static constexpr int kKK = 0, kKV = kKK + kKBc * kL, kKQ = kKV + kKBc * kL, kKO = kKQ + 2 * kKBr * kL,
                        kKStat = kKO + 2 * kKBr * kL,
                        kKEnd = kKStat + 2 * 2 * 2 * kKBr;  // [2 stages][lse2, Dsum][kKBr] fp32 (2 bf16 slots each)
-  static constexpr size_t dq_bytes() { return sizeof(uint16_t) * kQEnd; }
   static constexpr size_t dkdv_bytes() { return sizeof(uint16_t) * kKEnd; }
 };
 
@@ -742,15 +742,24 @@ __device__ __forceinline__ void mma_acc_rows(float (&acc)[OT][4], const float (&
   }
 }
 
-template <int kD>
-__global__ void __launch_bounds__(kMmaThreads, 3)  // registers for 3 CTAs per SM
+// The dq kernel's tiles: 4 warps of 16 kMT query rows (kMT m-tiles each, as in the forward: every
+// K or V fragment read from shared memory feeds 2 kMT mma), Bc keys per streamed tile.
+template <int kD, int kMT> struct MmaDqCfg {
+  static constexpr int kL = kD + 8;
+  static constexpr int kBr = 64 * kMT, kBc = kD <= 64 ? 64 : 32;
+  static constexpr int kQ = 0, kO = kQ + kBr * kL, kK = kO + kBr * kL, kV = kK + 2 * kBc * kL, kEnd = kV + 2 * kBc * kL;
+  static constexpr size_t bytes() { return sizeof(uint16_t) * kEnd; }
+};
+
+template <int kD, int kMT>
+__global__ void __launch_bounds__(kMmaThreads, kMT == 1 ? 3 : 2)  // registers for 3 / 2 CTAs per SM
     attn_bwd_dq_mma_k(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                       const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ dsum,
                       bf16* __restrict__ dq, int64_t T_, int64_t H, int64_t Hk, float sl2, float scale, int64_t W) {
-  using C = MmaBwdCfg<kD>;
-  constexpr int Br = C::kQBr, Bc = C::kQBc, NT = Bc / 8, OT = kD / 8, L = C::kL;
+  using C = MmaDqCfg<kD, kMT>;
+  constexpr int Br = C::kBr, Bc = C::kBc, NT = Bc / 8, OT = kD / 8, L = C::kL, KS = kD / 16, RW = 16 * kMT;
   uint16_t* sm = reinterpret_cast<uint16_t*>(smem_f32());
-  uint16_t *Qs = sm + C::kQQ, *dOs = sm + C::kQO, *Ks = sm + C::kQK, *Vs = sm + C::kQV;  // stage st of K / V: + st Bc L
+  uint16_t *Qs = sm + C::kQ, *dOs = sm + C::kO, *Ks = sm + C::kK, *Vs = sm + C::kV;  // stage st of K / V: + st Bc L
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
   // The last query tiles (the most key tiles under a causal mask) are launched first, as in the forward.
   const int64_t b = blockIdx.z, h = blockIdx.y, i0 = int64_t(gridDim.x - 1 - blockIdx.x) * Br;
@@ -758,7 +767,7 @@ __global__ void __launch_bounds__(kMmaThreads, 3)  // registers for 3 CTAs per S
   const int64_t i_end = i0 + Br < T_ ? i0 + Br : T_;
   const int64_t lo = i0 - W + 1 > 0 ? i0 - W + 1 : 0;          // first key any row of the tile sees
   const int jt0 = int(lo / Bc), jt1 = int((i_end - 1) / Bc);  // key tiles
-  const int64_t r_lo = i0 + warp * 16, r_hi = r_lo + 15;      // the warp's rows
+  const int64_t r_lo = i0 + warp * RW, r_hi = r_lo + RW - 1;  // the warp's rows
   const bf16* kb = k + (b * T_ * Hk + g) * kD;  // key j of KV head g: kb + j Hk kD (the same for v)
   const bf16* vb = v + (b * T_ * Hk + g) * kD;
   auto load_kv = [&](int jt, int st) {
@@ -772,21 +781,31 @@ __global__ void __launch_bounds__(kMmaThreads, 3)  // registers for 3 CTAs per S
   cp_async_tile<Br, kD, kMmaThreads>(dOs, L, dout + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
   load_kv(jt0, 0);
   cp_async_commit();
-  float L2[2], Ds[2];  // rows gid, gid + 8 of the warp's 16: lse log2(e) (+inf: no visible key / past T), Dsum
+  // Rows 16 mt + gid (+ 8) of the warp: lse log2(e) (+inf: no visible key / past T), Dsum.
+  float L2[kMT][2], Ds[kMT][2];
 #pragma unroll
-  for (int hh = 0; hh < 2; ++hh) {
-    const int64_t i = r_lo + gid + 8 * hh;
-    L2[hh] = INFINITY;
-    Ds[hh] = 0.0f;
-    if (i < T_) {
-      const float x = lse[(b * H + h) * T_ + i];
-      L2[hh] = x == -INFINITY ? INFINITY : x * kLog2e;
-      Ds[hh] = dsum[(b * H + h) * T_ + i];
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const int64_t i = r_lo + 16 * mt + gid + 8 * hh;
+      L2[mt][hh] = INFINITY;
+      Ds[mt][hh] = 0.0f;
+      if (i < T_) {
+        const float x = lse[(b * H + h) * T_ + i];
+        L2[mt][hh] = x == -INFINITY ? INFINITY : x * kLog2e;
+        Ds[mt][hh] = dsum[(b * H + h) * T_ + i];
+      }
     }
-  }
-  float dqa[OT][4];
+  // Per-lane ldmatrix offsets: A fragments of the warp's rows (m-tile mt at + 16 mt L), B fragments of
+  // K / V rows (two key n-tiles), B fragments of K for dS K (.trans; two head-dim n-tiles).
+  const int a_off = (warp * RW + (lane & 15)) * L + (lane >> 4) * 8;
+  const int b_off = ((lane >> 4) * 8 + (lane & 7)) * L + ((lane >> 3) & 1) * 8;
+  const int t_off = (lane & 15) * L + (lane >> 4) * 8;
+  float dqa[kMT][OT][4];
 #pragma unroll
-  for (int t = 0; t < OT; ++t) dqa[t][0] = dqa[t][1] = dqa[t][2] = dqa[t][3] = 0.0f;
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int t = 0; t < OT; ++t) dqa[mt][t][0] = dqa[mt][t][1] = dqa[mt][t][2] = dqa[mt][t][3] = 0.0f;
   for (int jt = jt0; jt <= jt1; ++jt) {
     const int st = (jt - jt0) & 1;
     const int64_t j0 = int64_t(jt) * Bc;
@@ -800,41 +819,91 @@ __global__ void __launch_bounds__(kMmaThreads, 3)  // registers for 3 CTAs per S
     const bool full = j0 + Bc - 1 <= r_lo && j0 > r_hi - W;
     const uint16_t* Kst = Ks + st * Bc * L;
     const uint16_t* Vst = Vs + st * Bc * L;
-    float s[NT][4], dp[NT][4];
+    float s[kMT][NT][4], dp[kMT][NT][4];
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = dp[nt][0] = dp[nt][1] = dp[nt][2] =
-        dp[nt][3] = 0.0f;
-    mma_rows<NT, kD>(s, Qs + warp * 16 * L, L, Kst, L, lane);    // q k^T
-    mma_rows<NT, kD>(dp, dOs + warp * 16 * L, L, Vst, L, lane);  // dout v^T
-#pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-      // Key j0 + c is visible to row qi iff c_lo < c <= c_hi (the forward's clamped tile columns).
-      const int64_t qi = r_lo + gid + 8 * hh, dj = qi - j0;
-      const int c_hi = qi >= T_ ? -1 : int(dj < Bc ? dj : Bc);
-      const int c_lo = int(dj - W < -1 ? -1 : (dj - W < Bc ? dj - W : Bc));
+    for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int c = nt * 8 + tig * 2 + e;
-          float& x = s[nt][2 * hh + e];
-          const float p = full || (c > c_lo && c <= c_hi) ? exp2f(x * sl2 - L2[hh]) : 0.0f;
-          x = p * (dp[nt][2 * hh + e] - Ds[hh]);  // dS
+        for (int e = 0; e < 4; ++e) s[mt][nt][e] = dp[mt][nt][e] = 0.0f;
+#pragma unroll(3 - kMT)
+    for (int kk = 0; kk < KS; ++kk) {  // S = Q K^T and dP = dO V^T, sharing the k loop
+      uint32_t qa[kMT][4], oa[kMT][4];
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+        ldsm_x4(qa[mt], Qs + a_off + mt * 16 * L + kk * 16);
+        ldsm_x4(oa[mt], dOs + a_off + mt * 16 * L + kk * 16);
+      }
+#pragma unroll
+      for (int np = 0; np < NT / 2; ++np) {
+        uint32_t kf[4], vf[4];
+        ldsm_x4(kf, Kst + b_off + np * 16 * L + kk * 16);
+        ldsm_x4(vf, Vst + b_off + np * 16 * L + kk * 16);
+        const uint32_t k0[2] = {kf[0], kf[1]}, k1[2] = {kf[2], kf[3]}, v0[2] = {vf[0], vf[1]}, v1[2] = {vf[2], vf[3]};
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          mma_bf16_16816(s[mt][2 * np], qa[mt], k0);
+          mma_bf16_16816(s[mt][2 * np + 1], qa[mt], k1);
+          mma_bf16_16816(dp[mt][2 * np], oa[mt], v0);
+          mma_bf16_16816(dp[mt][2 * np + 1], oa[mt], v1);
         }
+      }
     }
-    mma_acc_rows<OT, Bc>(dqa, s, Kst, L, lane);  // dS k
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        // Key j0 + c is visible to row qi iff c_lo < c <= c_hi (the forward's clamped tile columns).
+        const int64_t qi = r_lo + 16 * mt + gid + 8 * hh, dj = qi - j0;
+        const int c_hi = qi >= T_ ? -1 : int(dj < Bc ? dj : Bc);
+        const int c_lo = int(dj - W < -1 ? -1 : (dj - W < Bc ? dj - W : Bc));
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int c = nt * 8 + tig * 2 + e;
+            float& x = s[mt][nt][2 * hh + e];
+            const float p = full || (c > c_lo && c <= c_hi) ? exp2f(x * sl2 - L2[mt][hh]) : 0.0f;
+            x = p * (dp[mt][nt][2 * hh + e] - Ds[mt][hh]);  // dS
+          }
+      }
+    // dQ += dS K: dS re-packed to bf16 A fragments, B(k = key, n = d) = K[key][d] by ldmatrix.trans.
+#pragma unroll
+    for (int kk = 0; kk < Bc / 16; ++kk) {
+      uint32_t pa[kMT][4];
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+        pa[mt][0] = pack_bf16x2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+        pa[mt][1] = pack_bf16x2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+        pa[mt][2] = pack_bf16x2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+        pa[mt][3] = pack_bf16x2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+      }
+#pragma unroll
+      for (int tp = 0; tp < OT / 2; ++tp) {
+        uint32_t bf[4];
+        ldsm_x4_t(bf, Kst + t_off + kk * 16 * L + tp * 16);
+        const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          mma_bf16_16816(dqa[mt][2 * tp], pa[mt], b0);
+          mma_bf16_16816(dqa[mt][2 * tp + 1], pa[mt], b1);
+        }
+      }
+    }
   }
   cp_async_wait<0>();  // (the last group is empty; nothing is left in flight at exit)
 #pragma unroll
-  for (int hh = 0; hh < 2; ++hh) {
-    const int64_t i = r_lo + gid + 8 * hh;
-    if (i >= T_) continue;
-    bf16* row = dq + ((b * T_ + i) * H + h) * kD;
+  for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-    for (int t = 0; t < OT; ++t)
-      *reinterpret_cast<uint32_t*>(row + t * 8 + tig * 2) =
-          pack_bf16x2(dqa[t][2 * hh] * scale, dqa[t][2 * hh + 1] * scale);
-  }
+    for (int hh = 0; hh < 2; ++hh) {
+      const int64_t i = r_lo + 16 * mt + gid + 8 * hh;
+      if (i >= T_) continue;
+      bf16* row = dq + ((b * T_ + i) * H + h) * kD;
+#pragma unroll
+      for (int t = 0; t < OT; ++t)
+        *reinterpret_cast<uint32_t*>(row + t * 8 + tig * 2) =
+            pack_bf16x2(dqa[mt][t][2 * hh] * scale, dqa[mt][t][2 * hh + 1] * scale);
+    }
 }
 
 template <int kD>
@@ -1098,14 +1167,14 @@ int device_sm() {
   return major * 10 + minor;
 }
 
-// Query rows per warp of the tensor-core forward: 32 (kMT = 2), or 16 (kMT = 1) under
-// HYSCALE_ATTN_FWD_ROWS_PER_WARP=16; any other value is an error. Read at every call (a getenv),
+// Query rows per warp of the tensor-core forward and dq kernels: 32 (kMT = 2), or 16 (kMT = 1)
+// under HYSCALE_ATTN_ROWS_PER_WARP=16; any other value is an error. Read at every call (a getenv),
 // so a benchmark or test can switch between the two in one process.
-int fwd_rows_per_warp() {
-  const char* e = std::getenv("HYSCALE_ATTN_FWD_ROWS_PER_WARP");
+int rows_per_warp() {
+  const char* e = std::getenv("HYSCALE_ATTN_ROWS_PER_WARP");
   if (e == nullptr || *e == '\0') return 32;
   const std::string v(e);
-  HS_CHECK(v == "16" || v == "32", "HYSCALE_ATTN_FWD_ROWS_PER_WARP=", v, ": expected 16 or 32");
+  HS_CHECK(v == "16" || v == "32", "HYSCALE_ATTN_ROWS_PER_WARP=", v, ": expected 16 or 32");
   return std::stoi(v);
 }
 
@@ -1129,7 +1198,7 @@ void attention_fwd(const T* q, const T* k, const T* v, T* out, float* lse, int64
         HS_LAUNCH_CHECK("attention_fwd (mma)", "B = ", B, ", T = ", T_, ", H = ", H, ", Hk = ", Hk, ", D = ", kD,
                         ", window = ", window, ", smem = ", bytes, ", threads = ", threads);
       };
-      const bool rows16 = fwd_rows_per_warp() == 16;
+      const bool rows16 = rows_per_warp() == 16;
       if (D == 64) {
         if (rows16) launch(attn_fwd_mma_k<64, 1>, MmaCfg<64>::bytes(), 64, fwd_threads<1>());
         else launch(attn_fwd_mma_k<64, 2>, MmaCfg<64>::bytes(), 64, fwd_threads<2>());
@@ -1172,8 +1241,9 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
   if constexpr (std::is_same_v<T, bf16>) {
     if ((D == 64 || D == 128) && Dv == D && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(dout) &&
         aligned16(dq) && aligned16(dk) && aligned16(dv) && device_sm() >= 80) {
-      auto launch = [&](auto dkdv_kern, auto dq_kern, auto cfg) {
+      auto launch = [&](auto dkdv_kern, auto dq_kern, auto cfg, auto dq_cfg) {
         using C = decltype(cfg);
+        using CQ = decltype(dq_cfg);
         allow_smem(dkdv_kern, C::dkdv_bytes(), "attention_bwd (dk, dv; mma)");
         // GQA: each query head of a group gets its own CTA (fp32 partials, then a fixed-order sum):
         // one CTA per (key tile, KV head) walking the whole group left too few CTAs, the longest
@@ -1197,16 +1267,22 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
           HS_LAUNCH_CHECK("attention_bwd (group sum)", "n = ", n_kv, ", heads per group = ", rep);
           phase("attention_bwd.group_sum");
         }
-        allow_smem(dq_kern, C::dq_bytes(), "attention_bwd (dq; mma)");
-        const dim3 grid_q(static_cast<unsigned>((T_ + C::kQBr - 1) / C::kQBr), static_cast<unsigned>(H),
+        allow_smem(dq_kern, CQ::bytes(), "attention_bwd (dq; mma)");
+        const dim3 grid_q(static_cast<unsigned>((T_ + CQ::kBr - 1) / CQ::kBr), static_cast<unsigned>(H),
                           static_cast<unsigned>(B));
-        dq_kern<<<grid_q, kMmaThreads, C::dq_bytes(), S(s)>>>(q, k, v, dout, lse, dsum, dq, T_, H, Hk, sl2, sc, W);
+        dq_kern<<<grid_q, kMmaThreads, CQ::bytes(), S(s)>>>(q, k, v, dout, lse, dsum, dq, T_, H, Hk, sl2, sc, W);
         HS_LAUNCH_CHECK("attention_bwd (dq; mma)", "B = ", B, ", T = ", T_, ", H = ", H, ", Hk = ", Hk, ", D = ", D,
-                        ", window = ", window, ", smem = ", C::dq_bytes());
+                        ", window = ", window, ", smem = ", CQ::bytes(), ", rows per warp = ", CQ::kBr / 4);
         phase("attention_bwd.dq");
       };
-      if (D == 64) launch(attn_bwd_dkdv_mma_k<64>, attn_bwd_dq_mma_k<64>, MmaBwdCfg<64>{});
-      else launch(attn_bwd_dkdv_mma_k<128>, attn_bwd_dq_mma_k<128>, MmaBwdCfg<128>{});
+      const bool rows16 = rows_per_warp() == 16;
+      if (D == 64) {
+        if (rows16) launch(attn_bwd_dkdv_mma_k<64>, attn_bwd_dq_mma_k<64, 1>, MmaBwdCfg<64>{}, MmaDqCfg<64, 1>{});
+        else launch(attn_bwd_dkdv_mma_k<64>, attn_bwd_dq_mma_k<64, 2>, MmaBwdCfg<64>{}, MmaDqCfg<64, 2>{});
+      } else {
+        if (rows16) launch(attn_bwd_dkdv_mma_k<128>, attn_bwd_dq_mma_k<128, 1>, MmaBwdCfg<128>{}, MmaDqCfg<128, 1>{});
+        else launch(attn_bwd_dkdv_mma_k<128>, attn_bwd_dq_mma_k<128, 2>, MmaBwdCfg<128>{}, MmaDqCfg<128, 2>{});
+      }
       return;
     }
   }
