@@ -270,6 +270,40 @@ __device__ __forceinline__ void cp_async_tile(uint16_t* dst, int ld_, const bf16
   }
 }
 
+// acc[mt][t] += X_mt B for kMT m-tiles of 16 rows: X_mt (16 x K) given as accumulator tiles
+// x[mt][K / 8][4] (re-packed to bf16 A fragments, as P in flash-attention-2), B(k, n) = bm[k ldb + n]
+// (row-major, k along the rows), n = 8 t + (0 .. 7), t < OT (even); B fragments by
+// ldmatrix.x4.trans, each feeding all kMT m-tiles. acc and x point at the callers' register
+// arrays (all loops unrolled and inlined: they stay in registers).
+template <int kMT, int OT, int K>
+__device__ __forceinline__ void mma_acc_tiles(float (*acc)[OT][4], const float (*x)[K / 8][4], const uint16_t* bm,
+                                              int ldb, int lane) {
+  static_assert(OT % 2 == 0, "mma_acc_tiles: pairs of n-tiles");
+  const uint16_t* bp = bm + (lane & 15) * ldb + (lane >> 4) * 8;
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    uint32_t pa[kMT][4];
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt) {
+      pa[mt][0] = pack_bf16x2(x[mt][2 * kk][0], x[mt][2 * kk][1]);
+      pa[mt][1] = pack_bf16x2(x[mt][2 * kk][2], x[mt][2 * kk][3]);
+      pa[mt][2] = pack_bf16x2(x[mt][2 * kk + 1][0], x[mt][2 * kk + 1][1]);
+      pa[mt][3] = pack_bf16x2(x[mt][2 * kk + 1][2], x[mt][2 * kk + 1][3]);
+    }
+#pragma unroll
+    for (int tp = 0; tp < OT / 2; ++tp) {
+      uint32_t bf[4];
+      ldsm_x4_t(bf, bp + kk * 16 * ldb + tp * 16);
+      const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+        mma_bf16_16816(acc[mt][2 * tp], pa[mt], b0);
+        mma_bf16_16816(acc[mt][2 * tp + 1], pa[mt], b1);
+      }
+    }
+  }
+}
+
 // ------------------------------------------------------------------------------ forward, tensor cores
 // bf16 with D = Dv in {64, 128} and 16-byte aligned q, k, v, out, on sm_80+. A CTA takes 128 queries
 // and walks the 64-key tiles that its rows can see; the largest query tiles (the most keys under a
@@ -331,11 +365,9 @@ __global__ void __launch_bounds__(fwd_threads<kMT>(), 2)
   load_kv(jt0, 0);
   cp_async_commit();
   // Per-lane ldmatrix offsets (see the helpers' comment): Q's A fragments (m-tile 0 of the warp's
-  // rows; m-tile mt at + 16 mt L), K's B fragments (two key n-tiles), V's B fragments (.trans; two
-  // head-dim n-tiles).
+  // rows; m-tile mt at + 16 mt L), K's B fragments (two key n-tiles); V's come in mma_acc_tiles.
   const int q_off = (warp * RW + (lane & 15)) * L + (lane >> 4) * 8;
   const int k_off = ((lane >> 4) * 8 + (lane & 7)) * L + ((lane >> 3) & 1) * 8;
-  const int v_off = (lane & 15) * L + (lane >> 4) * 8;
 
   float o[kMT][OT][4], m[kMT][2], l[kMT][2];
 #pragma unroll
@@ -423,29 +455,7 @@ __global__ void __launch_bounds__(fwd_threads<kMT>(), 2)
           o[mt][t][2 * hh + 1] *= alpha;
         }
       }
-    uint32_t pa[kMT][Bc / 16][4];  // P as bf16 A fragments (keys 16 kk .. 16 kk + 15)
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-      for (int kk = 0; kk < Bc / 16; ++kk) {
-        pa[mt][kk][0] = pack_bf16x2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-        pa[mt][kk][1] = pack_bf16x2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-        pa[mt][kk][2] = pack_bf16x2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-        pa[mt][kk][3] = pack_bf16x2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-      }
-#pragma unroll
-    for (int kk = 0; kk < Bc / 16; ++kk)
-#pragma unroll
-      for (int tp = 0; tp < OT / 2; ++tp) {
-        uint32_t vf[4];
-        ldsm_x4_t(vf, Vst + v_off + kk * 16 * L + tp * 16);
-        const uint32_t b0[2] = {vf[0], vf[1]}, b1[2] = {vf[2], vf[3]};
-#pragma unroll
-        for (int mt = 0; mt < kMT; ++mt) {
-          mma_bf16_16816(o[mt][2 * tp], pa[mt][kk], b0);
-          mma_bf16_16816(o[mt][2 * tp + 1], pa[mt][kk], b1);
-        }
-      }
+    mma_acc_tiles<kMT, OT, Bc>(o, s, Vst, L, lane);  // O += P V
   }
   cp_async_wait<0>();  // (the last group is empty; nothing is left in flight at exit)
 #pragma unroll
@@ -718,28 +728,11 @@ __device__ __forceinline__ void mma_rows(float (&acc)[NT][4], const uint16_t* a_
   }
 }
 
-// acc[t] += X B where X (16 x K) is given as accumulator tiles x[K / 8][4] (re-packed to bf16 A
-// fragments) and B(k, n) = bm[k ldb + n] (row-major, k along the rows), n = 8 t + (0 .. 7), t < OT
-// (even). B fragments by ldmatrix.x4.trans.
+// acc[t] += X B for the warp's 16 rows (mma_acc_tiles with one m-tile).
 template <int OT, int K>
 __device__ __forceinline__ void mma_acc_rows(float (&acc)[OT][4], const float (&x)[K / 8][4], const uint16_t* bm,
                                              int ldb, int lane) {
-  static_assert(OT % 2 == 0, "mma_acc_rows: pairs of n-tiles");
-  const uint16_t* bp = bm + (lane & 15) * ldb + (lane >> 4) * 8;
-#pragma unroll
-  for (int kk = 0; kk < K / 16; ++kk) {
-    const uint32_t pa[4] = {pack_bf16x2(x[2 * kk][0], x[2 * kk][1]), pack_bf16x2(x[2 * kk][2], x[2 * kk][3]),
-                            pack_bf16x2(x[2 * kk + 1][0], x[2 * kk + 1][1]),
-                            pack_bf16x2(x[2 * kk + 1][2], x[2 * kk + 1][3])};
-#pragma unroll
-    for (int tp = 0; tp < OT / 2; ++tp) {
-      uint32_t bf[4];
-      ldsm_x4_t(bf, bp + kk * 16 * ldb + tp * 16);
-      const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
-      mma_bf16_16816(acc[2 * tp], pa, b0);
-      mma_bf16_16816(acc[2 * tp + 1], pa, b1);
-    }
-  }
+  mma_acc_tiles<1, OT, K>(&acc, &x, bm, ldb, lane);
 }
 
 // The dq kernel's tiles: 4 warps of 16 kMT query rows (kMT m-tiles each, as in the forward: every
@@ -797,10 +790,9 @@ __global__ void __launch_bounds__(kMmaThreads, kMT == 1 ? 3 : 2)  // registers f
       }
     }
   // Per-lane ldmatrix offsets: A fragments of the warp's rows (m-tile mt at + 16 mt L), B fragments of
-  // K / V rows (two key n-tiles), B fragments of K for dS K (.trans; two head-dim n-tiles).
+  // K / V rows (two key n-tiles); those of K for dS K come in mma_acc_tiles.
   const int a_off = (warp * RW + (lane & 15)) * L + (lane >> 4) * 8;
   const int b_off = ((lane >> 4) * 8 + (lane & 7)) * L + ((lane >> 3) & 1) * 8;
-  const int t_off = (lane & 15) * L + (lane >> 4) * 8;
   float dqa[kMT][OT][4];
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt)
@@ -867,29 +859,7 @@ __global__ void __launch_bounds__(kMmaThreads, kMT == 1 ? 3 : 2)  // registers f
             x = p * (dp[mt][nt][2 * hh + e] - Ds[mt][hh]);  // dS
           }
       }
-    // dQ += dS K: dS re-packed to bf16 A fragments, B(k = key, n = d) = K[key][d] by ldmatrix.trans.
-#pragma unroll
-    for (int kk = 0; kk < Bc / 16; ++kk) {
-      uint32_t pa[kMT][4];
-#pragma unroll
-      for (int mt = 0; mt < kMT; ++mt) {
-        pa[mt][0] = pack_bf16x2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-        pa[mt][1] = pack_bf16x2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-        pa[mt][2] = pack_bf16x2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-        pa[mt][3] = pack_bf16x2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-      }
-#pragma unroll
-      for (int tp = 0; tp < OT / 2; ++tp) {
-        uint32_t bf[4];
-        ldsm_x4_t(bf, Kst + t_off + kk * 16 * L + tp * 16);
-        const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
-#pragma unroll
-        for (int mt = 0; mt < kMT; ++mt) {
-          mma_bf16_16816(dqa[mt][2 * tp], pa[mt], b0);
-          mma_bf16_16816(dqa[mt][2 * tp + 1], pa[mt], b1);
-        }
-      }
-    }
+    mma_acc_tiles<kMT, OT, Bc>(dqa, s, Kst, L, lane);  // dQ += dS K
   }
   cp_async_wait<0>();  // (the last group is empty; nothing is left in flight at exit)
 #pragma unroll
