@@ -91,6 +91,14 @@ if want torch; then
   else record "torch reference" "skipped (budget)"; fi
 fi
 
+# record_bench NAME RC LOG: tokens/s and MFU of a `bench train` log, or why it failed
+record_bench() {
+  if [ "$2" -eq 0 ]; then
+    record "$1" "$(grep -E '^tokens/s' "$3" | tr -s ' ') | $(grep -E '^MFU' "$3" | tr -s ' ')"
+  else
+    record "$1" "exit $2: $(grep -m1 -i -E 'error|what' "$3" | cut -c1-90)"
+  fi
+}
 if [ -x "$BIN/hyscale" ]; then
   # 4. end-to-end training throughput on the GPU: tokens/s and MFU, bf16, seq 4096
   if want train; then
@@ -102,12 +110,7 @@ if [ -x "$BIN/hyscale" ]; then
         prof=""; [ "$depth" = 16 ] && prof=--profile  # then 5 more steps timed op by op
         timeout -k 5 "$t" "$BIN/hyscale" bench train configs/gpu_bench.yaml --set model.arch=$arch \
           --set model.depth=$depth --steps 5 --warmup 2 $prof > "$log" 2>&1
-        rc=$?
-        if [ $rc -eq 0 ]; then
-          record "bench train $arch d$depth" "$(grep -E '^tokens/s' "$log" | tr -s ' ') | $(grep -E '^MFU' "$log" | tr -s ' ')"
-        else
-          record "bench train $arch d$depth" "exit $rc: $(grep -m1 -i -E 'error|what' "$log" | cut -c1-90)"
-        fi
+        record_bench "bench train $arch d$depth" $? "$log"
       done
     done
   fi
@@ -120,12 +123,7 @@ if [ -x "$BIN/hyscale" ]; then
       if [ "$t" -eq 0 ]; then record "bench train $arch d16 accum 8" "skipped (budget)"; continue; fi
       timeout -k 5 "$t" "$BIN/hyscale" bench train configs/gpu_bench.yaml --set model.arch=$arch \
         --set model.depth=16 --set training.grad_accum=8 --steps 3 --warmup 1 > "$log" 2>&1
-      rc=$?
-      if [ $rc -eq 0 ]; then
-        record "bench train $arch d16 accum 8" "$(grep -E '^tokens/s' "$log" | tr -s ' ') | $(grep -E '^MFU' "$log" | tr -s ' ')"
-      else
-        record "bench train $arch d16 accum 8" "exit $rc: $(grep -m1 -i -E 'error|what' "$log" | cut -c1-90)"
-      fi
+      record_bench "bench train $arch d16 accum 8" $? "$log"
     done
   fi
 # 4b. where a training step's GPU time goes: nsys kernel summary (top 30) of bench train at d16

@@ -270,6 +270,15 @@ __device__ __forceinline__ void cp_async_tile(uint16_t* dst, int ld_, const bf16
   }
 }
 
+// Key j0 + c (a column of the key tile at j0) is visible to query row qi iff c_lo < c <= c_hi:
+// visible() in tile columns, clamped to [-1, Bc]; c_hi = -1 for a row past T.
+template <int Bc>
+__device__ __forceinline__ void visible_cols(int64_t qi, int64_t j0, int64_t T_, int64_t W, int& c_lo, int& c_hi) {
+  const int64_t dj = qi - j0;
+  c_hi = qi >= T_ ? -1 : int(dj < Bc ? dj : Bc);
+  c_lo = int(dj - W < -1 ? -1 : (dj - W < Bc ? dj - W : Bc));
+}
+
 // acc[mt][t] += X_mt B for kMT m-tiles of 16 rows: X_mt (16 x K) given as accumulator tiles
 // x[mt][K / 8][4] (re-packed to bf16 A fragments, as P in flash-attention-2), B(k, n) = bm[k ldb + n]
 // (row-major, k along the rows), n = 8 t + (0 .. 7), t < OT (even); B fragments by
@@ -416,11 +425,8 @@ __global__ void __launch_bounds__(fwd_threads<kMT>(), 2)
     for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {  // row gid (hh = 0) and gid + 8 (hh = 1) of m-tile mt
-        // Key j0 + c is visible to row qi iff c_lo < c <= c_hi (visible(), in tile columns clamped to
-        // [-1, Bc]; c_hi = -1 for a row past T).
-        const int64_t qi = r_lo + 16 * mt + gid + 8 * hh, dj = qi - j0;
-        const int c_hi = qi >= T_ ? -1 : int(dj < Bc ? dj : Bc);
-        const int c_lo = int(dj - W < -1 ? -1 : (dj - W < Bc ? dj - W : Bc));
+        int c_lo, c_hi;
+        visible_cols<Bc>(r_lo + 16 * mt + gid + 8 * hh, j0, T_, W, c_lo, c_hi);
         float mx = -INFINITY;
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt)
@@ -845,10 +851,8 @@ __global__ void __launch_bounds__(kMmaThreads, kMT == 1 ? 3 : 2)  // registers f
     for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
-        // Key j0 + c is visible to row qi iff c_lo < c <= c_hi (the forward's clamped tile columns).
-        const int64_t qi = r_lo + 16 * mt + gid + 8 * hh, dj = qi - j0;
-        const int c_hi = qi >= T_ ? -1 : int(dj < Bc ? dj : Bc);
-        const int c_lo = int(dj - W < -1 ? -1 : (dj - W < Bc ? dj - W : Bc));
+        int c_lo, c_hi;
+        visible_cols<Bc>(r_lo + 16 * mt + gid + 8 * hh, j0, T_, W, c_lo, c_hi);
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
