@@ -330,7 +330,9 @@ __device__ __forceinline__ void mma_acc_tiles(float (*acc)[OT][4], const float (
 //     80 ldmatrix per 256 mma and key tile (0.31 per mma) against 72 per 128 (0.56) at kMT = 1,
 //     where shared-memory bandwidth, not the tensor cores, bounded the kernel (an SM moves 128 B
 //     of shared memory per clock, one ldmatrix.x4 is 512 B). kMT = 2 needs ~240 registers per
-//     thread (O alone is 2 x 16 x 4 floats at D 128): 4 warps a CTA, two CTAs an SM.
+//     thread (O alone is 2 x 16 x 4 floats at D 128): 4 warps a CTA, two CTAs an H100 SM. An A100
+//     SM (164 KB of shared memory) holds one 102 KB CTA at D 128, i.e. 4 warps where kMT = 1 had 8:
+//     untested there; HYSCALE_ATTN_ROWS_PER_WARP=16 is the way back if it is slower.
 //   - Per warp and tile: a tile with no visible key for the warp's rows is skipped, one that is
 //     visible for all of them (not on the diagonal, not on the window's edge) is not masked.
 // HYSCALE_ATTN_ROWS_PER_WARP=16 selects kMT = 1 here and in the dq kernel (for measuring one against
