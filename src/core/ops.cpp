@@ -524,6 +524,44 @@ struct CastNode : Node {
 };
 }  // namespace
 
+namespace {
+struct ConcatNode : Node {
+  int64_t dim, na, nb;
+  std::vector<Tensor> backward(const Tensor& g) override {
+    return {g.slice(dim, 0, na).contiguous(), g.slice(dim, na, na + nb).contiguous()};
+  }
+  const char* name() const override { return "concat"; }
+};
+}  // namespace
+
+Tensor concat(const Tensor& a, const Tensor& b, int64_t dim) {
+  HS_CHECK(a.defined() && b.defined(), "concat: an input is undefined");
+  HS_CHECK(a.dtype() == b.dtype() && a.device() == b.device(), "concat: ", a.desc(), " and ", b.desc(),
+           " differ in dtype or device");
+  const int64_t nd = a.dim();
+  HS_CHECK(b.dim() == nd && nd > 0 && dim >= -nd && dim < nd, "concat: dim ", dim, " for ", shape_str(a.shape()),
+           " and ", shape_str(b.shape()));
+  if (dim < 0) dim += nd;
+  Shape s = a.shape();
+  for (int64_t i = 0; i < nd; ++i)
+    HS_CHECK(i == dim || a.size(i) == b.size(i), "concat: ", shape_str(a.shape()), " and ", shape_str(b.shape()),
+             " differ outside dim ", dim);
+  const int64_t na = a.size(dim), nb = b.size(dim);
+  s[static_cast<size_t>(dim)] = na + nb;
+  Tensor y = Tensor::empty(s, a.dtype(), a.device());
+  {
+    NoGrad ng;
+    y.slice(dim, 0, na).copy_from(a.detach());
+    y.slice(dim, na, na + nb).copy_from(b.detach());
+  }
+  if (!any_requires_grad({&a, &b})) return y;
+  auto node = std::make_shared<ConcatNode>();
+  node->dim = dim;
+  node->na = na;
+  node->nb = nb;
+  return record(y, node, {&a, &b});
+}
+
 Tensor cast(const Tensor& x, DType dtype) {
   HS_CHECK(x.defined(), "cast: input is undefined");
   HS_CHECK(is_floating(x.dtype()) && is_floating(dtype), "cast: ", x.desc(), " to ", dtype_name(dtype),

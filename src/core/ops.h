@@ -34,6 +34,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
 // precision): y = x rounded to `dtype`; the gradient is converted back to x's dtype.
 // Same dtype returns x itself.
 Tensor cast(const Tensor& x, DType dtype);
+// [a | b] along `dim` (same dtype and device, equal sizes elsewhere); the gradient is split back.
+Tensor concat(const Tensor& a, const Tensor& b, int64_t dim);
 
 }  // namespace hyscale::ops
 
@@ -44,8 +46,12 @@ namespace hyscale::ops {
 // Selective scan (kernels/selective_scan.h): u, delta [B, T, Dc]; A_log [Dc, N]; Bm, Cm [B, T, N];
 // D, dt_bias [Dc] -> y [B, T, Dc] = scan output with the D·u skip, before any gate.
 // `chunk` = steps between saved states (memory O(B Dc N T / chunk) for backward).
+// With z [B, T, Dc] defined, Mamba's output gate is fused: the result is y * silu(z) (gmu_gate's
+// expression), the pre-gate y is never stored (the backward recomputes it), and z gets its
+// gradient. z is read in place when its last dimension is dense and its (b, t) rows are evenly
+// spaced, e.g. a column slice of in_proj's output.
 Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log, const Tensor& Bm, const Tensor& Cm,
-                      const Tensor& D, const Tensor& dt_bias, int64_t chunk = 128);
+                      const Tensor& D, const Tensor& dt_bias, int64_t chunk = 128, const Tensor& z = Tensor());
 // Causal depthwise conv1d with bias: x [B, T, C], w [C, K] (1 <= K <= 8), bias [C] -> [B, T, C].
 Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias);
 // silu(causal_conv1d(x, w, bias)) in one op (Mamba-1's conv + activation): the forward is the
@@ -66,9 +72,20 @@ Tensor diff_combine(const Tensor& a1, const Tensor& a2, const Tensor& lambda);
 // Differential attention over head pairs: q [B, T, Hp, 2 hd], k and v [B, T, Hkp, 2 hd] (the two
 // halves of q and k are the branches' queries and keys, v is read whole by both) ->
 // attention(q1, k1, v) - lambda * attention(q2, k2, v), causal with `window` as in attention().
-// On a GPU one fused kernel serves both branches (K/V tiles loaded once); on the cpu it is
-// composed from attention() and diff_combine().
+// On the cpu it is composed from attention() and diff_combine(). On a GPU, one of two ways
+// (HYSCALE_DIFF_ATTN = fused | split | auto, auto when unset):
+//   fused: one SIMT kernel pair serves both branches (K/V tiles loaded once, both softmax states
+//          in one CTA; any head dim, f32 or bf16);
+//   split: diff_attention_split below, i.e. the tensor-core flash-attention kernels, which need
+//          bf16 and a branch head dim hd of 64 or 128 (Dv = D);
+//   auto:  split where the tensor-core kernels apply, else fused.
 Tensor diff_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lambda, double scale,
                       int64_t window = 0);
+// The same result composed from four head-dim-hd attention() calls (branch b = 1, 2 and value
+// half e = 1, 2: attention(q_b, k_b, v_e), so that D = Dv), two concats and diff_combine(). Each
+// branch's scores are computed twice (8 hd instead of 6 hd multiply-adds per visible pair), in
+// exchange for the tensor cores where the fused kernel has none. Any device.
+Tensor diff_attention_split(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lambda, double scale,
+                            int64_t window = 0);
 
 }  // namespace hyscale::ops

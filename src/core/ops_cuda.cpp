@@ -259,8 +259,8 @@ struct CrossEntropyNode : Node {
 };
 
 struct SelectiveScanNode : Node {
-  Tensor u, delta, A_log, Bm, Cm, D, dt_bias, states;  // states fp32
-  int64_t chunk;
+  Tensor u, delta, A_log, Bm, Cm, D, dt_bias, states, z;  // states fp32; z: the fused gate (rows ldz apart) or none
+  int64_t chunk, ldz = 0;
   std::vector<Tensor> backward(const Tensor& g_in) override {
     Tensor dy = g_in.contiguous();
     const int64_t B = u.size(0), T_ = u.size(1), Dc = u.size(2), N = A_log.size(1);
@@ -268,16 +268,22 @@ struct SelectiveScanNode : Node {
     Tensor dA = empty(A_log.shape(), DType::f32, u), dB = empty(Bm.shape(), DType::f32, u),
            dC = empty(Cm.shape(), DType::f32, u), dD = empty(D.shape(), DType::f32, u),
            dbias = empty(dt_bias.shape(), DType::f32, u);
-    dispatch(u.dtype(), [&](auto z) {
-      using T = decltype(z);
+    Tensor dz = z.defined() ? empty_like(u) : Tensor();
+    dispatch(u.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      kernels::ScanGate<T> gate;
+      if (z.defined()) gate = {P<T>(z), ldz, P<T>(dz)};
       kg::selective_scan_bwd<T>(P<T>(u), P<T>(delta), P<T>(A_log), P<T>(Bm), P<T>(Cm), P<T>(D), P<T>(dt_bias),
                                 F(states), P<T>(dy), P<T>(du), P<T>(dd), F(dA), F(dB), F(dC), F(dD), F(dbias), B, T_,
-                                Dc, N, chunk);
+                                Dc, N, chunk, nullptr, gate);
     });
     const DType dt = u.dtype();
-    return {du, dd, as_dtype(dA, dt), as_dtype(dB, dt), as_dtype(dC, dt), as_dtype(dD, dt), as_dtype(dbias, dt)};
+    std::vector<Tensor> g = {du, dd, as_dtype(dA, dt), as_dtype(dB, dt), as_dtype(dC, dt), as_dtype(dD, dt),
+                             as_dtype(dbias, dt)};
+    if (z.defined()) g.push_back(dz);
+    return g;
   }
-  void release() override { u = delta = A_log = Bm = Cm = D = dt_bias = states = Tensor(); }
+  void release() override { u = delta = A_log = Bm = Cm = D = dt_bias = states = z = Tensor(); }
   const char* name() const override { return "selective_scan (cuda)"; }
 };
 
@@ -549,16 +555,18 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets_in) {
 }
 
 Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log, const Tensor& Bm, const Tensor& Cm,
-                      const Tensor& D, const Tensor& dt_bias, int64_t chunk) {
+                      const Tensor& D, const Tensor& dt_bias, int64_t chunk, const Tensor& z, int64_t ldz) {
   const int64_t B = u.size(0), T_ = u.size(1), Dc = u.size(2), N = A_log.size(1);
   const int64_t nch = (T_ + chunk - 1) / chunk;
   Tensor y = empty_like(u), states = empty({B, nch, Dc, N}, DType::f32, u);
-  dispatch(u.dtype(), [&](auto z) {
-    using T = decltype(z);
+  dispatch(u.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    kernels::ScanGate<T> gate;
+    if (z.defined()) gate = {P<T>(z), ldz, nullptr};
     kg::selective_scan_fwd<T>(P<T>(u), P<T>(delta), P<T>(A_log), P<T>(Bm), P<T>(Cm), P<T>(D), P<T>(dt_bias), P<T>(y),
-                              F(states), B, T_, Dc, N, chunk);
+                              F(states), B, T_, Dc, N, chunk, nullptr, gate);
   });
-  if (!any_requires_grad({&u, &delta, &A_log, &Bm, &Cm, &D, &dt_bias})) return y;
+  if (!any_requires_grad({&u, &delta, &A_log, &Bm, &Cm, &D, &dt_bias, &z})) return y;
   auto node = std::make_shared<SelectiveScanNode>();
   node->u = u.detach();
   node->delta = delta.detach();
@@ -569,7 +577,10 @@ Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log,
   node->dt_bias = dt_bias.detach();
   node->states = states;
   node->chunk = chunk;
-  return record(y, node, {&u, &delta, &A_log, &Bm, &Cm, &D, &dt_bias});
+  if (!z.defined()) return record(y, node, {&u, &delta, &A_log, &Bm, &Cm, &D, &dt_bias});
+  node->z = z.detach();
+  node->ldz = ldz;
+  return record(y, node, {&u, &delta, &A_log, &Bm, &Cm, &D, &dt_bias, &z});
 }
 
 static Tensor conv1d_op(bool silu, const Tensor& x, const Tensor& w, const Tensor& bias) {

@@ -23,8 +23,9 @@ Tensor embedding(const Tensor& ids, const Tensor& table);
 Tensor rope(const Tensor& x, double base, int64_t pos0);
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, int64_t window);
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
+// z: the fused gate (undefined: none), rows ldz apart (ops::selective_scan checked it).
 Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log, const Tensor& Bm, const Tensor& Cm,
-                      const Tensor& D, const Tensor& dt_bias, int64_t chunk);
+                      const Tensor& D, const Tensor& dt_bias, int64_t chunk, const Tensor& z, int64_t ldz);
 Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias);
 Tensor causal_conv1d_silu(const Tensor& x, const Tensor& w, const Tensor& bias);
 Tensor gmu_gate(const Tensor& p, const Tensor& m);

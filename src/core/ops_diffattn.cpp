@@ -1,4 +1,7 @@
 // Autograd ops of differential attention's scalar lambda and the a1 - lambda a2 combination.
+#include <cstdlib>
+#include <string>
+
 #include "core/ops.h"
 #include "core/ops_util.h"
 #include "core/ops_cuda.h"
@@ -100,10 +103,19 @@ Tensor diff_combine(const Tensor& a1_in, const Tensor& a2_in, const Tensor& lamb
   return record(out, node, {&a1, &a2, &lam});
 }
 
-Tensor diff_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& lambda, double scale,
-                      int64_t window) {
-  const char* op = "diff_attention";
-  Tensor q = prep(op, q_in, "q"), k = prep(op, k_in, "k"), v = prep(op, v_in, "v");
+namespace {
+enum class DiffAttnMode { automatic, fused, split };
+// HYSCALE_DIFF_ATTN, read at every call (a benchmark switches it between runs).
+DiffAttnMode diff_attn_mode() {
+  const char* e = std::getenv("HYSCALE_DIFF_ATTN");
+  if (!e || !*e || std::string(e) == "auto") return DiffAttnMode::automatic;
+  if (std::string(e) == "fused") return DiffAttnMode::fused;
+  if (std::string(e) == "split") return DiffAttnMode::split;
+  HS_FAIL("HYSCALE_DIFF_ATTN=", e, ": expected auto, fused or split");
+}
+
+// diff_attention's argument checks (shared with diff_attention_split), on the prepared q, k, v.
+void check_diff_args(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lambda) {
   same_dtype(op, q, k);
   same_dtype(op, q, v);
   HS_CHECK(q.dim() == 4 && k.dim() == 4 && v.shape() == k.shape() && q.size(0) == k.size(0) &&
@@ -114,8 +126,38 @@ Tensor diff_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in
            ") must be a multiple of KV head pairs (", k.size(2), ")");
   HS_CHECK(lambda.defined() && lambda.numel() == 1 && lambda.device() == q.device(), op,
            ": lambda must be a scalar on ", q.device().str(), ", got ", lambda.defined() ? lambda.desc() : "undefined");
+}
+}  // namespace
+
+Tensor diff_attention_split(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& lambda,
+                            double scale, int64_t window) {
+  const char* op = "diff_attention_split";
+  Tensor q = prep(op, q_in, "q"), k = prep(op, k_in, "k"), v = prep(op, v_in, "v");
+  check_diff_args(op, q, k, v, lambda);
+  const int64_t hd = q.size(3) / 2;
+  // Each branch's q and k, and each value half, made contiguous once (attention() reads [B, T, H, hd]).
+  const Tensor q1 = q.slice(3, 0, hd).contiguous(), q2 = q.slice(3, hd, 2 * hd).contiguous();
+  const Tensor k1 = k.slice(3, 0, hd).contiguous(), k2 = k.slice(3, hd, 2 * hd).contiguous();
+  const Tensor v1 = v.slice(3, 0, hd).contiguous(), v2 = v.slice(3, hd, 2 * hd).contiguous();
+  Tensor a1 = concat(attention(q1, k1, v1, scale, window), attention(q1, k1, v2, scale, window), 3);
+  Tensor a2 = concat(attention(q2, k2, v1, scale, window), attention(q2, k2, v2, scale, window), 3);
+  return diff_combine(a1, a2, lambda);
+}
+
+Tensor diff_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& lambda, double scale,
+                      int64_t window) {
+  const char* op = "diff_attention";
+  Tensor q = prep(op, q_in, "q"), k = prep(op, k_in, "k"), v = prep(op, v_in, "v");
+  check_diff_args(op, q, k, v, lambda);
 #ifdef HYSCALE_WITH_CUDA
-  if (q.device().is_cuda()) return cuda_impl::diff_attention(q, k, v, lambda, scale, window);
+  if (q.device().is_cuda()) {
+    const int64_t hd = q.size(3) / 2;
+    const DiffAttnMode mode = diff_attn_mode();
+    const bool tensor_cores = q.dtype() == DType::bf16 && (hd == 64 || hd == 128);
+    if (mode == DiffAttnMode::split || (mode == DiffAttnMode::automatic && tensor_cores))
+      return diff_attention_split(q, k, v, lambda, scale, window);
+    return cuda_impl::diff_attention(q, k, v, lambda, scale, window);
+  }
 #endif
   const int64_t hd = q.size(3) / 2;
   Tensor a1 = attention(q.slice(3, 0, hd), k.slice(3, 0, hd), v, scale, window);

@@ -14,8 +14,8 @@ using namespace detail;
 namespace {
 
 struct SelectiveScanNode : Node {
-  Tensor u, delta, A_log, Bm, Cm, D, dt_bias, states;
-  int64_t chunk;
+  Tensor u, delta, A_log, Bm, Cm, D, dt_bias, states, z;  // z: the fused gate (rows ldz apart), or undefined
+  int64_t chunk, ldz = 0;
   std::vector<Tensor> backward(const Tensor& g_in) override {
     Tensor dy = g_in.contiguous();
     const int64_t B = u.size(0), T_ = u.size(1), Dc = u.size(2), N = A_log.size(1);
@@ -24,15 +24,19 @@ struct SelectiveScanNode : Node {
            dA = Tensor::empty(A_log.shape(), dt), dB = Tensor::empty(Bm.shape(), dt),
            dC = Tensor::empty(Cm.shape(), dt), dD = Tensor::empty(D.shape(), dt),
            dbias = Tensor::empty(dt_bias.shape(), dt);
-    dispatch(dt, [&](auto z) {
-      using T = decltype(z);
+    Tensor dz = z.defined() ? Tensor::empty(u.shape(), dt) : Tensor();
+    dispatch(dt, [&](auto zero) {
+      using T = decltype(zero);
+      kernels::ScanGate<T> gate;
+      if (z.defined()) gate = {HS_PTR(z), ldz, HS_PTR(dz)};
       kc::selective_scan_bwd<T>(HS_PTR(u), HS_PTR(delta), HS_PTR(A_log), HS_PTR(Bm), HS_PTR(Cm), HS_PTR(D),
                                 HS_PTR(dt_bias), HS_PTR(states), HS_PTR(dy), HS_PTR(du), HS_PTR(dd), HS_PTR(dA),
-                                HS_PTR(dB), HS_PTR(dC), HS_PTR(dD), HS_PTR(dbias), B, T_, Dc, N, chunk);
+                                HS_PTR(dB), HS_PTR(dC), HS_PTR(dD), HS_PTR(dbias), B, T_, Dc, N, chunk, gate);
     });
+    if (z.defined()) return {du, dd, dA, dB, dC, dD, dbias, dz};
     return {du, dd, dA, dB, dC, dD, dbias};
   }
-  void release() override { u = delta = A_log = Bm = Cm = D = dt_bias = states = Tensor(); }
+  void release() override { u = delta = A_log = Bm = Cm = D = dt_bias = states = z = Tensor(); }
   const char* name() const override { return "selective_scan"; }
 };
 
@@ -76,10 +80,36 @@ struct GmuGateNode : Node {
   const char* name() const override { return "gmu_gate"; }
 };
 
+// The gate input z of the scan [B, T, Dc]: kept as it is when its last dimension is dense and its
+// B T rows are evenly spaced (ldz apart; a column slice of in_proj's [B, T, 2 Dc] output is), else
+// made contiguous (ldz = Dc).
+Tensor gate_rows(const char* op, const Tensor& z_in, const Tensor& u, int64_t& ldz) {
+  HS_CHECK(z_in.defined() && z_in.dtype() == u.dtype() && z_in.device() == u.device(), op,
+           ": the gate z must have u's dtype and device, got ", z_in.defined() ? dtype_name(z_in.dtype()) : "undefined",
+           " on ", z_in.defined() ? z_in.device().str() : std::string("-"));
+  HS_CHECK(z_in.shape() == u.shape(), op, ": the gate z must be ", shape_str(u.shape()), " like u, got ",
+           shape_str(z_in.shape()));
+  const Shape& s = z_in.strides();
+  const int64_t B = u.size(0), T_ = u.size(1), Dc = u.size(2);
+  if (Dc <= 1 || s[2] == 1) {
+    if (T_ == 1) {
+      ldz = s[0];
+    } else if (B == 1 || s[0] == s[1] * T_) {
+      ldz = s[1];
+    } else {
+      ldz = -1;
+    }
+    if (ldz >= Dc) return z_in;
+  }
+  ldz = Dc;
+  return z_in.contiguous();
+}
+
 }  // namespace
 
 Tensor selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tensor& A_log_in, const Tensor& B_in,
-                      const Tensor& C_in, const Tensor& D_in, const Tensor& bias_in, int64_t chunk) {
+                      const Tensor& C_in, const Tensor& D_in, const Tensor& bias_in, int64_t chunk,
+                      const Tensor& z_in) {
   const char* op = "selective_scan";
   Tensor u = prep(op, u_in, "u"), delta = prep(op, delta_in, "delta"), A_log = prep(op, A_log_in, "A_log"),
          Bm = prep(op, B_in, "B"), Cm = prep(op, C_in, "C"), D = prep(op, D_in, "D"), bias = prep(op, bias_in, "dt_bias");
@@ -95,17 +125,21 @@ Tensor selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tensor& 
   HS_CHECK(D.shape() == Shape({Dc}) && bias.shape() == Shape({Dc}), op, ": D and dt_bias must be [", Dc, "], got ",
            shape_str(D.shape()), " and ", shape_str(bias.shape()));
   HS_CHECK(chunk >= 1, op, ": chunk must be >= 1, got ", chunk);
+  int64_t ldz = 0;
+  const Tensor z = z_in.defined() ? gate_rows(op, z_in, u, ldz) : Tensor();
 #ifdef HYSCALE_WITH_CUDA
-  if (u.device().is_cuda()) return cuda_impl::selective_scan(u, delta, A_log, Bm, Cm, D, bias, chunk);
+  if (u.device().is_cuda()) return cuda_impl::selective_scan(u, delta, A_log, Bm, Cm, D, bias, chunk, z, ldz);
 #endif
   Tensor y = Tensor::empty(u.shape(), u.dtype());
   Tensor states = Tensor::empty({B, kc::scan_num_chunks(T_, chunk), Dc, N}, u.dtype());
-  dispatch(u.dtype(), [&](auto z) {
-    using T = decltype(z);
+  dispatch(u.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    kernels::ScanGate<T> gate;
+    if (z.defined()) gate = {HS_PTR(z), ldz, nullptr};
     kc::selective_scan_fwd<T>(HS_PTR(u), HS_PTR(delta), HS_PTR(A_log), HS_PTR(Bm), HS_PTR(Cm), HS_PTR(D),
-                              HS_PTR(bias), HS_PTR(y), HS_PTR(states), B, T_, Dc, N, chunk);
+                              HS_PTR(bias), HS_PTR(y), HS_PTR(states), B, T_, Dc, N, chunk, gate);
   });
-  if (!any_requires_grad({&u, &delta, &A_log, &Bm, &Cm, &D, &bias})) return y;
+  if (!any_requires_grad({&u, &delta, &A_log, &Bm, &Cm, &D, &bias, &z})) return y;
   auto node = std::make_shared<SelectiveScanNode>();
   node->u = u.detach();
   node->delta = delta.detach();
@@ -116,7 +150,10 @@ Tensor selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tensor& 
   node->dt_bias = bias.detach();
   node->states = states;
   node->chunk = chunk;
-  return record(y, node, {&u, &delta, &A_log, &Bm, &Cm, &D, &bias});
+  if (!z.defined()) return record(y, node, {&u, &delta, &A_log, &Bm, &Cm, &D, &bias});
+  node->z = z.detach();
+  node->ldz = ldz;
+  return record(y, node, {&u, &delta, &A_log, &Bm, &Cm, &D, &bias, &z});
 }
 
 static Tensor conv1d_op(const char* op, bool silu, const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {

@@ -9,6 +9,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/scan_gate.h"
+
 namespace hyscale::kernels::cuda {
 
 using bf16 = uint16_t;
@@ -94,15 +96,15 @@ void causal_conv1d_silu_bwd(const T* x, const T* w, const T* bias, const T* dy, 
                             int64_t B, int64_t T_, int64_t C, int64_t K, void* stream = nullptr);
 
 // Selective scan forward (kernels/selective_scan.h's math and layouts, softplus(delta + dt_bias)
-// and the D skip fused; no z-gate, y is the GMU memory): one thread per (sequence, channel), the
-// N <= 64 fp32 states in registers, B_t/C_t shared by all channels (broadcast loads). states
-// [B, n_chunks, Dc, N] (fp32) receive h at the last step of each chunk, as the CPU saves them for
-// the backward. u, delta, y in T; A_log, D, dt_bias, Bm, Cm in T as well. The backward is in
-// kernels/cuda_hybrid.h.
+// and the D skip fused; with gate.z the output gate too, y = y_pre * silu(z), else y is the
+// pre-gate GMU memory): chunk-parallel passes, fp32 states in registers, B_t/C_t shared by all
+// channels (broadcast loads). states [B, n_chunks, Dc, N] (fp32) receive h at the last step of
+// each chunk, as the CPU saves them for the backward. u, delta, y, z in T; A_log, D, dt_bias, Bm,
+// Cm in T as well. N <= 64. The backward is in kernels/cuda_hybrid.h.
 template <class T>
 void selective_scan_fwd(const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, const T* D,
                         const T* dt_bias, T* y, float* states, int64_t B, int64_t T_, int64_t Dc, int64_t N,
-                        int64_t chunk, void* stream = nullptr);
+                        int64_t chunk, void* stream = nullptr, const ScanGate<T>& gate = {});
 
 // Fused softmax cross-entropy over logits [N, V] (one block per row, online max/sum):
 // loss_rows[n] = lse[n] - logits[n, t[n]] (fp32); the backward recomputes the probabilities:

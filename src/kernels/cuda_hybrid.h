@@ -18,7 +18,9 @@ namespace hyscale::kernels::cuda {
 // Selective scan backward (kernels/selective_scan.h's math and layouts). `states`
 // [B, n_chunks, Dc, N] fp32 are the chunk-end states saved by selective_scan_fwd (same chunk).
 // du, ddelta [B, T, Dc] in T; dA_log [Dc, N], dD, ddt_bias [Dc] and dBm, dCm [B, T, N] in fp32.
-// Every output is WRITTEN (not accumulated). N <= 64. Scratch (cudaMallocAsync on the stream,
+// Every output is WRITTEN (not accumulated). With gate.z: dy is the gated output's gradient, the
+// pre-gate y is recomputed in the gradient pass and dz [B, T, Dc] (T) is written as well (the CPU
+// twin's expressions). N <= 64. Scratch (cudaMallocAsync on the stream,
 // freed on it), in bytes, with N' = N rounded up to 16, 32 or 64, channel tiles of C = 1024 / N'
 // channels and n_ch = ceil(T / chunk):
 //     sub-chunk checkpoints: 4 per (b, channel, state') every 16 steps, in waves of <= 1 GiB
@@ -29,7 +31,7 @@ template <class T>
 void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, const T* D,
                         const T* dt_bias, const float* states, const T* dy, T* du, T* ddelta, float* dA_log,
                         float* dBm, float* dCm, float* dD, float* ddt_bias, int64_t B, int64_t T_, int64_t Dc,
-                        int64_t N, int64_t chunk, void* stream = nullptr);
+                        int64_t N, int64_t chunk, void* stream = nullptr, const ScanGate<T>& gate = {});
 
 // GMU gate (kernels/gmu.h): y = silu(p) * m;
 // dp = dy * m * s * (1 + p (1 - s)), dm_accum += dy * silu(p)   (s = sigmoid(p)).

@@ -39,14 +39,23 @@ Tensor Mamba::forward(const Tensor& u, Tensor* memory_out, Tensor* conv_state, T
   // [B, T, R + 2N]: partial sums over this rank's channels; every rank's channels consume the total.
   Tensor dbc = parallel::copy_to_tp(parallel::reduce_from_tp(ops::linear(xc, cw(x_proj)), tp), tp);
   Tensor delta = ops::linear(dbc.slice(2, 0, R), cw(dt_proj));
-  Tensor y = ops::selective_scan(xc, delta, cw(A_log), dbc.slice(2, R, R + N), dbc.slice(2, R + N, R + 2 * N), cw(D), cw(dt_bias),
-                                 cfg_.scan_chunk);
-  // The memory is read by every GMU layer of the cross-decoder, so its gradient is a sum over
-  // them: under bf16 mixed precision it is exported in fp32 (each GMU casts it back down, the
-  // values it sees are the same bf16 ones), so that sum accumulates in fp32, not in bf16.
-  if (memory_out) *memory_out = y.dtype() == DType::bf16 ? ops::cast(y, DType::f32) : y;
+  const Tensor Bm = dbc.slice(2, R, R + N), Cm = dbc.slice(2, R + N, R + 2 * N);
+  Tensor gated;  // y * silu(z)
+  if (memory_out) {
+    // The memory layer needs the pre-gate y as well: the scan, then the gate as its own op.
+    // The memory is read by every GMU layer of the cross-decoder, so its gradient is a sum over
+    // them: under bf16 mixed precision it is exported in fp32 (each GMU casts it back down, the
+    // values it sees are the same bf16 ones), so that sum accumulates in fp32, not in bf16.
+    Tensor y = ops::selective_scan(xc, delta, cw(A_log), Bm, Cm, cw(D), cw(dt_bias), cfg_.scan_chunk);
+    *memory_out = y.dtype() == DType::bf16 ? ops::cast(y, DType::f32) : y;
+    gated = ops::gmu_gate(z, y);
+  } else {
+    // Every other Mamba layer: the gate fused into the scan (z read in place from xz; the pre-gate
+    // y is neither stored nor kept for the backward, which recomputes it).
+    gated = ops::selective_scan(xc, delta, cw(A_log), Bm, Cm, cw(D), cw(dt_bias), cfg_.scan_chunk, z);
+  }
   if (conv_state || ssm_state) capture_state(x, xc, delta, dbc, conv_state, ssm_state);
-  return parallel::reduce_from_tp(ops::linear(ops::gmu_gate(z, y), cw(out_proj)), tp);  // y * silu(z)
+  return parallel::reduce_from_tp(ops::linear(gated, cw(out_proj)), tp);
 }
 
 void Mamba::capture_state(const Tensor& x_in, const Tensor& xc_in, const Tensor& delta_in, const Tensor& dbc,

@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "core/autograd.h"
 #include "core/error.h"
+#include "core/ops.h"
 #include "train/trainer.h"
 
 #ifdef HYSCALE_WITH_CUDA
@@ -178,6 +180,32 @@ void bench_kernels(int64_t reps) {
     }
   }
   {
+    // Differential attention (the op, autograd included), both GPU routes (ops.h): the fused SIMT
+    // kernels against the split into four tensor-core attentions. d16 shapes: 16 heads of 128 as 8
+    // pairs, 4 KV heads as 2. FLOPs over the DA math only (two branches, 2 (hd + 2 hd) per visible
+    // pair each; the split's recomputed scores are not counted), so the two rows compare by time.
+    const int64_t B = 2, T = 4096, Hp = 8, Hkp = 2, hd = 128;
+    const Device dv = Device::cuda(dev);
+    Tensor q = Tensor::zeros({B, T, Hp, 2 * hd}, DType::bf16, dv), k = Tensor::zeros({B, T, Hkp, 2 * hd}, DType::bf16, dv),
+           v = Tensor::zeros({B, T, Hkp, 2 * hd}, DType::bf16, dv), lam = Tensor::full({}, 0.5, DType::f32).to(dv),
+           g = Tensor::zeros({B, T, Hp, 2 * hd}, DType::bf16, dv);
+    for (Tensor* t : {&q, &k, &v, &lam}) t->requires_grad_();
+    const double fwd = 0.5 * T * (T + 1) * B * Hp * 2.0 * 2.0 * (hd + 2 * hd);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+    for (const char* mode : {"fused", "split"}) {
+      EnvOverride env("HYSCALE_DIFF_ATTN", mode);
+      const std::string tag = std::string(" causal (2x4096, 8/2 pairs, 128) [") + mode + "]";
+      row_gemm("diff attention fwd" + tag, fwd, [&] {
+        NoGrad ng;
+        (void)ops::diff_attention(q, k, v, lam, scale, 0);
+      });
+      row_gemm("diff attention fwd+bwd" + tag, 3.5 * fwd, [&] {
+        ops::diff_attention(q, k, v, lam, scale, 0).backward(g);
+        for (Tensor* t : {&q, &k, &v, &lam}) t->zero_grad();
+      });
+    }
+  }
+  {
     // Selective scan and conv1d of one Mamba layer at d16 width: d_inner 4096, N 16, chunk 128.
     const int64_t B = 2, T = 4096, Dc = 4096, N = 16, chunk = 128, K = 4;
     const int64_t xn = B * T * Dc, bn = B * T * N, nch = (T + chunk - 1) / chunk;
@@ -212,6 +240,32 @@ void bench_kernels(int64_t reps) {
       kg::set_deterministic(false);
       row_bw("selective scan fwd+bwd [atomic dB/dC]", fwd_bytes + bwd_bytes, scan_fb);
       kg::set_deterministic(det);
+    }
+    {  // Mamba's output gate y * silu(z): fused into the scan, against the scan and a gate op around it
+      // (same byte count, the fused minimum: z read once, dz written once, so the ratio is the time's)
+      kg::bf16* zw = d.as<kg::bf16>();  // in_proj's output [B, T, 2 Dc]; z = its second half, read in place
+      kg::bf16* dz = zw + 2 * xn;
+      kg::bf16* out = dz + xn;
+      const kernels::ScanGate<kg::bf16> gate{zw + Dc, 2 * Dc, dz};
+      const double gate_bytes = fwd_bytes + bwd_bytes + io * 3.0 * xn;
+      row_bw("selective scan + z-gate fwd+bwd (fused)", gate_bytes, [&] {
+        kg::selective_scan_fwd<kg::bf16>(u, dl, Al, Bm, Cm, Dd, bias, out, states, B, T, Dc, N, chunk, nullptr, gate);
+        kg::selective_scan_bwd<kg::bf16>(u, dl, Al, Bm, Cm, Dd, bias, states, dy, du, ddl, grads, grads + Dc * N,
+                                         grads + Dc * N + bn, grads + Dc * N + 2 * bn, grads + Dc * N + 2 * bn + Dc,
+                                         B, T, Dc, N, chunk, nullptr, gate);
+      });
+      kg::bf16* zc = out + xn;   // the two-op path's contiguous z (the gate op reads dense rows)
+      kg::bf16* dyp = ddl + xn;  // and its pre-gate gradient
+      HS_CU(cudaMemsetAsync(zc, 0, xn * 2));
+      row_bw("selective scan fwd+bwd, z-gate as its own op", gate_bytes, [&] {
+        kg::selective_scan_fwd<kg::bf16>(u, dl, Al, Bm, Cm, Dd, bias, y, states, B, T, Dc, N, chunk);
+        kg::gmu_gate_fwd<kg::bf16>(zc, y, out, xn);
+        HS_CU(cudaMemsetAsync(dyp, 0, xn * 2));  // the gate accumulates into the memory's gradient
+        kg::gmu_gate_bwd<kg::bf16>(zc, y, dy, dz, dyp, xn);
+        kg::selective_scan_bwd<kg::bf16>(u, dl, Al, Bm, Cm, Dd, bias, states, dyp, du, ddl, grads, grads + Dc * N,
+                                         grads + Dc * N + bn, grads + Dc * N + 2 * bn, grads + Dc * N + 2 * bn + Dc,
+                                         B, T, Dc, N, chunk);
+      });
     }
     row_bw("causal conv1d fwd+bwd (K4)", io * 5.0 * xn, [&] {
       kg::causal_conv1d_fwd<kg::bf16>(u, Al, bias, y, B, T, Dc, K);

@@ -14,8 +14,10 @@
 #include <cstring>
 #include <limits>
 #include <set>
+#include <string>
 #include <vector>
 
+#include "core/ops.h"
 #include "gpu/gpu_test_util.h"
 #include "gradcheck.h"
 #include "kernels/attention.h"
@@ -170,5 +172,73 @@ TEST_CASE("CUDA fused differential attention: empty batch, unsupported sizes", "
                     Catch::Contains("hd = 129"));
   CHECK_THROWS_WITH(kg::diff_attention_bwd<float>(p, p, p, p, p, p, p, p, p, p, p, p, p, 1, 4, 3, 2, 8, 1.0, 0),
                     Catch::Contains("Hkp = 2"));
+}
+
+// ops::diff_attention on the GPU in its three modes (HYSCALE_DIFF_ATTN): the fused SIMT kernels,
+// the split into four tensor-core attentions (bf16, hd 64 / 128), and auto (= split there).
+// Values and every gradient (q, k, v and the four lambda vectors) against the f32 CPU model on
+// the same bf16-rounded inputs, tolerance as above (2e-2 relative max-norm; dlambda vectors 5e-2:
+// one sum of cancelling terms, see test_model_gpu). auto must be bit-identical to split.
+TEST_CASE("differential attention op on the GPU: fused, split into tensor-core attentions, auto",
+          "[gpu][attention][diff_attn]") {
+  struct Env {
+    ~Env() { unsetenv("HYSCALE_DIFF_ATTN"); }
+  } restore;
+  struct OpCase {
+    int64_t B, T, Hp, Hkp, hd, window;
+  };
+  const std::vector<OpCase> cases = {{2, 129, 4, 2, 64, 0}, {1, 300, 2, 2, 128, 128}, {2, 7, 2, 1, 64, 2},
+                                     {1, 1, 2, 2, 128, 0}, {1, 257, 8, 2, 64, 65}};
+  for (const OpCase& c : cases) {
+    INFO("B " << c.B << " T " << c.T << " Hp " << c.Hp << " Hkp " << c.Hkp << " hd " << c.hd << " window " << c.window);
+    const int64_t Dv = 2 * c.hd;
+    const double scale = 1.0 / std::sqrt(double(c.hd));
+    const uint64_t sd = 5000 + c.T + 7 * c.hd + c.window;
+    std::vector<Tensor> base = {
+        testing::randn({c.B, c.T, c.Hp, Dv}, sd + 1, 1.5, DType::f32).to(DType::bf16).to(DType::f32),
+        testing::randn({c.B, c.T, c.Hkp, Dv}, sd + 2, 1.5, DType::f32).to(DType::bf16).to(DType::f32),
+        testing::randn({c.B, c.T, c.Hkp, Dv}, sd + 3, 1.0, DType::f32).to(DType::bf16).to(DType::f32),
+        testing::randn({c.hd}, sd + 4, 0.1, DType::f32), testing::randn({c.hd}, sd + 5, 0.1, DType::f32),
+        testing::randn({c.hd}, sd + 6, 0.1, DType::f32), testing::randn({c.hd}, sd + 7, 0.1, DType::f32)};
+    const Tensor w = testing::randn({c.B, c.T, c.Hp, Dv}, sd + 8, 1.0, DType::f32).to(DType::bf16).to(DType::f32);
+    // Runs the op on copies of base on `dev` (bf16 activations on the GPU, f32 lambda vectors):
+    // returns the output and the gradients, all as f32 host vectors.
+    auto run = [&](bool gpu) {
+      std::vector<Tensor> in;
+      for (size_t i = 0; i < base.size(); ++i) {
+        Tensor t = base[i].clone().detach();
+        if (gpu) t = on_gpu(i < 3 ? t.to(DType::bf16) : t);
+        t.requires_grad_();
+        in.push_back(t);
+      }
+      Tensor lam = ops::diff_lambda(in[3], in[4], in[5], in[6], 0.5);
+      Tensor y = ops::diff_attention(in[0], in[1], in[2], lam, scale, c.window);
+      y.backward(gpu ? on_gpu(w.to(DType::bf16)) : w);
+      std::vector<std::vector<float>> r = {back(y)};
+      for (auto& t : in) r.push_back(back(t.grad()));
+      return r;
+    };
+    const auto ref = run(false);
+    std::vector<std::vector<float>> split;
+    for (const char* mode : {"fused", "split", "auto"}) {
+      INFO("HYSCALE_DIFF_ATTN=" << mode);
+      setenv("HYSCALE_DIFF_ATTN", mode, 1);
+      const auto got = run(true);
+      double floor = 0;
+      for (float x : ref[3]) floor = std::max(floor, 0.1 * std::fabs(double(x)));
+      CHECK(rel(got[0], ref[0]) < 2e-2);
+      CHECK(rel(got[1], ref[1], floor) < 2e-2);  // dq
+      CHECK(rel(got[2], ref[2], floor) < 2e-2);  // dk
+      CHECK(rel(got[3], ref[3]) < 2e-2);         // dv
+      for (int i = 4; i < 8; ++i) CHECK(rel(got[i], ref[i]) < 5e-2);
+      if (std::string(mode) == "split") split = got;
+      if (std::string(mode) == "auto")
+        for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == split[i]);
+    }
+  }
+  setenv("HYSCALE_DIFF_ATTN", "tensor", 1);
+  Tensor q = on_gpu(Tensor::zeros({1, 4, 2, 128}, DType::bf16)), k = on_gpu(Tensor::zeros({1, 4, 2, 128}, DType::bf16));
+  Tensor lam = on_gpu(Tensor::zeros({}, DType::f32));
+  CHECK_THROWS_WITH(ops::diff_attention(q, k, k, lam, 0.1, 0), Catch::Contains("expected auto, fused or split"));
 }
 #endif  // HYSCALE_WITH_CUDA

@@ -151,19 +151,24 @@ TEST_CASE("CUDA differential-attention lambda forward/backward match the CPU twi
 
 namespace {
 struct ScanGrads {
-  Tensor du, ddelta, dA, dB, dC, dD, dbias;
+  Tensor du, ddelta, dA, dB, dC, dD, dbias, dz;  // dz: with the fused gate only
 };
+// zw: undefined (no gate) or [B, T, 2 Dc], whose columns Dc .. 2 Dc are the gate's z (read in
+// place, row stride 2 Dc, as the Mamba layer passes in_proj's output).
 template <class T>
 void gpu_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log, const Tensor& Bm, const Tensor& Cm,
-              const Tensor& D, const Tensor& bias, const Tensor& dy, const Tensor& y, const Tensor& states,
-              ScanGrads& g, int64_t B, int64_t T_, int64_t Dc, int64_t N, int64_t chunk, bool forward) {
+              const Tensor& D, const Tensor& bias, const Tensor& dy, const Tensor& zw, const Tensor& y,
+              const Tensor& states, ScanGrads& g, int64_t B, int64_t T_, int64_t Dc, int64_t N, int64_t chunk,
+              bool forward) {
+  kernels::ScanGate<T> gate;
+  if (zw.defined()) gate = {dptr<T>(zw) + Dc, 2 * Dc, dptr<T>(g.dz)};
   if (forward)
     kg::selective_scan_fwd<T>(dptr<T>(u), dptr<T>(delta), dptr<T>(A_log), dptr<T>(Bm), dptr<T>(Cm), dptr<T>(D),
-                              dptr<T>(bias), dptr<T>(y), dptr<float>(states), B, T_, Dc, N, chunk);
+                              dptr<T>(bias), dptr<T>(y), dptr<float>(states), B, T_, Dc, N, chunk, nullptr, gate);
   kg::selective_scan_bwd<T>(dptr<T>(u), dptr<T>(delta), dptr<T>(A_log), dptr<T>(Bm), dptr<T>(Cm), dptr<T>(D),
                             dptr<T>(bias), dptr<float>(states), dptr<T>(dy), dptr<T>(g.du), dptr<T>(g.ddelta),
                             dptr<float>(g.dA), dptr<float>(g.dB), dptr<float>(g.dC), dptr<float>(g.dD),
-                            dptr<float>(g.dbias), B, T_, Dc, N, chunk);
+                            dptr<float>(g.dbias), B, T_, Dc, N, chunk, nullptr, gate);
 }
 }  // namespace
 
@@ -181,18 +186,20 @@ TEST_CASE("CUDA selective scan backward matches the CPU twin and is deterministi
   cases.emplace_back(1, 2049, 64, 16, 128);  // long: 17 chunks, the last one step long; 20 repeated backwards
   cases.emplace_back(2, 4097, 40, 16, 128);
   // Deterministic (the default), then with atomic dB/dC (set_deterministic(false)) on the longer
-  // cases: the same tolerances; everything but dB/dC still bit-identical on a repeat.
+  // cases: the same tolerances; everything but dB/dC still bit-identical on a repeat. Then, with
+  // the fused z-gate (deterministic): every case again, dz checked too.
   struct Restore {
     ~Restore() { kg::set_deterministic(true); }
   } restore;
-  for (bool det : {true, false})
+  for (int mode = 0; mode < 3; ++mode)
   for (DType dt : {DType::f32, DType::bf16}) {
+    const bool det = mode != 1, gated = mode == 2;
     kg::set_deterministic(det);
     const double tol_t = dt == DType::f32 ? 1e-4 : 2e-2, tol_f = dt == DType::f32 ? 1e-4 : 1e-3;
     for (auto [B, T, Dc, N, chunk] : cases) {
       if (!det && T < 129) continue;
       INFO("scan bwd " << dtype_name(dt) << " B " << B << " T " << T << " Dc " << Dc << " N " << N << " chunk "
-                       << chunk << (det ? "" : " atomic dB/dC"));
+                       << chunk << (det ? "" : " atomic dB/dC") << (gated ? " z-gate" : ""));
       const int64_t nc = kc::scan_num_chunks(T, chunk);
       const uint64_t sd = 1000 * T + 10 * Dc + chunk;
       // Realistic ranges (mamba_simple.py init): A_log = log(1..N), dt_bias = softplus^-1 of a
@@ -215,30 +222,35 @@ TEST_CASE("CUDA selective scan backward matches the CPU twin and is deterministi
       Tensor Cm = rounded(testing::randn({B, T, N}, sd + 5, 1.0, DType::f32), dt);
       Tensor D = rounded(uniform({Dc}, sd + 6, 0.9, 1.1), dt);
       Tensor dy = rounded(testing::randn({B, T, Dc}, sd + 7, 1.0, DType::f32), dt);
+      // The gate's input: in_proj's [B, T, 2 Dc] output, z its second half (values around +-3).
+      Tensor zw = gated ? rounded(testing::randn({B, T, 2 * Dc}, sd + 8, 1.5, DType::f32), dt) : Tensor();
 
       std::vector<float> wy(B * T * Dc), ws(B * nc * Dc * N), wdu(B * T * Dc), wdd(B * T * Dc), wdA(Dc * N),
-          wdB(B * T * N), wdC(B * T * N), wdD(Dc), wdb(Dc);
+          wdB(B * T * N), wdC(B * T * N), wdD(Dc), wdb(Dc), wdz(B * T * Dc);
+      kernels::ScanGate<float> cgate;
+      if (gated) cgate = {zw.data<float>() + Dc, 2 * Dc, wdz.data()};
       kc::selective_scan_fwd<float>(u.data<float>(), delta.data<float>(), A_log.data<float>(), Bm.data<float>(),
                                     Cm.data<float>(), D.data<float>(), bias.data<float>(), wy.data(), ws.data(), B, T,
-                                    Dc, N, chunk);
+                                    Dc, N, chunk, cgate);
       kc::selective_scan_bwd<float>(u.data<float>(), delta.data<float>(), A_log.data<float>(), Bm.data<float>(),
                                     Cm.data<float>(), D.data<float>(), bias.data<float>(), ws.data(), dy.data<float>(),
                                     wdu.data(), wdd.data(), wdA.data(), wdB.data(), wdC.data(), wdD.data(), wdb.data(),
-                                    B, T, Dc, N, chunk);
+                                    B, T, Dc, N, chunk, cgate);
 
       auto G = [&](const Tensor& t) { return on_gpu(t.to(dt)); };
       Tensor ud = G(u), dd = G(delta), ad = G(A_log), bd = G(Bm), cd = G(Cm), Dd = G(D), biasd = G(bias), dyd = G(dy);
+      Tensor zwd = gated ? G(zw) : Tensor();
       Tensor y = poisoned({B, T, Dc}, dt), st = poisoned({B, nc, Dc, N}, DType::f32);
       auto fresh = [&] {
         return ScanGrads{poisoned({B, T, Dc}, dt),         poisoned({B, T, Dc}, dt),   poisoned({Dc, N}, DType::f32),
                          poisoned({B, T, N}, DType::f32),  poisoned({B, T, N}, DType::f32), poisoned({Dc}, DType::f32),
-                         poisoned({Dc}, DType::f32)};
+                         poisoned({Dc}, DType::f32), gated ? poisoned({B, T, Dc}, dt) : Tensor()};
       };
       auto run = [&](ScanGrads& g, bool forward) {
         if (dt == DType::f32)
-          gpu_scan<float>(ud, dd, ad, bd, cd, Dd, biasd, dyd, y, st, g, B, T, Dc, N, chunk, forward);
+          gpu_scan<float>(ud, dd, ad, bd, cd, Dd, biasd, dyd, zwd, y, st, g, B, T, Dc, N, chunk, forward);
         else
-          gpu_scan<kg::bf16>(ud, dd, ad, bd, cd, Dd, biasd, dyd, y, st, g, B, T, Dc, N, chunk, forward);
+          gpu_scan<kg::bf16>(ud, dd, ad, bd, cd, Dd, biasd, dyd, zwd, y, st, g, B, T, Dc, N, chunk, forward);
       };
       ScanGrads g1 = fresh();
       run(g1, true);
@@ -251,6 +263,7 @@ TEST_CASE("CUDA selective scan backward matches the CPU twin and is deterministi
       CHECK(rel(back(g1.dC), wdC) < tol_f);
       CHECK(rel(back(g1.dD), wdD) < tol_f);
       CHECK(rel(back(g1.dbias), wdb) < tol_f);
+      if (gated) CHECK(rel(back(g1.dz), wdz) < tol_t);
       // Bit-identical repeats (fresh poisoned outputs: also proves every element is written); 20
       // backwards at the long lengths, 2 elsewhere.
       const int repeats = T >= 2049 ? 20 : 2;
@@ -267,6 +280,7 @@ TEST_CASE("CUDA selective scan backward matches the CPU twin and is deterministi
         }
         CHECK(same_bits(back(g1.dD), back(g2.dD)));
         CHECK(same_bits(back(g1.dbias), back(g2.dbias)));
+        if (gated) CHECK(same_bits(back(g1.dz), back(g2.dz)));
       }
     }
   }

@@ -93,3 +93,57 @@ TEST_CASE("gradcheck differential-attention lambda and combination", "[grad]") {
             {randn({3, 7}, 68), randn({3, 7}, 69), randn({4}, 70, 0.3), randn({4}, 71, 0.3), randn({4}, 72, 0.3),
              randn({4}, 73, 0.3)});
 }
+
+TEST_CASE("gradcheck concat along each dimension", "[grad]") {
+  for (int64_t dim : {0, 1, 2, -1}) {
+    INFO("dim " << dim);
+    const Shape sb = dim == 0 ? Shape{1, 3, 4} : dim == 1 ? Shape{2, 5, 4} : Shape{2, 3, 2};
+    gradcheck([dim](auto& in) { return ops::concat(in[0], in[1], dim); }, {randn({2, 3, 4}, 81), randn(sb, 82)});
+  }
+  REQUIRE_THROWS_WITH(ops::concat(randn({2, 3}, 1), randn({3, 3}, 2), 1), Catch::Contains("differ outside dim 1"));
+  REQUIRE_THROWS_WITH(ops::concat(randn({2, 3}, 1), randn({2, 3}, 2), 2), Catch::Contains("concat: dim 2"));
+}
+
+// The GPU's tensor-core route for differential attention (four head-dim-hd attentions, D = Dv)
+// against the composition the CPU uses (two attentions with Dv = 2 hd): the same values and
+// gradients, GQA and windows included.
+TEST_CASE("differential attention split into four hd-wide attentions equals the two-branch composition", "[grad]") {
+  for (int64_t window : {0, 3})
+    for (int64_t T : {1, 9}) {
+      INFO("T " << T << " window " << window);
+      const int64_t B = 2, Hp = 4, Hkp = 2, hd = 3;
+      auto mk = [&] {
+        std::vector<Tensor> in = {randn({B, T, Hp, 2 * hd}, 91, 1.5), randn({B, T, Hkp, 2 * hd}, 92, 1.5),
+                                  randn({B, T, Hkp, 2 * hd}, 93), randn({4}, 94, 0.3), randn({4}, 95, 0.3),
+                                  randn({4}, 96, 0.3), randn({4}, 97, 0.3)};
+        for (auto& t : in) t.requires_grad_();
+        return in;
+      };
+      auto run = [&](std::vector<Tensor>& in, bool split) {
+        Tensor lam = ops::diff_lambda(in[3], in[4], in[5], in[6], 0.3);
+        return split ? ops::diff_attention_split(in[0], in[1], in[2], lam, 0.4, window)
+                     : ops::diff_attention(in[0], in[1], in[2], lam, 0.4, window);
+      };
+      auto a = mk(), b = mk();
+      Tensor ya = run(a, false), yb = run(b, true);
+      const Tensor w = randn(ya.shape(), 98);
+      ya.backward(w);
+      yb.backward(w);
+      auto close = [](const Tensor& x, const Tensor& y) {
+        auto u = x.to_vector<double>(), v = y.to_vector<double>();
+        REQUIRE(u.size() == v.size());
+        for (size_t i = 0; i < u.size(); ++i) REQUIRE(std::fabs(u[i] - v[i]) <= 1e-12 * (1 + std::fabs(u[i])));
+      };
+      close(ya, yb);
+      for (size_t k = 0; k < a.size(); ++k) {
+        INFO("input " << k);
+        close(a[k].grad(), b[k].grad());
+      }
+      gradcheck(
+          [&](auto& in) {
+            return ops::diff_attention_split(in[0], in[1], in[2], ops::diff_lambda(in[3], in[4], in[5], in[6], 0.3),
+                                             0.4, window);
+          },
+          mk(), 1e-6, 1e-5, 1e-8, 60);
+    }
+}

@@ -170,3 +170,79 @@ TEST_CASE("GMU gate: gradient, and memory gradient accumulated over every GMU th
     REQUIRE(m.grad().data<double>()[i] == Approx(silu(p1.data<double>()[i]) + silu(p2.data<double>()[i])));
   }
 }
+
+// The fused output gate: selective_scan(..., z) = gmu_gate(z, selective_scan(...)) (silu(z) y),
+// with z read in place as a column slice of a wider tensor (in_proj's [B, T, 2 Dc] output) or
+// contiguous; gradients of every input, z included, against finite differences and against the
+// two-op composition.
+TEST_CASE("selective scan with the fused z-gate: gradients, and equal to the scan then the gate", "[ssm][grad]") {
+  const int64_t chunk = 4, N = 3;
+  for (int64_t T : {1, 5, 9}) {
+    for (bool strided : {false, true}) {
+      INFO("T = " << T << (strided ? ", z a column slice" : ", z contiguous"));
+      const int64_t B = 2, Dc = 11;
+      auto zin = [&](const Tensor& zw) { return strided ? zw.slice(2, Dc, 2 * Dc) : zw; };
+      const Tensor zw = strided ? randn({B, T, 2 * Dc}, 18, 1.5) : randn({B, T, Dc}, 18, 1.5);
+      gradcheck(
+          [&](auto& in) {
+            return ops::selective_scan(in[0], in[1], in[2], in[3], in[4], in[5], in[6], chunk, zin(in[7]));
+          },
+          {randn({B, T, Dc}, 11), randn({B, T, Dc}, 12), a_log(Dc, N, 13, DType::f64), randn({B, T, N}, 14),
+           randn({B, T, N}, 15), randn({Dc}, 16), randn({Dc}, 17, 0.5), zw},
+          1e-6, 1e-5, 1e-8, 80);
+
+      // Against the composition, values and every gradient, f64 and f32.
+      for (DType dt : {DType::f64, DType::f32}) {
+        auto mk = [&] {
+          std::vector<Tensor> in = {randn({B, T, Dc}, 21, 1.0, dt), randn({B, T, Dc}, 22, 1.0, dt),
+                                    a_log(Dc, N, 23, dt),           randn({B, T, N}, 24, 1.0, dt),
+                                    randn({B, T, N}, 25, 1.0, dt),  randn({Dc}, 26, 1.0, dt),
+                                    randn({Dc}, 27, 0.5, dt),       strided ? randn({B, T, 2 * Dc}, 28, 1.5, dt)
+                                                                            : randn({B, T, Dc}, 28, 1.5, dt)};
+          for (auto& t : in) t.requires_grad_();
+          return in;
+        };
+        auto fused = mk(), split = mk();
+        Tensor yf = ops::selective_scan(fused[0], fused[1], fused[2], fused[3], fused[4], fused[5], fused[6], chunk,
+                                        zin(fused[7]));
+        Tensor ys = ops::gmu_gate(zin(split[7]), ops::selective_scan(split[0], split[1], split[2], split[3], split[4],
+                                                                     split[5], split[6], chunk));
+        const Tensor w = randn({B, T, Dc}, 29, 1.0, dt);
+        yf.backward(w);
+        ys.backward(w);
+        const double tol = dt == DType::f64 ? 1e-12 : 2e-5;
+        auto close = [&](const Tensor& a, const Tensor& b) {
+          auto x = a.to(DType::f64).to_vector<double>(), y = b.to(DType::f64).to_vector<double>();
+          REQUIRE(x.size() == y.size());
+          for (size_t i = 0; i < x.size(); ++i) REQUIRE(std::fabs(x[i] - y[i]) <= tol * (1 + std::fabs(y[i])));
+        };
+        if (dt == DType::f32)  // the same expressions in the same order: bit for bit on the CPU
+          REQUIRE(yf.to_vector<float>() == ys.to_vector<float>());
+        close(yf, ys);
+        for (size_t k = 0; k < fused.size(); ++k) {
+          INFO("input " << k << (dt == DType::f64 ? " f64" : " f32"));
+          close(fused[k].grad(), split[k].grad());
+        }
+        if (strided) {  // the slice's gradient lands in z's columns only
+          auto g = fused[7].grad().to(DType::f64).to_vector<double>();
+          for (int64_t r = 0; r < B * T; ++r)
+            for (int64_t c = 0; c < Dc; ++c) REQUIRE(g[r * 2 * Dc + c] == 0.0);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("selective scan gate: a z of the wrong shape or dtype is refused", "[ssm]") {
+  const int64_t B = 2, T = 3, Dc = 4, N = 2;
+  Tensor u = randn({B, T, Dc}, 1), d = randn({B, T, Dc}, 2), A = a_log(Dc, N, 3, DType::f64), Bm = randn({B, T, N}, 4),
+         Cm = randn({B, T, N}, 5), D = randn({Dc}, 6), bias = randn({Dc}, 7);
+  REQUIRE_THROWS_WITH(ops::selective_scan(u, d, A, Bm, Cm, D, bias, 2, randn({B, T, Dc + 1}, 8)),
+                      Catch::Contains("the gate z must be [2, 3, 4]"));
+  REQUIRE_THROWS_WITH(ops::selective_scan(u, d, A, Bm, Cm, D, bias, 2, randn({B, T, Dc}, 8, 1.0, DType::f32)),
+                      Catch::Contains("the gate z must have u's dtype"));
+  // A z whose B T rows are not evenly spaced (a time slice) is copied, with the same result.
+  Tensor zt = randn({B, T + 2, Dc}, 9).slice(1, 1, T + 1);
+  REQUIRE(ops::selective_scan(u, d, A, Bm, Cm, D, bias, 2, zt).to_vector<double>() ==
+          ops::selective_scan(u, d, A, Bm, Cm, D, bias, 2, zt.contiguous()).to_vector<double>());
+}

@@ -29,7 +29,7 @@ template <class T> inline void block_dt(const T* delta_row, const T* bias, int64
 template <class T>
 void selective_scan_fwd(const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, const T* D,
                         const T* dt_bias, T* y, T* states, int64_t B, int64_t T_, int64_t Dc, int64_t N,
-                        int64_t chunk) {
+                        int64_t chunk, const ScanGate<T>& gate) {
   const int64_t ncb = (Dc + kCB - 1) / kCB;
   const int64_t nch = scan_num_chunks(T_, chunk);
 #pragma omp parallel for collapse(2) schedule(static)
@@ -58,7 +58,13 @@ void selective_scan_fwd(const T* u, const T* delta, const T* A_log, const T* Bm,
             hc[n] = kexp<T>(dt * Ac[n]) * hc[n] + dtu * Bt[n];
             acc += Ct[n] * hc[n];
           }
-          y[row + c] = acc + D[c] * uv;
+          const T yv = acc + D[c] * uv;
+          if (gate.z) {
+            const T zv = gate.z[(b * T_ + t) * gate.ldz + c];
+            y[row + c] = zv * ksigmoid<T>(zv) * yv;  // gmu_gate_fwd's expression
+          } else {
+            y[row + c] = yv;
+          }
         }
         if ((t + 1) % chunk == 0 || t == T_ - 1) {
           const int64_t k = t / chunk;
@@ -72,7 +78,8 @@ void selective_scan_fwd(const T* u, const T* delta, const T* A_log, const T* Bm,
 template <class T>
 void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, const T* D,
                         const T* dt_bias, const T* states, const T* dy, T* du, T* ddelta, T* dA_log, T* dBm, T* dCm,
-                        T* dD, T* ddt_bias, int64_t B, int64_t T_, int64_t Dc, int64_t N, int64_t chunk) {
+                        T* dD, T* ddt_bias, int64_t B, int64_t T_, int64_t Dc, int64_t N, int64_t chunk,
+                        const ScanGate<T>& gate) {
   const int64_t ncb = (Dc + kCB - 1) / kCB;
   const int64_t G = std::min(kGroups, ncb);
   const int64_t nch = scan_num_chunks(T_, chunk);
@@ -139,8 +146,17 @@ void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm,
               const int64_t j = c - c0;
               const T dt = dtb[j];
               const T uv = u[row + c];
-              const T dyv = dy[row + c];
+              T dyv = dy[row + c];
               const T* hcur = hs.data() + ((t - s + 1) * kCB + j) * N;
+              if (gate.z) {  // dy is the gated output's: recompute the pre-gate y (gmu_gate_bwd's expressions)
+                const T zv = gate.z[(b * T_ + t) * gate.ldz + c], sg = ksigmoid<T>(zv);
+                T yv = 0;
+#pragma omp simd reduction(+ : yv)
+                for (int64_t n = 0; n < N; ++n) yv += Ct[n] * hcur[n];
+                yv += D[c] * u[row + c];
+                gate.dz[row + c] = dyv * yv * sg * (T(1) + zv * (T(1) - sg));
+                dyv = dyv * zv * sg;
+              }
               const T* hprev = hs.data() + ((t - s) * kCB + j) * N;
               const T* Ac = A.data() + j * N;
               T* gc = gs.data() + j * N;
@@ -203,10 +219,10 @@ void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm,
 
 #define HS_INST(T)                                                                                                 \
   template void selective_scan_fwd<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, \
-                                      int64_t, int64_t, int64_t, int64_t, int64_t);                                \
+                                      int64_t, int64_t, int64_t, int64_t, int64_t, const ScanGate<T>&);            \
   template void selective_scan_bwd<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*,        \
                                       const T*, const T*, T*, T*, T*, T*, T*, T*, T*, int64_t, int64_t, int64_t,  \
-                                      int64_t, int64_t);
+                                      int64_t, int64_t, const ScanGate<T>&);
 HS_INST(float)
 HS_INST(double)
 #undef HS_INST

@@ -12,7 +12,8 @@
 //      the backward reads, as the CPU saves them (the same values up to rounding: the CPU
 //      multiplies the per-step decays).
 //   3. output: each chunk again, from the previous chunk's final state, computing y (the D skip
-//      fused, y is the GMU memory before the z-gate).
+//      fused; with a gate the output gate too, y_pre z sigmoid(z), else y is the pre-gate GMU
+//      memory).
 // The inputs are read twice (pass 1 skips C), y written once. Per step, a thread's 4 values of B_t
 // and C_t come in one vector load each when aligned, and the decays are exp2f(dt A log2 e) (one
 // MUFU.EX2 each).
@@ -25,6 +26,7 @@ namespace hyscale::kernels::cuda {
 namespace {
 using namespace detail;
 __device__ __forceinline__ float softplusf_(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+__device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 // Passes 1 and 3: 4 states per thread, kN / 4 consecutive lanes per (sequence, chunk, channel),
 // channels fastest: the lanes of a warp read 32 / (kN / 4) consecutive channels of one time step,
@@ -32,12 +34,13 @@ __device__ __forceinline__ float softplusf_(float x) { return x > 20.0f ? x : lo
 // A and h instead of kN (the first version held all of a channel's states: 4x fewer threads,
 // each with a long dependent loop per step); y = sum_n C h is completed by xor shuffles over the
 // channel's lanes. Threads past the last channel still take part in the shuffles.
-template <class T, int kN, bool kOut, bool kVec>
+template <class T, int kN, bool kOut, bool kVec, bool kGate>
 __global__ void __launch_bounds__(128)
     scan_fwd_chunk_k(const T* __restrict__ u, const T* __restrict__ delta, const T* __restrict__ A_log,
                      const T* __restrict__ Bm, const T* __restrict__ Cm, const T* __restrict__ Dv,
-                     const T* __restrict__ dt_bias, T* __restrict__ y, float* __restrict__ states,
-                     float* __restrict__ dtsum, int64_t Bsz, int64_t T_, int64_t Dc, int N, int64_t chunk) {
+                     const T* __restrict__ dt_bias, const T* __restrict__ z, int64_t ldz, T* __restrict__ y,
+                     float* __restrict__ states, float* __restrict__ dtsum, int64_t Bsz, int64_t T_, int64_t Dc, int N,
+                     int64_t chunk) {
   constexpr int kLPC = kN / 4;  // lanes per channel
   const int64_t nch = (T_ + chunk - 1) / chunk;
   const int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
@@ -91,7 +94,14 @@ __global__ void __launch_bounds__(128)
     if constexpr (kOut) {
 #pragma unroll
       for (int o = 1; o < kLPC; o <<= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-      if (live && q == 0) st(y, i, acc + Dskip * uv);
+      if (live && q == 0) {
+        float yv = acc + Dskip * uv;
+        if constexpr (kGate) {  // the fused output gate (gmu_gate's expression)
+          const float zv = ld(z, (b * T_ + t) * ldz + c);
+          yv = zv * sigmoidf_(zv) * yv;
+        }
+        st(y, i, yv);
+      }
     }
   }
   if constexpr (!kOut) {
@@ -125,7 +135,7 @@ __global__ void scan_fwd_combine_k(const T* __restrict__ A_log, float* __restric
 template <class T>
 void selective_scan_fwd(const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, const T* D,
                         const T* dt_bias, T* y, float* states, int64_t B, int64_t T_, int64_t Dc, int64_t N,
-                        int64_t chunk, void* s) {
+                        int64_t chunk, void* s, const ScanGate<T>& gate) {
   HS_CHECK(N >= 1 && N <= 64, "selective_scan_fwd (CUDA): d_state ", N, " outside [1, 64]");
   HS_CHECK(chunk >= 1, "selective_scan_fwd (CUDA): chunk must be >= 1");
   if (B * Dc == 0 || T_ == 0) return;
@@ -140,10 +150,13 @@ void selective_scan_fwd(const T* u, const T* delta, const T* A_log, const T* Bm,
     constexpr bool kOut = decltype(out)::value;
     auto go = [&](auto kn, auto kvec) {
       constexpr int kN = decltype(kn)::value;
+      constexpr bool kV = decltype(kvec)::value;
       const int64_t blocks = (rows * (kN / 4) + 127) / 128;
       HS_CHECK(blocks < (int64_t{1} << 31), "selective_scan_fwd (CUDA): grid too large");
-      scan_fwd_chunk_k<T, kN, kOut, decltype(kvec)::value><<<static_cast<unsigned>(blocks), 128, 0, st_>>>(
-          u, delta, A_log, Bm, Cm, D, dt_bias, y, states, dtsum, B, T_, Dc, n, chunk);
+      // The gate only matters in pass 3; its own instance keeps the ungated one's registers.
+      auto kern = kOut && gate.z ? scan_fwd_chunk_k<T, kN, kOut, kV, kOut> : scan_fwd_chunk_k<T, kN, kOut, kV, false>;
+      kern<<<static_cast<unsigned>(blocks), 128, 0, st_>>>(u, delta, A_log, Bm, Cm, D, dt_bias, gate.z, gate.ldz, y,
+                                                           states, dtsum, B, T_, Dc, n, chunk);
     };
     using Yes = std::true_type;
     using No = std::false_type;
@@ -168,8 +181,9 @@ void selective_scan_fwd(const T* u, const T* delta, const T* A_log, const T* Bm,
 
 template void selective_scan_fwd<float>(const float*, const float*, const float*, const float*, const float*,
                                         const float*, const float*, float*, float*, int64_t, int64_t, int64_t,
-                                        int64_t, int64_t, void*);
+                                        int64_t, int64_t, void*, const ScanGate<float>&);
 template void selective_scan_fwd<bf16>(const bf16*, const bf16*, const bf16*, const bf16*, const bf16*, const bf16*,
-                                       const bf16*, bf16*, float*, int64_t, int64_t, int64_t, int64_t, int64_t, void*);
+                                       const bf16*, bf16*, float*, int64_t, int64_t, int64_t, int64_t, int64_t, void*,
+                                       const ScanGate<bf16>&);
 
 }  // namespace hyscale::kernels::cuda

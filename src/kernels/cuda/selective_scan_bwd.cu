@@ -36,6 +36,10 @@
 // (under set_deterministic(false) the block sums are atomically added to dB, dC instead).
 // dA_log, dD, ddt_bias: each thread's own sums over its chunk (last step first) are written as
 // per-(b, k, c) partials, and a third kernel sums those rows in order (dA_log = A * sum, like the CPU).
+// The fused gate (ScanGate): where dy is read (passes a and c), it becomes the pre-gate gradient
+// dy z sigmoid(z); the gradient pass also completes y_pre = sum_n C h_t + D u from the states it
+// recomputes anyway (two more xor shuffles a step) and writes dz. Nothing extra is saved by the
+// forward.
 #include <algorithm>
 #include <type_traits>
 
@@ -66,6 +70,7 @@ template <int kN> struct Lay {
 
 __device__ __forceinline__ float softplusf_(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 __device__ __forceinline__ float dsoftplusf_(float x) { return x > 20.0f ? 1.0f : 1.0f / (1.0f + expf(-x)); }
+__device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 // Transpose-reduce over the lanes that hold the same state group (they differ in the lane bits
 // >= kLPC). In: v[0..8) of this lane. Step with xor mask M keeps W values: the upper lanes (bit
@@ -83,17 +88,18 @@ template <int W, int M, int kLPC> __device__ __forceinline__ void transpose_sum(
   if constexpr (M / 2 >= kLPC) transpose_sum<W / 2, M / 2, kLPC>(v, lane);
 }
 
-// The gradient kernel (c above). ck: this wave's sub-chunk checkpoints, [kSub slots][G][B][tiles *
+// The gradient kernel (c above). kGate: with the fused gate (z, ldz, dz; a separate instance, so
+// that the ungated one keeps its registers). ck: this wave's sub-chunk checkpoints, [kSub slots][G][B][tiles *
 // kThreads] float4 (slot i = the state before sub-chunk i; the last sub-chunk needs none).
-template <class T, int kN, bool kVec>
+template <class T, int kN, bool kVec, bool kGate>
 __global__ void __launch_bounds__(kThreads, 2)
     scan_bwd_k(const T* __restrict__ u, const T* __restrict__ delta, const T* __restrict__ A_log,
                const T* __restrict__ Bm, const T* __restrict__ Cm, const T* __restrict__ Dv,
                const T* __restrict__ dt_bias, const float* __restrict__ states, const T* __restrict__ dy,
                T* __restrict__ du, T* __restrict__ ddelta, float4* __restrict__ ck, float* __restrict__ pB,
                float* __restrict__ pC, float* __restrict__ pA, float* __restrict__ pD, float* __restrict__ pbias,
-               const float* __restrict__ gin, int64_t Bsz, int64_t T_, int64_t Dc, int N, int64_t chunk, int64_t k0,
-               int64_t G, bool atomic) {
+               const float* __restrict__ gin, const T* __restrict__ z, int64_t ldz, T* __restrict__ dz, int64_t Bsz,
+               int64_t T_, int64_t Dc, int N, int64_t chunk, int64_t k0, int64_t G, bool atomic) {
   using Ly = Lay<kN>;
   constexpr int kLPC = Ly::kLPC, kCW = Ly::kCW, kCPB = Ly::kCPB, kR = Ly::kR;
   __shared__ float sh[kHalf][kWarps][32 * kR];
@@ -180,24 +186,32 @@ __global__ void __launch_bounds__(kThreads, 2)
         if (jj >= len) continue;
         const int64_t t = t0 + jj, i = (b * T_ + t) * Dc + c;
         float xv = 0.0f, dt = 0.0f, uv = 0.0f, dyv = 0.0f;  // zeros make an invalid thread contribute 0
+        float gz = 0.0f;  // with the gate: dz = gz y_pre
         if (valid) {
           xv = ld(delta, i) + bias;
           dt = softplusf_(xv);
           uv = ld(u, i);
           dyv = ld(dy, i);
+          if constexpr (kGate) {  // dy of the gated output -> of the pre-gate y (gmu_gate_bwd's expressions)
+            const float zv = ld(z, (b * T_ + t) * ldz + c), sg = sigmoidf_(zv);
+            gz = dyv * sg * (1.0f + zv * (1.0f - sg));
+            dyv = dyv * zv * sg;
+          }
         }
         const float dtu = dt * uv;
         float Bv[4], Cv[4];
         ld4<kVec>(Bm, (b * T_ + t) * N, n0, N, Bv);
         ld4<kVec>(Cm, (b * T_ + t) * N, n0, N, Cv);
         float v[8];  // [dB of the 4 states | dC of the 4 states], this thread's channel
-        float ddt = 0.0f, duv = 0.0f;
+        float ddt = 0.0f, duv = 0.0f, yp = 0.0f;  // yp: this thread's part of sum_n C h_t (gate only)
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
           const float gn = g[j] + dyv * Cv[j];  // dL/dh_t
           const float a = exp2f(dt * A2[j]);
           const float ah = a * hp[jj][j];
-          v[4 + j] = dyv * (ah + dtu * Bv[j]);  // dy_t h_t
+          const float ht = ah + dtu * Bv[j];
+          v[4 + j] = dyv * ht;  // dy_t h_t
+          if constexpr (kGate) yp += Cv[j] * ht;
           dA[j] += gn * dt * ah;
           ddt += gn * (A[j] * ah + Bv[j] * uv);
           v[j] = gn * dt * uv;
@@ -208,6 +222,11 @@ __global__ void __launch_bounds__(kThreads, 2)
         for (int o = 1; o < kLPC; o <<= 1) {  // over the channel's lanes
           ddt += __shfl_xor_sync(0xffffffffu, ddt, o);
           duv += __shfl_xor_sync(0xffffffffu, duv, o);
+        }
+        if constexpr (kGate) {
+#pragma unroll
+          for (int o = 1; o < kLPC; o <<= 1) yp += __shfl_xor_sync(0xffffffffu, yp, o);
+          if (valid && q == 0) st(dz, i, gz * (yp + Dskip * uv));
         }
         transpose_sum<4, 16, kLPC>(v, lane);
 #pragma unroll
@@ -258,8 +277,9 @@ __global__ void __launch_bounds__(kThreads, 2)
 template <class T, int kN, bool kVec>
 __global__ void __launch_bounds__(128)
     scan_bwd_carry_local_k(const T* __restrict__ delta, const T* __restrict__ A_log, const T* __restrict__ Cm,
-                           const T* __restrict__ dt_bias, const T* __restrict__ dy, float* __restrict__ gl,
-                           float* __restrict__ dts, int64_t Bsz, int64_t T_, int64_t Dc, int N, int64_t chunk) {
+                           const T* __restrict__ dt_bias, const T* __restrict__ dy, const T* __restrict__ z,
+                           int64_t ldz, float* __restrict__ gl, float* __restrict__ dts, int64_t Bsz, int64_t T_,
+                           int64_t Dc, int N, int64_t chunk) {
   constexpr int kLPC = kN / 4;
   const int64_t nch = (T_ + chunk - 1) / chunk;
   const int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
@@ -279,7 +299,12 @@ __global__ void __launch_bounds__(128)
 #pragma unroll 2
   for (int64_t t = e - 1; t >= s; --t) {
     const int64_t i = (b * T_ + t) * Dc + c;
-    const float dt = softplusf_(ld(delta, i) + bias), dyv = ld(dy, i);
+    const float dt = softplusf_(ld(delta, i) + bias);
+    float dyv = ld(dy, i);
+    if (z) {  // the gradient kernel's expression
+      const float zv = ld(z, (b * T_ + t) * ldz + c);
+      dyv = dyv * zv * sigmoidf_(zv);
+    }
     S += dt;
     float Cv[4];
     ld4<kVec>(Cm, (b * T_ + t) * N, n0, N, Cv);
@@ -350,7 +375,8 @@ __global__ void scan_bwd_sum_param_k(const float* __restrict__ pA, const float* 
 template <class T, int kN, bool kVec>
 void run_scan_bwd(cudaStream_t st_, const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, const T* D,
                   const T* dt_bias, const float* states, const T* dy, T* du, T* ddelta, float* dA_log, float* dBm,
-                  float* dCm, float* dD, float* ddt_bias, int64_t B, int64_t T_, int64_t Dc, int N, int64_t chunk) {
+                  float* dCm, float* dD, float* ddt_bias, int64_t B, int64_t T_, int64_t Dc, int N, int64_t chunk,
+                  const ScanGate<T>& gate) {
   constexpr int kCPB = Lay<kN>::kCPB;
   const int64_t ntile = (Dc + kCPB - 1) / kCPB;
   HS_CHECK(ntile < (int64_t{1} << 31), "selective_scan_bwd (CUDA): grid too large");
@@ -383,7 +409,7 @@ void run_scan_bwd(cudaStream_t st_, const T* u, const T* delta, const T* A_log, 
   const int64_t carry_blocks = (B * nch * Dc * (kN / 4) + 127) / 128;
   HS_CHECK(carry_blocks < (int64_t{1} << 31), "selective_scan_bwd (CUDA): grid too large");
   scan_bwd_carry_local_k<T, kN, kVec><<<static_cast<unsigned>(carry_blocks), 128, 0, st_>>>(
-      delta, A_log, Cm, dt_bias, dy, gl, dts, B, T_, Dc, N, chunk);
+      delta, A_log, Cm, dt_bias, dy, gate.z, gate.ldz, gl, dts, B, T_, Dc, N, chunk);
   HS_LAUNCH_CHECK("selective_scan_bwd (local carries)", "B = ", B, ", T = ", T_, ", Dc = ", Dc, ", N = ", N);
   phase("scan_bwd.carry_local");
   scan_bwd_carry_combine_k<T><<<blocks_for(B * Dc * N, 256), 256, 0, st_>>>(A_log, gl, dts, B, nch, Dc, N);
@@ -397,9 +423,9 @@ void run_scan_bwd(cudaStream_t st_, const T* u, const T* delta, const T* A_log, 
   for (int64_t k0 = 0; k0 < nch; k0 += G) {
     const int64_t g = std::min(G, nch - k0);
     const dim3 grid(static_cast<unsigned>(ntile), static_cast<unsigned>(g), static_cast<unsigned>(B));
-    scan_bwd_k<T, kN, kVec><<<grid, kThreads, 0, st_>>>(u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta,
-                                                        ck, pB, pC, pA, pD, pbias, gl, B, T_, Dc, N, chunk, k0, G,
-                                                        atomic);
+    auto kern = gate.z ? scan_bwd_k<T, kN, kVec, true> : scan_bwd_k<T, kN, kVec, false>;
+    kern<<<grid, kThreads, 0, st_>>>(u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, ck, pB, pC, pA, pD,
+                                     pbias, gl, gate.z, gate.ldz, gate.dz, B, T_, Dc, N, chunk, k0, G, atomic);
     HS_LAUNCH_CHECK("selective_scan_bwd", "B = ", B, ", T = ", T_, ", Dc = ", Dc, ", N = ", N, ", chunk = ", chunk,
                     ", chunks ", k0, "..", k0 + g - 1);
     phase("scan_bwd.gradients");
@@ -420,7 +446,7 @@ template <class T>
 void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, const T* D,
                         const T* dt_bias, const float* states, const T* dy, T* du, T* ddelta, float* dA_log,
                         float* dBm, float* dCm, float* dD, float* ddt_bias, int64_t B, int64_t T_, int64_t Dc,
-                        int64_t N, int64_t chunk, void* s) {
+                        int64_t N, int64_t chunk, void* s, const ScanGate<T>& gate) {
   HS_CHECK(N >= 1 && N <= 64, "selective_scan_bwd (CUDA): d_state ", N, " outside [1, 64]");
   HS_CHECK(chunk >= 1, "selective_scan_bwd (CUDA): chunk must be >= 1");
   HS_CHECK(B >= 0 && T_ >= 0 && Dc >= 0, "selective_scan_bwd (CUDA): negative size");
@@ -447,10 +473,10 @@ void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm,
     constexpr int kN = decltype(kn)::value;
     if (vec)
       run_scan_bwd<T, kN, true>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, dA_log, dBm, dCm,
-                                dD, ddt_bias, B, T_, Dc, n, chunk);
+                                dD, ddt_bias, B, T_, Dc, n, chunk, gate);
     else
       run_scan_bwd<T, kN, false>(st_, u, delta, A_log, Bm, Cm, D, dt_bias, states, dy, du, ddelta, dA_log, dBm, dCm,
-                                 dD, ddt_bias, B, T_, Dc, n, chunk);
+                                 dD, ddt_bias, B, T_, Dc, n, chunk, gate);
   };
   if (N <= 16)
     go(std::integral_constant<int, 16>{});
@@ -463,7 +489,7 @@ void selective_scan_bwd(const T* u, const T* delta, const T* A_log, const T* Bm,
 #define HS_INST(T)                                                                                                  \
   template void selective_scan_bwd<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*,         \
                                       const float*, const T*, T*, T*, float*, float*, float*, float*, float*, int64_t, \
-                                      int64_t, int64_t, int64_t, int64_t, void*);
+                                      int64_t, int64_t, int64_t, int64_t, void*, const ScanGate<T>&);
 HS_INST(float)
 HS_INST(bf16)
 #undef HS_INST
