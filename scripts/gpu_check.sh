@@ -9,7 +9,8 @@
 # Usage (on the GPU machine, from the repository root):
 #   scripts/gpu_check.sh [BIN_DIR] [STEPS]
 # BIN_DIR holds `hyscale` and `tests/test_gpu` (default: build). STEPS (default "all") is a
-# comma list of: tests, kernels, torch, train, train_accum, profile, comm, train50, e2e, sanitize.
+# comma list of: tests, kernels, torch, train, train_accum, train_da, profile, comm, train50, e2e,
+# sanitize.
 # Built elsewhere? Build with
 #   cmake -S . -B build-gpu -G Ninja -DHYSCALE_CUDA=ON -DHYSCALE_MPI=OFF -DHYSCALE_NATIVE=OFF \
 #         -DCMAKE_CUDA_ARCHITECTURES=90
@@ -124,6 +125,18 @@ if [ -x "$BIN/hyscale" ]; then
       timeout -k 5 "$t" "$BIN/hyscale" bench train configs/gpu_bench.yaml --set model.arch=$arch \
         --set model.depth=16 --set training.grad_accum=8 --steps 3 --warmup 1 > "$log" 2>&1
       record_bench "bench train $arch d16 accum 8" $? "$log"
+    done
+  fi
+# 4a'. SambaY+DA at d16 with each differential-attention route (HYSCALE_DIFF_ATTN): the fused
+# SIMT kernels against the split into tensor-core flash-attention calls (the default, auto)
+  if want train_da; then
+    for mode in split fused; do
+      log="$OUT/bench_train_sambayda_d16_$mode.log"
+      t=$(limit 60)
+      if [ "$t" -eq 0 ]; then record "bench train sambayda d16 [$mode]" "skipped (budget)"; continue; fi
+      HYSCALE_DIFF_ATTN=$mode timeout -k 5 "$t" "$BIN/hyscale" bench train configs/gpu_bench.yaml \
+        --set model.arch=sambayda --set model.depth=16 --steps 5 --warmup 2 > "$log" 2>&1
+      record_bench "bench train sambayda d16 [$mode]" $? "$log"
     done
   fi
 # 4b. where a training step's GPU time goes: nsys kernel summary (top 30) of bench train at d16
