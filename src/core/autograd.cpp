@@ -1,6 +1,8 @@
 #include "core/autograd.h"
 
+#include <algorithm>
 #include <unordered_map>
+#include <utility>
 
 #include "core/profiler.h"
 #include "kernels/elementwise.h"
@@ -150,6 +152,53 @@ void run_backward(const Tensor& root, const Tensor& seed_in) {
   std::unordered_map<Node*, Tensor> pending;
   pending[root.grad_fn().get()] = seed;
   std::vector<Node*> ready{root.grad_fn().get()};
+  // Slices' gradients land in their ranges of the sliced tensor's gradient buffer: while every
+  // contribution to pending[m] came from slices along one dim into disjoint ranges, the buffer is
+  // uninitialised outside them (scattered[m] lists them) and nothing was added (e.g. the q, k, v
+  // slices of a fused projection: three copies instead of three zero-filled full-size gradients
+  // and two sums). settle() zero-fills the rest when anything else arrives or m runs.
+  struct Scatter {
+    int64_t dim;
+    std::vector<std::pair<int64_t, int64_t>> ranges;
+  };
+  std::unordered_map<Node*, Scatter> scattered;
+  auto settle = [&](Node* m) {
+    auto it = scattered.find(m);
+    if (it == scattered.end()) return;
+    Tensor& buf = pending[m];
+    auto ranges = it->second.ranges;
+    const int64_t d = it->second.dim;
+    std::sort(ranges.begin(), ranges.end());
+    int64_t pos = 0;
+    for (const auto& [s, e] : ranges) {
+      if (s > pos) buf.slice(d, pos, s).zero();
+      pos = std::max(pos, e);
+    }
+    if (pos < buf.size(d)) buf.slice(d, pos, buf.size(d)).zero();
+    scattered.erase(it);
+  };
+  // Node n is a slice of m's output: writes g into its range when that keeps the invariant above.
+  auto scatter_slice = [&](Node* n, const Tensor& g) -> bool {
+    int64_t d = 0, s = 0, e = 0;
+    if (n->inputs.size() != 1 || !n->inputs[0] || !n->inputs[0]->grad_fn || !n->as_slice(d, s, e)) return false;
+    const auto& in = n->inputs[0];
+    Node* m = in->grad_fn.get();
+    auto pit = pending.find(m);
+    if (pit == pending.end() || !pit->second.defined()) {
+      Tensor buf = Tensor::empty(in->shape, in->dtype, in->storage->device());
+      buf.slice(d, s, e).copy_from(g);
+      pending[m] = buf;
+      scattered[m] = Scatter{d, {{s, e}}};
+      return true;
+    }
+    auto sit = scattered.find(m);
+    if (sit == scattered.end() || sit->second.dim != d || !exclusive(pit->second)) return false;
+    for (const auto& [s0, e0] : sit->second.ranges)
+      if (s < e0 && s0 < e) return false;  // overlaps a range already written: add instead
+    pit->second.slice(d, s, e).copy_from(g);
+    sit->second.ranges.emplace_back(s, e);
+    return true;
+  };
   while (!ready.empty()) {
     Node* n = ready.back();
     ready.pop_back();
@@ -158,6 +207,24 @@ void run_backward(const Tensor& root, const Tensor& seed_in) {
     HS_CHECK(g.defined(), "backward(): node '", n->name(), "' received no gradient");
     HS_CHECK(!n->consumed, "backward(): node '", n->name(),
              "' was already used by an earlier backward (its saved tensors are freed)");
+    bool scattered_here = false;
+    {
+      NoGrad ng;
+      scattered_here = scatter_slice(n, g);
+    }
+    if (scattered_here) {
+      g = Tensor();
+      Node* m = n->inputs[0]->grad_fn.get();
+      if (--deps[m] == 0) {
+        settle(m);
+        ready.push_back(m);
+      }
+      if (prof::enabled()) prof::mark_in("bwd", n->prof_scope, n->name());
+      n->release();
+      n->inputs.clear();
+      n->consumed = true;
+      continue;
+    }
     std::vector<Tensor> grads;
     {
       NoGrad ng;  // backward computations are not recorded
@@ -175,6 +242,7 @@ void run_backward(const Tensor& root, const Tensor& seed_in) {
       if (in->grad_fn) {
         Node* m = in->grad_fn.get();
         if (grads[i].defined()) {
+          settle(m);
           auto it = pending.find(m);
           if (it == pending.end() || !it->second.defined()) {
             pending[m] = grads[i];
@@ -187,6 +255,7 @@ void run_backward(const Tensor& root, const Tensor& seed_in) {
           }
         }
         if (--deps[m] == 0) {
+          settle(m);
           if (!pending.count(m) || !pending[m].defined()) {
             // No gradient flowed to this subgraph; still release its dependents' counts.
             pending[m] = Tensor::zeros(in->shape, in->dtype, in->storage->device());

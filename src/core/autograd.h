@@ -23,6 +23,10 @@ class Node {
   virtual const char* name() const = 0;
   // Frees saved tensors once backward has used them.
   virtual void release() {}
+  // A slice view's node (Tensor::slice): true, with its range along `dim` of its one input. The
+  // engine then writes the gradient straight into that range of the input's gradient buffer
+  // instead of calling backward() (which returns a zero-filled full-size tensor to be summed).
+  virtual bool as_slice(int64_t& dim, int64_t& start, int64_t& end) const { return false; }
 
   std::vector<std::shared_ptr<TensorImpl>> inputs;  // inputs that require grad (others null)
   bool consumed = false;  // set once backward has run through this node

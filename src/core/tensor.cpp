@@ -177,6 +177,12 @@ struct SliceNode : Node {
     gi.slice(dim, start, end).copy_from(g);
     return {gi};
   }
+  bool as_slice(int64_t& d, int64_t& s, int64_t& e) const override {
+    d = dim;
+    s = start;
+    e = end;
+    return true;
+  }
   const char* name() const override { return "slice"; }
 };
 

@@ -58,3 +58,65 @@ TEST_CASE("backward on a non-scalar without a seed is an error", "[autograd]") {
   x.requires_grad_();
   REQUIRE_THROWS_WITH(ops::mul(x, x).backward(), Contains("scalar"));
 }
+
+// The engine writes slices' gradients straight into the sliced tensor's gradient buffer
+// (run_backward's scatter path). Every way slices can meet: disjoint and covering, with gaps
+// (must read exactly 0 though the buffer starts uninitialised), overlapping, along different
+// dims, mixed with a consumer of the whole tensor before and after them, and slices of a leaf.
+// Expected gradients are computed independently, element by element.
+TEST_CASE("slice gradients land in their ranges of the sliced tensor's gradient", "[autograd]") {
+  const int64_t R = 3, C = 7;
+  auto base = [&] {
+    std::vector<double> v(R * C);
+    for (int64_t i = 0; i < R * C; ++i) v[i] = 0.25 * double(i) - 1.0;
+    return Tensor::from_vector<double>(v, {R, C});
+  };
+  // Weights per use: the loss is sum_k sum(w_k * slice_k) (+ sum(w_full * x) for a full consumer).
+  struct Use {
+    int64_t dim, start, end;  // dim < 0: the whole tensor
+    double w;
+  };
+  auto run = [&](const std::vector<Use>& uses, bool leaf) {
+    // Leave NaN-filled memory behind for the allocator to hand out again.
+    for (int i = 0; i < 4; ++i) Tensor junk = Tensor::full({R, C}, std::nan(""), DType::f64);
+    Tensor p = base();
+    p.requires_grad_();
+    Tensor x = leaf ? p : ops::scale(p, 1.0);  // non-leaf: the slices' input has a grad_fn
+    Tensor loss;
+    for (const Use& u : uses) {
+      Tensor s = u.dim < 0 ? x : x.slice(u.dim, u.start, u.end);
+      Tensor term = ops::scale(s, u.w);
+      // sum(term) through a 1-element product: reshape to [1, n] and multiply by ones [n, 1]
+      const int64_t n = term.numel();
+      Tensor t = ops::linear(term.contiguous().reshape({1, n}), Tensor::full({1, n}, 1.0, DType::f64));
+      loss = loss.defined() ? ops::add(loss, t) : t;
+    }
+    loss.backward(Tensor::full({1, 1}, 1.0, DType::f64));
+    return p.grad().to_vector<double>();
+  };
+  auto expect = [&](const std::vector<Use>& uses) {
+    std::vector<double> g(R * C, 0.0);
+    for (const Use& u : uses)
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t c = 0; c < C; ++c) {
+          const int64_t i = u.dim == 0 ? r : c;
+          if (u.dim < 0 || (i >= u.start && i < u.end)) g[r * C + c] += u.w;
+        }
+    return g;
+  };
+  const std::vector<std::vector<Use>> cases = {
+      {{1, 0, 2, 1.0}, {1, 2, 5, 2.0}, {1, 5, 7, 3.0}},        // q, k, v: disjoint, covering
+      {{1, 1, 3, 1.5}, {1, 5, 6, -2.0}},                      // gaps at 0, 3..4 and 6
+      {{1, 0, 4, 1.0}, {1, 2, 7, 10.0}},                      // overlapping
+      {{0, 0, 1, 1.0}, {1, 3, 4, 4.0}},                       // different dims
+      {{-1, 0, 0, 0.5}, {1, 0, 3, 1.0}, {1, 3, 7, 2.0}},       // whole tensor, then slices
+      {{1, 0, 3, 1.0}, {-1, 0, 0, 0.5}, {1, 4, 6, 2.0}},       // slice, whole, slice
+      {{0, 1, 3, 7.0}, {0, 0, 1, -1.0}, {0, 1, 2, 0.25}},      // rows; the last overlaps the first
+      {{1, 2, 2, 9.0}, {1, 0, 7, 1.0}},                       // an empty slice
+  };
+  for (size_t k = 0; k < cases.size(); ++k)
+    for (bool leaf : {false, true}) {
+      INFO("case " << k << (leaf ? " (slices of a leaf)" : ""));
+      REQUIRE(run(cases[k], leaf) == expect(cases[k]));
+    }
+}
