@@ -562,6 +562,18 @@ Tensor concat(const Tensor& a, const Tensor& b, int64_t dim) {
   return record(y, node, {&a, &b});
 }
 
+Tensor cast_cached(const Tensor& x, const Tensor& copy) {
+  HS_CHECK(x.defined() && copy.defined(), "cast_cached: an input is undefined");
+  HS_CHECK(copy.shape() == x.shape() && copy.device() == x.device() && is_floating(copy.dtype()), "cast_cached: copy ",
+           copy.desc(), " does not match ", x.desc());
+  if (copy.dtype() == x.dtype()) return x;
+  Tensor y = copy.detach();
+  if (!any_requires_grad({&x})) return y;
+  auto node = std::make_shared<CastNode>();
+  node->in_dtype = x.dtype();
+  return record(y, node, {&x});
+}
+
 Tensor cast(const Tensor& x, DType dtype) {
   HS_CHECK(x.defined(), "cast: input is undefined");
   HS_CHECK(is_floating(x.dtype()) && is_floating(dtype), "cast: ", x.desc(), " to ", dtype_name(dtype),

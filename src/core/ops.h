@@ -34,6 +34,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
 // precision): y = x rounded to `dtype`; the gradient is converted back to x's dtype.
 // Same dtype returns x itself.
 Tensor cast(const Tensor& x, DType dtype);
+// cast(x, copy.dtype()) whose value the caller already holds: `copy` (same shape and device) IS
+// x rounded to copy's dtype (a persistent compute copy of a master weight). Returns a view of
+// copy's data with cast()'s gradient; nothing is computed.
+Tensor cast_cached(const Tensor& x, const Tensor& copy);
 // [a | b] along `dim` (same dtype and device, equal sizes elsewhere); the gradient is split back.
 Tensor concat(const Tensor& a, const Tensor& b, int64_t dim);
 
@@ -72,8 +76,9 @@ Tensor diff_combine(const Tensor& a1, const Tensor& a2, const Tensor& lambda);
 // Differential attention over head pairs: q [B, T, Hp, 2 hd], k and v [B, T, Hkp, 2 hd] (the two
 // halves of q and k are the branches' queries and keys, v is read whole by both) ->
 // attention(q1, k1, v) - lambda * attention(q2, k2, v), causal with `window` as in attention().
-// On the cpu it is composed from attention() and diff_combine(). On a GPU, one of two ways
-// (HYSCALE_DIFF_ATTN = fused | split | auto, auto when unset):
+// On the cpu it is composed from attention() and diff_combine() (HYSCALE_DIFF_ATTN=split: from
+// diff_attention_split). On a GPU, one of two ways (HYSCALE_DIFF_ATTN = fused | split | auto, auto
+// when unset; any other value is an error, on every device):
 //   fused: one SIMT kernel pair serves both branches (K/V tiles loaded once, both softmax states
 //          in one CTA; any head dim, f32 or bf16);
 //   split: diff_attention_split below, i.e. the tensor-core flash-attention kernels, which need

@@ -149,16 +149,17 @@ Tensor diff_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in
   const char* op = "diff_attention";
   Tensor q = prep(op, q_in, "q"), k = prep(op, k_in, "k"), v = prep(op, v_in, "v");
   check_diff_args(op, q, k, v, lambda);
+  const DiffAttnMode mode = diff_attn_mode();  // read everywhere: a misspelt value fails on the cpu too
 #ifdef HYSCALE_WITH_CUDA
   if (q.device().is_cuda()) {
     const int64_t hd = q.size(3) / 2;
-    const DiffAttnMode mode = diff_attn_mode();
     const bool tensor_cores = q.dtype() == DType::bf16 && (hd == 64 || hd == 128);
     if (mode == DiffAttnMode::split || (mode == DiffAttnMode::automatic && tensor_cores))
       return diff_attention_split(q, k, v, lambda, scale, window);
     return cuda_impl::diff_attention(q, k, v, lambda, scale, window);
   }
 #endif
+  if (mode == DiffAttnMode::split) return diff_attention_split(q, k, v, lambda, scale, window);
   const int64_t hd = q.size(3) / 2;
   Tensor a1 = attention(q.slice(3, 0, hd), k.slice(3, 0, hd), v, scale, window);
   Tensor a2 = attention(q.slice(3, hd, 2 * hd), k.slice(3, hd, 2 * hd), v, scale, window);

@@ -45,8 +45,17 @@ void Module::set_compute_dtype(DType dt) {
   for (auto& [n, m] : children_) m->set_compute_dtype(dt);
 }
 
+void Module::set_compute_copies(std::shared_ptr<const ComputeCopies> copies) {
+  copies_ = copies;
+  for (auto& [n, m] : children_) m->set_compute_copies(copies);
+}
+
 Tensor Module::cw(const Tensor& p) const {
   if (!cast_ || p.dtype() == compute_dtype_) return p;
+  if (copies_) {
+    auto it = copies_->by_param.find(p.impl_ptr().get());
+    if (it != copies_->by_param.end() && it->second.dtype() == compute_dtype_) return ops::cast_cached(p, it->second);
+  }
   return ops::cast(p, compute_dtype_);
 }
 

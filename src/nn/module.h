@@ -3,6 +3,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -52,6 +53,14 @@ class Module {
   // differentiable copy in `dt` (bf16 compute copies of fp32 master weights; the gradient flows
   // back to the fp32 parameter in fp32). Applies to this module and its children.
   void set_compute_dtype(DType dt);
+  // Persistent compute copies (mixed precision): while set, cw(p) reads p's entry instead of
+  // casting p every forward. Whoever installs them keeps each copy equal to its parameter rounded
+  // to the compute dtype (the trainer: DistributedAdamW::set_compute_copies rewrites them every
+  // step); nullptr uninstalls. Applies to this module and its children.
+  struct ComputeCopies {
+    std::unordered_map<const TensorImpl*, Tensor> by_param;
+  };
+  void set_compute_copies(std::shared_ptr<const ComputeCopies> copies);
 
  protected:
   // The parameter as the forward should read it: p itself, or its cast to the compute dtype.
@@ -72,6 +81,7 @@ class Module {
   std::vector<ShardSpec> specs_;
   bool cast_ = false;
   DType compute_dtype_ = DType::f32;
+  std::shared_ptr<const ComputeCopies> copies_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
 };
 

@@ -246,6 +246,7 @@ void bench_kernels(int64_t reps) {
       kg::bf16* zw = d.as<kg::bf16>();  // in_proj's output [B, T, 2 Dc]; z = its second half, read in place
       kg::bf16* dz = zw + 2 * xn;
       kg::bf16* out = dz + xn;
+      HS_CU(cudaMemsetAsync(zw, 0, 2 * xn * 2));  // d still holds the attention rows' lse floats
       const kernels::ScanGate<kg::bf16> gate{zw + Dc, 2 * Dc, dz};
       const double gate_bytes = fwd_bytes + bwd_bytes + io * 3.0 * xn;
       row_bw("selective scan + z-gate fwd+bwd (fused)", gate_bytes, [&] {
@@ -260,7 +261,8 @@ void bench_kernels(int64_t reps) {
       row_bw("selective scan fwd+bwd, z-gate as its own op", gate_bytes, [&] {
         kg::selective_scan_fwd<kg::bf16>(u, dl, Al, Bm, Cm, Dd, bias, y, states, B, T, Dc, N, chunk);
         kg::gmu_gate_fwd<kg::bf16>(zc, y, out, xn);
-        HS_CU(cudaMemsetAsync(dyp, 0, xn * 2));  // the gate accumulates into the memory's gradient
+        HS_CU(cudaMemsetAsync(dyp, 0, xn * 2));  // the gate accumulates into the memory's gradient (the
+                                                  // op zero-fills it too: a fair part of its cost)
         kg::gmu_gate_bwd<kg::bf16>(zc, y, dy, dz, dyp, xn);
         kg::selective_scan_bwd<kg::bf16>(u, dl, Al, Bm, Cm, Dd, bias, states, dyp, du, ddl, grads, grads + Dc * N,
                                          grads + Dc * N + bn, grads + Dc * N + 2 * bn, grads + Dc * N + 2 * bn + Dc,

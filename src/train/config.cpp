@@ -143,6 +143,9 @@ std::vector<Field> schema(RunConfig& c) {
       B("training.deterministic", &t.deterministic,
         "cuda: bit-identical reruns (fixed-order reductions); false lets the selective-scan backward add dB/dC "
         "with atomics"),
+      B("training.weight_copies", &t.weight_copies,
+        "cuda, bf16: keep bf16 copies of the weights that the AdamW step rewrites, instead of casting every weight "
+        "in every forward (false: cast per forward)"),
       I("logging.log_interval", &l.log_interval, 1, 1e12, "optimizer steps between log lines"),
       I("logging.eval_interval", &l.eval_interval, 0, 1e12, "steps between evaluations; 0 = at the end only"),
       I("logging.eval_batches", &l.eval_batches, 1, 1e9, "validation batches (of batch_size x dp sequences) per evaluation"),

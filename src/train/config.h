@@ -39,6 +39,7 @@ struct TrainingConfig {
   std::string device = "cpu";
   std::string precision = "fp32";
   bool deterministic = true;  // CUDA: bit-identical reruns (false: atomics where faster, kernels/cuda.h)
+  bool weight_copies = true;  // CUDA bf16: persistent bf16 weight copies rewritten by the AdamW step
 };
 
 struct LoggingConfig {

@@ -225,18 +225,37 @@ void DistributedAdamW::scale_grads(double factor) {
   }
 }
 
+void DistributedAdamW::set_compute_copies(std::vector<Tensor> copies) {
+  HS_CHECK(copies.empty() || copies.size() == params_.size(), "optimizer: ", copies.size(), " compute copies for ",
+           params_.size(), " parameters");
+  for (size_t i = 0; i < copies.size(); ++i) {
+    const Tensor& c = copies[i];
+    if (!c.defined()) continue;
+    const Tensor& p = params_[i].p;
+    HS_CHECK(!zero_, "optimizer: compute copies are not kept under ZeRO-1");
+    HS_CHECK(p.device().is_cuda() && c.device() == p.device() && c.dtype() == DType::bf16 && c.is_contiguous() &&
+                 c.shape() == p.shape(),
+             "optimizer: the compute copy of '", params_[i].name, "' must be a contiguous bf16 tensor of shape ",
+             shape_str(p.shape()), " on ", p.device().str(), " (a cuda parameter), got ", c.desc());
+  }
+  copies_ = std::move(copies);
+}
+
 void DistributedAdamW::step(double lr, double grad_scale) {
   ++step_;
   const float gs = static_cast<float>(grad_scale);
   const double mult[2] = {cfg_.matrix_lr_mult, cfg_.vector_lr_mult};
   const double wd[2] = {cfg_.weight_decay, cfg_.vector_weight_decay};
-  auto update = [&](float* p, const float* g, float* m, float* v, int64_t n, int group) {
+  // copy: the parameter's bf16 compute copy to rewrite (cuda only), or undefined.
+  auto update = [&](float* p, const float* g, float* m, float* v, int64_t n, int group, const Tensor& copy = Tensor()) {
 #ifdef HYSCALE_WITH_CUDA
     if (!params_.empty() && params_[0].p.device().is_cuda())
-      return kernels::cuda::adamw_step(p, g, m, v, n, static_cast<float>(lr * mult[group]),
-                                       static_cast<float>(cfg_.beta1), static_cast<float>(cfg_.beta2),
-                                       static_cast<float>(cfg_.eps), static_cast<float>(wd[group]), step_, gs);
+      return kernels::cuda::adamw_step(
+          p, g, m, v, n, static_cast<float>(lr * mult[group]), static_cast<float>(cfg_.beta1),
+          static_cast<float>(cfg_.beta2), static_cast<float>(cfg_.eps), static_cast<float>(wd[group]), step_, gs,
+          copy.defined() ? static_cast<kernels::cuda::bf16*>(copy.raw_data()) : nullptr);
 #endif
+    HS_CHECK(!copy.defined(), "optimizer: compute copies on the cpu");
     kc::adamw_step(p, g, m, v, n, static_cast<float>(lr * mult[group]), static_cast<float>(cfg_.beta1),
                    static_cast<float>(cfg_.beta2), static_cast<float>(cfg_.eps), static_cast<float>(wd[group]), step_,
                    gs);
@@ -251,7 +270,8 @@ void DistributedAdamW::step(double lr, double grad_scale) {
         g = Tensor::zeros(p.shape(), DType::f32, p.device());
         p.set_grad(g);
       }
-      update(p.data<float>(), g.data<float>(), m_[i].data<float>(), v_[i].data<float>(), p.numel(), params_[i].group);
+      update(p.data<float>(), g.data<float>(), m_[i].data<float>(), v_[i].data<float>(), p.numel(), params_[i].group,
+             copies_.empty() ? Tensor() : copies_[i]);
     }
     return;
   }

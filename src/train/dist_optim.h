@@ -57,6 +57,11 @@ class DistributedAdamW {
   // gradients; bit-identical to scale_grads(grad_scale) then step(lr)). The gradients are left
   // unscaled.
   void step(double lr, double grad_scale = 1.0);
+  // Mixed precision: persistent bf16 copies of the parameters (aligned with params(); an
+  // undefined entry = none) that every step() rewrites from the updated fp32 values (the AdamW
+  // kernel's second output, rounded as a cast rounds), so that they stay equal to the parameters
+  // rounded to bf16 without a cast per forward. Device parameters only, not under ZeRO.
+  void set_compute_copies(std::vector<Tensor> copies);
 
   int64_t step_count() const { return step_; }
   void set_step_count(int64_t s) { step_ = s; }
@@ -93,6 +98,7 @@ class DistributedAdamW {
   std::vector<Bucket> buckets_;
   std::vector<uint8_t> got_;        // per parameter: gradient copied into its bucket
   std::vector<Tensor> m_, v_;       // plain: per parameter
+  std::vector<Tensor> copies_;      // bf16 compute copies per parameter (set_compute_copies), or empty
   OptimizerConfig cfg_;
   parallel::Grid grid_;
   bool zero_ = false, armed_ = false;

@@ -74,6 +74,7 @@ double bench_train(RunConfig cfg, int64_t steps, int64_t warmup, bool profile) {
   if (device.is_cuda()) model.to_device(device);
   if (bf16) model.set_compute_dtype(DType::bf16);
   DistributedAdamW opt(model.named_parameters(), model.named_shard_specs(), cfg.optimizer, grid, 25, false);
+  if (device.is_cuda() && bf16 && cfg.training.weight_copies) install_weight_copies(model, opt);
   const int64_t B = cfg.training.batch_size, T = cfg.training.seq_len, A = cfg.training.grad_accum;
   Rng rng(1);
   auto batch = [&]() {

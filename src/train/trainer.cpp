@@ -159,6 +159,22 @@ Device training_device(const RunConfig& cfg) {
   return device;
 }
 
+void install_weight_copies(nn::Model& model, DistributedAdamW& opt) {
+  NoGrad ng;
+  auto cc = std::make_shared<nn::Module::ComputeCopies>();
+  std::vector<Tensor> copies;
+  for (const auto& dp : opt.params()) {
+    Tensor c;
+    if (dp.p.device().is_cuda() && dp.p.dtype() == DType::f32) {
+      c = dp.p.detach().to(DType::bf16);  // as ops::cast rounds
+      cc->by_param[dp.p.impl_ptr().get()] = c;
+    }
+    copies.push_back(c);
+  }
+  opt.set_compute_copies(std::move(copies));
+  model.set_compute_copies(std::move(cc));
+}
+
 TrainResult run_training(RunConfig cfg, const std::string& resume) {
   const auto& pi = parallel::process();
   const bool rank0 = pi.rank == 0;
@@ -258,6 +274,10 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
     HS_CHECK(!ec, "cannot move ", run_dir, "/metrics.jsonl aside: ", ec.message());
     log->warn("fresh start: previous metrics moved to {}", aside);
   }
+
+  // The parameters hold their starting values now (fresh or resumed): bf16 copies from here on.
+  if (device.is_cuda() && cfg.training.precision == "bf16" && cfg.training.weight_copies)
+    install_weight_copies(model, opt);
 
   const int64_t B = cfg.training.batch_size, T = cfg.training.seq_len, A = cfg.training.grad_accum;
   const int64_t tokens_per_step = B * T * A * grid.dp;

@@ -28,6 +28,14 @@ TrainResult run_training(RunConfig cfg, const std::string& resume);
 // made current. Errors name the key.
 Device training_device(const RunConfig& cfg);
 
+class DistributedAdamW;
+
+// Mixed precision on a GPU (bf16, training.weight_copies): gives every parameter of `opt` a
+// persistent bf16 copy, installs the copies in `model` (cw() reads them) and in `opt` (every step
+// rewrites them). Call once the parameters hold their starting values (after a resume's load):
+// nothing else may write them while the copies are installed.
+void install_weight_copies(nn::Model& model, DistributedAdamW& opt);
+
 // Mean validation loss over cfg.logging.eval_batches micro-batches, averaged over ranks.
 double evaluate(const nn::Model& model, const RunConfig& cfg, const data::TokenDataset& val);
 

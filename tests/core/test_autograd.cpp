@@ -77,8 +77,6 @@ TEST_CASE("slice gradients land in their ranges of the sliced tensor's gradient"
     double w;
   };
   auto run = [&](const std::vector<Use>& uses, bool leaf) {
-    // Leave NaN-filled memory behind for the allocator to hand out again.
-    for (int i = 0; i < 4; ++i) Tensor junk = Tensor::full({R, C}, std::nan(""), DType::f64);
     Tensor p = base();
     p.requires_grad_();
     Tensor x = leaf ? p : ops::scale(p, 1.0);  // non-leaf: the slices' input has a grad_fn
@@ -90,6 +88,10 @@ TEST_CASE("slice gradients land in their ranges of the sliced tensor's gradient"
       const int64_t n = term.numel();
       Tensor t = ops::linear(term.contiguous().reshape({1, n}), Tensor::full({1, n}, 1.0, DType::f64));
       loss = loss.defined() ? ops::add(loss, t) : t;
+    }
+    {  // NaN-filled blocks of the gradient buffer's size, freed just before the backward allocates it
+      std::vector<Tensor> junk;
+      for (int i = 0; i < 8; ++i) junk.push_back(Tensor::full({R, C}, std::nan(""), DType::f64));
     }
     loss.backward(Tensor::full({1, 1}, 1.0, DType::f64));
     return p.grad().to_vector<double>();

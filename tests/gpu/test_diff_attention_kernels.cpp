@@ -181,8 +181,16 @@ TEST_CASE("CUDA fused differential attention: empty batch, unsupported sizes", "
 // one sum of cancelling terms, see test_model_gpu). auto must be bit-identical to split.
 TEST_CASE("differential attention op on the GPU: fused, split into tensor-core attentions, auto",
           "[gpu][attention][diff_attn]") {
-  struct Env {
-    ~Env() { unsetenv("HYSCALE_DIFF_ATTN"); }
+  struct Env {  // restores the caller's HYSCALE_DIFF_ATTN
+    const char* o = std::getenv("HYSCALE_DIFF_ATTN");
+    std::string old = o ? o : "";
+    bool had = o != nullptr;
+    ~Env() {
+      if (had)
+        setenv("HYSCALE_DIFF_ATTN", old.c_str(), 1);
+      else
+        unsetenv("HYSCALE_DIFF_ATTN");
+    }
   } restore;
   struct OpCase {
     int64_t B, T, Hp, Hkp, hd, window;

@@ -1,5 +1,8 @@
 // Gradient checks of every differentiable op against central finite differences
 // in f64, on random inputs with odd sizes.
+#include <cmath>
+#include <cstdlib>
+
 #include "core/ops.h"
 #include "gradcheck.h"
 
@@ -146,4 +149,14 @@ TEST_CASE("differential attention split into four hd-wide attentions equals the 
           },
           mk(), 1e-6, 1e-5, 1e-8, 60);
     }
+  // The route switch is read on every device: a misspelt value is an error, not ignored.
+  Tensor q = randn({1, 3, 2, 4}, 1), k = randn({1, 3, 1, 4}, 2), lam = Tensor::full({}, 0.5, DType::f64);
+  setenv("HYSCALE_DIFF_ATTN", "splitt", 1);
+  CHECK_THROWS_WITH(ops::diff_attention(q, k, k, lam, 0.5), Catch::Contains("expected auto, fused or split"));
+  setenv("HYSCALE_DIFF_ATTN", "split", 1);
+  const auto ys = ops::diff_attention(q, k, k, lam, 0.5).to_vector<double>();
+  unsetenv("HYSCALE_DIFF_ATTN");
+  const auto yd = ops::diff_attention(q, k, k, lam, 0.5).to_vector<double>();
+  REQUIRE(ys.size() == yd.size());
+  for (size_t i = 0; i < ys.size(); ++i) CHECK(std::fabs(ys[i] - yd[i]) <= 1e-12 * (1 + std::fabs(yd[i])));
 }

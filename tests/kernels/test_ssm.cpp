@@ -203,10 +203,13 @@ TEST_CASE("selective scan with the fused z-gate: gradients, and equal to the sca
           return in;
         };
         auto fused = mk(), split = mk();
+        // z as the slice of a computed tensor (a leaf's slice is covered by the gradcheck above):
+        // its gradient takes the engine's slice path, as in the Mamba layer.
         Tensor yf = ops::selective_scan(fused[0], fused[1], fused[2], fused[3], fused[4], fused[5], fused[6], chunk,
-                                        zin(fused[7]));
-        Tensor ys = ops::gmu_gate(zin(split[7]), ops::selective_scan(split[0], split[1], split[2], split[3], split[4],
-                                                                     split[5], split[6], chunk));
+                                        zin(ops::scale(fused[7], 1.0)));
+        Tensor ys = ops::gmu_gate(zin(ops::scale(split[7], 1.0)),
+                                  ops::selective_scan(split[0], split[1], split[2], split[3], split[4], split[5],
+                                                      split[6], chunk));
         const Tensor w = randn({B, T, Dc}, 29, 1.0, dt);
         yf.backward(w);
         ys.backward(w);
@@ -245,4 +248,13 @@ TEST_CASE("selective scan gate: a z of the wrong shape or dtype is refused", "[s
   Tensor zt = randn({B, T + 2, Dc}, 9).slice(1, 1, T + 1);
   REQUIRE(ops::selective_scan(u, d, A, Bm, Cm, D, bias, 2, zt).to_vector<double>() ==
           ops::selective_scan(u, d, A, Bm, Cm, D, bias, 2, zt.contiguous()).to_vector<double>());
+  // One sequence (rows ldz apart along T only) and one step (rows ldz apart along B only): read in
+  // place, the same result as contiguous.
+  for (auto [b1, t1] : {std::pair<int64_t, int64_t>{1, T}, std::pair<int64_t, int64_t>{B, 1}}) {
+    Tensor u1 = u.slice(0, 0, b1).slice(1, 0, t1), d1 = d.slice(0, 0, b1).slice(1, 0, t1);
+    Tensor B1 = Bm.slice(0, 0, b1).slice(1, 0, t1), C1 = Cm.slice(0, 0, b1).slice(1, 0, t1);
+    Tensor zs = randn({b1, t1, 3 * Dc}, 10).slice(2, Dc, 2 * Dc);
+    REQUIRE(ops::selective_scan(u1, d1, A, B1, C1, D, bias, 2, zs).to_vector<double>() ==
+            ops::selective_scan(u1, d1, A, B1, C1, D, bias, 2, zs.contiguous()).to_vector<double>());
+  }
 }

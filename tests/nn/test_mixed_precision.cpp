@@ -68,3 +68,47 @@ TEST_CASE("f32 parameters computed in f64 equal the f64 model (every architectur
     }
   }
 }
+
+// Persistent compute copies (Module::set_compute_copies, installed by the trainer for bf16 on a
+// GPU): cw() reads the copy instead of casting. With exact copies a step computes what the
+// casting model computes, bit for bit (loss and every gradient); a changed copy changes the loss
+// (the copies are what the forward reads); uninstalling brings the cast back.
+TEST_CASE("persistent compute copies replace the per-forward cast exactly", "[nn][unit]") {
+  for (const char* arch : {"transformer", "sambayda"}) {
+    INFO("arch " << arch);
+    nn::ModelConfig c = testing::small_model(arch);
+    nn::Model m(c);
+    m.init_weights(31);
+    m.set_compute_dtype(DType::f64);
+    const int32_t V = static_cast<int32_t>(c.vocab_size);
+    Tensor I = testing::randint({2, 11}, V, 3), Tg = testing::randint({2, 11}, V, 4);
+    auto params = m.named_parameters();
+    auto run = [&] {  // loss and all gradients
+      for (auto& [n, p] : params) p.zero_grad();
+      Tensor l = m.loss(I, Tg);
+      l.backward();
+      std::vector<std::vector<float>> out = {{static_cast<float>(l.item())}};
+      for (auto& [n, p] : params) out.push_back(p.grad().defined() ? p.grad().to_vector<float>() : std::vector<float>{});
+      return std::pair{l.item(), out};
+    };
+    const auto [l_cast, g_cast] = run();
+    auto cc = std::make_shared<nn::Module::ComputeCopies>();
+    for (auto& [n, p] : params) cc->by_param[p.impl_ptr().get()] = p.detach().to(DType::f64);
+    m.set_compute_copies(cc);
+    const auto [l_copy, g_copy] = run();
+    CHECK(l_copy == l_cast);
+    CHECK(g_copy == g_cast);
+    {  // the forward reads the copies: scale one matrix's copy
+      NoGrad ng;
+      for (auto& [n, p] : params)
+        if (p.dim() == 2 && n.find("embed") == std::string::npos) {
+          Tensor cpy = cc->by_param.at(p.impl_ptr().get());
+          cpy.copy_from(ops::scale(cpy, 2.0));
+          break;
+        }
+    }
+    CHECK(run().first != l_cast);
+    m.set_compute_copies(nullptr);
+    CHECK(run().first == l_cast);
+  }
+}

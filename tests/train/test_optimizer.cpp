@@ -111,3 +111,13 @@ TEST_CASE("AdamW step with a folded clipping scale equals scaling the gradients 
   };
   REQUIRE(run(true) == run(false));
 }
+
+TEST_CASE("optimizer compute copies: only for cuda parameters, one per parameter", "[optimizer]") {
+  Tensor a = Tensor::zeros({2, 3});
+  a.requires_grad_();
+  DistributedAdamW opt({{"a", a}}, {{"a", nn::ShardSpec{}}}, OptimizerConfig{}, parallel::make_grid(1), 25, false);
+  opt.set_compute_copies({});  // none: fine anywhere
+  REQUIRE_THROWS_WITH(opt.set_compute_copies({Tensor::zeros({2, 3}), Tensor::zeros({2, 3})}),
+                      Catch::Contains("2 compute copies for 1 parameters"));
+  REQUIRE_THROWS_WITH(opt.set_compute_copies({Tensor::zeros({2, 3})}), Catch::Contains("(a cuda parameter)"));
+}
