@@ -35,6 +35,7 @@ namespace {
 struct LinearNode : Node {
   Tensor x, w;  // x flattened to [M, K]
   Shape x_shape;
+  DType dw_dtype = DType::f32;  // the weight input's dtype (linear_mp: the master's)
   std::vector<Tensor> backward(const Tensor& g_in) override {
     Tensor g = g_in.contiguous();
     const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
@@ -50,6 +51,7 @@ struct LinearNode : Node {
         kc::gemm<T>(true, false, N, K, M, T(1), HS_PTR(g), N, HS_PTR(x), K, T(0), HS_PTR(dw), K);
       }
     });
+    if (dw.defined() && dw.dtype() != dw_dtype) dw = dw.to(dw_dtype);  // linear_mp: as the cast's backward
     return {dx, dw};
   }
   void release() override { x = w = Tensor(); }
@@ -58,9 +60,16 @@ struct LinearNode : Node {
 
 }  // namespace
 
-Tensor linear(const Tensor& x_in, const Tensor& w_in) {
+namespace {
+Tensor linear_impl(const Tensor& x_in, const Tensor& w_in, const Tensor* master) {
   Tensor x = prep("linear", x_in, "input"), w = prep("linear", w_in, "weight");
   same_dtype("linear", x, w);
+  if (master) {
+    HS_CHECK(master->defined() && master->shape() == w.shape() && master->device() == w.device() &&
+                 is_floating(master->dtype()),
+             "linear_mp: the master weight ", master->defined() ? master->desc() : "undefined",
+             " does not match its compute copy ", w.desc());
+  }
   HS_CHECK(w.dim() == 2 && x.dim() >= 1 && x.shape().back() == w.size(1), "linear: input ", shape_str(x.shape()),
            " does not match weight ", shape_str(w.shape()), " (weight is [out, in])");
   const int64_t K = w.size(1), N = w.size(0);
@@ -69,19 +78,27 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in) {
   check_blas_dims("linear", {M, N, K});
   Shape out_shape = x.shape();
   out_shape.back() = N;
-  HS_CUDA_DISPATCH(x, linear(x, w));
+  HS_CUDA_DISPATCH(x, linear(x, w, master));
   // An empty inner dimension gives a zero product (BLAS would leave C untouched).
   Tensor y = K == 0 ? Tensor::zeros(out_shape, x.dtype()) : Tensor::empty(out_shape, x.dtype());
   dispatch(x.dtype(), [&](auto z) {
     using T = decltype(z);
     kc::gemm<T>(false, true, M, N, K, T(1), HS_PTR(x), K, HS_PTR(w), K, T(0), HS_PTR(y), N);
   });
-  if (!any_requires_grad({&x, &w})) return y;
+  const Tensor& wg = master ? *master : w;  // the weight that gets the gradient
+  if (!any_requires_grad({&x, &wg})) return y;
   auto node = std::make_shared<LinearNode>();
   node->x = x.detach().reshape({M, K});
   node->w = w.detach();
   node->x_shape = x.shape();
-  return record(y, node, {&x, &w});
+  node->dw_dtype = wg.dtype();
+  return record(y, node, {&x, &wg});
+}
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& w) { return linear_impl(x, w, nullptr); }
+Tensor linear_mp(const Tensor& x, const Tensor& w_master, const Tensor& w_compute) {
+  return linear_impl(x, w_compute, &w_master);
 }
 
 namespace {

@@ -10,6 +10,11 @@ namespace hyscale::ops {
 
 // y[..., out] = x[..., in] @ w[out, in]^T   (PyTorch Linear convention, no bias)
 Tensor linear(const Tensor& x, const Tensor& w);
+// Mixed precision: linear(x, w_compute) where w_compute is w_master rounded to x's dtype (a bf16
+// copy of an fp32 master weight), differentiable in w_master directly: its gradient comes out in
+// w_master's dtype (on a GPU the weight-gradient GEMM writes fp32 from bf16 operands: no bf16
+// gradient, no cast), not through a cast node. w_compute gets no gradient.
+Tensor linear_mp(const Tensor& x, const Tensor& w_master, const Tensor& w_compute);
 // Batched matmul: a [B, M, K] (or [B, K, M] if trans_a) times b [B, K, N] (or [B, N, K] if trans_b).
 Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
 

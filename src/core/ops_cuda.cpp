@@ -48,19 +48,26 @@ void linear_fwd(const Tensor& x, const Tensor& w, const Tensor& y, int64_t M, in
 struct LinearNode : Node {
   Tensor x, w;  // x as [M, K]
   Shape x_shape;
+  DType dw_dtype = DType::f32;  // the weight input's dtype (linear_mp: the fp32 master's)
   std::vector<Tensor> backward(const Tensor& g_in) override {
     Tensor g = g_in.contiguous();
     const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
     Tensor dx, dw;
-    // An empty inner dimension gives a zero product (cuBLASLt refuses it).
+    // An empty inner dimension gives a zero product (cuBLASLt refuses it); otherwise the GEMM (beta 0)
+    // writes every element, so the output is not zero-filled first.
     if (needs_grad(0)) {  // dx [M, K] = g [M, N] w [N, K]
-      dx = Tensor::zeros(x_shape, x.dtype(), x.device());
-      if (M * K > 0 && N > 0)
+      const bool run = M * K > 0 && N > 0;
+      dx = run ? empty(x_shape, x.dtype(), x) : Tensor::zeros(x_shape, x.dtype(), x.device());
+      if (run)
         kg::gemm(false, false, M, K, N, 1.0f, g.raw_data(), N, w.raw_data(), K, 0.0f, dx.raw_data(), K, bf(g), bf(dx));
     }
     if (needs_grad(1)) {  // dw [N, K] = g^T x
-      dw = Tensor::zeros(w.shape(), w.dtype(), w.device());
-      if (N * K > 0 && M > 0)
+      const bool run = N * K > 0 && M > 0;
+      // In dw_dtype directly (linear_mp: fp32 from bf16 operands, cuBLASLt's mixed output type).
+      HS_CHECK(dw_dtype == DType::f32 || dw_dtype == w.dtype(), "linear (cuda): a ", dtype_name(dw_dtype),
+               " weight gradient from ", dtype_name(w.dtype()), " operands");
+      dw = run ? empty(w.shape(), dw_dtype, w) : Tensor::zeros(w.shape(), dw_dtype, w.device());
+      if (run)
         kg::gemm(true, false, N, K, M, 1.0f, g.raw_data(), N, x.raw_data(), K, 0.0f, dw.raw_data(), K, bf(g), bf(dw));
     }
     return {dx, dw};
@@ -81,8 +88,9 @@ struct BmmNode : Node {
     const bool h = bf(a);
     Tensor da, db;
     if (needs_grad(0)) {
-      da = Tensor::zeros(a.shape(), a.dtype(), a.device());
-      if (Bn * M * K == 0 || N == 0) {
+      const bool none = Bn * M * K == 0 || N == 0;  // (beta-0 GEMMs write every element: no zero fill)
+      da = none ? Tensor::zeros(a.shape(), a.dtype(), a.device()) : empty(a.shape(), a.dtype(), a);
+      if (none) {
       } else if (!ta)
         kg::gemm(false, !tb, M, K, N, 1.0f, g.raw_data(), N, b.raw_data(), ldb, 0.0f, da.raw_data(), lda, h, h, Bn,
                  M * N, K * N, M * K);
@@ -91,8 +99,9 @@ struct BmmNode : Node {
                  K * N, M * N, M * K);
     }
     if (needs_grad(1)) {
-      db = Tensor::zeros(b.shape(), b.dtype(), b.device());
-      if (Bn * K * N == 0 || M == 0) {
+      const bool none = Bn * K * N == 0 || M == 0;
+      db = none ? Tensor::zeros(b.shape(), b.dtype(), b.device()) : empty(b.shape(), b.dtype(), b);
+      if (none) {
       } else if (!tb)
         kg::gemm(!ta, false, K, N, M, 1.0f, a.raw_data(), lda, g.raw_data(), N, 0.0f, db.raw_data(), ldb, h, h, Bn,
                  M * K, M * N, K * N);
@@ -377,18 +386,20 @@ struct DiffAttentionNode : Node {
 
 }  // namespace
 
-Tensor linear(const Tensor& x, const Tensor& w) {
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor* master) {
   const int64_t K = w.size(1), N = w.size(0), M = x.numel() / std::max<int64_t>(K, 1);
   Shape os = x.shape();
   os.back() = N;
   Tensor y = K == 0 ? Tensor::zeros(os, x.dtype(), x.device()) : empty(os, x.dtype(), x);
   if (K > 0 && M > 0 && N > 0) linear_fwd(x, w, y, M, N, K);
-  if (!any_requires_grad({&x, &w})) return y;
+  const Tensor& wg = master ? *master : w;  // the weight that gets the gradient
+  if (!any_requires_grad({&x, &wg})) return y;
   auto node = std::make_shared<LinearNode>();
   node->x = x.detach().reshape({M, K});
   node->w = w.detach();
   node->x_shape = x.shape();
-  return record(y, node, {&x, &w});
+  node->dw_dtype = wg.dtype();
+  return record(y, node, {&x, &wg});
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b, bool ta, bool tb) {

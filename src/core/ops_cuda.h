@@ -11,7 +11,8 @@
 
 namespace hyscale::ops::cuda_impl {
 
-Tensor linear(const Tensor& x, const Tensor& w);
+// master: linear_mp's master weight (the gradient goes to it, in its dtype), or nullptr.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor* master = nullptr);
 Tensor bmm(const Tensor& a, const Tensor& b, bool ta, bool tb);
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);

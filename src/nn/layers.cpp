@@ -18,8 +18,8 @@ SwiGLUMLP::SwiGLUMLP(int64_t dim, int64_t hidden, DType dtype, parallel::TensorP
   w3 = register_parameter("w3", Tensor::zeros({dim, Il}, dtype), {1, {}});
 }
 Tensor SwiGLUMLP::forward(const Tensor& x) const {
-  Tensor h = ops::swiglu(ops::linear(parallel::copy_to_tp(x, tp_), cw(w1)));
-  return parallel::reduce_from_tp(ops::linear(h, cw(w3)), tp_);
+  Tensor h = ops::swiglu(lin(parallel::copy_to_tp(x, tp_), w1));
+  return parallel::reduce_from_tp(lin(h, w3), tp_);
 }
 
 Attention::Attention(const AttentionConfig& cfg) : cfg_(cfg) {
@@ -76,7 +76,7 @@ Tensor Attention::forward(const Tensor& x, Tensor* k_out, Tensor* v_out) const {
   HS_CHECK(!cfg_.cross, "attention: a cross-attention layer needs the shared KV (forward_cross)");
   const int64_t B = x.size(0), T = x.size(1);
   const int64_t H = H_, Hk = Hk_, hd = cfg_.head_dim;
-  Tensor qkv = ops::linear(parallel::copy_to_tp(x, cfg_.tp), cw(wqkv));  // [B, T, (H + 2Hk) hd]
+  Tensor qkv = lin(parallel::copy_to_tp(x, cfg_.tp), wqkv);  // [B, T, (H + 2Hk) hd]
   Tensor q = qkv.slice(2, 0, H * hd).reshape({B, T, H, hd});
   Tensor k = qkv.slice(2, H * hd, (H + Hk) * hd).reshape({B, T, Hk, hd});
   Tensor v = qkv.slice(2, (H + Hk) * hd, (H + 2 * Hk) * hd).reshape({B, T, Hk, hd});
@@ -86,16 +86,16 @@ Tensor Attention::forward(const Tensor& x, Tensor* k_out, Tensor* v_out) const {
   }
   if (k_out) *k_out = k;
   if (v_out) *v_out = v;
-  return parallel::reduce_from_tp(ops::linear(attend(q, k, v), cw(proj)), cfg_.tp);
+  return parallel::reduce_from_tp(lin(attend(q, k, v), proj), cfg_.tp);
 }
 
 Tensor Attention::forward_cross(const Tensor& x, const Tensor& k, const Tensor& v) const {
   HS_CHECK(cfg_.cross, "attention: forward_cross on a self-attention layer");
   HS_CHECK(k.defined() && v.defined(), "cross-attention layer: no shared KV (a full-attention layer 'F' must come first)");
   const int64_t B = x.size(0), T = x.size(1);
-  Tensor q = ops::linear(parallel::copy_to_tp(x, cfg_.tp), cw(wq)).reshape({B, T, H_, cfg_.head_dim});
+  Tensor q = lin(parallel::copy_to_tp(x, cfg_.tp), wq).reshape({B, T, H_, cfg_.head_dim});
   if (cfg_.rope) q = ops::rope(q, cfg_.rope_base);
-  return parallel::reduce_from_tp(ops::linear(attend(q, k, v), cw(proj)), cfg_.tp);
+  return parallel::reduce_from_tp(lin(attend(q, k, v), proj), cfg_.tp);
 }
 
 }  // namespace hyscale::nn

@@ -32,13 +32,13 @@ Mamba::Mamba(const MambaConfig& cfg) : cfg_(cfg) {
 Tensor Mamba::forward(const Tensor& u, Tensor* memory_out, Tensor* conv_state, Tensor* ssm_state) const {
   const int64_t di = d_inner_, R = dt_rank_, N = cfg_.d_state;
   const auto& tp = cfg_.tp;
-  Tensor xz = ops::linear(parallel::copy_to_tp(u, tp), cw(in_proj));  // [B, T, 2 di]
+  Tensor xz = lin(parallel::copy_to_tp(u, tp), in_proj);  // [B, T, 2 di]
   Tensor x = xz.slice(2, 0, di), z = xz.slice(2, di, 2 * di);
   // silu(conv1d(x)) in one op; on the CPU bit-identical to the two ops, which decoding's step runs.
   Tensor xc = ops::causal_conv1d_silu(x, cw(conv_w), cw(conv_b));
   // [B, T, R + 2N]: partial sums over this rank's channels; every rank's channels consume the total.
-  Tensor dbc = parallel::copy_to_tp(parallel::reduce_from_tp(ops::linear(xc, cw(x_proj)), tp), tp);
-  Tensor delta = ops::linear(dbc.slice(2, 0, R), cw(dt_proj));
+  Tensor dbc = parallel::copy_to_tp(parallel::reduce_from_tp(lin(xc, x_proj), tp), tp);
+  Tensor delta = lin(dbc.slice(2, 0, R), dt_proj);
   const Tensor Bm = dbc.slice(2, R, R + N), Cm = dbc.slice(2, R + N, R + 2 * N);
   Tensor gated;  // y * silu(z)
   if (memory_out) {
@@ -55,7 +55,7 @@ Tensor Mamba::forward(const Tensor& u, Tensor* memory_out, Tensor* conv_state, T
     gated = ops::selective_scan(xc, delta, cw(A_log), Bm, Cm, cw(D), cw(dt_bias), cfg_.scan_chunk, z);
   }
   if (conv_state || ssm_state) capture_state(x, xc, delta, dbc, conv_state, ssm_state);
-  return parallel::reduce_from_tp(ops::linear(gated, cw(out_proj)), tp);
+  return parallel::reduce_from_tp(lin(gated, out_proj), tp);
 }
 
 void Mamba::capture_state(const Tensor& x_in, const Tensor& xc_in, const Tensor& delta_in, const Tensor& dbc,
@@ -100,11 +100,11 @@ GMU::GMU(int64_t dim, int64_t d_mem, DType dtype, parallel::TensorParallel tp) :
 
 Tensor GMU::forward(const Tensor& x, const Tensor& memory) const {
   HS_CHECK(memory.defined(), "GMU layer: no memory tensor (a GMU needs a Mamba memory layer 'M*' before it)");
-  Tensor p = ops::linear(parallel::copy_to_tp(x, tp_), cw(in_proj));
+  Tensor p = lin(parallel::copy_to_tp(x, tp_), in_proj);
   // An fp32 memory under bf16 compute (see Mamba::forward) is cast to the gate's dtype here; the
   // cast's backward hands this layer's memory gradient back in fp32.
   const Tensor m = memory.dtype() == p.dtype() ? memory : ops::cast(memory, p.dtype());
-  return parallel::reduce_from_tp(ops::linear(ops::gmu_gate(p, m), cw(out_proj)), tp_);
+  return parallel::reduce_from_tp(lin(ops::gmu_gate(p, m), out_proj), tp_);
 }
 
 }  // namespace hyscale::nn

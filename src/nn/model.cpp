@@ -353,7 +353,8 @@ Tensor Model::local_logits(const Tensor& ids, std::vector<std::pair<std::string,
   ps.set("head");
   x = ln_f->forward(x);
   if (cfg_.logit_mult != 1.0) x = ops::scale(x, cfg_.logit_mult);
-  return ops::linear(parallel::copy_to_tp(x.reshape({B * T, cfg_.d_model}), tp_), cfg_.tie_embeddings ? table : cw(lm_head));
+  Tensor xf = parallel::copy_to_tp(x.reshape({B * T, cfg_.d_model}), tp_);
+  return cfg_.tie_embeddings ? ops::linear(xf, table) : lin(xf, lm_head);
 }
 
 Tensor Model::loss(const Tensor& ids, const Tensor& targets) const {

@@ -59,6 +59,20 @@ Tensor Module::cw(const Tensor& p) const {
   return ops::cast(p, compute_dtype_);
 }
 
+Tensor Module::lin(const Tensor& x, const Tensor& w) const {
+  if (!cast_ || w.dtype() == compute_dtype_) return ops::linear(x, w);
+  Tensor wc;
+  if (copies_) {
+    auto it = copies_->by_param.find(w.impl_ptr().get());
+    if (it != copies_->by_param.end() && it->second.dtype() == compute_dtype_) wc = it->second;
+  }
+  if (!wc.defined()) {
+    NoGrad ng;
+    wc = w.detach().to(compute_dtype_);  // as ops::cast rounds
+  }
+  return ops::linear_mp(x, w, wc);
+}
+
 Tensor Module::cw_fp32(const Tensor& p) const {
   if (cast_ && compute_dtype_ == DType::bf16) return p;
   return cw(p);

@@ -68,6 +68,11 @@ class Module {
   // Likewise, but never narrower than fp32 (tiny parameters whose ops compute in fp32 anyway,
   // e.g. differential attention's lambda vectors: no bf16 round trip under mixed precision).
   Tensor cw_fp32(const Tensor& p) const;
+  // ops::linear(x, cw(w)) for a weight w, except that under mixed precision it is
+  // ops::linear_mp(x, w, compute copy of w): the persistent copy when installed, else a cast made
+  // without a gradient node; w's gradient then comes out of the GEMM in fp32 (no bf16 gradient
+  // and no cast of it per weight and micro-batch).
+  Tensor lin(const Tensor& x, const Tensor& w) const;
   // Registers a leaf parameter (requires_grad on); the name is local to this module.
   Tensor register_parameter(const std::string& name, Tensor t, ShardSpec spec = {});
   template <class M>

@@ -12,7 +12,9 @@
 #ifdef HYSCALE_WITH_CUDA
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <tuple>
 
+#include "core/ops.h"
 #include "e2e_util.h"
 #include "gradcheck.h"
 #include "small_model.h"
@@ -112,6 +114,30 @@ TEST_CASE("50 training steps on the GPU track the CPU run (Transformer++ and Sam
       CHECK(drop_cpu > 1.0);
       CHECK(std::fabs(drop_gpu - drop_cpu) < 0.1);
     }
+  }
+}
+
+// linear_mp on the GPU: bf16 operands, the weight gradient written in fp32 by the GEMM itself
+// (cuBLASLt's bf16 x bf16 -> fp32 output), against linear of the cast (a bf16 gradient cast up):
+// the same forward and dx bit for bit; dw within bf16 rounding of it (2^-8 relative max-norm).
+TEST_CASE("linear_mp: fp32 weight gradient straight from the bf16 GEMM", "[gpu][model]") {
+  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{37, 24, 40}, {256, 96, 128}, {1, 8, 16}}) {
+    INFO("M " << M << " N " << N << " K " << K);
+    Tensor w = testing::randn({N, K}, 51, 0.5, DType::f32).to(Device::cuda(0)).requires_grad_();
+    Tensor w2 = Tensor(w.detach().clone()).requires_grad_();
+    Tensor x = testing::randn({M, K}, 52, 1.0, DType::f32).to(DType::bf16).to(Device::cuda(0)).requires_grad_();
+    Tensor x2 = Tensor(x.detach().clone()).requires_grad_();
+    Tensor y = ops::linear_mp(x, w, w.detach().to(DType::bf16));
+    Tensor y2 = ops::linear(x2, ops::cast(w2, DType::bf16));
+    const Tensor g = testing::randn({M, N}, 53, 1.0, DType::f32).to(DType::bf16).to(Device::cuda(0));
+    y.backward(g);
+    y2.backward(g);
+    REQUIRE(w.grad().dtype() == DType::f32);
+    CHECK(y.to(Device::cpu()).to(DType::f32).to_vector<float>() == y2.to(Device::cpu()).to(DType::f32).to_vector<float>());
+    CHECK(x.grad().to(Device::cpu()).to(DType::f32).to_vector<float>() ==
+          x2.grad().to(Device::cpu()).to(DType::f32).to_vector<float>());
+    CHECK(rel_err(w.grad(), w2.grad()) <= 4e-3);
+    CHECK(rel_err(w.grad(), w2.grad()) > 0.0);  // fp32 output: not the bf16-rounded gradient
   }
 }
 

@@ -112,3 +112,21 @@ TEST_CASE("persistent compute copies replace the per-forward cast exactly", "[nn
     CHECK(run().first == l_cast);
   }
 }
+
+TEST_CASE("ops::linear_mp: the master weight's gradient in its own dtype, as linear of the cast", "[ops][unit]") {
+  Tensor w = testing::randn({5, 7}, 41, 1.0, DType::f32).requires_grad_();
+  Tensor w2 = Tensor(w.detach().clone()).requires_grad_();
+  Tensor x = testing::randn({3, 4, 7}, 42, 1.0, DType::f64).requires_grad_();
+  Tensor x2 = Tensor(x.detach().clone()).requires_grad_();
+  Tensor wc = w.detach().to(DType::f64);
+  Tensor y = ops::linear_mp(x, w, wc), y2 = ops::linear(x2, ops::cast(w2, DType::f64));
+  REQUIRE(y.to_vector<double>() == y2.to_vector<double>());
+  Tensor g = testing::randn({3, 4, 5}, 43, 1.0, DType::f64);
+  y.backward(g);
+  y2.backward(g);
+  REQUIRE(w.grad().dtype() == DType::f32);
+  REQUIRE(w.grad().to_vector<float>() == w2.grad().to_vector<float>());
+  REQUIRE(x.grad().to_vector<double>() == x2.grad().to_vector<double>());
+  REQUIRE(!wc.grad().defined());
+  REQUIRE_THROWS_WITH(ops::linear_mp(x, w, Tensor::zeros({5, 6}, DType::f64)), Catch::Matchers::Contains("linear"));
+}
