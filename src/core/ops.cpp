@@ -69,6 +69,11 @@ Tensor linear_impl(const Tensor& x_in, const Tensor& w_in, const Tensor* master)
                  is_floating(master->dtype()),
              "linear_mp: the master weight ", master->defined() ? master->desc() : "undefined",
              " does not match its compute copy ", w.desc());
+    HS_CHECK(!w.requires_grad(), "linear_mp: the compute copy ", w.desc(),
+             " must not require grad (the gradient goes to the master weight)");
+    HS_CHECK(w.device().is_cpu() || master->dtype() == DType::f32 || master->dtype() == w.dtype(),
+             "linear_mp: on ", w.device().str(), " the master weight must be f32 (or the copy's dtype), got ",
+             dtype_name(master->dtype()));
   }
   HS_CHECK(w.dim() == 2 && x.dim() >= 1 && x.shape().back() == w.size(1), "linear: input ", shape_str(x.shape()),
            " does not match weight ", shape_str(w.shape()), " (weight is [out, in])");

@@ -354,7 +354,7 @@ Tensor Model::local_logits(const Tensor& ids, std::vector<std::pair<std::string,
   x = ln_f->forward(x);
   if (cfg_.logit_mult != 1.0) x = ops::scale(x, cfg_.logit_mult);
   Tensor xf = parallel::copy_to_tp(x.reshape({B * T, cfg_.d_model}), tp_);
-  return cfg_.tie_embeddings ? ops::linear(xf, table) : lin(xf, lm_head);
+  return lin(xf, cfg_.tie_embeddings ? wte : lm_head);  // tied: the table's own compute copy
 }
 
 Tensor Model::loss(const Tensor& ids, const Tensor& targets) const {

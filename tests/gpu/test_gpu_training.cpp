@@ -162,7 +162,8 @@ TEST_CASE("bf16 weight copies rewritten by the AdamW step train exactly as casti
       INFO(arch << " step " << s + 1 << ": cast " << losses[0][s] << " copies " << losses[1][s]);
       CHECK(std::fabs(losses[1][s] - losses[0][s]) <= 1e-6 * std::fabs(losses[0][s]));
     }
-    CHECK(losses[0].front() - losses[0].back() > 0.05);  // it trained
+    // it trained: the mean of the last 3 steps below that of the first 3
+    CHECK((losses[0][0] + losses[0][1] + losses[0][2]) - (losses[0][9] + losses[0][10] + losses[0][11]) > 0.15);
   }
 }
 #endif

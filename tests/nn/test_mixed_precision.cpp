@@ -98,16 +98,29 @@ TEST_CASE("persistent compute copies replace the per-forward cast exactly", "[nn
     const auto [l_copy, g_copy] = run();
     CHECK(l_copy == l_cast);
     CHECK(g_copy == g_cast);
-    {  // the forward reads the copies: scale one matrix's copy
-      NoGrad ng;
+    // The forward reads the copies, through cw() (the embedding table, norms) and through lin()
+    // (every linear weight): scaling one copy of each kind changes the loss.
+    for (const char* which : {"wte", "mlp.w1"}) {
+      INFO("scaled copy of " << which);
+      Tensor cpy;
       for (auto& [n, p] : params)
-        if (p.dim() == 2 && n.find("embed") == std::string::npos) {
-          Tensor cpy = cc->by_param.at(p.impl_ptr().get());
-          cpy.copy_from(ops::scale(cpy, 2.0));
+        if (n.find(which) != std::string::npos) {
+          cpy = cc->by_param.at(p.impl_ptr().get());
           break;
         }
+      REQUIRE(cpy.defined());
+      const Tensor saved = cpy.clone();
+      {
+        NoGrad ng;
+        cpy.copy_from(ops::scale(saved, 2.0));
+      }
+      CHECK(run().first != l_cast);
+      {
+        NoGrad ng;
+        cpy.copy_from(saved);
+      }
+      CHECK(run().first == l_cast);
     }
-    CHECK(run().first != l_cast);
     m.set_compute_copies(nullptr);
     CHECK(run().first == l_cast);
   }
@@ -128,5 +141,8 @@ TEST_CASE("ops::linear_mp: the master weight's gradient in its own dtype, as lin
   REQUIRE(w.grad().to_vector<float>() == w2.grad().to_vector<float>());
   REQUIRE(x.grad().to_vector<double>() == x2.grad().to_vector<double>());
   REQUIRE(!wc.grad().defined());
-  REQUIRE_THROWS_WITH(ops::linear_mp(x, w, Tensor::zeros({5, 6}, DType::f64)), Catch::Matchers::Contains("linear"));
+  REQUIRE_THROWS_WITH(ops::linear_mp(x, w, Tensor::zeros({5, 6}, DType::f64)),
+                      Catch::Matchers::Contains("linear_mp: the master weight"));
+  Tensor wg = Tensor::zeros({5, 7}, DType::f64).requires_grad_();
+  REQUIRE_THROWS_WITH(ops::linear_mp(x, w, wg), Catch::Matchers::Contains("must not require grad"));
 }
