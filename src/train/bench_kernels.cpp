@@ -137,6 +137,16 @@ void bench_kernels(int64_t reps) {
   row_gemm("gemm bf16 8K x 4096 x 1024 (dgrad)", 2.0 * 8192 * 4096 * 1024, [&] {
     kg::gemm(false, false, 8192, 1024, 4096, 1.0f, a.p, 4096, b.p, 1024, 0.0f, c.p, 1024, true, true);
   });
+  // The weight gradient of a 4096 x 1024 linear over 8K tokens, as mixed-precision training needs
+  // it (fp32, for the fp32 master): written in fp32 by the GEMM (ops::linear_mp), against the
+  // GEMM in bf16 then a cast to fp32 (the cast-node path it replaced).
+  row_gemm("wgrad bf16 -> fp32 4096 x 1024 (8K tok)", 2.0 * 8192 * 4096 * 1024, [&] {
+    kg::gemm(true, false, 4096, 1024, 8192, 1.0f, a.p, 4096, b.p, 1024, 0.0f, c.p, 1024, true, false);
+  });
+  row_gemm("wgrad bf16 out + cast to fp32", 2.0 * 8192 * 4096 * 1024, [&] {
+    kg::gemm(true, false, 4096, 1024, 8192, 1.0f, a.p, 4096, b.p, 1024, 0.0f, c.p, 1024, true, true);
+    kg::cast_bf16_f32(c.as<kg::bf16>(), d.as<float>(), 4096 * 1024);
+  });
 
   // ---- the hybrid layers' kernels (bf16), shapes of a d16-sized model at seq 4096. Inputs are
   // zeroed again (the rows above left AdamW's updates in them): finite values, no NaN paths.
