@@ -100,18 +100,25 @@ record_bench() {
     record "$1" "exit $2: $(grep -m1 -i -E 'error|what' "$3" | cut -c1-90)"
   fi
 }
+# bench_train NAME LOG ARGS...: `hyscale bench train configs/gpu_bench.yaml ARGS` under the budget
+# (at most 60 s), its log in LOG, tokens/s and MFU recorded as NAME (the caller's environment,
+# e.g. a HYSCALE_* switch set before the call, reaches hyscale)
+bench_train() {
+  local name=$1 log=$2 t
+  shift 2
+  t=$(limit 60)
+  if [ "$t" -eq 0 ]; then record "$name" "skipped (budget)"; return; fi
+  timeout -k 5 "$t" "$BIN/hyscale" bench train configs/gpu_bench.yaml "$@" > "$log" 2>&1
+  record_bench "$name" $? "$log"
+}
 if [ -x "$BIN/hyscale" ]; then
   # 4. end-to-end training throughput on the GPU: tokens/s and MFU, bf16, seq 4096
   if want train; then
     for depth in 16 8; do
       for arch in transformer sambay; do
-        log="$OUT/bench_train_${arch}_d${depth}.log"
-        t=$(limit 60)
-        if [ "$t" -eq 0 ]; then record "bench train $arch d$depth" "skipped (budget)"; continue; fi
         prof=""; [ "$depth" = 16 ] && prof=--profile  # then 5 more steps timed op by op
-        timeout -k 5 "$t" "$BIN/hyscale" bench train configs/gpu_bench.yaml --set model.arch=$arch \
-          --set model.depth=$depth --steps 5 --warmup 2 $prof > "$log" 2>&1
-        record_bench "bench train $arch d$depth" $? "$log"
+        bench_train "bench train $arch d$depth" "$OUT/bench_train_${arch}_d${depth}.log" --set model.arch=$arch \
+          --set model.depth=$depth --steps 5 --warmup 2 $prof
       done
     done
   fi
@@ -119,24 +126,16 @@ if [ -x "$BIN/hyscale" ]; then
   # 1.2 B fp32 parameters is ~10 % of a 4096-token step and amortises as pretraining batches do
   if want train_accum; then
     for arch in transformer sambay; do
-      log="$OUT/bench_train_${arch}_d16_accum8.log"
-      t=$(limit 60)
-      if [ "$t" -eq 0 ]; then record "bench train $arch d16 accum 8" "skipped (budget)"; continue; fi
-      timeout -k 5 "$t" "$BIN/hyscale" bench train configs/gpu_bench.yaml --set model.arch=$arch \
-        --set model.depth=16 --set training.grad_accum=8 --steps 3 --warmup 1 > "$log" 2>&1
-      record_bench "bench train $arch d16 accum 8" $? "$log"
+      bench_train "bench train $arch d16 accum 8" "$OUT/bench_train_${arch}_d16_accum8.log" --set model.arch=$arch \
+        --set model.depth=16 --set training.grad_accum=8 --steps 3 --warmup 1
     done
   fi
-# 4a'. SambaY+DA at d16 with each differential-attention route (HYSCALE_DIFF_ATTN): the fused
-# SIMT kernels against the split into tensor-core flash-attention calls (the default, auto)
+  # 4a'. SambaY+DA at d16 with each differential-attention route (HYSCALE_DIFF_ATTN): the fused
+  # SIMT kernels against the split into tensor-core flash-attention calls (the default, auto)
   if want train_da; then
     for mode in split fused; do
-      log="$OUT/bench_train_sambayda_d16_$mode.log"
-      t=$(limit 60)
-      if [ "$t" -eq 0 ]; then record "bench train sambayda d16 [$mode]" "skipped (budget)"; continue; fi
-      HYSCALE_DIFF_ATTN=$mode timeout -k 5 "$t" "$BIN/hyscale" bench train configs/gpu_bench.yaml \
-        --set model.arch=sambayda --set model.depth=16 --steps 5 --warmup 2 > "$log" 2>&1
-      record_bench "bench train sambayda d16 [$mode]" $? "$log"
+      HYSCALE_DIFF_ATTN=$mode bench_train "bench train sambayda d16 [$mode]" "$OUT/bench_train_sambayda_d16_$mode.log" \
+        --set model.arch=sambayda --set model.depth=16 --steps 5 --warmup 2
     done
   fi
 # 4b. where a training step's GPU time goes: nsys kernel summary (top 30) of bench train at d16

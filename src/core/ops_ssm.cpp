@@ -92,14 +92,9 @@ Tensor gate_rows(const char* op, const Tensor& z_in, const Tensor& u, int64_t& l
   const Shape& s = z_in.strides();
   const int64_t B = u.size(0), T_ = u.size(1), Dc = u.size(2);
   if (Dc <= 1 || s[2] == 1) {
-    if (T_ == 1) {
-      ldz = s[0];
-    } else if (B == 1 || s[0] == s[1] * T_) {
-      ldz = s[1];
-    } else {
-      ldz = -1;
-    }
-    if (ldz >= Dc) return z_in;
+    const bool even = T_ == 1 || B == 1 || s[0] == s[1] * T_;  // row (b, t) at b s0 + t s1 = (b T + t) ldz
+    ldz = T_ == 1 ? s[0] : s[1];
+    if (even && ldz >= Dc) return z_in;
   }
   ldz = Dc;
   return z_in.contiguous();
