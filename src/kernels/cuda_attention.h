@@ -14,10 +14,10 @@
 // The backward writes (does not accumulate) dq, dk, dv and is deterministic: no floating-point
 // atomics, every output element is summed by one thread in a fixed order. It allocates one fp32
 // scratch of B*H*T floats (rowsum(dout * out)) with cudaMallocAsync on the stream.
-// Kernels are SIMT (CUDA cores, fp32 FMA) except the bf16 forward with D = Dv in {64, 128} and
-// 16-byte aligned q, k, v, out on sm_80+, which uses tensor cores (mma.sync m16n8k16, fp32
-// accumulation, P rounded to bf16 for P V as in FlashAttention-2); the SIMT forward is its fallback.
-// The backward and decode have no tensor-core path yet.
+// Kernels are SIMT (CUDA cores, fp32 FMA) except for bf16 with D = Dv in {64, 128} and 16-byte
+// aligned pointers on sm_80+, where the forward and the backward's dk/dv and dq kernels use tensor
+// cores (mma.sync m16n8k16, fp32 accumulation, P and dS rounded to bf16 for their products as in
+// FlashAttention-2); the SIMT kernels are their fallback. Decode is SIMT.
 // Only compiled when the build has CUDA (HYSCALE_WITH_CUDA).
 #pragma once
 #include <cstdint>

@@ -190,7 +190,9 @@ __global__ void __launch_bounds__(kThreads)
 //     ldsm_x4_t at X + (r0 + l % 16) ld + c0 + 8 (l / 16) -> {b[0], b[1]} of c0, then of c0 + 8.
 // Row strides of 8 (mod 64) bf16 elements make the 8 row addresses of each matrix hit distinct banks.
 __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(HYSCALE_CUDA_EMU)  // the CPU emulator of the tests (tests/emu)
+  emu::mma_bf16_16816(d, a, b);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
       "{%0, %1, %2, %3};\n"
@@ -209,7 +211,9 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const uint16_t* p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(HYSCALE_CUDA_EMU)  // the CPU emulator of the tests (tests/emu)
+  emu::ldmatrix(r, 4, false, p);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_u32(p)));
@@ -218,7 +222,9 @@ __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const uint16_t* p) {
 #endif
 }
 __device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const uint16_t* p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(HYSCALE_CUDA_EMU)  // the CPU emulator of the tests (tests/emu)
+  emu::ldmatrix(r, 4, true, p);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_u32(p)));
@@ -230,7 +236,9 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const uint16_t* p) {
 // (src-size 0: nothing is read, src must still be a valid address). The data may be read only after
 // cp_async_wait (by this thread) and a barrier (by the others).
 __device__ __forceinline__ void cp_async16(uint16_t* dst, const bf16* src, bool valid) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(HYSCALE_CUDA_EMU)  // the CPU emulator of the tests (tests/emu)
+  emu::cp_async16(dst, src, valid);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
                "r"(valid ? 16 : 0));
 #else
@@ -239,7 +247,9 @@ __device__ __forceinline__ void cp_async16(uint16_t* dst, const bf16* src, bool 
 }
 // Closes the group of this thread's cp.async issued since the last commit.
 __device__ __forceinline__ void cp_async_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(HYSCALE_CUDA_EMU)  // the CPU emulator of the tests (tests/emu)
+  emu::cp_async_commit();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.commit_group;\n" ::);
 #else
   __trap();
@@ -247,7 +257,9 @@ __device__ __forceinline__ void cp_async_commit() {
 }
 // Waits until at most N of this thread's committed groups are still in flight.
 template <int N> __device__ __forceinline__ void cp_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(HYSCALE_CUDA_EMU)  // the CPU emulator of the tests (tests/emu)
+  emu::cp_async_wait(N);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 #else
   __trap();

@@ -1,0 +1,487 @@
+// A CPU emulator of the CUDA execution model, for testing hyscale's hand-written kernels
+// (src/kernels/cuda/*.cu) on machines without a GPU (CI). Not a product feature: only the test
+// executable test_emu includes it, through the stand-in <cuda_runtime.h> and <cuda_bf16.h> in
+// tests/emu/include, after tests/emu/transform.py has rewritten each kernel launch
+// `k<<<grid, block, smem, stream>>>(args)` into a call of emu::Launch.
+//
+// Model (what it checks):
+//  - One fiber (ucontext) per CUDA thread; the blocks of a grid run one after another, the
+//    threads of a block cooperatively. The scheduler picks threads in a fresh random order every
+//    round and, per block, one of three policies: random per-warp delays; one victim warp that runs
+//    only when nothing else can (it lags as far as the barriers allow); one leader warp that runs
+//    whenever it can. A missing __syncthreads between a write and another warp's read of shared
+//    memory therefore reads stale data or NaN in some schedules.
+//  - __syncthreads: a thread waits until every live thread of the block has reached as many
+//    barriers (exited threads count as arrived, as on the hardware). Warp collectives (shuffles,
+//    mma, ldmatrix) wait until the 32 lanes of the warp have issued the same collective; a
+//    collective that some lanes never issue deadlocks, which is reported and aborts.
+//  - Shared memory: dynamic shared memory is one 256 KB buffer filled with NaN at every launch
+//    and block; a write past the launch's dynamic size aborts. Static __shared__ arrays are
+//    re-filled with NaN (all-ones bytes) at the first touch in every block. So a value read
+//    before it is written shows up as NaN in the output.
+//  - "Device" memory is host memory; cudaMalloc(Async) returns NaN-filled (0xff) bytes.
+//  - mma.sync m16n8k16 (bf16 inputs, fp32 accumulation) and ldmatrix.x4 (.trans) follow the
+//    fragment layouts of the PTX ISA; the products are summed in fp32 in k order (the hardware's
+//    order and internal precision differ: tests allow for it). cp.async copies 16 bytes whose
+//    destination reads NaN until this thread's cp.async.wait_group retires the group (a read
+//    before the wait, or, by another thread, before a barrier after it, sees NaN).
+//  - Floating-point atomics are exact read-modify-writes (fibers switch only at collectives).
+// Not modelled: timing, occupancy, registers, bank conflicts, memory ordering beyond barriers,
+// the hardware's exp2/rsqrt approximations (libm is used), warp-synchronous code without
+// collectives. The GPU tests (tests/gpu, label gpu) remain the authority on real devices.
+#pragma once
+#include <ucontext.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+
+using std::max;
+using std::min;
+
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(8) float2 { float x, y; };
+struct alignas(16) uint4 { unsigned x, y, z, w; };
+struct alignas(8) uint2 { unsigned x, y; };
+inline float2 make_float2(float x, float y) { return float2{x, y}; }
+inline float4 make_float4(float a, float b, float c, float d) { return float4{a, b, c, d}; }
+inline uint2 make_uint2(unsigned a, unsigned b) { return uint2{a, b}; }
+inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return uint4{a, b, c, d}; }
+struct __nv_bfloat16 { uint16_t x; };
+struct alignas(4) __nv_bfloat162 { __nv_bfloat16 x, y; };
+struct dim3 {
+  unsigned x, y, z;
+  dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
+};
+struct emu_uint3 { unsigned x, y, z; };
+typedef void* cudaStream_t;
+enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1 };
+enum cudaMemcpyKind {
+  cudaMemcpyHostToHost,
+  cudaMemcpyHostToDevice,
+  cudaMemcpyDeviceToHost,
+  cudaMemcpyDeviceToDevice,
+  cudaMemcpyDefault
+};
+enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrComputeCapabilityMinor = 76 };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+inline const char* cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "invalid value (emulator)"; }
+
+namespace emu {
+
+[[noreturn]] inline void fatal(const char* what) {
+  std::fprintf(stderr, "CUDA emulator: %s\n", what);
+  std::abort();
+}
+
+constexpr size_t kSmemBytes = 256 * 1024, kStack = 256 * 1024;
+constexpr int kMaxThreads = 1024;
+
+// Emulated device: compute capability major (9 = sm_90: the tensor-core paths), the opt-in
+// dynamic shared memory limit per block (an H100's 227 KB).
+inline int sm_major = 9;
+inline int smem_optin_bytes = 227 * 1024;
+
+// Counters (for reports; tests may assert that a path ran).
+struct Stats {
+  long blocks = 0, exit_barrier_events = 0, mma = 0, ldmatrix = 0, cp_async = 0, atomics = 0;
+};
+inline Stats stats;
+
+struct Fiber {
+  ucontext_t ctx;
+  unsigned tid = 0;
+  bool done = false;
+  int wait_kind = 0;  // 0 runnable, 1 block barrier, 2 warp collective
+  long bar = 0, seq = 0, target = 0;
+};
+inline std::vector<Fiber>* fibers = nullptr;
+inline Fiber* cur = nullptr;
+inline ucontext_t sched;
+inline std::function<void()>* body = nullptr;
+inline emu_uint3 block_idx{0, 0, 0}, block_dim{1, 1, 1}, grid_dim{1, 1, 1};
+inline size_t dyn_bytes = 0;
+inline long block_epoch = 0;
+inline std::mt19937 rng(12345);
+alignas(16) inline float4 smem[kSmemBytes / 16];
+
+inline void yield() { swapcontext(&cur->ctx, &sched); }
+inline bool ready(const Fiber& f) {
+  if (f.wait_kind == 0) return true;
+  const auto& fs = *fibers;
+  if (f.wait_kind == 1) {
+    for (const auto& g : fs)
+      if (g.bar < f.bar && !g.done) return false;
+    for (const auto& g : fs)
+      if (g.bar < f.bar && g.done) {
+        ++stats.exit_barrier_events;
+        break;
+      }
+    return true;
+  }
+  const unsigned w0 = f.tid & ~31u;
+  for (unsigned t = w0; t < w0 + 32 && t < fs.size(); ++t)
+    if (fs[t].seq < f.target) return false;
+  return true;
+}
+inline void trampoline() {
+  (*body)();
+  cur->done = true;
+  swapcontext(&cur->ctx, &sched);
+}
+inline void syncthreads() {
+  cur->bar++;
+  cur->wait_kind = 1;
+  yield();
+  cur->wait_kind = 0;
+}
+// Waits until the warp's 32 lanes have issued collective number `cur->seq` (after incrementing it).
+inline long warp_collective() {
+  const long s = ++cur->seq;
+  cur->wait_kind = 2;
+  cur->target = s;
+  yield();
+  cur->wait_kind = 0;
+  return s;
+}
+
+// Warp shuffles: every lane posts its value, then reads the source lane's (two slots, alternating
+// with the collective's parity, so a fast lane's next post cannot overwrite a slot still read).
+inline uint64_t xch[2][kMaxThreads];
+template <class V> V exchange(V v, unsigned src_lane) {
+  static_assert(sizeof(V) <= 8, "exchange: 8 bytes at most");
+  uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof(V));
+  const long s = cur->seq + 1;
+  xch[s & 1][cur->tid] = bits;
+  warp_collective();
+  bits = xch[s & 1][(cur->tid & ~31u) | (src_lane & 31u)];
+  V r;
+  std::memcpy(&r, &bits, sizeof(V));
+  return r;
+}
+
+inline bool in_dyn_smem(const void* p, size_t n) {
+  const char* base = reinterpret_cast<const char*>(smem);
+  const char* c = static_cast<const char*>(p);
+  return c >= base && c + n <= base + dyn_bytes;
+}
+inline void check_smem16(const void* p, const char* who) {
+  if (!in_dyn_smem(p, 16)) {
+    std::fprintf(stderr, "CUDA emulator: %s outside the dynamic shared memory (%zu bytes)\n", who, dyn_bytes);
+    std::abort();
+  }
+  if ((reinterpret_cast<uintptr_t>(p) & 15u) != 0) {
+    std::fprintf(stderr, "CUDA emulator: %s not 16-byte aligned\n", who);
+    std::abort();
+  }
+}
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 (PTX ISA fragment layouts; lane = 4 g + t):
+// A (16 x 16): a[0] = row g, columns 2t, 2t+1; a[1] = row g+8; a[2], a[3]: the same, columns + 8.
+// B (16 x 8): b[0] = rows 2t, 2t+1 of column g; b[1] = rows 2t+8, 2t+9. D: d[0], d[1] = row g,
+// columns 2t, 2t+1; d[2], d[3] = row g+8. Two bf16 in one register: the lower index low.
+inline uint32_t mma_a[2][kMaxThreads][4], mma_b[2][kMaxThreads][2];
+inline float bf_lo(uint32_t h) { return std::bit_cast<float>((h & 0xffffu) << 16); }
+inline void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  ++stats.mma;
+  const long s = cur->seq + 1;
+  for (int i = 0; i < 4; ++i) mma_a[s & 1][cur->tid][i] = a[i];
+  for (int i = 0; i < 2; ++i) mma_b[s & 1][cur->tid][i] = b[i];
+  warp_collective();
+  const unsigned w0 = cur->tid & ~31u;
+  float A[16][16], B[16][8];
+  for (unsigned L = 0; L < 32; ++L) {
+    const unsigned g = L >> 2, t = L & 3;
+    const uint32_t* ra = mma_a[s & 1][w0 + L];
+    const uint32_t* rb = mma_b[s & 1][w0 + L];
+    for (unsigned e = 0; e < 2; ++e) {
+      A[g][t * 2 + e] = bf_lo(ra[0] >> (16 * e));
+      A[g + 8][t * 2 + e] = bf_lo(ra[1] >> (16 * e));
+      A[g][t * 2 + 8 + e] = bf_lo(ra[2] >> (16 * e));
+      A[g + 8][t * 2 + 8 + e] = bf_lo(ra[3] >> (16 * e));
+      B[t * 2 + e][g] = bf_lo(rb[0] >> (16 * e));
+      B[t * 2 + 8 + e][g] = bf_lo(rb[1] >> (16 * e));
+    }
+  }
+  const unsigned lane = cur->tid & 31u, g = lane >> 2, t = lane & 3;
+  for (int i = 0; i < 4; ++i) {
+    const unsigned row = g + 8 * (i >> 1), col = t * 2 + (i & 1);
+    float acc = d[i];
+    for (int kk = 0; kk < 16; ++kk) acc += A[row][kk] * B[kk][col];
+    d[i] = acc;
+  }
+}
+
+// ldmatrix.sync.aligned.m8n8.x{1,2,4}[.trans].shared.b16: lane l gives the address of row l % 8 of
+// matrix l / 8 (16 bytes, 16-byte aligned, in the dynamic shared memory); register i of lane
+// l = 4 g + t receives row g, columns 2t, 2t+1 of matrix i (.trans: column g, rows 2t, 2t+1).
+inline const uint16_t* ldsm_ptr[2][kMaxThreads];
+inline void ldmatrix(uint32_t* r, int nmat, bool trans, const void* p) {
+  ++stats.ldmatrix;
+  const long s = cur->seq + 1;
+  ldsm_ptr[s & 1][cur->tid] = static_cast<const uint16_t*>(p);
+  warp_collective();
+  const unsigned w0 = cur->tid & ~31u, lane = cur->tid & 31u, g = lane >> 2, t = lane & 3;
+  for (int i = 0; i < nmat; ++i) {
+    const uint16_t* rows[8];
+    for (int k = 0; k < 8; ++k) {
+      rows[k] = ldsm_ptr[s & 1][w0 + 8 * i + k];
+      check_smem16(rows[k], "ldmatrix row");
+    }
+    const uint16_t lo = trans ? rows[2 * t][g] : rows[g][2 * t];
+    const uint16_t hi = trans ? rows[2 * t + 1][g] : rows[g][2 * t + 1];
+    r[i] = uint32_t(lo) | (uint32_t(hi) << 16);
+  }
+}
+
+// cp.async.cg (16 bytes, src-size 16 or 0) + commit_group + wait_group N. The source is read at
+// issue (kernel inputs are read-only while it runs); the destination is poisoned at issue and
+// receives the data when this thread's wait retires the copy's group.
+struct CpPending {
+  unsigned char* dst;
+  unsigned char data[16];
+  long group;
+};
+inline std::vector<CpPending> cp_pending[kMaxThreads];
+inline long cp_groups[kMaxThreads];
+inline void cp_async16(void* dst, const void* src, bool valid) {
+  ++stats.cp_async;
+  check_smem16(dst, "cp.async destination");
+  if (valid && (reinterpret_cast<uintptr_t>(src) & 15u)) fatal("cp.async source not 16-byte aligned");
+  CpPending e;
+  e.dst = static_cast<unsigned char*>(dst);
+  if (valid) std::memcpy(e.data, src, 16);
+  else std::memset(e.data, 0, 16);
+  e.group = cp_groups[cur->tid];
+  std::memset(dst, 0xff, 16);
+  cp_pending[cur->tid].push_back(e);
+}
+inline void cp_async_commit() { ++cp_groups[cur->tid]; }
+inline void cp_async_wait(int n) {
+  auto& v = cp_pending[cur->tid];
+  const long limit = cp_groups[cur->tid] - n;  // groups below limit must be complete
+  std::vector<CpPending> keep;
+  for (auto& e : v) {
+    if (e.group < limit) std::memcpy(e.dst, e.data, 16);
+    else keep.push_back(e);
+  }
+  v.swap(keep);
+}
+
+// Static __shared__ arrays (rewritten by transform.py into function statics): all-ones bytes (NaN)
+// at the first touch in every block.
+struct SharedRec {
+  void* p;
+  long epoch;
+};
+inline std::vector<SharedRec> shared_recs;
+inline void shared_init(void* p, size_t n) {
+  for (auto& r : shared_recs)
+    if (r.p == p) {
+      if (r.epoch != block_epoch) {
+        std::memset(p, 0xff, n);
+        r.epoch = block_epoch;
+      }
+      return;
+    }
+  std::memset(p, 0xff, n);
+  shared_recs.push_back({p, block_epoch});
+}
+inline void* dynamic_smem() { return smem; }
+
+inline void run_block(unsigned nthreads, const dim3& bi) {
+  block_idx = {bi.x, bi.y, bi.z};
+  ++block_epoch;
+  std::memset(smem, 0xff, dyn_bytes);
+  static std::vector<char*> stacks;
+  while (stacks.size() < nthreads) stacks.push_back(static_cast<char*>(std::malloc(kStack)));
+  std::vector<Fiber> fs(nthreads);
+  fibers = &fs;
+  for (unsigned t = 0; t < nthreads; ++t) {
+    cp_pending[t].clear();
+    cp_groups[t] = 0;
+    fs[t].tid = t;
+    getcontext(&fs[t].ctx);
+    fs[t].ctx.uc_stack.ss_sp = stacks[t];
+    fs[t].ctx.uc_stack.ss_size = kStack;
+    fs[t].ctx.uc_link = nullptr;
+    makecontext(&fs[t].ctx, trampoline, 0);
+  }
+  const unsigned nwarps = nthreads / 32;
+  std::vector<unsigned> order(nthreads), slow(nwarps);
+  for (unsigned t = 0; t < nthreads; ++t) order[t] = t;
+  for (auto& x : slow) x = rng() % 970;  // per-warp delay probability (per mille), policy 0
+  const unsigned policy = rng() % 3, special = rng() % nwarps;
+  std::vector<char> skip(nwarps);
+  for (;;) {
+    bool progress = false, all_done = true, any_skipped = false;
+    std::shuffle(order.begin(), order.end(), rng);
+    for (unsigned w = 0; w < nwarps; ++w) skip[w] = policy == 0 && (rng() % 1000) < slow[w];
+    for (int pass = 0; pass < 2; ++pass) {
+      for (unsigned t : order) {
+        Fiber& f = fs[t];
+        if (f.done) continue;
+        all_done = false;
+        if (!ready(f)) continue;
+        const bool sp = (t >> 5) == special;
+        if (policy == 1 && sp != (pass == 1)) continue;  // the victim runs only in the second pass
+        if (policy == 2 && sp != (pass == 0)) continue;  // the leader runs first, the rest after
+        if (skip[t >> 5]) {
+          any_skipped = true;
+          continue;
+        }
+        cur = &f;
+        swapcontext(&sched, &f.ctx);
+        progress = true;
+      }
+      if (progress || policy == 0) break;
+    }
+    if (all_done) break;
+    if (!progress && any_skipped) continue;
+    if (!progress) {
+      std::fprintf(stderr,
+                   "CUDA emulator: deadlock in block (%u, %u, %u): a barrier or warp collective not reached by "
+                   "every thread\n",
+                   bi.x, bi.y, bi.z);
+      std::abort();
+    }
+  }
+  for (unsigned t = 0; t < nthreads; ++t)
+    if (!cp_pending[t].empty()) fatal("cp.async copies still pending when a thread exited");
+  fibers = nullptr;
+  cur = nullptr;
+  ++stats.blocks;
+}
+
+inline void run_grid(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()>& fn) {
+  if (cur != nullptr) fatal("kernel launch from inside a kernel");
+  if (smem_bytes > size_t(smem_optin_bytes)) fatal("dynamic shared memory above the opt-in limit");
+  if (block.y != 1 || block.z != 1 || block.x == 0 || block.x % 32 || block.x > kMaxThreads)
+    fatal("block shape: the emulator supports 1-D blocks of whole warps (<= 1024 threads)");
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) fatal("bad grid shape");
+  grid_dim = {grid.x, grid.y, grid.z};
+  block_dim = {block.x, 1, 1};
+  dyn_bytes = smem_bytes;
+  std::memset(smem, 0xff, sizeof smem);
+  std::function<void()> f = fn;
+  body = &f;
+  for (unsigned bz = 0; bz < grid.z; ++bz)
+    for (unsigned by = 0; by < grid.y; ++by)
+      for (unsigned bx = 0; bx < grid.x; ++bx) run_block(block.x, dim3(bx, by, bz));
+  body = nullptr;
+  const auto* w = reinterpret_cast<const unsigned char*>(smem);
+  for (size_t i = smem_bytes; i < kSmemBytes; ++i)
+    if (w[i] != 0xff) fatal("shared-memory write past the launch's dynamic size");
+}
+
+// What transform.py turns `k<<<grid, block, smem, stream>>>(args)` into:
+// emu::Launch(grid, block, smem, stream).run([=] { k(args); }).
+struct Launch {
+  dim3 grid, block;
+  size_t smem;
+  Launch(dim3 g, dim3 b, size_t s = 0, cudaStream_t = nullptr) : grid(g), block(b), smem(s) {}
+  template <class L> void run(L l) const { run_grid(grid, block, smem, std::function<void()>(l)); }
+};
+
+inline uint16_t f2bf(float v) {  // round to nearest even; NaN stays a (quiet) NaN
+  uint32_t u = std::bit_cast<uint32_t>(v);
+  if (std::isnan(v)) return uint16_t((u >> 16) | 0x40);
+  u += 0x7fff + ((u >> 16) & 1);
+  return uint16_t(u >> 16);
+}
+inline float bf2f(uint16_t b) { return std::bit_cast<float>(uint32_t(b) << 16); }
+
+}  // namespace emu
+
+#define threadIdx (emu_uint3{emu::cur->tid, 0, 0})
+#define blockIdx emu::block_idx
+#define blockDim emu::block_dim
+#define gridDim emu::grid_dim
+
+inline void __syncthreads() { emu::syncthreads(); }
+template <class V> V __shfl_xor_sync(unsigned, V v, int o) {
+  return emu::exchange(v, (emu::cur->tid & 31u) ^ unsigned(o));
+}
+template <class V> V __shfl_sync(unsigned, V v, int src) { return emu::exchange(v, unsigned(src)); }
+template <class V> V __shfl_down_sync(unsigned, V v, unsigned d) {
+  const unsigned l = emu::cur->tid & 31u;
+  return emu::exchange(v, l + d < 32 ? l + d : l);
+}
+[[noreturn]] inline void __trap() { emu::fatal("__trap() in a kernel"); }
+inline uint64_t __cvta_generic_to_shared(const void* p) {
+  return uint64_t(static_cast<const char*>(p) - reinterpret_cast<const char*>(emu::smem));
+}
+inline float __expf(float x) { return exp2f(x * 1.44269504f); }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float __uint_as_float(uint32_t x) { return std::bit_cast<float>(x); }
+inline uint32_t __float_as_uint(float x) { return std::bit_cast<uint32_t>(x); }
+inline float atomicAdd(float* p, float v) {  // fibers switch only at collectives: exact
+  ++emu::stats.atomics;
+  const float o = *p;
+  *p = o + v;
+  return o;
+}
+inline float __bfloat162float(__nv_bfloat16 b) { return emu::bf2f(b.x); }
+inline __nv_bfloat16 __float2bfloat16_rn(float v) { return __nv_bfloat16{emu::f2bf(v)}; }
+inline uint16_t __bfloat16_as_ushort(__nv_bfloat16 b) { return b.x; }
+inline float2 __bfloat1622float2(__nv_bfloat162 h) { return float2{__bfloat162float(h.x), __bfloat162float(h.y)}; }
+inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) {
+  return __nv_bfloat162{__float2bfloat16_rn(a), __float2bfloat16_rn(b)};
+}
+
+// Runtime API (the calls the kernel files make; device memory is host memory).
+template <class K> cudaError_t cudaFuncSetAttribute(K*, cudaFuncAttribute, int bytes) {
+  return bytes <= emu::smem_optin_bytes ? cudaSuccess : cudaErrorInvalidValue;
+}
+inline cudaError_t cudaGetDevice(int* d) {
+  *d = 0;
+  return cudaSuccess;
+}
+inline cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
+  *v = a == cudaDevAttrComputeCapabilityMajor ? emu::sm_major : 0;
+  return cudaSuccess;
+}
+inline cudaError_t cudaGetLastError() { return cudaSuccess; }
+inline cudaError_t cudaMalloc(void** p, size_t n) {
+  *p = std::malloc(n ? n : 1);
+  std::memset(*p, 0xff, n);
+  return cudaSuccess;
+}
+inline cudaError_t cudaFree(void* p) {
+  std::free(p);
+  return cudaSuccess;
+}
+inline cudaError_t cudaMallocAsync(void** p, size_t n, cudaStream_t) { return cudaMalloc(p, n); }
+inline cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return cudaFree(p); }
+inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t = nullptr) {
+  std::memset(p, v, n);
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind, cudaStream_t = nullptr) {
+  std::memmove(d, s, n);
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemcpy2DAsync(void* d, size_t dp, const void* s, size_t sp, size_t w, size_t h, cudaMemcpyKind,
+                                     cudaStream_t = nullptr) {
+  if (w > dp || w > sp) return cudaErrorInvalidValue;
+  for (size_t r = 0; r < h; ++r)
+    std::memmove(static_cast<char*>(d) + r * dp, static_cast<const char*>(s) + r * sp, w);
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }

@@ -1,0 +1,239 @@
+// The CUDA flash-attention kernels (attention.cu) and the fused differential attention
+// (diff_attention.cu) on the CPU emulator (cuda_emu.h) against the CPU twins: the tensor-core
+// kernels (bf16, D = Dv in {64, 128}, emulated mma.sync / ldmatrix / cp.async, at 32 and 16 query
+// rows per warp), the SIMT kernels (f32, other head dims, misaligned pointers, and bf16 on an
+// emulated sm_75), decode, on lengths that are not multiples of the tiles, windows {1, 2, 65, 129,
+// >= T}, GQA ratios 1, 3, 4. Tolerances (relative max-norm error): f32 1e-4; bf16 2e-2 (P and dS
+// rounded to bf16 for the tensor-core products, bf16 outputs); lse 1e-4; dq and dk relative to
+// max(max|want|, 0.1 max|dv|), as the gpu tests (a window of 1 makes them exactly 0 on the CPU);
+// dlambda (a sum with cancellation) 1e-6 of sum |g o2|.
+#include <cstdlib>
+#include <set>
+
+#include "core/error.h"
+#include "emu_util.h"
+#include "kernels/attention.h"
+#include "kernels/cuda_attention.h"
+#include "kernels/cuda_diff_attention.h"
+
+using namespace hyscale::emutest;
+namespace kg = hyscale::kernels::cuda;
+namespace kc = hyscale::kernels::cpu;
+
+namespace {
+
+// Sets an environment variable (or clears it) for one scope.
+struct EnvScope {
+  std::string name, old;
+  bool had;
+  EnvScope(const char* n, const char* v) : name(n) {
+    const char* o = std::getenv(n);
+    had = o != nullptr;
+    if (had) old = o;
+    if (v) setenv(n, v, 1);
+    else unsetenv(n);
+  }
+  ~EnvScope() {
+    if (had) setenv(name.c_str(), old.c_str(), 1);
+    else unsetenv(name.c_str());
+  }
+};
+struct SmScope {
+  int old;
+  explicit SmScope(int major) : old(emu::sm_major) { emu::sm_major = major; }
+  ~SmScope() { emu::sm_major = old; }
+};
+
+// Forward and backward (run twice: bit-identical) of one case against the CPU twin. `off` shifts
+// every kernel pointer by one element (breaks the 16-byte alignment: the SIMT fallback).
+template <class T>
+void attention_case(int64_t B, int64_t T_, int64_t H, int64_t Hk, int64_t D, int64_t Dv, int64_t window,
+                    size_t off = 0) {
+  constexpr bool bf = is_bf<T>;
+  INFO(dt_name<T>() << " attention B " << B << " T " << T_ << " H " << H << " Hk " << Hk << " D " << D << " Dv " << Dv
+                    << " window " << window << " offset " << off << " sm_" << emu::sm_major << "x");
+  const double tol = bf ? 2e-2 : 1e-4, scale = 1.0 / std::sqrt(double(D));
+  const uint64_t seed = 1000 + 97 * T_ + 13 * D + 7 * Dv + 3 * H + Hk + 31 * (window + 1);
+  auto q = randn(B * T_ * H * D, seed + 1, 1.5f, bf), k = randn(B * T_ * Hk * D, seed + 2, 1.5f, bf);
+  auto v = randn(B * T_ * Hk * Dv, seed + 3, 1, bf), dout = randn(B * T_ * H * Dv, seed + 4, 1, bf);
+  std::vector<float> wout(B * T_ * H * Dv), wlse(B * H * T_);
+  kc::attention_fwd<float>(q.data(), k.data(), v.data(), wout.data(), wlse.data(), B, T_, H, Hk, D, Dv, scale, window);
+  const std::vector<float> out_in = bf ? rounded(wout) : wout;  // the backward's `out`, as stored
+  std::vector<float> wdq(B * T_ * H * D), wdk(B * T_ * Hk * D), wdv(B * T_ * Hk * Dv);
+  kc::attention_bwd<float>(q.data(), k.data(), v.data(), out_in.data(), dout.data(), wlse.data(), wdq.data(),
+                           wdk.data(), wdv.data(), B, T_, H, Hk, D, Dv, scale, window);
+  Buf<T> qd(q, off), kd(k, off), vd(v, off), dod(dout, off), oind(out_in, off), out(B * T_ * H * Dv, off);
+  Buf<float> lse(B * H * T_), lsec(wlse);
+  kg::attention_fwd<T>(qd.p(), kd.p(), vd.p(), out.p(), lse.p(), B, T_, H, Hk, D, Dv, scale, window);
+  check_close("out", out, wout, tol);
+  check_close("lse", lse, wlse, 1e-4);
+  double fl = 0;
+  for (float x : wdv) fl = std::max(fl, 0.1 * std::fabs(double(x)));
+  Buf<T> dq(B * T_ * H * D, off), dk(B * T_ * Hk * D, off), dv(B * T_ * Hk * Dv, off);
+  Buf<T> dq2(B * T_ * H * D, off), dk2(B * T_ * Hk * D, off), dv2(B * T_ * Hk * Dv, off);
+  kg::attention_bwd<T>(qd.p(), kd.p(), vd.p(), oind.p(), dod.p(), lsec.p(), dq.p(), dk.p(), dv.p(), B, T_, H, Hk, D, Dv,
+                       scale, window);
+  kg::attention_bwd<T>(qd.p(), kd.p(), vd.p(), oind.p(), dod.p(), lsec.p(), dq2.p(), dk2.p(), dv2.p(), B, T_, H, Hk,
+                       D, Dv, scale, window);
+  check_close("dq", dq, wdq, tol, fl);
+  check_close("dk", dk, wdk, tol, fl);
+  check_close("dv", dv, wdv, tol);
+  CHECK((same_bits(dq, dq2) && same_bits(dk, dk2) && same_bits(dv, dv2)));  // deterministic backward
+}
+
+// Windows that give distinct effective windows for length T: 1, 2, 65, 129 and full.
+std::vector<int64_t> windows_for(int64_t T_) {
+  std::vector<int64_t> r;
+  std::set<int64_t> seen;
+  for (int64_t w : {int64_t(0), int64_t(1), int64_t(2), int64_t(65), int64_t(129), T_ + 5}) {
+    const int64_t eff = (w <= 0 || w >= T_) ? T_ : w;
+    if (seen.insert(eff).second) r.push_back(w);
+  }
+  return r;
+}
+
+template <class T> void decode_case(int64_t H, int64_t Hk, int64_t D, int64_t Dv, bool strided) {
+  constexpr bool bf = is_bf<T>;
+  INFO(dt_name<T>() << " decode H " << H << " Hk " << Hk << " D " << D << " Dv " << Dv << " strided " << strided);
+  const double tol = bf ? 2e-2 : 1e-4, scale = 1.0 / std::sqrt(double(D));
+  const int64_t B = 3, cap = 70;
+  std::vector<int64_t> nv = {70, 1, 33};
+  const int64_t kw = strided ? 2 * D : D, vw = strided ? 2 * Dv : Dv;  // strided: K, V halves of wider rows
+  auto q = randn(B * H * D, 300 + D + H, 1.5f, bf), kcache = randn(B * cap * Hk * kw, 301 + D, 1.5f, bf);
+  auto vcache = randn(B * cap * Hk * vw, 302 + Dv, 1, bf);
+  const int64_t k_pos = strided ? Hk * kw : 0, k_head = strided ? kw : 0, v_pos = strided ? Hk * vw : 0,
+                v_head = strided ? vw : 0, koff = strided ? D : 0, voff = strided ? Dv : 0;
+  std::vector<float> want(B * H * Dv);
+  kc::attention_decode<float>(q.data(), kcache.data() + koff, vcache.data() + voff, want.data(), B, H, Hk, D, Dv, cap,
+                              nv.data(), scale, k_pos, k_head, v_pos, v_head);
+  Buf<T> qd(q), kd(kcache), vd(vcache), out(B * H * Dv);
+  kg::attention_decode<T>(qd.p(), kd.p() + koff, vd.p() + voff, out.p(), B, H, Hk, D, Dv, cap, nv.data(), scale, k_pos,
+                          k_head, v_pos, v_head);
+  check_close("decode out", out, want, tol);
+}
+
+// Fused differential attention (both branches share K/V loads) against two CPU attentions:
+// out = a1 - lambda a2 with a_i = attention(q_i, k_i, v), q = [q1 | q2], k = [k1 | k2] per head.
+std::vector<float> half_of(const std::vector<float>& x, int64_t rows, int64_t hd, int h) {
+  std::vector<float> r(rows * hd);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t d = 0; d < hd; ++d) r[i * hd + d] = x[i * 2 * hd + h * hd + d];
+  return r;
+}
+template <class T> void diff_case(int64_t B, int64_t T_, int64_t Hp, int64_t Hkp, int64_t hd, int64_t w) {
+  constexpr bool bf = is_bf<T>;
+  INFO(dt_name<T>() << " diff attention B " << B << " T " << T_ << " Hp " << Hp << " Hkp " << Hkp << " hd " << hd
+                    << " window " << w);
+  const double sc = 1.0 / std::sqrt(double(hd)), tol = bf ? 2e-2 : 1e-4;
+  const float lam = 0.4f;
+  const int64_t rq = B * T_ * Hp, rk = B * T_ * Hkp;
+  auto q = randn(rq * 2 * hd, T_ + hd, 1.5f, bf), k = randn(rk * 2 * hd, T_ + hd + 1, 1.5f, bf);
+  auto v = randn(rk * 2 * hd, T_ + 2, 1, bf), g = randn(rq * 2 * hd, T_ + 3, 1, bf);
+  auto q1 = half_of(q, rq, hd, 0), q2 = half_of(q, rq, hd, 1), k1 = half_of(k, rk, hd, 0), k2 = half_of(k, rk, hd, 1);
+  std::vector<float> a1(rq * 2 * hd), a2(rq * 2 * hd), l1(B * Hp * T_), l2(B * Hp * T_), out(rq * 2 * hd);
+  kc::attention_fwd<float>(q1.data(), k1.data(), v.data(), a1.data(), l1.data(), B, T_, Hp, Hkp, hd, 2 * hd, sc, w);
+  kc::attention_fwd<float>(q2.data(), k2.data(), v.data(), a2.data(), l2.data(), B, T_, Hp, Hkp, hd, 2 * hd, sc, w);
+  for (size_t i = 0; i < out.size(); ++i) out[i] = a1[i] - lam * a2[i];
+  Buf<T> qd(q), kd(k), vd(v), od(rq * 2 * hd), o1(rq * 2 * hd), o2(rq * 2 * hd);
+  Buf<float> ld(std::vector<float>{lam}), L1(B * Hp * T_), L2(B * Hp * T_);
+  kg::diff_attention_fwd<T>(qd.p(), kd.p(), vd.p(), ld.p(), od.p(), o1.p(), o2.p(), L1.p(), L2.p(), B, T_, Hp, Hkp, hd,
+                            sc, w);
+  check_close("out", od, out, tol);
+  check_close("branch 1 output", o1, a1, tol);
+  check_close("branch 2 output", o2, a2, tol);
+  check_close("lse 1", L1, l1, 1e-4);
+  check_close("lse 2", L2, l2, 1e-4);
+  // backward: d(a1) = g, d(a2) = -lambda g, dlambda = -sum g a2
+  const auto a1r = bf ? rounded(a1) : a1, a2r = bf ? rounded(a2) : a2;
+  std::vector<float> g2(g.size());
+  for (size_t i = 0; i < g.size(); ++i) g2[i] = -lam * g[i];
+  std::vector<float> dq1(rq * hd), dk1(rk * hd), dv1(rk * 2 * hd), dq2(rq * hd), dk2(rk * hd), dv2(rk * 2 * hd);
+  kc::attention_bwd<float>(q1.data(), k1.data(), v.data(), a1r.data(), g.data(), l1.data(), dq1.data(), dk1.data(),
+                           dv1.data(), B, T_, Hp, Hkp, hd, 2 * hd, sc, w);
+  kc::attention_bwd<float>(q2.data(), k2.data(), v.data(), a2r.data(), g2.data(), l2.data(), dq2.data(), dk2.data(),
+                           dv2.data(), B, T_, Hp, Hkp, hd, 2 * hd, sc, w);
+  std::vector<float> wdq(rq * 2 * hd), wdk(rk * 2 * hd), wdv(rk * 2 * hd);
+  for (int64_t i = 0; i < rq; ++i)
+    for (int64_t d = 0; d < hd; ++d) wdq[i * 2 * hd + d] = dq1[i * hd + d], wdq[i * 2 * hd + hd + d] = dq2[i * hd + d];
+  for (int64_t i = 0; i < rk; ++i)
+    for (int64_t d = 0; d < hd; ++d) wdk[i * 2 * hd + d] = dk1[i * hd + d], wdk[i * 2 * hd + hd + d] = dk2[i * hd + d];
+  for (size_t i = 0; i < wdv.size(); ++i) wdv[i] = dv1[i] + dv2[i];
+  double dl = 0, dl_abs = 0;  // dlambda = -sum g a2; its error is judged against sum |g a2|
+  for (size_t i = 0; i < g.size(); ++i) dl += double(g[i]) * a2r[i], dl_abs += std::fabs(double(g[i]) * a2r[i]);
+  Buf<T> o1c(a1r), o2c(a2r), gd(g), dq(rq * 2 * hd), dk(rk * 2 * hd), dv(rk * 2 * hd);
+  Buf<float> L1c(l1), L2c(l2), dld(1);
+  kg::diff_attention_bwd<T>(qd.p(), kd.p(), vd.p(), ld.p(), o1c.p(), o2c.p(), L1c.p(), L2c.p(), gd.p(), dq.p(), dk.p(),
+                            dv.p(), dld.p(), B, T_, Hp, Hkp, hd, sc, w);
+  check_close("dq", dq, wdq, tol);
+  check_close("dk", dk, wdk, tol);
+  check_close("dv", dv, wdv, tol);
+  const double dl_err = std::fabs(double(dld.f()[0]) + dl) / std::max(dl_abs, 1e-30);
+  INFO("dlambda " << dld.f()[0] << " want " << -dl << ": error / sum|g a2| = " << dl_err);
+  CHECK(dl_err < 1e-6);  // fp32 sums of the same products in another order
+  CHECK(dld.guards_ok());
+}
+
+}  // namespace
+
+TEST_CASE("emulated CUDA tensor-core attention (bf16, D = Dv = 64) matches the CPU twin", "[emu][attention]") {
+  const long mma0 = emu::stats.mma;
+  for (int64_t T_ : {1, 7, 129, 200})
+    for (int64_t w : windows_for(T_)) attention_case<bf16>(T_ == 129 ? 2 : 1, T_, 4, 1, 64, 64, w);
+  attention_case<bf16>(1, 130, 6, 2, 64, 64, 0);
+  attention_case<bf16>(1, 130, 2, 2, 64, 64, 65);
+  CHECK(emu::stats.mma > mma0);  // the tensor-core kernels ran
+}
+
+TEST_CASE("emulated CUDA tensor-core attention at 16 query rows per warp matches the CPU twin", "[emu][attention]") {
+  EnvScope env("HYSCALE_ATTN_ROWS_PER_WARP", "16");
+  const long mma0 = emu::stats.mma;
+  for (int64_t w : windows_for(129)) attention_case<bf16>(1, 129, 4, 1, 64, 64, w);
+  attention_case<bf16>(1, 130, 6, 2, 64, 64, 0);
+  attention_case<bf16>(1, 150, 2, 1, 128, 128, 0);
+  CHECK(emu::stats.mma > mma0);
+}
+
+TEST_CASE("emulated CUDA tensor-core attention (bf16, D = Dv = 128) matches the CPU twin", "[emu][attention]") {
+  const long mma0 = emu::stats.mma;
+  for (int64_t T_ : {7, 129})
+    for (int64_t w : windows_for(T_)) attention_case<bf16>(1, T_, 3, 1, 128, 128, w);
+  attention_case<bf16>(1, 100, 4, 4, 128, 128, 2);
+  CHECK(emu::stats.mma > mma0);
+}
+
+TEST_CASE("emulated CUDA SIMT attention (f32, other head dims, bf16 fallbacks) and decode match the CPU twin",
+          "[emu][attention]") {
+  const long mma0 = emu::stats.mma;
+  attention_case<float>(1, 7, 2, 1, 16, 16, 0);
+  attention_case<float>(1, 129, 2, 2, 16, 16, 2);
+  attention_case<float>(1, 70, 4, 1, 64, 64, 65);
+  attention_case<float>(1, 70, 2, 1, 128, 256, 0);
+  attention_case<float>(2, 40, 4, 2, 20, 36, 3);
+  attention_case<float>(1, 33, 3, 3, 100, 200, 1);
+  attention_case<bf16>(1, 70, 4, 2, 64, 128, 0);  // D != Dv: no tensor-core path
+  attention_case<bf16>(1, 70, 2, 1, 64, 64, 65, 1);  // misaligned
+  {
+    SmScope sm(7);  // below sm_80: SIMT
+    attention_case<bf16>(1, 65, 2, 1, 64, 64, 0);
+  }
+  CHECK(emu::stats.mma == mma0);  // none of these may take the tensor cores
+  for (auto [H, Hk, D, Dv] : std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>>{
+           {8, 2, 64, 64}, {8, 8, 16, 32}, {20, 2, 128, 256}, {4, 1, 40, 24}})
+    for (bool s : {false, true}) {
+      decode_case<float>(H, Hk, D, Dv, s);
+      decode_case<bf16>(H, Hk, D, Dv, s);
+    }
+  std::vector<float> x(16);
+  CHECK_THROWS_AS(kg::attention_fwd<float>(x.data(), x.data(), x.data(), x.data(), x.data(), 1, 4, 1, 1, 129, 64, 1.0, 0),
+                  hyscale::Error);
+}
+
+TEST_CASE("emulated CUDA fused differential attention matches two CPU attentions", "[emu][attention]") {
+  struct C {
+    int64_t B, T, Hp, Hkp, hd, w;
+  };
+  for (C c : std::vector<C>{{1, 7, 2, 1, 8, 0}, {2, 70, 2, 2, 33, 5}, {1, 70, 2, 1, 64, 0}, {1, 33, 1, 1, 100, 3}}) {
+    diff_case<float>(c.B, c.T, c.Hp, c.Hkp, c.hd, c.w);
+    diff_case<bf16>(c.B, c.T, c.Hp, c.Hkp, c.hd, c.w);
+  }
+}
