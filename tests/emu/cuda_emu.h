@@ -34,6 +34,8 @@
 
 #include <algorithm>
 #include <bit>
+#include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -68,7 +70,7 @@ struct dim3 {
 };
 struct emu_uint3 { unsigned x, y, z; };
 typedef void* cudaStream_t;
-enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1 };
+enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorNotReady = 600 };
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost,
   cudaMemcpyHostToDevice,
@@ -119,23 +121,33 @@ inline std::mt19937 rng(12345);
 alignas(16) inline float4 smem[kSmemBytes / 16];
 
 inline void yield() { swapcontext(&cur->ctx, &sched); }
+// What the waits need, computed once per scheduling round (bars and seqs only grow, so values
+// from the round's start are lower bounds: a wait released by them is released by the truth;
+// a stale view only delays a release to the next round).
+struct RoundView {
+  long live_min_bar = 0, done_min_bar = 0;  // least barrier count of the live / exited threads
+  std::vector<long> warp_min_seq;            // least collective count of each warp's lanes
+};
+inline RoundView view;
+inline void update_view() {
+  const auto& fs = *fibers;
+  view.live_min_bar = view.done_min_bar = LONG_MAX;
+  view.warp_min_seq.assign((fs.size() + 31) / 32, LONG_MAX);
+  for (const auto& g : fs) {
+    long& m = g.done ? view.done_min_bar : view.live_min_bar;
+    m = std::min(m, g.bar);
+    long& w = view.warp_min_seq[g.tid >> 5];
+    w = std::min(w, g.seq);
+  }
+}
 inline bool ready(const Fiber& f) {
   if (f.wait_kind == 0) return true;
-  const auto& fs = *fibers;
-  if (f.wait_kind == 1) {
-    for (const auto& g : fs)
-      if (g.bar < f.bar && !g.done) return false;
-    for (const auto& g : fs)
-      if (g.bar < f.bar && g.done) {
-        ++stats.exit_barrier_events;
-        break;
-      }
+  if (f.wait_kind == 1) {  // barrier: every live thread has reached it
+    if (view.live_min_bar < f.bar) return false;
+    if (view.done_min_bar < f.bar) ++stats.exit_barrier_events;  // released partly by exited threads
     return true;
   }
-  const unsigned w0 = f.tid & ~31u;
-  for (unsigned t = w0; t < w0 + 32 && t < fs.size(); ++t)
-    if (fs[t].seq < f.target) return false;
-  return true;
+  return view.warp_min_seq[f.tid >> 5] >= f.target;  // warp collective: all 32 lanes posted
 }
 inline void trampoline() {
   (*body)();
@@ -332,6 +344,7 @@ inline void run_block(unsigned nthreads, const dim3& bi) {
     std::shuffle(order.begin(), order.end(), rng);
     for (unsigned w = 0; w < nwarps; ++w) skip[w] = policy == 0 && (rng() % 1000) < slow[w];
     for (int pass = 0; pass < 2; ++pass) {
+      update_view();
       for (unsigned t : order) {
         Fiber& f = fs[t];
         if (f.done) continue;
@@ -485,3 +498,58 @@ inline cudaError_t cudaMemcpy2DAsync(void* d, size_t dp, const void* s, size_t s
 }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+inline cudaError_t cudaMemset(void* p, int v, size_t n) { return cudaMemsetAsync(p, v, n); }
+inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind k) { return cudaMemcpyAsync(d, s, n, k); }
+
+// The rest of the runtime that core/cuda/cuda_backend.cu and the kernel benchmark call, for the
+// emulated-device build of the whole library (tests/emu/CMakeLists.txt, test_gpu_emu): one device,
+// host memory, events that complete at once (timings are host wall-clock, meaningless for a GPU).
+inline cudaError_t cudaGetDeviceCount(int* n) {
+  *n = 1;
+  return cudaSuccess;
+}
+struct cudaDeviceProp {
+  char name[256];
+  size_t totalGlobalMem;
+  int multiProcessorCount, major, minor;
+};
+inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
+  if (device != 0) return cudaErrorInvalidValue;
+  *p = cudaDeviceProp{};
+  std::snprintf(p->name, sizeof p->name, "hyscale CPU emulator of sm_%d0", emu::sm_major);
+  p->totalGlobalMem = size_t(1) << 34;
+  p->multiProcessorCount = 1;
+  p->major = emu::sm_major;
+  return cudaSuccess;
+}
+struct emu_event {
+  double ms = 0;
+};
+typedef emu_event* cudaEvent_t;
+constexpr unsigned cudaEventDisableTiming = 2;
+inline cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  *e = new emu_event;
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) { return cudaEventCreate(e); }
+inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t = nullptr) {
+  e->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }  // kernels ran synchronously
+inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
+  *ms = float(b->ms - a->ms);
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete e;
+  return cudaSuccess;
+}
+typedef void* cudaMemPool_t;
+enum cudaMemPoolAttr { cudaMemPoolAttrReleaseThreshold = 4 };
+inline cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* p, int) {
+  *p = nullptr;
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t, cudaMemPoolAttr, void*) { return cudaSuccess; }

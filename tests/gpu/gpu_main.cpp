@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
     );
     return 77;
   }
-  std::printf("gpu tests on %s\n", hyscale::cuda_device_name(0).c_str());
+  // stderr: stdout must hold only Catch's output (ctest lists test names from it, tests/emu).
+  std::fprintf(stderr, "gpu tests on %s\n", hyscale::cuda_device_name(0).c_str());
   return Catch::Session().run(argc, argv);
 }
