@@ -15,8 +15,10 @@
 //    barriers (exited threads count as arrived, as on the hardware). Warp collectives (shuffles,
 //    mma, ldmatrix) wait until the 32 lanes of the warp have issued the same collective; a
 //    collective that some lanes never issue deadlocks, which is reported and aborts.
-//  - Shared memory: dynamic shared memory is one 256 KB buffer filled with NaN at every launch
-//    and block; a write past the launch's dynamic size aborts. Static __shared__ arrays are
+//  - Blocks run in a random order. Shared memory: dynamic shared memory is one 256 KB buffer
+//    filled with NaN at every launch and block; a write past the launch's dynamic size aborts,
+//    and so does a launch with more than 48 KB of it without the kernel's opt-in
+//    (cudaFuncSetAttribute), as on the hardware. Static __shared__ arrays are
 //    re-filled with NaN (all-ones bytes) at the first touch in every block. So a value read
 //    before it is written shows up as NaN in the output.
 //  - "Device" memory is host memory; cudaMalloc(Async) returns NaN-filled (0xff) bytes.
@@ -28,8 +30,13 @@
 //  - Floating-point atomics are exact read-modify-writes (fibers switch only at collectives).
 // Not modelled: timing, occupancy, registers, bank conflicts, memory ordering beyond barriers,
 // the hardware's exp2/rsqrt approximations (libm is used), warp-synchronous code without
-// collectives. The GPU tests (tests/gpu, label gpu) remain the authority on real devices.
+// collectives, host code that reads device memory directly (it is host memory here), missing
+// stream synchronisation (every call completes before it returns), spin-waits (a fiber yields
+// only at barriers and collectives: an infinite loop hangs; ctest's timeout ends it), and
+// ldmatrix reads the rows when each lane resumes rather than when the warp converges (a write to
+// those rows by the same warp right after the ldmatrix would be misreported; no kernel does that). The GPU tests (tests/gpu, label gpu) remain the authority on real devices.
 #pragma once
+#include <sys/mman.h>
 #include <ucontext.h>
 
 #include <algorithm>
@@ -99,7 +106,7 @@ inline int smem_optin_bytes = 227 * 1024;
 
 // Counters (for reports; tests may assert that a path ran).
 struct Stats {
-  long blocks = 0, exit_barrier_events = 0, mma = 0, ldmatrix = 0, cp_async = 0, atomics = 0;
+  long blocks = 0, threads = 0, exit_barrier_events = 0, mma = 0, ldmatrix = 0, cp_async = 0, atomics = 0;
 };
 inline Stats stats;
 
@@ -160,13 +167,21 @@ inline void syncthreads() {
   yield();
   cur->wait_kind = 0;
 }
-// Waits until the warp's 32 lanes have issued collective number `cur->seq` (after incrementing it).
-inline long warp_collective() {
+// Waits until the warp's 32 lanes have issued collective number `cur->seq` (after incrementing it);
+// all of them must have issued the same kind of collective (a shuffle in some lanes and an mma in
+// others at the same point is a divergence bug: abort).
+enum Collective : int { kShuffle = 1, kMma = 2, kLdmatrix = 3 };
+inline int coll_kind[2][kMaxThreads];
+inline long warp_collective(int kind) {
   const long s = ++cur->seq;
+  coll_kind[s & 1][cur->tid] = kind;
   cur->wait_kind = 2;
   cur->target = s;
   yield();
   cur->wait_kind = 0;
+  const unsigned w0 = cur->tid & ~31u;
+  for (unsigned l = 0; l < 32; ++l)
+    if (coll_kind[s & 1][w0 + l] != kind) fatal("lanes of a warp met at different warp collectives");
   return s;
 }
 
@@ -179,7 +194,7 @@ template <class V> V exchange(V v, unsigned src_lane) {
   std::memcpy(&bits, &v, sizeof(V));
   const long s = cur->seq + 1;
   xch[s & 1][cur->tid] = bits;
-  warp_collective();
+  warp_collective(kShuffle);
   bits = xch[s & 1][(cur->tid & ~31u) | (src_lane & 31u)];
   V r;
   std::memcpy(&r, &bits, sizeof(V));
@@ -213,7 +228,7 @@ inline void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t
   const long s = cur->seq + 1;
   for (int i = 0; i < 4; ++i) mma_a[s & 1][cur->tid][i] = a[i];
   for (int i = 0; i < 2; ++i) mma_b[s & 1][cur->tid][i] = b[i];
-  warp_collective();
+  warp_collective(kMma);
   const unsigned w0 = cur->tid & ~31u;
   float A[16][16], B[16][8];
   for (unsigned L = 0; L < 32; ++L) {
@@ -246,7 +261,7 @@ inline void ldmatrix(uint32_t* r, int nmat, bool trans, const void* p) {
   ++stats.ldmatrix;
   const long s = cur->seq + 1;
   ldsm_ptr[s & 1][cur->tid] = static_cast<const uint16_t*>(p);
-  warp_collective();
+  warp_collective(kLdmatrix);
   const unsigned w0 = cur->tid & ~31u, lane = cur->tid & 31u, g = lane >> 2, t = lane & 3;
   for (int i = 0; i < nmat; ++i) {
     const uint16_t* rows[8];
@@ -319,8 +334,16 @@ inline void run_block(unsigned nthreads, const dim3& bi) {
   block_idx = {bi.x, bi.y, bi.z};
   ++block_epoch;
   std::memset(smem, 0xff, dyn_bytes);
+  // Fiber stacks: kStack usable bytes above an inaccessible guard page (an overflow faults
+  // instead of corrupting the heap).
   static std::vector<char*> stacks;
-  while (stacks.size() < nthreads) stacks.push_back(static_cast<char*>(std::malloc(kStack)));
+  while (stacks.size() < nthreads) {
+    constexpr size_t kGuardPage = 4096;
+    void* m = mmap(nullptr, kStack + kGuardPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) fatal("cannot map a fiber stack");
+    mprotect(m, kGuardPage, PROT_NONE);
+    stacks.push_back(static_cast<char*>(m) + kGuardPage);
+  }
   std::vector<Fiber> fs(nthreads);
   fibers = &fs;
   for (unsigned t = 0; t < nthreads; ++t) {
@@ -380,9 +403,21 @@ inline void run_block(unsigned nthreads, const dim3& bi) {
   ++stats.blocks;
 }
 
-inline void run_grid(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()>& fn) {
+// Dynamic shared memory above 48 KB needs the kernel's opt-in (cudaFuncSetAttribute with
+// cudaFuncAttributeMaxDynamicSharedMemorySize), or the launch fails on the hardware.
+constexpr size_t kSmemDefaultBytes = 48 * 1024;
+inline std::vector<std::pair<const void*, int>> smem_optins;  // kernel, opted-in bytes
+inline int smem_optin_of(const void* k) {
+  for (auto& [f, b] : smem_optins)
+    if (f == k) return b;
+  return 0;
+}
+
+inline void run_grid(dim3 grid, dim3 block, size_t smem_bytes, const void* kernel, const std::function<void()>& fn) {
   if (cur != nullptr) fatal("kernel launch from inside a kernel");
   if (smem_bytes > size_t(smem_optin_bytes)) fatal("dynamic shared memory above the opt-in limit");
+  if (kernel != nullptr && smem_bytes > kSmemDefaultBytes && size_t(smem_optin_of(kernel)) < smem_bytes)
+    fatal("dynamic shared memory above 48 KB without the kernel's cudaFuncSetAttribute opt-in");
   if (block.y != 1 || block.z != 1 || block.x == 0 || block.x % 32 || block.x > kMaxThreads)
     fatal("block shape: the emulator supports 1-D blocks of whole warps (<= 1024 threads)");
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) fatal("bad grid shape");
@@ -392,9 +427,15 @@ inline void run_grid(dim3 grid, dim3 block, size_t smem_bytes, const std::functi
   std::memset(smem, 0xff, sizeof smem);
   std::function<void()> f = fn;
   body = &f;
+  // Blocks run one at a time in a random order (no kernel may depend on the order of its blocks).
+  std::vector<dim3> blocks;
+  blocks.reserve(size_t(grid.x) * grid.y * grid.z);
   for (unsigned bz = 0; bz < grid.z; ++bz)
     for (unsigned by = 0; by < grid.y; ++by)
-      for (unsigned bx = 0; bx < grid.x; ++bx) run_block(block.x, dim3(bx, by, bz));
+      for (unsigned bx = 0; bx < grid.x; ++bx) blocks.emplace_back(bx, by, bz);
+  std::shuffle(blocks.begin(), blocks.end(), rng);
+  for (const dim3& b : blocks) run_block(block.x, b);
+  stats.threads += long(blocks.size()) * block.x;
   body = nullptr;
   const auto* w = reinterpret_cast<const unsigned char*>(smem);
   for (size_t i = smem_bytes; i < kSmemBytes; ++i)
@@ -402,12 +443,17 @@ inline void run_grid(dim3 grid, dim3 block, size_t smem_bytes, const std::functi
 }
 
 // What transform.py turns `k<<<grid, block, smem, stream>>>(args)` into:
-// emu::Launch(grid, block, smem, stream).run([=] { k(args); }).
+// emu::Launch(grid, block, smem, stream).of(k).run([=] { k(args); }).
 struct Launch {
   dim3 grid, block;
   size_t smem;
+  const void* kernel = nullptr;  // for the shared-memory opt-in check
   Launch(dim3 g, dim3 b, size_t s = 0, cudaStream_t = nullptr) : grid(g), block(b), smem(s) {}
-  template <class L> void run(L l) const { run_grid(grid, block, smem, std::function<void()>(l)); }
+  template <class K> Launch& of(K* k) {
+    kernel = reinterpret_cast<const void*>(k);
+    return *this;
+  }
+  template <class L> void run(L l) const { run_grid(grid, block, smem, kernel, std::function<void()>(l)); }
 };
 
 inline uint16_t f2bf(float v) {  // round to nearest even; NaN stays a (quiet) NaN
@@ -457,8 +503,17 @@ inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) {
 }
 
 // Runtime API (the calls the kernel files make; device memory is host memory).
-template <class K> cudaError_t cudaFuncSetAttribute(K*, cudaFuncAttribute, int bytes) {
-  return bytes <= emu::smem_optin_bytes ? cudaSuccess : cudaErrorInvalidValue;
+template <class K> cudaError_t cudaFuncSetAttribute(K* k, cudaFuncAttribute a, int bytes) {
+  if (a != cudaFuncAttributeMaxDynamicSharedMemorySize || bytes < 0 || bytes > emu::smem_optin_bytes)
+    return cudaErrorInvalidValue;
+  const void* key = reinterpret_cast<const void*>(k);
+  for (auto& [f, b] : emu::smem_optins)
+    if (f == key) {
+      b = bytes;
+      return cudaSuccess;
+    }
+  emu::smem_optins.emplace_back(key, bytes);
+  return cudaSuccess;
 }
 inline cudaError_t cudaGetDevice(int* d) {
   *d = 0;

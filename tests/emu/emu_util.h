@@ -39,13 +39,18 @@ inline std::vector<float> uniform(size_t n, uint64_t seed, float lo, float hi, b
   return v;
 }
 
-// max |got - want| / max(max |want|, floor); infinite if got has a non-finite value where want is
-// finite (an unwritten, NaN-poisoned element) or the sizes differ.
+// max |got - want| / max(max |want|, floor) over the elements where want is finite; infinite if
+// the sizes differ, if got is non-finite where want is finite (an unwritten, NaN-poisoned
+// element), or if got does not repeat a non-finite want (NaN where NaN, the same infinity).
 inline double rel(const std::vector<float>& got, const std::vector<float>& want, double floor = 0.0) {
   if (got.size() != want.size()) return INFINITY;
   double num = 0, den = floor;
   for (size_t i = 0; i < got.size(); ++i) {
-    if (!std::isfinite(got[i]) && std::isfinite(want[i])) return INFINITY;
+    if (!std::isfinite(want[i])) {
+      if (std::isnan(want[i]) ? !std::isnan(got[i]) : got[i] != want[i]) return INFINITY;
+      continue;
+    }
+    if (!std::isfinite(got[i])) return INFINITY;
     num = std::max(num, std::fabs(double(got[i]) - want[i]));
     den = std::max(den, std::fabs(double(want[i])));
   }
@@ -111,6 +116,13 @@ void check_close(const char* what, const Buf<T>& got, const std::vector<float>& 
   CHECK(r < tol);
   INFO(what << ": guard elements around the output");
   CHECK(got.guards_ok());
+}
+
+// Kernels must not leave a barrier to exited threads (undefined behaviour in CUDA; the emulator
+// releases it like the hardware does, and counts it). Call at the end of each kernel test.
+inline void check_no_exit_barriers() {
+  INFO("barriers released by exited threads (a thread returned before a __syncthreads the others reach)");
+  CHECK(emu::stats.exit_barrier_events == 0);
 }
 
 }  // namespace hyscale::emutest

@@ -64,15 +64,21 @@ void attention_case(int64_t B, int64_t T_, int64_t H, int64_t Hk, int64_t D, int
                            wdk.data(), wdv.data(), B, T_, H, Hk, D, Dv, scale, window);
   Buf<T> qd(q, off), kd(k, off), vd(v, off), dod(dout, off), oind(out_in, off), out(B * T_ * H * Dv, off);
   Buf<float> lse(B * H * T_), lsec(wlse);
+  // The tensor-core kernels run exactly where the dispatch promises them (kernels/cuda_attention.h).
+  const bool mma = bf && (D == 64 || D == 128) && Dv == D && off == 0 && emu::sm_major >= 8 && T_ > 0;
+  const long mma0 = emu::stats.mma;
   kg::attention_fwd<T>(qd.p(), kd.p(), vd.p(), out.p(), lse.p(), B, T_, H, Hk, D, Dv, scale, window);
+  CHECK((emu::stats.mma > mma0) == mma);
   check_close("out", out, wout, tol);
   check_close("lse", lse, wlse, 1e-4);
   double fl = 0;
   for (float x : wdv) fl = std::max(fl, 0.1 * std::fabs(double(x)));
   Buf<T> dq(B * T_ * H * D, off), dk(B * T_ * Hk * D, off), dv(B * T_ * Hk * Dv, off);
   Buf<T> dq2(B * T_ * H * D, off), dk2(B * T_ * Hk * D, off), dv2(B * T_ * Hk * Dv, off);
+  const long mma1 = emu::stats.mma;
   kg::attention_bwd<T>(qd.p(), kd.p(), vd.p(), oind.p(), dod.p(), lsec.p(), dq.p(), dk.p(), dv.p(), B, T_, H, Hk, D, Dv,
                        scale, window);
+  CHECK((emu::stats.mma > mma1) == mma);
   kg::attention_bwd<T>(qd.p(), kd.p(), vd.p(), oind.p(), dod.p(), lsec.p(), dq2.p(), dk2.p(), dv2.p(), B, T_, H, Hk,
                        D, Dv, scale, window);
   check_close("dq", dq, wdq, tol, fl);
@@ -182,15 +188,33 @@ TEST_CASE("emulated CUDA tensor-core attention (bf16, D = Dv = 64) matches the C
   attention_case<bf16>(1, 130, 6, 2, 64, 64, 0);
   attention_case<bf16>(1, 130, 2, 2, 64, 64, 65);
   CHECK(emu::stats.mma > mma0);  // the tensor-core kernels ran
+  check_no_exit_barriers();
 }
 
 TEST_CASE("emulated CUDA tensor-core attention at 16 query rows per warp matches the CPU twin", "[emu][attention]") {
+  // The setting takes effect: the forward runs 8 warps of 16 rows per 128-query tile instead of
+  // 4 warps of 32, i.e. twice the threads for the same grid.
+  {
+    const int64_t T_ = 130, H = 2, D = 64;
+    auto x = randn(T_ * H * D, 9, 1.0f, true);
+    Buf<bf16> q(x), o(T_ * H * D);
+    Buf<float> lse(H * T_);
+    long threads[2];
+    for (int i = 0; i < 2; ++i) {
+      EnvScope env("HYSCALE_ATTN_ROWS_PER_WARP", i == 0 ? "32" : "16");
+      const long t0 = emu::stats.threads;
+      kg::attention_fwd<bf16>(q.p(), q.p(), q.p(), o.p(), lse.p(), 1, T_, H, H, D, D, 0.125, 0);
+      threads[i] = emu::stats.threads - t0;
+    }
+    CHECK(threads[1] == 2 * threads[0]);
+  }
   EnvScope env("HYSCALE_ATTN_ROWS_PER_WARP", "16");
   const long mma0 = emu::stats.mma;
   for (int64_t w : windows_for(129)) attention_case<bf16>(1, 129, 4, 1, 64, 64, w);
   attention_case<bf16>(1, 130, 6, 2, 64, 64, 0);
   attention_case<bf16>(1, 150, 2, 1, 128, 128, 0);
   CHECK(emu::stats.mma > mma0);
+  check_no_exit_barriers();
 }
 
 TEST_CASE("emulated CUDA tensor-core attention (bf16, D = Dv = 128) matches the CPU twin", "[emu][attention]") {
@@ -199,6 +223,7 @@ TEST_CASE("emulated CUDA tensor-core attention (bf16, D = Dv = 128) matches the 
     for (int64_t w : windows_for(T_)) attention_case<bf16>(1, T_, 3, 1, 128, 128, w);
   attention_case<bf16>(1, 100, 4, 4, 128, 128, 2);
   CHECK(emu::stats.mma > mma0);
+  check_no_exit_barriers();
 }
 
 TEST_CASE("emulated CUDA SIMT attention (f32, other head dims, bf16 fallbacks) and decode match the CPU twin",
@@ -226,6 +251,7 @@ TEST_CASE("emulated CUDA SIMT attention (f32, other head dims, bf16 fallbacks) a
   std::vector<float> x(16);
   CHECK_THROWS_AS(kg::attention_fwd<float>(x.data(), x.data(), x.data(), x.data(), x.data(), 1, 4, 1, 1, 129, 64, 1.0, 0),
                   hyscale::Error);
+  check_no_exit_barriers();
 }
 
 TEST_CASE("emulated CUDA fused differential attention matches two CPU attentions", "[emu][attention]") {
@@ -236,4 +262,5 @@ TEST_CASE("emulated CUDA fused differential attention matches two CPU attentions
     diff_case<float>(c.B, c.T, c.Hp, c.Hkp, c.hd, c.w);
     diff_case<bf16>(c.B, c.T, c.Hp, c.Hkp, c.hd, c.w);
   }
+  check_no_exit_barriers();
 }

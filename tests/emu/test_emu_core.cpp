@@ -211,6 +211,7 @@ TEST_CASE("emulated CUDA elementwise kernels match the CPU twins", "[emu][core]"
     swiglu_case<float>(r, I);
     swiglu_case<bf16>(r, I);
   }
+  check_no_exit_barriers();
 }
 
 TEST_CASE("emulated CUDA casts, AdamW and sums of squares match the CPU", "[emu][core]") {
@@ -247,6 +248,7 @@ TEST_CASE("emulated CUDA casts, AdamW and sums of squares match the CPU", "[emu]
   std::vector<double> many(xs.size(), -1.0);
   kg::sum_squares_many(ptrs.data(), ns.data(), int64_t(xs.size()), many.data());
   for (size_t i = 0; i < xs.size(); ++i) CHECK(many[i] == kg::sum_squares(xs[i].data(), ns[i]));
+  check_no_exit_barriers();
 }
 
 TEST_CASE("emulated CUDA RMSNorm and residual RMSNorm match the CPU twins", "[emu][core]") {
@@ -267,6 +269,7 @@ TEST_CASE("emulated CUDA RMSNorm and residual RMSNorm match the CPU twins", "[em
     rmsnorm_case<float>(r, D);
     rmsnorm_case<bf16>(r, D);
   }
+  check_no_exit_barriers();
 }
 
 TEST_CASE("emulated CUDA cross-entropy, RoPE and embedding match the CPU twins", "[emu][core]") {
@@ -287,6 +290,7 @@ TEST_CASE("emulated CUDA cross-entropy, RoPE and embedding match the CPU twins",
     embedding_case<float>(N, V, D);
     embedding_case<bf16>(N, V, D);
   }
+  check_no_exit_barriers();
 }
 
 TEST_CASE("emulated CUDA causal conv1d (plain and fused SiLU) matches the CPU twins", "[emu][core]") {
@@ -301,6 +305,7 @@ TEST_CASE("emulated CUDA causal conv1d (plain and fused SiLU) matches the CPU tw
   conv_case<bf16>(3, 64, 5, 4, true, 1);
   conv_case<float>(1, 200, 129, 3, true, 1);
   conv_case<bf16>(2, 300, 5, 4, false, 1);
+  check_no_exit_barriers();
 }
 
 TEST_CASE("emulated CUDA strided copy and fill move the same bits as a host loop", "[emu][core]") {
@@ -380,4 +385,5 @@ TEST_CASE("emulated CUDA strided copy and fill move the same bits as a host loop
         INFO("fill dtype " << dt << " n " << n << " value " << v);
         CHECK(b == r);
       }
+  check_no_exit_barriers();
 }

@@ -180,6 +180,7 @@ TEST_CASE("emulated CUDA GMU gate, mul, add_inplace, diff combine and lambda mat
       elementwise_case<bf16>(n, mis);
     }
   for (int64_t d : {1, 5, 64, 255, 256, 257, 1000}) lambda_case(d);
+  check_no_exit_barriers();
 }
 
 TEST_CASE("emulated CUDA selective scan matches the CPU twin (ungated and with the fused z-gate)", "[emu][scan]") {
@@ -202,6 +203,7 @@ TEST_CASE("emulated CUDA selective scan matches the CPU twin (ungated and with t
       scan_case<float>(c.B, c.T, c.Dc, c.N, c.chunk, wild, gated);
       scan_case<bf16>(c.B, c.T, c.Dc, c.N, c.chunk, !wild, gated);
     }
+  check_no_exit_barriers();
 }
 
 TEST_CASE("emulated CUDA selective scan backward with atomic dB/dC (set_deterministic(false))", "[emu][scan]") {
@@ -213,4 +215,5 @@ TEST_CASE("emulated CUDA selective scan backward with atomic dB/dC (set_determin
   scan_case<bf16>(1, 70, 20, 17, 64, false, false);
   scan_case<float>(1, 129, 9, 16, 64, false, true);
   CHECK(emu::stats.atomics > atomics0);  // the atomic path ran
+  check_no_exit_barriers();
 }

@@ -2,7 +2,8 @@
 // ability to expose what breaks kernels on a GPU. Small kernels written here show that it does:
 // a missing __syncthreads reads stale or NaN shared memory in some schedules, an uncommitted /
 // unwaited cp.async reads NaN, a warp collective that some lanes skip is reported as a deadlock
-// (the child process aborts), and shuffles, mma.sync and ldmatrix follow the PTX ISA layouts.
+// (the child process aborts), as does a launch over 48 KB of shared memory without the opt-in;
+// shuffles, mma.sync, ldmatrix and cp.async.wait_group follow the PTX ISA.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -144,4 +145,75 @@ TEST_CASE("emulator: a warp collective skipped by some lanes, or a stray shared 
       sh[threadIdx.x] = 0.0f;  // inside the 128 bytes
     });
   }));
+}
+
+TEST_CASE("emulator: ldmatrix registers hold the PTX ISA's elements, plain and transposed", "[emu][model]") {
+  // Four 8 x 8 bf16 matrices; element (m, r, c) = 64 m + 8 r + c (exact in bf16). Lane l points at
+  // row l % 8 of matrix l / 8. Register i of lane 4 g + t: matrix i, row g, columns 2t, 2t+1
+  // (lower column in the low half); .trans: column g, rows 2t, 2t+1.
+  std::vector<uint32_t> plain(32 * 4), trans(32 * 4);
+  uint32_t *pp = plain.data(), *pt = trans.data();
+  emu::Launch(1, 32, 4 * 64 * 2).run([=] {
+    uint16_t* sh = static_cast<uint16_t*>(emu::dynamic_smem());
+    const unsigned l = threadIdx.x;
+    for (unsigned i = l; i < 256; i += 32) sh[i] = emu::f2bf(float(i));
+    __syncthreads();
+    uint32_t r[4];
+    emu::ldmatrix(r, 4, false, sh + 64 * (l / 8) + 8 * (l % 8));
+    for (int i = 0; i < 4; ++i) pp[4 * l + i] = r[i];
+    emu::ldmatrix(r, 4, true, sh + 64 * (l / 8) + 8 * (l % 8));
+    for (int i = 0; i < 4; ++i) pt[4 * l + i] = r[i];
+  });
+  auto pair = [](float lo, float hi) { return uint32_t(emu::f2bf(lo)) | (uint32_t(emu::f2bf(hi)) << 16); };
+  for (unsigned l = 0; l < 32; ++l)
+    for (unsigned i = 0; i < 4; ++i) {
+      const unsigned g = l / 4, t = l % 4;
+      INFO("lane " << l << " register " << i);
+      CHECK(plain[4 * l + i] == pair(64.f * i + 8 * g + 2 * t, 64.f * i + 8 * g + 2 * t + 1));
+      CHECK(trans[4 * l + i] == pair(64.f * i + 8 * (2 * t) + g, 64.f * i + 8 * (2 * t + 1) + g));
+    }
+}
+
+TEST_CASE("emulator: cp.async.wait_group N leaves the newest N groups in flight", "[emu][model]") {
+  alignas(16) static uint16_t src[3 * 8 * 32];
+  for (int i = 0; i < 3 * 8 * 32; ++i) src[i] = uint16_t(0x3f80 + i % 5);
+  std::vector<int> arrived(32 * 3);
+  int* a = arrived.data();
+  emu::Launch(1, 32, 3 * 32 * 16).run([=] {
+    uint16_t* sh = static_cast<uint16_t*>(emu::dynamic_smem());
+    const unsigned t = threadIdx.x;
+    for (int grp = 0; grp < 3; ++grp) {  // three groups of one 16-byte copy each
+      emu::cp_async16(sh + 8 * (32 * grp + t), src + 8 * (32 * grp + t), true);
+      emu::cp_async_commit();
+    }
+    emu::cp_async_wait(1);  // groups 0 and 1 complete, group 2 may still be in flight
+    for (int grp = 0; grp < 3; ++grp) a[3 * t + grp] = !std::isnan(emu::bf2f(sh[8 * (32 * grp + t)]));
+    emu::cp_async_wait(0);
+  });
+  for (int t = 0; t < 32; ++t) {
+    CHECK(arrived[3 * t + 0] == 1);
+    CHECK(arrived[3 * t + 1] == 1);
+    CHECK(arrived[3 * t + 2] == 0);  // the emulator completes a group only when waited on
+  }
+}
+
+namespace {
+void big_smem_kernel(float* out) {
+  float* sh = static_cast<float*>(emu::dynamic_smem());
+  sh[threadIdx.x] = 1.0f;
+  out[threadIdx.x] = sh[threadIdx.x];
+}
+}  // namespace
+
+TEST_CASE("emulator: more than 48 KB of dynamic shared memory needs the kernel's opt-in", "[emu][model]") {
+  std::vector<float> out(32);
+  float* o = out.data();
+  const size_t bytes = 64 * 1024;
+  CHECK(aborts([=] { emu::Launch(1, 32, bytes).of(big_smem_kernel).run([=] { big_smem_kernel(o); }); }));
+  CHECK_FALSE(aborts([=] {
+    cudaFuncSetAttribute(big_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+    emu::Launch(1, 32, bytes).of(big_smem_kernel).run([=] { big_smem_kernel(o); });
+  }));
+  CHECK(cudaFuncSetAttribute(big_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 300 * 1024) ==
+        cudaErrorInvalidValue);
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Rewrites a CUDA kernel source (src/kernels/cuda/*.cu, *.cuh) into C++ for the CPU emulator
 (tests/emu/cuda_emu.h). Only syntax that a C++ compiler cannot take is rewritten:
-  k<<<grid, block, smem, stream>>>(args);  ->  emu::Launch(grid, block, smem, stream).run([=] { k(args); });
+  k<<<grid, block, smem, stream>>>(args);  ->  emu::Launch(grid, block, smem, stream).of(k).run([=] { k(args); });
+                                              (.of(k) only where smem is not 0: the opt-in check)
   extern __shared__ T name[];              ->  T* name = reinterpret_cast<T*>(emu::dynamic_smem());
   __shared__ T name[N]...;                 ->  static T name[N]...; emu::shared_init(name, sizeof(name));
 Everything else (the kernel bodies, the host code) is compiled as written. Usage: transform.py IN OUT.
@@ -10,9 +11,36 @@ import re
 import sys
 
 
+def top_level_args(cfg):
+    """The comma-separated arguments of a launch configuration, nesting-aware."""
+    args, depth, cur = [], 0, ''
+    for ch in cfg:
+        if ch in '([{<':
+            depth += 1
+        elif ch in ')]}>':
+            depth -= 1
+        if ch == ',' and depth == 0:
+            args.append(cur.strip())
+            cur = ''
+        else:
+            cur += ch
+    args.append(cur.strip())
+    return args
+
+
+def rewrite_launch(m):
+    kern, cfg, args = m.group(1), m.group(2), m.group(3)
+    # A launch with dynamic shared memory names its kernel (.of) so the emulator can check the
+    # >48 KB opt-in; such kernels are function pointers or explicit specialisations (they went
+    # through cudaFuncSetAttribute). Launches without it may use deduced template arguments.
+    cfg_args = top_level_args(cfg)
+    of = '.of(%s)' % kern if len(cfg_args) >= 3 and cfg_args[2] not in ('0', '0u') else ''
+    return 'emu::Launch(%s)%s.run([=] { %s(%s); });' % (cfg, of, kern, args)
+
+
 def transform(s):
     launch = re.compile(r'([A-Za-z_][\w:]*(?:<[^;<>]*>)?)\s*<<<(.*?)>>>\s*\((.*?)\);', re.S)
-    s = launch.sub(lambda m: 'emu::Launch(%s).run([=] { %s(%s); });' % (m.group(2), m.group(1), m.group(3)), s)
+    s = launch.sub(rewrite_launch, s)
     ext = re.compile(r'extern\s+__shared__\s+([\w:]+)\s+(\w+)\s*\[\s*\]\s*;')
     s = ext.sub(lambda m: '%s* %s = reinterpret_cast<%s*>(emu::dynamic_smem());' % (m.group(1), m.group(2), m.group(1)), s)
     sh = re.compile(r'__shared__\s+([\w:]+)\s+(\w+)((?:\[[^\]]*\])+)\s*;')
@@ -26,7 +54,7 @@ def main():
     src = open(sys.argv[1]).read()
     out = transform(src)
     # comments may mention the syntax; code may not
-    code = re.sub(r'//[^\n]*', '', out)
+    code = re.sub(r'/\*.*?\*/', '', re.sub(r'//[^\n]*', '', out), flags=re.S)
     for left in ('<<<', '__shared__'):
         if left in code:
             sys.exit('transform.py: %s: "%s" left after the rewrite (an unrecognised form)' % (sys.argv[1], left))

@@ -2,6 +2,7 @@
 // Every CUDA call is checked; an error names the call, the device and the size.
 #include <cuda_runtime.h>
 
+#include <cstring>
 #include <string>
 
 #include "core/caching_allocator.h"
@@ -112,7 +113,15 @@ CachingAllocator& allocator() {
 
 // Device memory goes through the caching allocator (no cudaMalloc in a steady-state step);
 // blocks are used on the default stream until the compute/communication streams arrive.
-void* device_malloc(size_t nbytes, int device) { return allocator().allocate(nbytes, device, nullptr); }
+void* device_malloc(size_t nbytes, int device) {
+  void* p = allocator().allocate(nbytes, device, nullptr);
+#ifdef HYSCALE_CUDA_EMU
+  // The tests' CPU emulator (tests/emu): every allocation, reused or not, starts as NaN bytes, so
+  // an op that reads memory it never wrote fails there.
+  if (p != nullptr) std::memset(p, 0xff, nbytes);
+#endif
+  return p;
+}
 
 void device_free(void* p, int /*device*/) { allocator().release(p); }
 
