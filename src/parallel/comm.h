@@ -61,6 +61,9 @@ struct Grid {
   int tp = 1, dp = 1;          // world = tp * dp
   int tp_rank = 0, dp_rank = 0;
   std::shared_ptr<Communicator> world_comm, tp_comm, dp_comm;  // host (MPI or self)
+  // Device memory, over the dp group (NCCL): set by the trainer when it trains on GPUs with
+  // dp > 1 (the optimizer's gradient buckets live on the device then); null otherwise.
+  std::shared_ptr<Communicator> dp_dev_comm;
 };
 
 // Builds the grid for `tp` (clear error when it does not divide the world size). Host

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/storage.h"
 #include "kernels/adamw.h"
 #include "kernels/elementwise.h"
 #ifdef HYSCALE_WITH_CUDA
@@ -29,6 +30,13 @@ void scale_in_place(const Tensor& g, float f) {
 #endif
   kc::scale(g.data<float>(), f, g.data<float>(), g.numel());
 }
+// out = src * f, src: g.numel() floats on g's device (a slice of a gradient bucket).
+void scale_into(const float* src, float f, const Tensor& out) {
+#ifdef HYSCALE_WITH_CUDA
+  if (out.device().is_cuda()) return kernels::cuda::scale<float>(src, f, out.data<float>(), out.numel());
+#endif
+  kc::scale(src, f, out.data<float>(), out.numel());
+}
 }  // namespace
 
 DistributedAdamW::DistributedAdamW(const std::vector<std::pair<std::string, Tensor>>& params,
@@ -42,11 +50,12 @@ DistributedAdamW::DistributedAdamW(const std::vector<std::pair<std::string, Tens
              "' must be a contiguous f32 tensor (the fp32 master weights), got ", p.desc());
     HS_CHECK(p.device() == params[0].second.device(), "optimizer: parameter '", name, "' is on ", p.device().str(),
              ", the first parameter on ", params[0].second.device().str());
-    // The bucketed reductions and ZeRO shards stage through host buffers (MPI): device
-    // parameters train on one process per data-parallel group until NCCL buckets exist.
-    HS_CHECK(p.device().is_cpu() || grid.dp == 1, "optimizer: data-parallel training (dp = ", grid.dp,
-             ") of parameters on ", p.device().str(), " is not supported yet; run one process per GPU group ",
-             "with dp = 1, or train on the cpu");
+    // Device parameters with dp > 1: the buckets live on the device and are reduced over the
+    // grid's device communicator (NCCL). ZeRO-1's shards are host-side (MPI) only so far.
+    HS_CHECK(p.device().is_cpu() || grid.dp == 1 || (grid.dp_dev_comm && !zero), "optimizer: data-parallel training (dp = ",
+             grid.dp, ") of parameters on ", p.device().str(),
+             zero ? " with ZeRO-1 is not supported yet (use parallel.zero = 0)"
+                  : " needs the grid's device communicator (dp_dev_comm, NCCL)");
     HS_CHECK(specs[i].first == name, "optimizer: shard spec order does not match the parameters at '", name, "'");
     params_.push_back(DistParam{name, p, specs[i].second, is_vector_param(name, p) ? 1 : 0, 0, 0});
   }
@@ -72,7 +81,7 @@ DistributedAdamW::DistributedAdamW(const std::vector<std::pair<std::string, Tens
     for (auto& b : buckets_) {
       b.n_pad = (b.n + dp - 1) / dp * dp;
       b.shard = b.n_pad / dp;
-      b.grad_buf = Tensor::zeros({b.n_pad});
+      b.grad_buf = Tensor::zeros({b.n_pad}, DType::f32, params_[0].p.device());
       if (zero_) {
         b.grad_shard = Tensor::zeros({b.shard});
         b.m = Tensor::zeros({b.shard});
@@ -118,13 +127,15 @@ void DistributedAdamW::on_grad_ready(size_t i, const Tensor& g) {
   Tensor gc = g.contiguous();
   HS_CHECK(gc.numel() == dp.p.numel() && gc.dtype() == DType::f32, "optimizer: gradient of '", dp.name,
            "' has the wrong shape or dtype");
-  std::memcpy(b.grad_buf.data<float>() + dp.offset, gc.data<float>(), static_cast<size_t>(gc.numel()) * 4);
+  copy_bytes(b.grad_buf.data<float>() + dp.offset, b.grad_buf.device(), gc.data<float>(), gc.device(),
+             static_cast<size_t>(gc.numel()) * 4);
   got_[i] = 1;
   if (--b.pending == 0) launch_ready();
 }
 
 void DistributedAdamW::launch(Bucket& b) {
-  auto& comm = *grid_.dp_comm;
+  // Device buckets go over the device communicator (NCCL), host ones over MPI.
+  auto& comm = b.grad_buf.device().is_cuda() ? *grid_.dp_dev_comm : *grid_.dp_comm;
   if (zero_)
     b.req = comm.ireduce_scatter(b.grad_buf.data<float>(), b.grad_shard.data<float>(), b.shard, DType::f32);
   else
@@ -147,11 +158,15 @@ void DistributedAdamW::finish_backward() {
     for (size_t k : b.members)
       if (!got_[k]) {
         float* dst = b.grad_buf.data<float>() + params_[k].offset;
+        const Device& dev = b.grad_buf.device();
+        const size_t bytes = static_cast<size_t>(params_[k].p.numel()) * 4;
         Tensor g = params_[k].p.grad();
-        if (g.defined())
-          std::memcpy(dst, g.contiguous().data<float>(), static_cast<size_t>(params_[k].p.numel()) * 4);
-        else
-          std::memset(dst, 0, static_cast<size_t>(params_[k].p.numel()) * 4);
+        if (g.defined()) {
+          Tensor gc = g.contiguous();
+          copy_bytes(dst, dev, gc.data<float>(), gc.device(), bytes);
+        } else {
+          zero_bytes(dst, dev, bytes);
+        }
         got_[k] = 1;
       }
     b.pending = 0;
@@ -169,10 +184,10 @@ void DistributedAdamW::finish_backward() {
       Tensor& p = params_[k].p;
       Tensor g = p.grad();
       if (!g.defined()) {
-        g = Tensor::zeros(p.shape());
+        g = Tensor::zeros(p.shape(), DType::f32, p.device());
         p.set_grad(g);
       }
-      kc::scale(b.grad_buf.data<float>() + params_[k].offset, inv, g.data<float>(), g.numel());
+      scale_into(b.grad_buf.data<float>() + params_[k].offset, inv, g);
     }
   }
   armed_ = false;

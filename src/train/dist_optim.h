@@ -6,7 +6,9 @@
 // into its bucket's flat buffer; a full bucket is launched at once as a nonblocking
 // all-reduce (plain data parallel) or reduce-scatter (ZeRO-1), buckets always in index order
 // so every rank issues the same collectives in the same order, and communication overlaps the
-// rest of backward. finish_backward() waits and averages (1/dp, in fp32).
+// rest of backward. finish_backward() waits and averages (1/dp, in fp32). Parameters on a GPU
+// keep their buckets on the device and reduce them over the grid's device communicator
+// (Grid::dp_dev_comm, NCCL); host parameters over MPI.
 //
 // ZeRO-1 (parallel.zero = 1): each bucket (padded to a multiple of dp) is split in dp equal
 // shards; a rank keeps AdamW moments only for its shard, updates those parameter elements,

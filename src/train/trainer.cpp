@@ -20,6 +20,7 @@
 #include "parallel/dist.h"
 #include "train/checkpoint.h"
 #include "parallel/comm.h"
+#include "parallel/nccl_comm.h"
 #include "parallel/tp_ops.h"
 #include "train/optimizer.h"
 #ifdef HYSCALE_WITH_CUDA
@@ -134,11 +135,17 @@ double evaluate(const nn::Model& model, const RunConfig& cfg, const data::TokenD
 }
 
 Device training_device(const RunConfig& cfg) {
+  const auto& pi = parallel::process();
   Device device;
   try {
     device = Device::parse(cfg.training.device);
   } catch (const Error& e) {
     HS_FAIL("training.device: ", e.what());
+  }
+  if (device.is_cuda() && pi.world > 1 && cuda_available()) {
+    // One GPU per process: the ranks of a node take consecutive devices from the configured
+    // index (cuda = cuda:0), wrapping around the visible ones.
+    device = Device::cuda((device.index + pi.local_rank) % cuda_device_count());
   }
   if (device.is_cuda()) {
 #ifdef HYSCALE_WITH_CUDA
@@ -180,8 +187,12 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
   const bool rank0 = pi.rank == 0;
   apply_threads(cfg);
   const Device device = training_device(cfg);
-  HS_CHECK(device.is_cpu() || pi.world == 1, "training on ", device.str(), " runs in one process for now (got ",
-           pi.world, " ranks): data- and tensor-parallel GPU training needs NCCL gradient buckets, not written yet");
+  HS_CHECK(device.is_cpu() || pi.world == 1 || cfg.parallel.tp == 1, "training on ", device.str(), " with ", pi.world,
+           " ranks: tensor parallelism (parallel.tp = ", cfg.parallel.tp,
+           ") on GPUs is not written yet (data parallelism is: parallel.tp = 1)");
+  HS_CHECK(device.is_cpu() || pi.world == 1 || cfg.parallel.zero == 0, "training on ", device.str(), " with ",
+           pi.world, " ranks: ZeRO-1 (parallel.zero = 1) keeps its shards in host memory and is not written for GPUs "
+           "yet; use parallel.zero = 0");
 
   // ---- data
   auto train_ds = data::TokenDataset::load(cfg.data.path, "train");
@@ -189,7 +200,9 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
   HS_CHECK(train_ds.vocab_size == val_ds.vocab_size, "data.path '", cfg.data.path,
            "': train and val splits disagree on vocab_size");
   // ---- process grid: tp groups of consecutive ranks, dp across them
-  const parallel::Grid grid = parallel::make_grid(static_cast<int>(cfg.parallel.tp));
+  parallel::Grid grid = parallel::make_grid(static_cast<int>(cfg.parallel.tp));
+  // GPUs with dp > 1: the gradient buckets are reduced in device memory, over NCCL.
+  if (device.is_cuda() && grid.dp > 1) grid.dp_dev_comm = parallel::make_nccl_comm(grid.dp_comm, device.index);
   parallel::set_grid(grid);
   resolve_config(cfg, train_ds.vocab_size, grid.dp);
   const std::string run_dir = cfg.run_dir();

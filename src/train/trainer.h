@@ -25,7 +25,8 @@ struct TrainResult {
 TrainResult run_training(RunConfig cfg, const std::string& resume);
 
 // training.device parsed and checked (a visible GPU, a precision the device supports); a GPU is
-// made current. Errors name the key.
+// made current. Under mpirun each process takes its own GPU: device index + local rank, modulo
+// the visible devices. Errors name the key.
 Device training_device(const RunConfig& cfg);
 
 class DistributedAdamW;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Data parallelism changes nothing but speed: the same global batch of 4 sequences
-# trained as 1 rank x 4, 2 ranks x 2 and 4 ranks x 1 gives the same loss curve and
-# validation loss (up to floating-point summation order).
+# trained as 1 rank x 4, 2 ranks x 2 and 4 ranks x 1 gives the same loss curve, gradient norms
+# and validation loss (up to floating-point summation order).
 # Usage: dp_equivalence.sh HYSCALE_BINARY MPIEXEC
 set -euo pipefail
 HS=$1
@@ -24,17 +24,18 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS
 "$MPIEXEC" -np 4 --oversubscribe "$HS" train "$TMP/c.yaml" --set name=np4 --set training.batch_size=1 > "$TMP/np4.log" 2>&1
 python3 - "$TMP/runs" <<'PY'
 import json, sys
-def load(name):
+def load(name):  # train losses and gradient norms (AdamW alone is blind to a gradient's scale), val losses
     rows = [json.loads(l) for l in open(f"{sys.argv[1]}/{name}/metrics.jsonl")]
-    return ([r["train_loss"] for r in rows if r["type"] == "train"],
+    train = [r for r in rows if r["type"] == "train"]
+    return ([r["train_loss"] for r in train] + [r["grad_norm"] for r in train],
             [r["val_loss"] for r in rows if r["type"] == "eval"])
 ref_t, ref_v = load("np1")
-assert len(ref_t) == 8 and len(ref_v) == 2, (ref_t, ref_v)
+assert len(ref_t) == 16 and len(ref_v) == 2, (ref_t, ref_v)
 for name in ("np2", "np4"):
     t, v = load(name)
     assert len(t) == len(ref_t) and len(v) == len(ref_v), name
     for a, b in zip(t + v, ref_t + ref_v):
         assert abs(a - b) <= 2e-4 * abs(b), f"{name}: {a} vs {b}"
-    print(f"{name}: train losses {['%.5f' % x for x in t]} match np1 within 2e-4")
+    print(f"{name}: train losses and grad norms {['%.5f' % x for x in t]} match np1 within 2e-4")
 PY
 echo "dp_equivalence: passed"

@@ -1,0 +1,20 @@
+// parallel/nccl_comm.h for the emulated-device build (tests/emu): NCCL is a library, not part of
+// hyscale, and "device" memory is host memory under the emulator, so the device communicator of
+// a data-parallel GPU run is the host group itself (MPI on the same buffers). What this checks is
+// hyscale's side: that device-resident gradient buckets are filled, reduced over the device
+// communicator, averaged and handed back correctly. NCCL's own behaviour (its stream, the unique
+// id exchange in nccl_comm.cu) needs real GPUs.
+#include "core/error.h"
+#include "parallel/nccl_comm.h"
+
+namespace hyscale::parallel {
+
+bool nccl_available() { return true; }
+
+std::shared_ptr<Communicator> make_nccl_comm(const std::shared_ptr<Communicator>& host_group, int device) {
+  HS_CHECK(host_group != nullptr, "make_nccl_comm: no host group");
+  HS_CHECK(device == 0, "make_nccl_comm (emulated): the emulator has one device, got cuda:", device);
+  return host_group;
+}
+
+}  // namespace hyscale::parallel
