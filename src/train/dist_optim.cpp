@@ -37,6 +37,19 @@ void scale_into(const float* src, float f, const Tensor& out) {
 #endif
   kc::scale(src, f, out.data<float>(), out.numel());
 }
+// The same on raw ranges of a buffer living on `dev` (ZeRO shards).
+void scale_range(float* x, float f, int64_t n, const Device& dev) {
+#ifdef HYSCALE_WITH_CUDA
+  if (dev.is_cuda()) return kernels::cuda::scale<float>(x, f, x, n);
+#endif
+  kc::scale(x, f, x, n);
+}
+double sum_squares_range(const float* x, int64_t n, const Device& dev) {
+#ifdef HYSCALE_WITH_CUDA
+  if (dev.is_cuda()) return kernels::cuda::sum_squares(x, n);
+#endif
+  return kc::sum_squares(x, n);
+}
 }  // namespace
 
 DistributedAdamW::DistributedAdamW(const std::vector<std::pair<std::string, Tensor>>& params,
@@ -50,12 +63,10 @@ DistributedAdamW::DistributedAdamW(const std::vector<std::pair<std::string, Tens
              "' must be a contiguous f32 tensor (the fp32 master weights), got ", p.desc());
     HS_CHECK(p.device() == params[0].second.device(), "optimizer: parameter '", name, "' is on ", p.device().str(),
              ", the first parameter on ", params[0].second.device().str());
-    // Device parameters with dp > 1: the buckets live on the device and are reduced over the
-    // grid's device communicator (NCCL). ZeRO-1's shards are host-side (MPI) only so far.
-    HS_CHECK(p.device().is_cpu() || grid.dp == 1 || (grid.dp_dev_comm && !zero), "optimizer: data-parallel training (dp = ",
-             grid.dp, ") of parameters on ", p.device().str(),
-             zero ? " with ZeRO-1 is not supported yet (use parallel.zero = 0)"
-                  : " needs the grid's device communicator (dp_dev_comm, NCCL)");
+    // Device parameters with dp > 1: the buckets (and ZeRO-1's shards) live on the device and
+    // are reduced over the grid's device communicator (NCCL).
+    HS_CHECK(p.device().is_cpu() || grid.dp == 1 || grid.dp_dev_comm, "optimizer: data-parallel training (dp = ",
+             grid.dp, ") of parameters on ", p.device().str(), " needs the grid's device communicator (dp_dev_comm, NCCL)");
     HS_CHECK(specs[i].first == name, "optimizer: shard spec order does not match the parameters at '", name, "'");
     params_.push_back(DistParam{name, p, specs[i].second, is_vector_param(name, p) ? 1 : 0, 0, 0});
   }
@@ -81,11 +92,12 @@ DistributedAdamW::DistributedAdamW(const std::vector<std::pair<std::string, Tens
     for (auto& b : buckets_) {
       b.n_pad = (b.n + dp - 1) / dp * dp;
       b.shard = b.n_pad / dp;
-      b.grad_buf = Tensor::zeros({b.n_pad}, DType::f32, params_[0].p.device());
+      const Device dev = params_[0].p.device();
+      b.grad_buf = Tensor::zeros({b.n_pad}, DType::f32, dev);
       if (zero_) {
-        b.grad_shard = Tensor::zeros({b.shard});
-        b.m = Tensor::zeros({b.shard});
-        b.v = Tensor::zeros({b.shard});
+        b.grad_shard = Tensor::zeros({b.shard}, DType::f32, dev);
+        b.m = Tensor::zeros({b.shard}, DType::f32, dev);
+        b.v = Tensor::zeros({b.shard}, DType::f32, dev);
       }
     }
     for (size_t i = 0; i < params_.size(); ++i) {
@@ -133,9 +145,13 @@ void DistributedAdamW::on_grad_ready(size_t i, const Tensor& g) {
   if (--b.pending == 0) launch_ready();
 }
 
+parallel::Communicator& DistributedAdamW::comm_for(const Tensor& buf) const {
+  // Device buffers go over the device communicator (NCCL), host ones over MPI.
+  return buf.device().is_cuda() ? *grid_.dp_dev_comm : *grid_.dp_comm;
+}
+
 void DistributedAdamW::launch(Bucket& b) {
-  // Device buckets go over the device communicator (NCCL), host ones over MPI.
-  auto& comm = b.grad_buf.device().is_cuda() ? *grid_.dp_dev_comm : *grid_.dp_comm;
+  auto& comm = comm_for(b.grad_buf);
   if (zero_)
     b.req = comm.ireduce_scatter(b.grad_buf.data<float>(), b.grad_shard.data<float>(), b.shard, DType::f32);
   else
@@ -177,7 +193,7 @@ void DistributedAdamW::finish_backward() {
     b.req->wait();
     b.req.reset();
     if (zero_) {
-      kc::scale(b.grad_shard.data<float>(), inv, b.grad_shard.data<float>(), b.shard);
+      scale_range(b.grad_shard.data<float>(), inv, b.shard, b.grad_shard.device());
       continue;
     }
     for (size_t k : b.members) {
@@ -201,7 +217,8 @@ double DistributedAdamW::grad_norm() {
       for (size_t k : b.members) {
         const DistParam& dp = params_[k];
         const int64_t a = std::max(s0, dp.offset), e = std::min(s1, dp.offset + dp.p.numel());
-        if (a < e && counted_once(dp)) ss += kc::sum_squares(b.grad_shard.data<float>() + (a - s0), e - a);
+        if (a < e && counted_once(dp))
+          ss += sum_squares_range(b.grad_shard.data<float>() + (a - s0), e - a, b.grad_shard.device());
       }
     }
     grid_.dp_comm->allreduce(&ss, 1, DType::f64);
@@ -231,7 +248,7 @@ double DistributedAdamW::grad_norm() {
 void DistributedAdamW::scale_grads(double factor) {
   const float f = static_cast<float>(factor);
   if (zero_) {
-    for (auto& b : buckets_) kc::scale(b.grad_shard.data<float>(), f, b.grad_shard.data<float>(), b.shard);
+    for (auto& b : buckets_) scale_range(b.grad_shard.data<float>(), f, b.shard, b.grad_shard.device());
     return;
   }
   for (auto& dp : params_) {
@@ -247,7 +264,6 @@ void DistributedAdamW::set_compute_copies(std::vector<Tensor> copies) {
     const Tensor& c = copies[i];
     if (!c.defined()) continue;
     const Tensor& p = params_[i].p;
-    HS_CHECK(!zero_, "optimizer: compute copies are not kept under ZeRO-1");
     HS_CHECK(p.device().is_cuda() && c.device() == p.device() && c.dtype() == DType::bf16 && c.is_contiguous() &&
                  c.shape() == p.shape(),
              "optimizer: the compute copy of '", params_[i].name, "' must be a contiguous bf16 tensor of shape ",
@@ -294,19 +310,27 @@ void DistributedAdamW::step(double lr, double grad_scale) {
   for (auto& b : buckets_) {
     // grad_buf is free once the reduce-scatter is done: it carries the parameters now.
     float* buf = b.grad_buf.data<float>();
+    const Device& dev = b.grad_buf.device();
     const int64_t s0 = b.shard * grid_.dp_rank, s1 = s0 + b.shard;
     for (size_t k : b.members) {
       DistParam& dp = params_[k];
       const int64_t a = std::max(s0, dp.offset), e = std::min(s1, dp.offset + dp.p.numel());
       if (a >= e) continue;
-      std::memcpy(buf + a, dp.p.data<float>() + (a - dp.offset), static_cast<size_t>(e - a) * 4);
+      copy_bytes(buf + a, dev, dp.p.data<float>() + (a - dp.offset), dp.p.device(), static_cast<size_t>(e - a) * 4);
       update(buf + a, b.grad_shard.data<float>() + (a - s0), b.m.data<float>() + (a - s0),
              b.v.data<float>() + (a - s0), e - a, dp.group);
     }
-    grid_.dp_comm->allgather(buf + s0, buf, b.shard, DType::f32);
+    comm_for(b.grad_buf).allgather(buf + s0, buf, b.shard, DType::f32);
     for (size_t k : b.members) {
       DistParam& dp = params_[k];
-      std::memcpy(dp.p.data<float>(), buf + dp.offset, static_cast<size_t>(dp.p.numel()) * 4);
+      copy_bytes(dp.p.data<float>(), dp.p.device(), buf + dp.offset, dev, static_cast<size_t>(dp.p.numel()) * 4);
+#ifdef HYSCALE_WITH_CUDA
+      // The compute copy follows the gathered weights (the AdamW kernel wrote only this rank's
+      // shard): the same round to nearest as the cast.
+      if (!copies_.empty() && copies_[k].defined())
+        kernels::cuda::cast_f32_bf16(dp.p.data<float>(), static_cast<kernels::cuda::bf16*>(copies_[k].raw_data()),
+                                     dp.p.numel());
+#endif
     }
   }
 }
@@ -323,13 +347,14 @@ Tensor DistributedAdamW::moment(size_t i, int which) {
   Bucket& b = buckets_[static_cast<size_t>(dp.bucket)];
   if (gathered_bucket_ != dp.bucket) {
     for (int w = 0; w < 2; ++w) {
-      gathered_[w] = Tensor::empty({b.n_pad});
-      grid_.dp_comm->allgather((w == 0 ? b.m : b.v).data<float>(), gathered_[w].data<float>(), b.shard, DType::f32);
+      gathered_[w] = Tensor::empty({b.n_pad}, DType::f32, b.m.device());
+      comm_for(b.m).allgather((w == 0 ? b.m : b.v).data<float>(), gathered_[w].data<float>(), b.shard, DType::f32);
     }
     gathered_bucket_ = dp.bucket;
   }
-  Tensor out = Tensor::empty(dp.p.shape());
-  std::memcpy(out.data<float>(), gathered_[which].data<float>() + dp.offset, static_cast<size_t>(out.numel()) * 4);
+  Tensor out = Tensor::empty(dp.p.shape(), DType::f32, b.m.device());
+  copy_bytes(out.data<float>(), out.device(), gathered_[which].data<float>() + dp.offset, gathered_[which].device(),
+             static_cast<size_t>(out.numel()) * 4);
   return out;
 }
 
@@ -347,9 +372,10 @@ void DistributedAdamW::set_moment(size_t i, int which, const Tensor& full_in) {
   Bucket& b = buckets_[static_cast<size_t>(dp.bucket)];
   const int64_t s0 = b.shard * grid_.dp_rank, s1 = s0 + b.shard;
   const int64_t a = std::max(s0, dp.offset), e = std::min(s1, dp.offset + dp.p.numel());
+  Tensor& dst = which == 0 ? b.m : b.v;
   if (a < e)
-    std::memcpy((which == 0 ? b.m : b.v).data<float>() + (a - s0), full.data<float>() + (a - dp.offset),
-                static_cast<size_t>(e - a) * 4);
+    copy_bytes(dst.data<float>() + (a - s0), dst.device(), full.data<float>() + (a - dp.offset), full.device(),
+               static_cast<size_t>(e - a) * 4);
 }
 
 int64_t DistributedAdamW::state_bytes() const {

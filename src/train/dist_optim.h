@@ -7,8 +7,9 @@
 // all-reduce (plain data parallel) or reduce-scatter (ZeRO-1), buckets always in index order
 // so every rank issues the same collectives in the same order, and communication overlaps the
 // rest of backward. finish_backward() waits and averages (1/dp, in fp32). Parameters on a GPU
-// keep their buckets on the device and reduce them over the grid's device communicator
-// (Grid::dp_dev_comm, NCCL); host parameters over MPI.
+// keep their buckets (and ZeRO-1's shards and moments) on the device and reduce them over the
+// grid's device communicator (Grid::dp_dev_comm, NCCL); host parameters over MPI. Under ZeRO-1
+// the bf16 compute copies (set_compute_copies) are re-cast from the gathered weights each step.
 //
 // ZeRO-1 (parallel.zero = 1): each bucket (padded to a multiple of dp) is split in dp equal
 // shards; a rank keeps AdamW moments only for its shard, updates those parameter elements,
@@ -62,7 +63,8 @@ class DistributedAdamW {
   // Mixed precision: persistent bf16 copies of the parameters (aligned with params(); an
   // undefined entry = none) that every step() rewrites from the updated fp32 values (the AdamW
   // kernel's second output, rounded as a cast rounds), so that they stay equal to the parameters
-  // rounded to bf16 without a cast per forward. Device parameters only, not under ZeRO.
+  // rounded to bf16 without a cast per forward (under ZeRO-1: re-cast from the all-gathered
+  // weights). Device parameters only.
   void set_compute_copies(std::vector<Tensor> copies);
 
   int64_t step_count() const { return step_; }
@@ -94,6 +96,7 @@ class DistributedAdamW {
   void on_grad_ready(size_t i, const Tensor& g);
   void launch_ready();
   void launch(Bucket& b);
+  parallel::Communicator& comm_for(const Tensor& buf) const;  // the dp communicator for buf's device
   bool counted_once(const DistParam& p) const;  // replicated tensors count on tp rank 0 only
 
   std::vector<DistParam> params_;

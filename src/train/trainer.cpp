@@ -189,10 +189,7 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
   const Device device = training_device(cfg);
   HS_CHECK(device.is_cpu() || pi.world == 1 || cfg.parallel.tp == 1, "training on ", device.str(), " with ", pi.world,
            " ranks: tensor parallelism (parallel.tp = ", cfg.parallel.tp,
-           ") on GPUs is not written yet (data parallelism is: parallel.tp = 1)");
-  HS_CHECK(device.is_cpu() || pi.world == 1 || cfg.parallel.zero == 0, "training on ", device.str(), " with ",
-           pi.world, " ranks: ZeRO-1 (parallel.zero = 1) keeps its shards in host memory and is not written for GPUs "
-           "yet; use parallel.zero = 0");
+           ") on GPUs is not written yet (data parallelism and ZeRO-1 are: parallel.tp = 1)");
 
   // ---- data
   auto train_ds = data::TokenDataset::load(cfg.data.path, "train");
