@@ -105,6 +105,10 @@ template <class T> struct Buf {
 template <class T> bool same_bits(const Buf<T>& a, const Buf<T>& b) {
   return a.v.size() == b.v.size() && std::memcmp(a.v.data(), b.v.data(), a.v.size() * sizeof(T)) == 0;
 }
+// Leading offset (in elements) of operand k in a misaligned case `mis` (0: all aligned): a mix of
+// offsets 0-4 so that operands are misaligned differently from each other.
+inline size_t operand_offset(int mis, int k) { return mis ? size_t((k * 3 + mis) % 5) : 0; }
+
 template <class T> constexpr bool is_bf = std::is_same_v<T, bf16>;
 template <class T> const char* dt_name() { return is_bf<T> ? "bf16" : "f32"; }
 

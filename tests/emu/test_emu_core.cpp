@@ -28,7 +28,7 @@ template <class T> void elementwise_case(int64_t n, int mis) {
   constexpr bool bf = is_bf<T>;
   const double tol = bf ? 1e-2 : 1e-5;
   INFO(dt_name<T>() << " n " << n << " misalignment " << mis);
-  auto o = [&](int k) -> size_t { return mis ? size_t((k * 3 + mis) % 5) : 0; };  // per-operand offsets
+  auto o = [&](int k) { return operand_offset(mis, k); };
   auto x = randn(n, n + 1, 3, bf), y = randn(n, n + 2, 1, bf);
   {
     std::vector<float> w(n);
