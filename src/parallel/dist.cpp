@@ -37,6 +37,7 @@ void init(int* argc, char*** argv) {
   MPI_Comm local;
   HS_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_info.rank, MPI_INFO_NULL, &local));
   HS_MPI_CHECK(MPI_Comm_rank(local, &g_info.local_rank));
+  HS_MPI_CHECK(MPI_Comm_size(local, &g_info.local_size));
   MPI_Comm_free(&local);
 #endif
 }

@@ -11,6 +11,7 @@ namespace hyscale::parallel {
 
 struct ProcessInfo {
   int rank = 0, world = 1, local_rank = 0;
+  int local_size = 1;  // ranks on this node (shared-memory domain)
 };
 
 void init(int* argc, char*** argv);  // MPI_Init when built with MPI; idempotent

@@ -242,6 +242,9 @@ class NcclComm : public Communicator, public std::enable_shared_from_this<NcclCo
       const cudaError_t err = query();
       if (err == cudaSuccess) return;
       if (err != cudaErrorNotReady) HS_FAIL(what, ": CUDA error while waiting: ", cudaGetErrorString(err), " ", where());
+      // "Not ready" is recorded as the runtime's last error: clear it, or the next kernel
+      // launch's check (HS_LAUNCH_CHECK reads cudaGetLastError) would report it as a failure.
+      (void)cudaGetLastError();
       ncclResult_t async = ncclSuccess;
       const ncclResult_t res = ncclCommGetAsyncError(comm_, &async);
       if (res != ncclSuccess || async != ncclSuccess) {

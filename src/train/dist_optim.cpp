@@ -44,12 +44,6 @@ void scale_range(float* x, float f, int64_t n, const Device& dev) {
 #endif
   kc::scale(x, f, x, n);
 }
-double sum_squares_range(const float* x, int64_t n, const Device& dev) {
-#ifdef HYSCALE_WITH_CUDA
-  if (dev.is_cuda()) return kernels::cuda::sum_squares(x, n);
-#endif
-  return kc::sum_squares(x, n);
-}
 }  // namespace
 
 DistributedAdamW::DistributedAdamW(const std::vector<std::pair<std::string, Tensor>>& params,
@@ -111,8 +105,14 @@ DistributedAdamW::DistributedAdamW(const std::vector<std::pair<std::string, Tens
 
 DistributedAdamW::~DistributedAdamW() {
   *alive_ = false;
+  // Complete what is in flight, but never throw from here: while an error (e.g. NCCL's) unwinds
+  // the stack, a throw would terminate the process before the error is reported and the other
+  // ranks aborted.
   for (auto& b : buckets_)
-    if (b.req) b.req->wait();
+    if (b.req) try {
+        b.req->wait();
+      } catch (...) {
+      }
 }
 
 bool DistributedAdamW::counted_once(const DistParam& p) const { return p.spec.dim >= 0 || grid_.tp_rank == 0; }
@@ -212,14 +212,25 @@ void DistributedAdamW::finish_backward() {
 double DistributedAdamW::grad_norm() {
   double ss = 0;
   if (zero_) {
+    std::vector<const float*> ptrs;  // this rank's slice of every counted parameter
+    std::vector<int64_t> ns;
     for (auto& b : buckets_) {
       const int64_t s0 = b.shard * grid_.dp_rank, s1 = s0 + b.shard;
       for (size_t k : b.members) {
         const DistParam& dp = params_[k];
         const int64_t a = std::max(s0, dp.offset), e = std::min(s1, dp.offset + dp.p.numel());
-        if (a < e && counted_once(dp))
-          ss += sum_squares_range(b.grad_shard.data<float>() + (a - s0), e - a, b.grad_shard.device());
+        if (a < e && counted_once(dp)) ptrs.push_back(b.grad_shard.data<float>() + (a - s0)), ns.push_back(e - a);
       }
+    }
+    const bool dev = !buckets_.empty() && buckets_[0].grad_shard.device().is_cuda();
+    if (!dev) {
+      for (size_t j = 0; j < ptrs.size(); ++j) ss += kc::sum_squares(ptrs[j], ns[j]);
+    } else {
+#ifdef HYSCALE_WITH_CUDA
+      std::vector<double> per(ptrs.size());  // one batched reduction, one synchronisation
+      kernels::cuda::sum_squares_many(ptrs.data(), ns.data(), static_cast<int64_t>(ptrs.size()), per.data());
+      for (double x : per) ss += x;
+#endif
     }
     grid_.dp_comm->allreduce(&ss, 1, DType::f64);
   } else {

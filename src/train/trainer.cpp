@@ -144,7 +144,9 @@ Device training_device(const RunConfig& cfg) {
   }
   if (device.is_cuda() && pi.world > 1 && cuda_available()) {
     // One GPU per process: the ranks of a node take consecutive devices from the configured
-    // index (cuda = cuda:0), wrapping around the visible ones.
+    // index (cuda = cuda:0), wrapping around the visible ones; never two ranks on one GPU.
+    HS_CHECK(pi.local_size <= cuda_device_count(), "training.device ", device.str(), ": ", pi.local_size,
+             " ranks on this node but ", cuda_device_count(), " CUDA device(s) visible: launch one rank per GPU");
     device = Device::cuda((device.index + pi.local_rank) % cuda_device_count());
   }
   if (device.is_cuda()) {
@@ -201,6 +203,18 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
   // GPUs with dp > 1: the gradient buckets are reduced in device memory, over NCCL.
   if (device.is_cuda() && grid.dp > 1) grid.dp_dev_comm = parallel::make_nccl_comm(grid.dp_comm, device.index);
   parallel::set_grid(grid);
+  // The device communicator must not outlive the run in the process-wide grid (its teardown
+  // would run among static destructors, after MPI_Finalize): drop it there when the run ends,
+  // normally or by an error. Declared before the optimizer, so it runs after the optimizer's
+  // destructor, and the communicator is destroyed with the last of them.
+  struct DropDeviceComm {
+    ~DropDeviceComm() {
+      parallel::Grid g = parallel::grid();
+      if (!g.dp_dev_comm) return;
+      g.dp_dev_comm.reset();
+      parallel::set_grid(g);
+    }
+  } drop_device_comm;
   resolve_config(cfg, train_ds.vocab_size, grid.dp);
   const std::string run_dir = cfg.run_dir();
 

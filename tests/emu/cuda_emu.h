@@ -515,11 +515,24 @@ template <class K> cudaError_t cudaFuncSetAttribute(K* k, cudaFuncAttribute a, i
   emu::smem_optins.emplace_back(key, bytes);
   return cudaSuccess;
 }
+// Emulated devices: HYSCALE_EMU_DEVICES (default 1) of them, all backed by host memory; the
+// current one is only bookkeeping (so multi-GPU device selection can be exercised).
+namespace emu {
+inline int device_count() {
+  const char* e = std::getenv("HYSCALE_EMU_DEVICES");
+  return e != nullptr && std::atoi(e) > 0 ? std::atoi(e) : 1;
+}
+inline int current_device = 0;
+}  // namespace emu
 inline cudaError_t cudaGetDevice(int* d) {
-  *d = 0;
+  *d = emu::current_device;
   return cudaSuccess;
 }
-inline cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+inline cudaError_t cudaSetDevice(int d) {
+  if (d < 0 || d >= emu::device_count()) return cudaErrorInvalidValue;
+  emu::current_device = d;
+  return cudaSuccess;
+}
 inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
   *v = a == cudaDevAttrComputeCapabilityMajor ? emu::sm_major : 0;
   return cudaSuccess;
@@ -560,7 +573,7 @@ inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind k
 // emulated-device build of the whole library (tests/emu/CMakeLists.txt, test_gpu_emu): one device,
 // host memory, events that complete at once (timings are host wall-clock, meaningless for a GPU).
 inline cudaError_t cudaGetDeviceCount(int* n) {
-  *n = 1;
+  *n = emu::device_count();
   return cudaSuccess;
 }
 struct cudaDeviceProp {
@@ -569,7 +582,7 @@ struct cudaDeviceProp {
   int multiProcessorCount, major, minor;
 };
 inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
-  if (device != 0) return cudaErrorInvalidValue;
+  if (device < 0 || device >= emu::device_count()) return cudaErrorInvalidValue;
   *p = cudaDeviceProp{};
   std::snprintf(p->name, sizeof p->name, "hyscale CPU emulator of sm_%d0", emu::sm_major);
   p->totalGlobalMem = size_t(1) << 34;

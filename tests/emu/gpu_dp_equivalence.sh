@@ -5,7 +5,7 @@
 # batch of 4 sequences trained as 1 rank x 4 and as 2 ranks x 2 gives the same losses and
 # gradient norms, for SambaY
 # in fp32 (2e-4 relative) and Transformer++ in bf16 (1e-3), plain and with ZeRO-1. Also: tensor
-# parallelism on GPUs is refused with a message.
+# parallelism on GPUs and more ranks per node than GPUs are refused with a message.
 # Usage: gpu_dp_equivalence.sh HYSCALE_EMU_BINARY MPIEXEC
 set -euo pipefail
 HS=$1
@@ -24,6 +24,7 @@ training: {seq_len: 16, max_steps: 3, threads: 1, device: cuda}
 logging: {log_interval: 1, eval_interval: 3, eval_batches: 2}
 EOF2
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+export HYSCALE_EMU_DEVICES=2  # two emulated GPUs per process: rank 1 takes cuda:1
 run() {  # name ranks batch args...
   local name=$1 np=$2 b=$3
   shift 3
@@ -72,6 +73,12 @@ for key in ("train_loss", "grad_norm"):
     assert resumed[0][key] == straight[0][key], f"resumed step 3 {key}: {resumed[0][key]} vs {straight[0][key]}"
 print("f32 zero: step 3 after a resume from step 2 equals the straight run bit for bit")
 PY
+# more ranks on a node than GPUs: refused before NCCL could put two ranks on one GPU
+if "$MPIEXEC" -np 3 --oversubscribe "$HS" train "$TMP/c.yaml" --set name=np3 --set training.batch_size=2 \
+    > "$TMP/np3.log" 2>&1; then
+  echo "3 ranks on 2 GPUs should have been refused"; exit 1
+fi
+grep -q "launch one rank per GPU" "$TMP/np3.log" || { echo "no clear message for 3 ranks on 2 GPUs:"; cat "$TMP/np3.log"; exit 1; }
 for bad in "parallel.tp=2"; do
   if "$MPIEXEC" -np 2 --oversubscribe "$HS" train "$TMP/c.yaml" --set name=bad --set training.batch_size=2 \
       --set "$bad" > "$TMP/bad.log" 2>&1; then

@@ -5,6 +5,7 @@
 // communicator, averaged and handed back correctly. NCCL's own behaviour (its stream, the unique
 // id exchange in nccl_comm.cu) needs real GPUs.
 #include "core/error.h"
+#include "cuda_emu.h"
 #include "parallel/nccl_comm.h"
 
 namespace hyscale::parallel {
@@ -13,7 +14,9 @@ bool nccl_available() { return true; }
 
 std::shared_ptr<Communicator> make_nccl_comm(const std::shared_ptr<Communicator>& host_group, int device) {
   HS_CHECK(host_group != nullptr, "make_nccl_comm: no host group");
-  HS_CHECK(device == 0, "make_nccl_comm (emulated): the emulator has one device, got cuda:", device);
+  int n = 0;
+  cudaGetDeviceCount(&n);
+  HS_CHECK(device >= 0 && device < n, "make_nccl_comm (emulated): no device cuda:", device, " (", n, " emulated)");
   return host_group;
 }
 
