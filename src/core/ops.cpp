@@ -364,12 +364,14 @@ struct EmbeddingNode : Node {
   Tensor ids;
   Shape table_shape;
   DType dtype;
+  int64_t start = 0;
   std::vector<Tensor> backward(const Tensor& g_in) override {
     Tensor g = g_in.contiguous();
     Tensor dt = Tensor::zeros(table_shape, dtype);
     dispatch(dtype, [&](auto z) {
       using T = decltype(z);
-      kc::embedding_bwd<T>(ids.data<int32_t>(), HS_PTR(g), HS_PTR(dt), ids.numel(), table_shape[1]);
+      kc::embedding_bwd<T>(ids.data<int32_t>(), HS_PTR(g), HS_PTR(dt), ids.numel(), table_shape[1], start,
+                           table_shape[0]);
     });
     return {dt};
   }
@@ -378,24 +380,34 @@ struct EmbeddingNode : Node {
 };
 }  // namespace
 
-Tensor embedding(const Tensor& ids_in, const Tensor& table_in) {
+Tensor embedding(const Tensor& ids, const Tensor& table) {
+  HS_CHECK(table.defined() && table.dim() == 2, "embedding: table must be [V, D], got ",
+           table.defined() ? shape_str(table.shape()) : std::string("an undefined tensor"));
+  return embedding_slice(ids, table, 0, table.size(0));
+}
+
+Tensor embedding_slice(const Tensor& ids_in, const Tensor& table_in, int64_t start, int64_t vocab) {
   Tensor table = prep("embedding", table_in, "table");
   HS_CHECK(table.dim() == 2, "embedding: table must be [V, D], got ", shape_str(table.shape()));
-  check_ids("embedding", ids_in, table.size(0));
-  HS_CUDA_DISPATCH(table, embedding(ids_in, table));
+  HS_CHECK(start >= 0 && start + table.size(0) <= vocab, "embedding: table rows [", start, ", ",
+           start + table.size(0), ") are not inside a vocabulary of ", vocab);
+  check_ids("embedding", ids_in, vocab);
+  HS_CUDA_DISPATCH(table, embedding(ids_in, table, start));
   Tensor ids = ids_in.contiguous().to(Device::cpu());
   Shape os = ids.shape();
   os.push_back(table.size(1));
   Tensor y = Tensor::empty(os, table.dtype());
   dispatch(table.dtype(), [&](auto z) {
     using T = decltype(z);
-    kc::embedding_fwd<T>(ids.data<int32_t>(), HS_PTR(table), HS_PTR(y), ids.numel(), table.size(1));
+    kc::embedding_fwd<T>(ids.data<int32_t>(), HS_PTR(table), HS_PTR(y), ids.numel(), table.size(1), start,
+                         table.size(0));
   });
   if (!any_requires_grad({&table})) return y;
   auto node = std::make_shared<EmbeddingNode>();
   node->ids = ids;
   node->table_shape = table.shape();
   node->dtype = table.dtype();
+  node->start = start;
   return record(y, node, {&table});
 }
 
@@ -501,7 +513,7 @@ struct CrossEntropyNode : Node {
     dispatch(logits.dtype(), [&](auto z) {
       using T = decltype(z);
       kc::cross_entropy_bwd<T>(HS_PTR(logits), targets.data<int32_t>(), HS_PTR(lse), static_cast<T>(gs / N),
-                               HS_PTR(d), N, V);
+                               HS_PTR(d), N, V, 0);
     });
     return {d};
   }
@@ -536,6 +548,54 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in) {
   node->targets = targets;
   node->lse = lse;
   return record(loss, node, {&logits});
+}
+
+Tensor cross_entropy_stats(const Tensor& logits_in, const Tensor& targets_in, int64_t start) {
+  Tensor logits = prep("cross_entropy_stats", logits_in, "logits");
+  HS_CHECK(logits.dim() == 2 && targets_in.dim() == 1 && targets_in.size(0) == logits.size(0) &&
+               targets_in.dtype() == DType::i32,
+           "cross_entropy_stats: logits ", logits.desc(), " and targets ", targets_in.desc(),
+           " must be [N, V_local] and i32 [N]");
+  HS_CUDA_DISPATCH(logits, cross_entropy_stats(logits, targets_in, start));
+  const int64_t N = logits.size(0), V = logits.size(1);
+  Tensor targets = targets_in.contiguous().to(Device::cpu());
+  Tensor stats = Tensor::empty({3, N}, DType::f64);
+  dispatch(logits.dtype(), [&](auto z) {
+    using T = decltype(z);
+    kc::cross_entropy_stats<T>(HS_PTR(logits), targets.data<int32_t>(), start, stats.data<double>(), N, V);
+  });
+  return stats;
+}
+
+std::pair<Tensor, Tensor> cross_entropy_combine(const Tensor& all_in) {
+  HS_CHECK(all_in.defined() && all_in.dim() == 3 && all_in.size(1) == 3, "cross_entropy_combine: stats must be [P, 3, N]");
+  Tensor all = all_in.contiguous();
+#ifdef HYSCALE_WITH_CUDA
+  if (all.device().is_cuda()) return cuda_impl::cross_entropy_combine(all);
+#endif
+  HS_CHECK(all.dtype() == DType::f64, "cross_entropy_combine: cpu stats must be f64, got ", all.desc());
+  const int64_t P = all.size(0), N = all.size(2);
+  Tensor rows = Tensor::empty({N}, DType::f64), lse = Tensor::empty({N}, DType::f64);
+  kc::cross_entropy_combine(all.data<double>(), P, rows.data<double>(), lse.data<double>(), N);
+  return {rows, lse};
+}
+
+Tensor cross_entropy_grad(const Tensor& logits_in, const Tensor& targets_in, const Tensor& lse_in, int64_t start,
+                          double dscale) {
+  Tensor logits = prep("cross_entropy_grad", logits_in, "logits");
+  const int64_t N = logits.size(0), V = logits.size(1);
+  HS_CHECK(lse_in.defined() && lse_in.numel() == N && targets_in.numel() == N, "cross_entropy_grad: lse ",
+           lse_in.desc(), " and targets ", targets_in.desc(), " must have the logits' ", N, " rows");
+  HS_CUDA_DISPATCH(logits, cross_entropy_grad(logits, targets_in, lse_in, start, dscale));
+  Tensor targets = targets_in.contiguous().to(Device::cpu());
+  Tensor lse = lse_in.contiguous().to(Device::cpu()).to(logits.dtype());
+  Tensor d = Tensor::empty(logits.shape(), logits.dtype());
+  dispatch(logits.dtype(), [&](auto z) {
+    using T = decltype(z);
+    kc::cross_entropy_bwd<T>(HS_PTR(logits), targets.data<int32_t>(), HS_PTR(lse), static_cast<T>(dscale), HS_PTR(d),
+                             N, V, start);
+  });
+  return d;
 }
 
 namespace {

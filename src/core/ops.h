@@ -4,6 +4,8 @@
 // backward calls the hand-written backward kernel.
 #pragma once
 #include "core/autograd.h"
+#include <utility>
+
 #include "core/tensor.h"
 
 namespace hyscale::ops {
@@ -28,6 +30,11 @@ Tensor swiglu(const Tensor& x);
 Tensor rmsnorm(const Tensor& x, const Tensor& g, double eps);
 // ids int32 [...], table [V, D] -> [..., D]; ids outside [0, V) are an error.
 Tensor embedding(const Tensor& ids, const Tensor& table);
+// The table [V_local, D] holds rows [start, start + V_local) of a vocabulary of `vocab` ids (ids
+// outside [0, vocab) are an error): ids outside the slice give zero rows and no gradient.
+// embedding(ids, table) is embedding_slice(ids, table, 0, V). (Vocabulary-parallel embedding,
+// parallel/tp_ops.cpp, sums the slices over the tensor-parallel group.)
+Tensor embedding_slice(const Tensor& ids, const Tensor& table, int64_t start, int64_t vocab);
 // x [B, T, H, D], positions pos0 .. pos0+T-1
 Tensor rope(const Tensor& x, double base, int64_t pos0 = 0);
 // q [B, T, H, D], k [B, T, Hk, D], v [B, T, Hk, Dv] -> [B, T, H, Dv]; causal, window as in
@@ -35,6 +42,17 @@ Tensor rope(const Tensor& x, double base, int64_t pos0 = 0);
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, int64_t window = 0);
 // logits [N, V], targets int32 [N] -> scalar mean cross-entropy (fused with the softmax)
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
+// The pieces of the vocabulary-parallel cross-entropy (parallel/tp_ops.cpp; not differentiable;
+// kernels/cross_entropy.h has the math). logits [N, V_local] are the vocabulary columns
+// [start, start + V_local); targets int32 [N] are global ids, already range-checked.
+//   cross_entropy_stats    -> [3, N]: per row the slice's max, sum of exp(logit - max), and the
+//                             target's logit (0 outside the slice); f64 on the cpu, f32 on a GPU
+//   cross_entropy_combine  all-gathered stats [P, 3, N] -> {loss rows [N], lse [N]} (its dtype)
+//   cross_entropy_grad     this slice's dlogits = (exp(logits - lse) - onehot) * dscale
+Tensor cross_entropy_stats(const Tensor& logits, const Tensor& targets, int64_t start);
+std::pair<Tensor, Tensor> cross_entropy_combine(const Tensor& all);
+Tensor cross_entropy_grad(const Tensor& logits, const Tensor& targets, const Tensor& lse, int64_t start,
+                          double dscale);
 // Differentiable dtype conversion (bf16 compute copies of fp32 master weights under mixed
 // precision): y = x rounded to `dtype`; the gradient is converted back to x's dtype.
 // Same dtype returns x itself.

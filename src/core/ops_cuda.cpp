@@ -204,12 +204,13 @@ struct EmbeddingNode : Node {
   Tensor ids;  // device i32
   Shape table_shape;
   DType dtype;
+  int64_t start = 0;
   std::vector<Tensor> backward(const Tensor& g_in) override {
     Tensor g = g_in.contiguous();
     Tensor dt = Tensor::zeros(table_shape, DType::f32, g.device());
     dispatch(dtype, [&](auto z) {
       using T = decltype(z);
-      kg::embedding_bwd<T>(ids.data<int32_t>(), P<T>(g), F(dt), ids.numel(), table_shape[1]);
+      kg::embedding_bwd<T>(ids.data<int32_t>(), P<T>(g), F(dt), ids.numel(), table_shape[1], start, table_shape[0]);
     });
     return {as_dtype(dt, dtype)};
   }
@@ -259,7 +260,7 @@ struct CrossEntropyNode : Node {
     dispatch(logits.dtype(), [&](auto z) {
       using T = decltype(z);
       kg::cross_entropy_bwd<T>(P<T>(logits), targets.data<int32_t>(), F(lse), static_cast<float>(gs / N), P<T>(d),
-                               N, V);
+                               N, V, 0);
     });
     return {d};
   }
@@ -494,20 +495,21 @@ Tensor rmsnorm(const Tensor& x, const Tensor& g, double eps) {
   return record(y, node, {&x, &g});
 }
 
-Tensor embedding(const Tensor& ids_in, const Tensor& table) {
+Tensor embedding(const Tensor& ids_in, const Tensor& table, int64_t start) {
   Tensor ids = ids_in.contiguous().to(table.device());
   Shape os = ids.shape();
   os.push_back(table.size(1));
   Tensor y = empty(os, table.dtype(), table);
   dispatch(table.dtype(), [&](auto z) {
     using T = decltype(z);
-    kg::embedding_fwd<T>(ids.data<int32_t>(), P<T>(table), P<T>(y), ids.numel(), table.size(1));
+    kg::embedding_fwd<T>(ids.data<int32_t>(), P<T>(table), P<T>(y), ids.numel(), table.size(1), start, table.size(0));
   });
   if (!any_requires_grad({&table})) return y;
   auto node = std::make_shared<EmbeddingNode>();
   node->ids = ids;
   node->table_shape = table.shape();
   node->dtype = table.dtype();
+  node->start = start;
   return record(y, node, {&table});
 }
 
@@ -563,6 +565,39 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets_in) {
   node->targets = targets;
   node->lse = lse;
   return record(loss, node, {&logits});
+}
+
+Tensor cross_entropy_stats(const Tensor& logits, const Tensor& targets_in, int64_t start) {
+  const int64_t N = logits.size(0), V = logits.size(1);
+  Tensor targets = targets_in.contiguous().to(logits.device());
+  Tensor stats = empty({3, N}, DType::f32, logits);
+  dispatch(logits.dtype(), [&](auto z) {
+    using T = decltype(z);
+    kg::cross_entropy_stats<T>(P<T>(logits), targets.data<int32_t>(), start, F(stats), N, V);
+  });
+  return stats;
+}
+
+std::pair<Tensor, Tensor> cross_entropy_combine(const Tensor& all) {
+  HS_CHECK(all.dtype() == DType::f32, "cross_entropy_combine: device stats must be f32, got ", all.desc());
+  const int64_t P = all.size(0), N = all.size(2);
+  Tensor rows = empty({N}, DType::f32, all), lse = empty({N}, DType::f32, all);
+  kg::cross_entropy_combine(F(all), P, F(rows), F(lse), N);
+  return {rows, lse};
+}
+
+Tensor cross_entropy_grad(const Tensor& logits, const Tensor& targets_in, const Tensor& lse_in, int64_t start,
+                          double dscale) {
+  const int64_t N = logits.size(0), V = logits.size(1);
+  Tensor targets = targets_in.contiguous().to(logits.device());
+  Tensor lse = lse_in.contiguous().to(logits.device()).to(DType::f32);
+  Tensor d = empty_like(logits);
+  dispatch(logits.dtype(), [&](auto z) {
+    using T = decltype(z);
+    kg::cross_entropy_bwd<T>(P<T>(logits), targets.data<int32_t>(), F(lse), static_cast<float>(dscale), P<T>(d), N, V,
+                             start);
+  });
+  return d;
 }
 
 Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log, const Tensor& Bm, const Tensor& Cm,

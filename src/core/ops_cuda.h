@@ -9,6 +9,8 @@
 #include "core/autograd.h"
 #include "core/tensor.h"
 
+#include <utility>
+
 namespace hyscale::ops::cuda_impl {
 
 // master: linear_mp's master weight (the gradient goes to it, in its dtype), or nullptr.
@@ -20,10 +22,14 @@ Tensor scale(const Tensor& a, double s);
 Tensor silu(const Tensor& x);
 Tensor swiglu(const Tensor& x);
 Tensor rmsnorm(const Tensor& x, const Tensor& g, double eps);
-Tensor embedding(const Tensor& ids, const Tensor& table);
+Tensor embedding(const Tensor& ids, const Tensor& table, int64_t start);  // ops::embedding_slice
 Tensor rope(const Tensor& x, double base, int64_t pos0);
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, int64_t window);
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
+Tensor cross_entropy_stats(const Tensor& logits, const Tensor& targets, int64_t start);
+std::pair<Tensor, Tensor> cross_entropy_combine(const Tensor& all);
+Tensor cross_entropy_grad(const Tensor& logits, const Tensor& targets, const Tensor& lse, int64_t start,
+                          double dscale);
 // z: the fused gate (undefined: none), rows ldz apart (ops::selective_scan checked it).
 Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log, const Tensor& Bm, const Tensor& Cm,
                       const Tensor& D, const Tensor& dt_bias, int64_t chunk, const Tensor& z, int64_t ldz);

@@ -63,10 +63,15 @@ void residual_rmsnorm_fwd(const T* x, const T* y, const T* g, T* h, T* out, floa
 // Token embedding out[n] = table[ids[n]] (ids range-checked by the caller), and its backward
 // dtable (fp32) += scatter(dout) without atomics: (id, position) pairs are radix-sorted (stable),
 // then one block per distinct id sums its rows in position order — deterministic.
+// The table holds vocabulary rows [start, start + V) (start 0 and V the vocabulary for a whole
+// table; a slice under vocabulary-parallel tensor parallelism): ids outside the slice give zero
+// rows forward and no gradient.
 template <class T>
-void embedding_fwd(const int32_t* ids, const T* table, T* out, int64_t N, int64_t D, void* stream = nullptr);
+void embedding_fwd(const int32_t* ids, const T* table, T* out, int64_t N, int64_t D, int64_t start, int64_t V,
+                   void* stream = nullptr);
 template <class T>
-void embedding_bwd(const int32_t* ids, const T* dout, float* dtable, int64_t N, int64_t D, void* stream = nullptr);
+void embedding_bwd(const int32_t* ids, const T* dout, float* dtable, int64_t N, int64_t D, int64_t start, int64_t V,
+                   void* stream = nullptr);
 
 // Non-interleaved RoPE over x [B, T, H, D] (kernels/rope.h), angles in double like the CPU.
 template <class T>
@@ -112,9 +117,19 @@ void selective_scan_fwd(const T* u, const T* delta, const T* A_log, const T* Bm,
 template <class T>
 void cross_entropy_fwd(const T* logits, const int32_t* targets, float* loss_rows, float* lse, int64_t N, int64_t V,
                        void* stream = nullptr);
+// start: the logits' first vocabulary column (0 for a whole vocabulary; a target outside
+// [start, start + V) subtracts nothing from this slice's gradient).
 template <class T>
 void cross_entropy_bwd(const T* logits, const int32_t* targets, const float* lse, float dscale, T* dlogits, int64_t N,
-                       int64_t V, void* stream = nullptr);
+                       int64_t V, int64_t start, void* stream = nullptr);
+// Vocabulary-parallel cross-entropy (kernels/cross_entropy.h's twins, fp32 here): stats [3, N]
+// = the slice's row max, sum of exp(logit - max), target logit (0 outside the slice); combine
+// reduces the all-gathered stats [P, 3, N] of P slices, in order, to loss_rows and lse.
+template <class T>
+void cross_entropy_stats(const T* logits, const int32_t* targets, int64_t start, float* stats, int64_t N, int64_t V,
+                         void* stream = nullptr);
+void cross_entropy_combine(const float* all, int64_t P, float* loss_rows, float* lse, int64_t N,
+                           void* stream = nullptr);
 
 // AdamW on fp32 master weights (torch.optim.AdamW's order, as the CPU kernel, with the same
 // grad_scale); when p_bf16 is given it also receives the updated weights in bf16.

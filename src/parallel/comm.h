@@ -61,9 +61,12 @@ struct Grid {
   int tp = 1, dp = 1;          // world = tp * dp
   int tp_rank = 0, dp_rank = 0;
   std::shared_ptr<Communicator> world_comm, tp_comm, dp_comm;  // host (MPI or self)
-  // Device memory, over the dp group (NCCL): set by the trainer when it trains on GPUs with
-  // dp > 1 (the optimizer's gradient buckets live on the device then); null otherwise.
-  std::shared_ptr<Communicator> dp_dev_comm;
+  // Device memory (NCCL), set by the trainer when it trains on GPUs; null otherwise.
+  //   dp_dev_comm  over the dp group when dp > 1 (the optimizer's gradient buckets live on the
+  //                device then);
+  //   tp_dev_comm  over the tp group when tp > 1 (the tensor-parallel ops of parallel/tp_ops
+  //                reduce and gather activations in device memory).
+  std::shared_ptr<Communicator> dp_dev_comm, tp_dev_comm;
 };
 
 // Builds the grid for `tp` (clear error when it does not divide the world size). Host

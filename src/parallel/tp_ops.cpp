@@ -1,8 +1,5 @@
 #include "parallel/tp_ops.h"
 
-#include <cmath>
-#include <cstring>
-#include <limits>
 #include <vector>
 
 #include "core/autograd.h"
@@ -11,28 +8,41 @@
 
 namespace hyscale::parallel {
 
-using ops::detail::dispatch;
 using ops::detail::prep;
 
 TensorParallel tensor_parallel_from_grid(const Grid& g) {
   TensorParallel tp;
   tp.size = g.tp;
   tp.rank = g.tp_rank;
-  if (g.tp > 1) tp.comm = g.tp_comm;
+  if (g.tp > 1) {
+    tp.comm = g.tp_comm;
+    tp.dev_comm = g.tp_dev_comm;
+  }
   return tp;
 }
 
 namespace {
 
-void allreduce_tensor(Tensor& t, const TensorParallel& tp, ReduceOp op = ReduceOp::Sum) {
-  tp.comm->allreduce(t.raw_data(), t.numel(), t.dtype(), op);
+// The group's communicator for memory where `t` lives.
+Communicator& comm_for(const Tensor& t, const TensorParallel& tp, const char* op) {
+  if (t.device().is_cuda()) {
+    HS_CHECK(tp.dev_comm != nullptr, op, ": ", t.desc(), " is in device memory but the tensor-parallel group has no ",
+             "device communicator (the trainer makes one over NCCL when training.device is cuda)");
+    return *tp.dev_comm;
+  }
+  HS_CHECK(tp.comm != nullptr, op, ": the tensor-parallel group of ", tp.size, " ranks has no host communicator");
+  return *tp.comm;
+}
+
+void allreduce_tensor(Tensor& t, const TensorParallel& tp, const char* op) {
+  comm_for(t, tp, op).allreduce(t.raw_data(), t.numel(), t.dtype(), ReduceOp::Sum);
 }
 
 struct CopyToTpNode : Node {
   TensorParallel tp;
   std::vector<Tensor> backward(const Tensor& g) override {
     Tensor s = g.detach().clone();
-    allreduce_tensor(s, tp);
+    allreduce_tensor(s, tp, "copy_to_tp (backward)");
     return {s};
   }
   const char* name() const override { return "copy_to_tp"; }
@@ -53,55 +63,12 @@ struct GatherFromTpNode : Node {
   const char* name() const override { return "gather_from_tp"; }
 };
 
-struct VocabEmbeddingNode : Node {
-  Tensor ids;
-  Shape table_shape;
-  int64_t start = 0;
-  std::vector<Tensor> backward(const Tensor& g_in) override {
-    Tensor g = g_in.contiguous(), d = Tensor::zeros(table_shape, g.dtype());
-    const int64_t Vl = table_shape[0], D = table_shape[1], n = ids.numel();
-    const int32_t* id = ids.data<int32_t>();
-    dispatch(g.dtype(), [&](auto z) {
-      using T = decltype(z);
-      const T* gp = HS_PTR(g);
-      T* dp = HS_PTR(d);
-      // Sequential over tokens (deterministic), parallel over columns.
-#pragma omp parallel for schedule(static)
-      for (int64_t c = 0; c < D; ++c)
-        for (int64_t i = 0; i < n; ++i) {
-          const int64_t r = id[i] - start;
-          if (r >= 0 && r < Vl) dp[r * D + c] += gp[i * D + c];
-        }
-    });
-    return {d};
-  }
-  const char* name() const override { return "vocab_parallel_embedding"; }
-};
-
 struct VocabCrossEntropyNode : Node {
-  Tensor logits, targets, lse;  // lse [N] f64
+  Tensor logits, targets, lse;  // targets and lse on the logits' device
   int64_t start = 0;
   std::vector<Tensor> backward(const Tensor& g) override {
-    const int64_t N = logits.size(0), Vl = logits.size(1);
-    Tensor d = Tensor::empty(logits.shape(), logits.dtype());
-    const double scale = g.to(DType::f64).contiguous().data<double>()[0] / static_cast<double>(N);
-    const int32_t* t = targets.data<int32_t>();
-    const double* l = lse.data<double>();
-    dispatch(logits.dtype(), [&](auto z) {
-      using T = decltype(z);
-      const T* x = HS_PTR(logits);
-      T* dp = HS_PTR(d);
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < N; ++i) {
-        const int64_t tl = t[i] - start;
-        for (int64_t j = 0; j < Vl; ++j) {
-          double p = std::exp(static_cast<double>(x[i * Vl + j]) - l[i]);
-          if (j == tl) p -= 1.0;
-          dp[i * Vl + j] = static_cast<T>(p * scale);
-        }
-      }
-    });
-    return {d};
+    const double scale = g.item() / static_cast<double>(logits.size(0));
+    return {ops::cross_entropy_grad(logits, targets, lse, start, scale)};
   }
   void release() override { logits = targets = lse = Tensor(); }
   const char* name() const override { return "vocab_parallel_cross_entropy"; }
@@ -120,7 +87,7 @@ Tensor reduce_from_tp(const Tensor& x_in, const TensorParallel& tp) {
   if (!tp.on()) return x_in;
   Tensor x = prep("reduce_from_tp", x_in, "input");
   Tensor y = x.detach().clone();
-  allreduce_tensor(y, tp);
+  allreduce_tensor(y, tp, "reduce_from_tp");
   if (!any_requires_grad({&x})) return y;
   return record(y, std::make_shared<ReduceFromTpNode>(), {&x});
 }
@@ -128,19 +95,15 @@ Tensor reduce_from_tp(const Tensor& x_in, const TensorParallel& tp) {
 Tensor gather_from_tp(const Tensor& x_in, const TensorParallel& tp) {
   if (!tp.on()) return x_in;
   Tensor x = prep("gather_from_tp", x_in, "input");
-  const int64_t last = x.dim() - 1, local = x.size(last), rows = x.numel() / std::max<int64_t>(local, 1);
-  // All-gather rank-major blocks, then interleave them along the last dimension.
-  Tensor blocks = Tensor::empty({tp.size, x.numel()}, x.dtype());
-  tp.comm->allgather(x.raw_data(), blocks.raw_data(), x.numel(), x.dtype());
+  const int64_t last = x.dim() - 1, local = x.size(last);
+  // All-gather rank-major blocks, then place block r at columns [r * local, (r + 1) * local).
+  Tensor blocks = Tensor::empty({tp.size, x.numel()}, x.dtype(), x.device());
+  comm_for(x, tp, "gather_from_tp").allgather(x.raw_data(), blocks.raw_data(), x.numel(), x.dtype());
   Shape os = x.shape();
   os[last] = local * tp.size;
-  Tensor y = Tensor::empty(os, x.dtype());
-  const size_t es = dtype_size(x.dtype());
-  const auto* src = static_cast<const char*>(blocks.raw_data());
-  auto* dst = static_cast<char*>(y.raw_data());
+  Tensor y = Tensor::empty(os, x.dtype(), x.device());
   for (int r = 0; r < tp.size; ++r)
-    for (int64_t i = 0; i < rows; ++i)
-      std::memcpy(dst + (i * local * tp.size + r * local) * es, src + (r * x.numel() + i * local) * es, local * es);
+    y.slice(last, r * local, (r + 1) * local).copy_from(blocks.slice(0, r, r + 1).reshape(x.shape()));
   if (!any_requires_grad({&x})) return y;
   auto node = std::make_shared<GatherFromTpNode>();
   node->tp = tp;
@@ -148,35 +111,13 @@ Tensor gather_from_tp(const Tensor& x_in, const TensorParallel& tp) {
   return record(y, node, {&x});
 }
 
-Tensor vocab_parallel_embedding(const Tensor& ids_in, const Tensor& table_in, const TensorParallel& tp) {
-  if (!tp.on()) return ops::embedding(ids_in, table_in);
-  Tensor table = prep("vocab_parallel_embedding", table_in, "table");
-  HS_CHECK(table.dim() == 2, "vocab_parallel_embedding: table must be [V_local, D], got ", shape_str(table.shape()));
-  const int64_t Vl = table.size(0), D = table.size(1), start = Vl * tp.rank;
-  ops::detail::check_ids("vocab_parallel_embedding", ids_in, Vl * tp.size);
-  Tensor ids = ids_in.contiguous();
-  Shape os = ids.shape();
-  os.push_back(D);
-  Tensor y = Tensor::zeros(os, table.dtype());
-  const int32_t* id = ids.data<int32_t>();
-  const int64_t n = ids.numel();
-  dispatch(table.dtype(), [&](auto z) {
-    using T = decltype(z);
-    const T* w = HS_PTR(table);
-    T* yp = HS_PTR(y);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t r = id[i] - start;
-      if (r >= 0 && r < Vl) std::memcpy(yp + i * D, w + r * D, static_cast<size_t>(D) * sizeof(T));
-    }
-  });
-  allreduce_tensor(y, tp);
-  if (!any_requires_grad({&table})) return y;
-  auto node = std::make_shared<VocabEmbeddingNode>();
-  node->ids = ids;
-  node->table_shape = table.shape();
-  node->start = start;
-  return record(y, node, {&table});
+Tensor vocab_parallel_embedding(const Tensor& ids, const Tensor& table, const TensorParallel& tp) {
+  if (!tp.on()) return ops::embedding(ids, table);
+  HS_CHECK(table.defined() && table.dim() == 2, "vocab_parallel_embedding: table must be [V_local, D]");
+  const int64_t Vl = table.size(0);
+  // Each rank embeds the ids of its slice (zeros elsewhere); the sum over the group is the
+  // embedding, and the gradient of each slice is its own rows' (reduce_from_tp's identity).
+  return reduce_from_tp(ops::embedding_slice(ids, table, Vl * tp.rank, Vl * tp.size), tp);
 }
 
 Tensor vocab_parallel_cross_entropy(const Tensor& logits_in, const Tensor& targets_in, const TensorParallel& tp) {
@@ -189,39 +130,17 @@ Tensor vocab_parallel_cross_entropy(const Tensor& logits_in, const Tensor& targe
            shape_str(targets_in.shape()), " do not match logits ", shape_str(logits.shape()));
   ops::detail::check_ids("vocab_parallel_cross_entropy", targets_in, Vl * tp.size);
   HS_CHECK(N > 0, "vocab_parallel_cross_entropy: no rows");
-  Tensor targets = targets_in.contiguous();
-  const int32_t* t = targets.data<int32_t>();
-  Tensor mx = Tensor::empty({N}, DType::f64), sums = Tensor::zeros({2, N}, DType::f64);
-  double* m = mx.data<double>();
-  double* se = sums.data<double>();
-  double* tl = se + N;
-  dispatch(logits.dtype(), [&](auto z) {
-    using T = decltype(z);
-    const T* x = HS_PTR(logits);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < N; ++i) {
-      double v = -std::numeric_limits<double>::infinity();
-      for (int64_t j = 0; j < Vl; ++j) v = std::max(v, static_cast<double>(x[i * Vl + j]));
-      m[i] = v;
-    }
-    tp.comm->allreduce(m, N, DType::f64, ReduceOp::Max);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < N; ++i) {
-      double s = 0;
-      for (int64_t j = 0; j < Vl; ++j) s += std::exp(static_cast<double>(x[i * Vl + j]) - m[i]);
-      se[i] = s;
-      const int64_t r = t[i] - start;
-      tl[i] = r >= 0 && r < Vl ? static_cast<double>(x[i * Vl + r]) : 0.0;
-    }
-  });
-  tp.comm->allreduce(se, 2 * N, DType::f64, ReduceOp::Sum);
-  Tensor lse = Tensor::empty({N}, DType::f64);
-  double total = 0;  // fixed order: identical on every rank
-  for (int64_t i = 0; i < N; ++i) {
-    lse.data<double>()[i] = m[i] + std::log(se[i]);
-    total += lse.data<double>()[i] - tl[i];
-  }
-  Tensor loss = Tensor::full({}, total / static_cast<double>(N), logits.dtype());
+  Tensor targets = targets_in.contiguous().to(logits.device());
+  Tensor stats = ops::cross_entropy_stats(logits, targets, start);  // [3, N]
+  Tensor all = Tensor::empty({tp.size, 3, N}, stats.dtype(), stats.device());
+  comm_for(stats, tp, "vocab_parallel_cross_entropy")
+      .allgather(stats.raw_data(), all.raw_data(), stats.numel(), stats.dtype());
+  auto [rows, lse] = ops::cross_entropy_combine(all);  // the same numbers, in the same order, on every rank
+  const Tensor host_rows = rows.to(Device::cpu()).to(DType::f64);
+  double total = 0;  // fixed order: deterministic
+  for (int64_t i = 0; i < N; ++i) total += host_rows.data<double>()[i];
+  const DType loss_dtype = logits.device().is_cuda() ? DType::f32 : logits.dtype();
+  Tensor loss = Tensor::full({}, total / static_cast<double>(N), loss_dtype).to(logits.device());
   if (!any_requires_grad({&logits})) return loss;
   auto node = std::make_shared<VocabCrossEntropyNode>();
   node->logits = logits.detach();

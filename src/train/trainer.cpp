@@ -189,9 +189,6 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
   const bool rank0 = pi.rank == 0;
   apply_threads(cfg);
   const Device device = training_device(cfg);
-  HS_CHECK(device.is_cpu() || pi.world == 1 || cfg.parallel.tp == 1, "training on ", device.str(), " with ", pi.world,
-           " ranks: tensor parallelism (parallel.tp = ", cfg.parallel.tp,
-           ") on GPUs is not written yet (data parallelism and ZeRO-1 are: parallel.tp = 1)");
 
   // ---- data
   auto train_ds = data::TokenDataset::load(cfg.data.path, "train");
@@ -200,21 +197,24 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
            "': train and val splits disagree on vocab_size");
   // ---- process grid: tp groups of consecutive ranks, dp across them
   parallel::Grid grid = parallel::make_grid(static_cast<int>(cfg.parallel.tp));
-  // GPUs with dp > 1: the gradient buckets are reduced in device memory, over NCCL.
+  // GPUs: with dp > 1 the gradient buckets are reduced in device memory, and with tp > 1 the
+  // tensor-parallel ops reduce and gather activations there, over NCCL.
   if (device.is_cuda() && grid.dp > 1) grid.dp_dev_comm = parallel::make_nccl_comm(grid.dp_comm, device.index);
+  if (device.is_cuda() && grid.tp > 1) grid.tp_dev_comm = parallel::make_nccl_comm(grid.tp_comm, device.index);
   parallel::set_grid(grid);
-  // The device communicator must not outlive the run in the process-wide grid (its teardown
-  // would run among static destructors, after MPI_Finalize): drop it there when the run ends,
-  // normally or by an error. Declared before the optimizer, so it runs after the optimizer's
-  // destructor, and the communicator is destroyed with the last of them.
-  struct DropDeviceComm {
-    ~DropDeviceComm() {
+  // The device communicators must not outlive the run in the process-wide grid (their teardown
+  // would run among static destructors, after MPI_Finalize): drop them there when the run ends,
+  // normally or by an error. Declared before the model and the optimizer, so it runs after
+  // their destructors, and each communicator is destroyed with the last of its holders.
+  struct DropDeviceComms {
+    ~DropDeviceComms() {
       parallel::Grid g = parallel::grid();
-      if (!g.dp_dev_comm) return;
+      if (!g.dp_dev_comm && !g.tp_dev_comm) return;
       g.dp_dev_comm.reset();
+      g.tp_dev_comm.reset();
       parallel::set_grid(g);
     }
-  } drop_device_comm;
+  } drop_device_comms;
   resolve_config(cfg, train_ds.vocab_size, grid.dp);
   const std::string run_dir = cfg.run_dir();
 

@@ -117,14 +117,83 @@ template <class T> void cross_entropy_case(int64_t N, int64_t V) {
   if (N > 1) t[0] = 0, t[1] = int32_t(V - 1);
   std::vector<float> wl(N), wlse(N), wd(N * V);
   kc::cross_entropy_fwd<float>(z.data(), t.data(), wl.data(), wlse.data(), N, V);
-  kc::cross_entropy_bwd<float>(z.data(), t.data(), wlse.data(), 0.25f, wd.data(), N, V);
+  kc::cross_entropy_bwd<float>(z.data(), t.data(), wlse.data(), 0.25f, wd.data(), N, V, 0);
   Buf<T> zd(z), d(N * V);
   Buf<float> l(N), lse(N), lsec(wlse);
   kg::cross_entropy_fwd<T>(zd.p(), t.data(), l.p(), lse.p(), N, V);
   check_close("cross_entropy loss", l, wl, 1e-5);
   check_close("cross_entropy lse", lse, wlse, 1e-5);
-  kg::cross_entropy_bwd<T>(zd.p(), t.data(), lsec.p(), 0.25f, d.p(), N, V);
+  kg::cross_entropy_bwd<T>(zd.p(), t.data(), lsec.p(), 0.25f, d.p(), N, V, 0);
   check_close("cross_entropy dlogits", d, wd, bf ? 1e-2 : 1e-5);
+}
+
+// The vocabulary-parallel pieces: the V columns split into P slices (V % P == 0); each slice's
+// stats on the device against the CPU twin, the device combine of the gathered stats against the
+// whole-vocabulary CPU loss and lse (the independent reference), and each slice's gradient
+// against its columns of the whole-vocabulary gradient. Rows 0-2: targets at the first and last
+// column, and a row of -inf logits in every slice but the last (its slices give m = -inf, sum 0).
+template <class T> void vocab_cross_entropy_case(int64_t N, int64_t V, int64_t P) {
+  constexpr bool bf = is_bf<T>;
+  INFO(dt_name<T>() << " vocab-parallel N " << N << " V " << V << " P " << P);
+  const int64_t Vl = V / P;
+  auto z = randn(N * V, N * 7 + V, 3, bf);
+  std::vector<int32_t> t(N);
+  std::mt19937 g(uint32_t(N + 3 * V));
+  for (auto& x : t) x = int32_t(g() % V);
+  if (N > 2) {
+    t[0] = 0, t[1] = int32_t(V - 1), t[2] = int32_t(V - 1);
+    for (int64_t j = 0; j < V - Vl; ++j) z[2 * V + j] = -INFINITY;
+  }
+  std::vector<float> wl(N), wlse(N), wd(N * V);
+  kc::cross_entropy_fwd<float>(z.data(), t.data(), wl.data(), wlse.data(), N, V);
+  kc::cross_entropy_bwd<float>(z.data(), t.data(), wlse.data(), 0.5f, wd.data(), N, V, 0);
+  std::vector<float> all;  // [P, 3, N], what the all-gather assembles
+  for (int64_t p = 0; p < P; ++p) {
+    INFO("slice " << p);
+    std::vector<float> zs(N * Vl), wds(N * Vl);
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t j = 0; j < Vl; ++j) {
+        zs[i * Vl + j] = z[i * V + p * Vl + j];
+        wds[i * Vl + j] = wd[i * V + p * Vl + j];
+      }
+    std::vector<double> ws(3 * N);
+    kc::cross_entropy_stats<float>(zs.data(), t.data(), p * Vl, ws.data(), N, Vl);
+    Buf<T> zd(zs), d(N * Vl);
+    Buf<float> st(3 * N);
+    kg::cross_entropy_stats<T>(zd.p(), t.data(), p * Vl, st.p(), N, Vl);
+    const std::vector<float> got = st.f();
+    for (int64_t k = 0; k < 3 * N; ++k) {
+      INFO("stat " << k / N << " of row " << k % N << ": device " << got[k] << ", cpu " << ws[k]);
+      if (std::isinf(ws[k])) CHECK(got[k] == static_cast<float>(ws[k]));
+      else CHECK(std::abs(got[k] - ws[k]) <= 1e-5 * std::max(1.0, std::abs(ws[k])));
+    }
+    CHECK(st.guards_ok());
+    all.insert(all.end(), got.begin(), got.end());
+    Buf<float> lsec(wlse);
+    kg::cross_entropy_bwd<T>(zd.p(), t.data(), lsec.p(), 0.5f, d.p(), N, Vl, p * Vl);
+    check_close("vocab-parallel dlogits", d, wds, bf ? 1e-2 : 1e-5);
+  }
+  Buf<float> alld(all), l(N), lse(N);
+  kg::cross_entropy_combine(alld.p(), P, l.p(), lse.p(), N);
+  check_close("vocab-parallel loss rows", l, wl, 1e-5);
+  check_close("vocab-parallel lse", lse, wlse, 1e-5);
+  // The CPU twin of the combine (f64) on the CPU stats reproduces the whole-vocabulary loss too.
+  std::vector<double> cs;
+  for (int64_t p = 0; p < P; ++p) {
+    std::vector<float> zs(N * Vl);
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t j = 0; j < Vl; ++j) zs[i * Vl + j] = z[i * V + p * Vl + j];
+    std::vector<double> ws(3 * N);
+    kc::cross_entropy_stats<float>(zs.data(), t.data(), p * Vl, ws.data(), N, Vl);
+    cs.insert(cs.end(), ws.begin(), ws.end());
+  }
+  std::vector<double> crow(N), clse(N);
+  kc::cross_entropy_combine(cs.data(), P, crow.data(), clse.data(), N);
+  for (int64_t i = 0; i < N; ++i) {
+    INFO("row " << i);
+    CHECK(std::abs(crow[i] - wl[i]) <= 1e-5 * std::max(1.0, std::abs(double(wl[i]))));
+    CHECK(std::abs(clse[i] - wlse[i]) <= 1e-5 * std::max(1.0, std::abs(double(wlse[i]))));
+  }
 }
 
 template <class T> void conv_case(int64_t B, int64_t T_, int64_t C, int64_t K, bool silu, int mis) {
@@ -179,21 +248,35 @@ template <class T> void rope_case(int64_t B, int64_t T_, int64_t H, int64_t D, i
   check_close("rope_bwd", bw, wb, bf ? 1e-2 : 1e-5);
 }
 
-template <class T> void embedding_case(int64_t N, int64_t V, int64_t D) {
+// A table of V rows holding vocabulary rows [start, start + V) of `vocab` ids (start 0 and
+// vocab V: a whole table): ids of other slices give zero rows and no gradient.
+template <class T> void embedding_case(int64_t N, int64_t V, int64_t D, int64_t start = 0, int64_t vocab = 0) {
   constexpr bool bf = is_bf<T>;
-  INFO(dt_name<T>() << " embedding N " << N << " V " << V << " D " << D);
+  if (vocab == 0) vocab = V;
+  INFO(dt_name<T>() << " embedding N " << N << " V " << V << " D " << D << " slice at " << start << " of " << vocab);
   std::vector<int32_t> ids(N);
-  std::mt19937 g(uint32_t(N * 3 + D));
-  for (auto& x : ids) x = int32_t(g() % V);
+  std::mt19937 g(uint32_t(N * 3 + D + start));
+  for (auto& x : ids) x = int32_t(g() % vocab);
   auto table = randn(V * D, V + D, 1, bf), dout = randn(N * D, N + D, 1, bf), dt0 = randn(V * D, 5);
   std::vector<float> wo(N * D), wdt = dt0;
-  kc::embedding_fwd<float>(ids.data(), table.data(), wo.data(), N, D);
-  kc::embedding_bwd<float>(ids.data(), dout.data(), wdt.data(), N, D);
+  // The reference spelled out (the CPU kernel is checked against it too).
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t r = ids[n] - start;
+    for (int64_t c = 0; c < D; ++c) {
+      wo[n * D + c] = r >= 0 && r < V ? table[r * D + c] : 0.0f;
+      if (r >= 0 && r < V) wdt[r * D + c] += dout[n * D + c];
+    }
+  }
+  std::vector<float> co(N * D, std::nanf("")), cdt = dt0;
+  kc::embedding_fwd<float>(ids.data(), table.data(), co.data(), N, D, start, V);
+  kc::embedding_bwd<float>(ids.data(), dout.data(), cdt.data(), N, D, start, V);
+  CHECK(rel(co, wo) == 0.0);
+  CHECK(rel(cdt, wdt) < 1e-6);
   Buf<T> td(table), o(N * D), dd(dout);
   Buf<float> dt(dt0), dt2(dt0);
-  kg::embedding_fwd<T>(ids.data(), td.p(), o.p(), N, D);
-  kg::embedding_bwd<T>(ids.data(), dd.p(), dt.p(), N, D);
-  kg::embedding_bwd<T>(ids.data(), dd.p(), dt2.p(), N, D);
+  kg::embedding_fwd<T>(ids.data(), td.p(), o.p(), N, D, start, V);
+  kg::embedding_bwd<T>(ids.data(), dd.p(), dt.p(), N, D, start, V);
+  kg::embedding_bwd<T>(ids.data(), dd.p(), dt2.p(), N, D, start, V);
   check_close("embedding_fwd (exact)", o, wo, 1e-30);
   check_close("embedding_bwd (accumulated)", dt, wdt, 1e-6);
   CHECK(same_bits(dt, dt2));  // deterministic
@@ -272,7 +355,7 @@ TEST_CASE("emulated CUDA RMSNorm and residual RMSNorm match the CPU twins", "[em
   check_no_exit_barriers();
 }
 
-TEST_CASE("emulated CUDA cross-entropy, RoPE and embedding match the CPU twins", "[emu][core]") {
+TEST_CASE("emulated CUDA cross-entropy (whole and vocabulary-parallel), RoPE and embedding (whole and sliced) match the CPU twins", "[emu][core]") {
   for (auto [N, V] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 7}, {5, 300}, {4, 1001}, {2, 4099}}) {
     cross_entropy_case<float>(N, V);
     cross_entropy_case<bf16>(N, V);
@@ -289,6 +372,15 @@ TEST_CASE("emulated CUDA cross-entropy, RoPE and embedding match the CPU twins",
        std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 1, 1}, {7, 3, 33}, {100, 13, 300}, {300, 5, 7}}) {
     embedding_case<float>(N, V, D);
     embedding_case<bf16>(N, V, D);
+  }
+  for (auto [start, vocab] : std::vector<std::pair<int64_t, int64_t>>{{0, 26}, {13, 26}, {8, 32}}) {
+    embedding_case<float>(50, 13 - (vocab == 32 ? 5 : 0), 33, start, vocab);
+    embedding_case<bf16>(7, 13 - (vocab == 32 ? 5 : 0), 8, start, vocab);
+  }
+  for (auto [N, V, P] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 2, 2}, {5, 300, 2}, {4, 1000, 4},
+                                                                          {3, 4104, 8}}) {
+    vocab_cross_entropy_case<float>(N, V, P);
+    vocab_cross_entropy_case<bf16>(N, V, P);
   }
   check_no_exit_barriers();
 }

@@ -128,21 +128,63 @@ TEST_CASE("CUDA fused cross-entropy matches the CPU twin", "[gpu][kernels]") {
       Tensor t = testing::randint({N}, static_cast<int32_t>(V), 12 + N);
       std::vector<float> wl(N), wlse(N), wd(N * V);
       kc::cross_entropy_fwd<float>(lg.data<float>(), t.data<int32_t>(), wl.data(), wlse.data(), N, V);
-      kc::cross_entropy_bwd<float>(lg.data<float>(), t.data<int32_t>(), wlse.data(), 1.0f / N, wd.data(), N, V);
+      kc::cross_entropy_bwd<float>(lg.data<float>(), t.data<int32_t>(), wlse.data(), 1.0f / N, wd.data(), N, V, 0);
       Tensor lgd = on_gpu(lg.to(dt)), td = on_gpu(t);
       Tensor l = poisoned({N}, DType::f32), lse = poisoned({N}, DType::f32), d = poisoned({N, V}, dt);
       if (dt == DType::f32) {
         kg::cross_entropy_fwd<float>(dptr<float>(lgd), dptr<int32_t>(td), dptr<float>(l), dptr<float>(lse), N, V);
-        kg::cross_entropy_bwd<float>(dptr<float>(lgd), dptr<int32_t>(td), dptr<float>(lse), 1.0f / N, dptr<float>(d), N, V);
+        kg::cross_entropy_bwd<float>(dptr<float>(lgd), dptr<int32_t>(td), dptr<float>(lse), 1.0f / N, dptr<float>(d), N, V,
+                                     0);
       } else {
         kg::cross_entropy_fwd<kg::bf16>(dptr<kg::bf16>(lgd), dptr<int32_t>(td), dptr<float>(l), dptr<float>(lse), N, V);
         kg::cross_entropy_bwd<kg::bf16>(dptr<kg::bf16>(lgd), dptr<int32_t>(td), dptr<float>(lse), 1.0f / N,
-                                        dptr<kg::bf16>(d), N, V);
+                                        dptr<kg::bf16>(d), N, V, 0);
       }
       // The statistics are fp32 from the same (bf16-rounded) inputs: tight in both cases.
       CHECK(rel(back(l), wl) < 1e-5);
       CHECK(rel(back(lse), wlse) < 1e-5);
       CHECK(rel(back(d), wd) < (dt == DType::f32 ? 1e-5 : 1e-2));
+    }
+  }
+}
+
+TEST_CASE("CUDA vocabulary-parallel cross-entropy pieces give the whole vocabulary's loss and gradient",
+          "[gpu][kernels]") {
+  // The vocabulary split in P slices: stats per slice on the device, the device combine of the
+  // gathered stats against the CPU's whole-vocabulary loss and lse, and each slice's gradient
+  // against its columns of the whole-vocabulary gradient.
+  for (DType dt : {DType::f32, DType::bf16}) {
+    for (auto [N, V, P] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 6, 2}, {7, 320, 4}, {33, 32000, 8}}) {
+      INFO("dtype " << dtype_name(dt) << " N " << N << " V " << V << " P " << P);
+      const int64_t Vl = V / P;
+      Tensor lg = rounded(testing::randn({N, V}, 13 + V, 3.0, DType::f32), dt);
+      Tensor t = testing::randint({N}, static_cast<int32_t>(V), 14 + N);
+      std::vector<float> wl(N), wlse(N), wd(N * V);
+      kc::cross_entropy_fwd<float>(lg.data<float>(), t.data<int32_t>(), wl.data(), wlse.data(), N, V);
+      kc::cross_entropy_bwd<float>(lg.data<float>(), t.data<int32_t>(), wlse.data(), 1.0f / N, wd.data(), N, V, 0);
+      Tensor td = on_gpu(t), all = poisoned({P, 3, N}, DType::f32), lse_ref = on_gpu(Tensor::from_vector(wlse, {N}));
+      for (int64_t p = 0; p < P; ++p) {
+        INFO("slice " << p);
+        Tensor zs = on_gpu(lg.slice(1, p * Vl, (p + 1) * Vl).contiguous().to(dt)), d = poisoned({N, Vl}, dt);
+        Tensor st = all.slice(0, p, p + 1);
+        if (dt == DType::f32) {
+          kg::cross_entropy_stats<float>(dptr<float>(zs), dptr<int32_t>(td), p * Vl, dptr<float>(st), N, Vl);
+          kg::cross_entropy_bwd<float>(dptr<float>(zs), dptr<int32_t>(td), dptr<float>(lse_ref), 1.0f / N,
+                                       dptr<float>(d), N, Vl, p * Vl);
+        } else {
+          kg::cross_entropy_stats<kg::bf16>(dptr<kg::bf16>(zs), dptr<int32_t>(td), p * Vl, dptr<float>(st), N, Vl);
+          kg::cross_entropy_bwd<kg::bf16>(dptr<kg::bf16>(zs), dptr<int32_t>(td), dptr<float>(lse_ref), 1.0f / N,
+                                          dptr<kg::bf16>(d), N, Vl, p * Vl);
+        }
+        std::vector<float> want(N * Vl);
+        for (int64_t i = 0; i < N; ++i)
+          for (int64_t j = 0; j < Vl; ++j) want[i * Vl + j] = wd[i * V + p * Vl + j];
+        CHECK(rel(back(d), want) < (dt == DType::f32 ? 1e-5 : 1e-2));
+      }
+      Tensor l = poisoned({N}, DType::f32), lse = poisoned({N}, DType::f32);
+      kg::cross_entropy_combine(dptr<float>(all), P, dptr<float>(l), dptr<float>(lse), N);
+      CHECK(rel(back(l), wl) < 1e-5);
+      CHECK(rel(back(lse), wlse) < 1e-5);
     }
   }
 }
@@ -242,24 +284,28 @@ TEST_CASE("CUDA embedding (deterministic backward), RoPE and residual+RMSNorm ma
           "[gpu][kernels]") {
   for (DType dt : {DType::f32, DType::bf16}) {
     const double tol = dt == DType::f32 ? 1e-5 : 1e-2;
-    for (auto [N, V, D] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 3, 5}, {37, 11, 64}, {4096, 320, 993}}) {
-      INFO("embedding " << dtype_name(dt) << " N " << N << " V " << V << " D " << D);
+    // slice 0: a whole table; slice 1: the table holds rows [V, 2V) of a 3V vocabulary (a
+    // vocabulary-parallel shard: the other ids give zero rows and no gradient).
+    for (auto [N, V, D] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 3, 5}, {37, 11, 64}, {4096, 320, 993}})
+    for (int slice = 0; slice < 2; ++slice) {
+      const int64_t start = slice * V, vocab = slice ? 3 * V : V;
+      INFO("embedding " << dtype_name(dt) << " N " << N << " V " << V << " D " << D << " slice at " << start);
       Tensor table = rounded(testing::randn({V, D}, 70 + D, 1.0, DType::f32), dt);
       Tensor dout = rounded(testing::randn({N, D}, 71 + N, 1.0, DType::f32), dt);
-      Tensor ids = testing::randint({N}, static_cast<int32_t>(V), 72 + N);  // many repeats: V << N
+      Tensor ids = testing::randint({N}, static_cast<int32_t>(vocab), 72 + N);  // many repeats: V << N
       std::vector<float> wout(N * D), wdt(V * D, 0.0f);
-      kc::embedding_fwd<float>(ids.data<int32_t>(), table.data<float>(), wout.data(), N, D);
-      kc::embedding_bwd<float>(ids.data<int32_t>(), dout.data<float>(), wdt.data(), N, D);
+      kc::embedding_fwd<float>(ids.data<int32_t>(), table.data<float>(), wout.data(), N, D, start, V);
+      kc::embedding_bwd<float>(ids.data<int32_t>(), dout.data<float>(), wdt.data(), N, D, start, V);
       Tensor idd = on_gpu(ids), td = on_gpu(table.to(dt)), dod = on_gpu(dout.to(dt)), out = poisoned({N, D}, dt);
       Tensor dt1 = on_gpu(Tensor::zeros({V, D})), dt2 = on_gpu(Tensor::zeros({V, D}));
       if (dt == DType::f32) {
-        kg::embedding_fwd<float>(dptr<int32_t>(idd), dptr<float>(td), dptr<float>(out), N, D);
-        kg::embedding_bwd<float>(dptr<int32_t>(idd), dptr<float>(dod), dptr<float>(dt1), N, D);
-        kg::embedding_bwd<float>(dptr<int32_t>(idd), dptr<float>(dod), dptr<float>(dt2), N, D);
+        kg::embedding_fwd<float>(dptr<int32_t>(idd), dptr<float>(td), dptr<float>(out), N, D, start, V);
+        kg::embedding_bwd<float>(dptr<int32_t>(idd), dptr<float>(dod), dptr<float>(dt1), N, D, start, V);
+        kg::embedding_bwd<float>(dptr<int32_t>(idd), dptr<float>(dod), dptr<float>(dt2), N, D, start, V);
       } else {
-        kg::embedding_fwd<kg::bf16>(dptr<int32_t>(idd), dptr<kg::bf16>(td), dptr<kg::bf16>(out), N, D);
-        kg::embedding_bwd<kg::bf16>(dptr<int32_t>(idd), dptr<kg::bf16>(dod), dptr<float>(dt1), N, D);
-        kg::embedding_bwd<kg::bf16>(dptr<int32_t>(idd), dptr<kg::bf16>(dod), dptr<float>(dt2), N, D);
+        kg::embedding_fwd<kg::bf16>(dptr<int32_t>(idd), dptr<kg::bf16>(td), dptr<kg::bf16>(out), N, D, start, V);
+        kg::embedding_bwd<kg::bf16>(dptr<int32_t>(idd), dptr<kg::bf16>(dod), dptr<float>(dt1), N, D, start, V);
+        kg::embedding_bwd<kg::bf16>(dptr<int32_t>(idd), dptr<kg::bf16>(dod), dptr<float>(dt2), N, D, start, V);
       }
       CHECK(back(out) == wout);  // a gather: exact
       CHECK(rel(back(dt1), wdt) < 1e-5);

@@ -318,13 +318,11 @@ __device__ __forceinline__ void online_lse(float v, float& m, float& s) {
     s += __expf(v - m);
   }
 }
+// The row's max and its sum of exp(logit - max), on every thread of the block.
 template <class T>
-__global__ void ce_fwd_k(const T* __restrict__ logits, const int32_t* __restrict__ t, float* __restrict__ loss,
-                         float* __restrict__ lse, int64_t V, bool vec) {
+__device__ __forceinline__ void row_max_sumexp(const T* __restrict__ lr, int64_t V, bool vec, float* sh, float& mall,
+                                               float& sum) {
   constexpr int W = Vec<T>::W;
-  __shared__ float sh[32];
-  const int64_t r = blockIdx.x;
-  const T* lr = logits + r * V;
   float m = -INFINITY, s = 0.0f;
   if (vec) {
     for (int64_t c = threadIdx.x * int64_t(W); c < V; c += kRowThreads * int64_t(W)) {
@@ -336,8 +334,17 @@ __global__ void ce_fwd_k(const T* __restrict__ logits, const int32_t* __restrict
   } else {
     for (int64_t i = threadIdx.x; i < V; i += kRowThreads) online_lse(ld(lr, i), m, s);
   }
-  const float mall = block_max<kRowThreads>(m, sh);
-  s = block_sum<kRowThreads>(m == -INFINITY ? 0.0f : s * __expf(m - mall), sh);
+  mall = block_max<kRowThreads>(m, sh);
+  sum = block_sum<kRowThreads>(m == -INFINITY ? 0.0f : s * __expf(m - mall), sh);
+}
+template <class T>
+__global__ void ce_fwd_k(const T* __restrict__ logits, const int32_t* __restrict__ t, float* __restrict__ loss,
+                         float* __restrict__ lse, int64_t V, bool vec) {
+  __shared__ float sh[32];
+  const int64_t r = blockIdx.x;
+  const T* lr = logits + r * V;
+  float mall, s;
+  row_max_sumexp(lr, V, vec, sh, mall, s);
   if (threadIdx.x == 0) {
     const float l = mall + logf(s);
     lse[r] = l;
@@ -346,11 +353,11 @@ __global__ void ce_fwd_k(const T* __restrict__ logits, const int32_t* __restrict
 }
 template <class T>
 __global__ void ce_bwd_k(const T* __restrict__ logits, const int32_t* __restrict__ t, const float* __restrict__ lse,
-                         float dscale, T* __restrict__ d, int64_t V, bool vec) {
+                         float dscale, T* __restrict__ d, int64_t V, int64_t start, bool vec) {
   constexpr int W = Vec<T>::W;
   const int64_t r = blockIdx.x;
   const float l = lse[r];
-  const int64_t tr = t[r];
+  const int64_t tr = static_cast<int64_t>(t[r]) - start;  // outside [0, V): another slice's target
   if (vec) {
     for (int64_t c = threadIdx.x * int64_t(W); c < V; c += kRowThreads * int64_t(W)) {
       float v[W];
@@ -365,6 +372,41 @@ __global__ void ce_bwd_k(const T* __restrict__ logits, const int32_t* __restrict
     float p = __expf(ld(logits, r * V + i) - l);
     if (i == tr) p -= 1.0f;
     st(d, r * V + i, p * dscale);
+  }
+}
+
+// Vocabulary-parallel pieces (kernels/cuda.h): one block per row reduces the slice to its max,
+// its sum of exp(logit - max) and the target's logit; the combine is one thread per row over the
+// gathered slices in order.
+template <class T>
+__global__ void ce_stats_k(const T* __restrict__ logits, const int32_t* __restrict__ t, float* __restrict__ stats,
+                           int64_t N, int64_t V, int64_t start, bool vec) {
+  __shared__ float sh[32];
+  const int64_t r = blockIdx.x;
+  const T* lr = logits + r * V;
+  float mall, s;
+  row_max_sumexp(lr, V, vec, sh, mall, s);
+  if (threadIdx.x == 0) {
+    const int64_t tr = static_cast<int64_t>(t[r]) - start;
+    stats[r] = mall;
+    stats[N + r] = s;
+    stats[2 * N + r] = tr >= 0 && tr < V ? ld(lr, tr) : 0.0f;
+  }
+}
+__global__ void ce_combine_k(const float* __restrict__ all, int64_t P, float* __restrict__ loss,
+                             float* __restrict__ lse, int64_t N) {
+  for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < N; r += int64_t(gridDim.x) * blockDim.x) {
+    float M = -INFINITY;
+    for (int64_t p = 0; p < P; ++p) M = fmaxf(M, all[p * 3 * N + r]);
+    float s = 0.0f, tl = 0.0f;
+    for (int64_t p = 0; p < P; ++p) {
+      const float m = all[p * 3 * N + r];
+      if (m != -INFINITY) s += all[p * 3 * N + N + r] * expf(m - M);
+      tl += all[p * 3 * N + 2 * N + r];
+    }
+    const float l = M + logf(s);
+    lse[r] = l;
+    loss[r] = l - tl;
   }
 }
 
@@ -574,12 +616,26 @@ void cross_entropy_fwd(const T* logits, const int32_t* t, float* loss, float* ls
 }
 template <class T>
 void cross_entropy_bwd(const T* logits, const int32_t* t, const float* lse, float dscale, T* d, int64_t N, int64_t V,
-                       void* s) {
+                       int64_t start, void* s) {
   if (N == 0) return;
   HS_CHECK(N < (int64_t{1} << 31), "cross_entropy_bwd (CUDA): ", N, " rows exceed the grid");
-  ce_bwd_k<<<static_cast<unsigned>(N), kRowThreads, 0, S(s)>>>(logits, t, lse, dscale, d, V,
-                                                                V % Vec<T>::W == 0 && aligned16(logits) && aligned16(d));
+  ce_bwd_k<<<static_cast<unsigned>(N), kRowThreads, 0, S(s)>>>(
+      logits, t, lse, dscale, d, V, start, V % Vec<T>::W == 0 && aligned16(logits) && aligned16(d));
   HS_LAUNCH_CHECK("cross_entropy_bwd", "N = ", N, ", V = ", V);
+}
+template <class T>
+void cross_entropy_stats(const T* logits, const int32_t* t, int64_t start, float* stats, int64_t N, int64_t V,
+                         void* s) {
+  if (N == 0) return;
+  HS_CHECK(N < (int64_t{1} << 31), "cross_entropy_stats (CUDA): ", N, " rows exceed the grid");
+  ce_stats_k<<<static_cast<unsigned>(N), kRowThreads, 0, S(s)>>>(logits, t, stats, N, V, start,
+                                                                  V % Vec<T>::W == 0 && aligned16(logits));
+  HS_LAUNCH_CHECK("cross_entropy_stats", "N = ", N, ", V = ", V);
+}
+void cross_entropy_combine(const float* all, int64_t P, float* loss_rows, float* lse, int64_t N, void* s) {
+  if (N == 0) return;
+  ce_combine_k<<<blocks_for(N, 256), 256, 0, S(s)>>>(all, P, loss_rows, lse, N);
+  HS_LAUNCH_CHECK("cross_entropy_combine", "N = ", N, ", P = ", P);
 }
 
 void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1, float beta2, float eps,
@@ -650,7 +706,9 @@ void sum_squares_many(const float* const* xs, const int64_t* ns, int64_t count, 
   template void rmsnorm_fwd<T>(const T*, const T*, T*, float*, int64_t, int64_t, double, void*);               \
   template void rmsnorm_bwd<T>(const T*, const T*, const float*, const T*, T*, float*, int64_t, int64_t, void*); \
   template void cross_entropy_fwd<T>(const T*, const int32_t*, float*, float*, int64_t, int64_t, void*);       \
-  template void cross_entropy_bwd<T>(const T*, const int32_t*, const float*, float, T*, int64_t, int64_t, void*);
+  template void cross_entropy_bwd<T>(const T*, const int32_t*, const float*, float, T*, int64_t, int64_t, int64_t,   \
+                                     void*);                                                                     \
+  template void cross_entropy_stats<T>(const T*, const int32_t*, int64_t, float*, int64_t, int64_t, void*);
 HS_INST(float)
 HS_INST(bf16)
 #undef HS_INST

@@ -42,23 +42,26 @@ __global__ void residual_rmsnorm_k(const T* __restrict__ x, const T* __restrict_
 
 template <class T>
 __global__ void embedding_fwd_k(const int32_t* __restrict__ ids, const T* __restrict__ table, T* __restrict__ out,
-                                int64_t N, int64_t D) {
+                                int64_t N, int64_t D, int64_t start, int64_t V) {
   const int64_t n = N * D;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = i / D, c = i - t * D;
-    st(out, i, ld(table, static_cast<int64_t>(ids[t]) * D + c));
+    const int64_t r = static_cast<int64_t>(ids[t]) - start;
+    st(out, i, r >= 0 && r < V ? ld(table, r * D + c) : 0.0f);
   }
 }
 // One block per sorted position; only segment starts work: they sum the rows of their id's
 // positions in (stable-sorted, i.e. increasing) position order.
 template <class T>
 __global__ void embedding_bwd_k(const int32_t* __restrict__ sid, const int32_t* __restrict__ spos,
-                                const T* __restrict__ dout, float* __restrict__ dtable, int64_t N, int64_t D) {
+                                const T* __restrict__ dout, float* __restrict__ dtable, int64_t N, int64_t D,
+                                int64_t start, int64_t V) {
   const int64_t i = blockIdx.x;
   if (i > 0 && sid[i] == sid[i - 1]) return;
+  const int64_t row = static_cast<int64_t>(sid[i]) - start;
+  if (row < 0 || row >= V) return;  // another slice's id (vocabulary-parallel)
   int64_t j = i;
   while (j < N && sid[j] == sid[i]) ++j;
-  const int64_t row = sid[i];
   for (int64_t c = threadIdx.x; c < D; c += blockDim.x) {
     float s = 0;
     for (int64_t k = i; k < j; ++k) s += ld(dout, static_cast<int64_t>(spos[k]) * D + c);
@@ -195,13 +198,17 @@ void residual_rmsnorm_fwd(const T* x, const T* y, const T* g, T* h, T* out, floa
   HS_LAUNCH_CHECK("residual_rmsnorm_fwd", "rows = ", rows, ", D = ", D);
 }
 
-template <class T> void embedding_fwd(const int32_t* ids, const T* table, T* out, int64_t N, int64_t D, void* s) {
+template <class T>
+void embedding_fwd(const int32_t* ids, const T* table, T* out, int64_t N, int64_t D, int64_t start, int64_t V,
+                   void* s) {
   if (N * D == 0) return;
-  embedding_fwd_k<<<grid_for(N * D), 256, 0, S(s)>>>(ids, table, out, N, D);
+  embedding_fwd_k<<<grid_for(N * D), 256, 0, S(s)>>>(ids, table, out, N, D, start, V);
   HS_LAUNCH_CHECK("embedding_fwd", "N = ", N, ", D = ", D);
 }
 
-template <class T> void embedding_bwd(const int32_t* ids, const T* dout, float* dtable, int64_t N, int64_t D, void* s) {
+template <class T>
+void embedding_bwd(const int32_t* ids, const T* dout, float* dtable, int64_t N, int64_t D, int64_t start, int64_t V,
+                   void* s) {
   if (N * D == 0) return;
   HS_CHECK(N < (int64_t{1} << 31), "embedding_bwd (CUDA): ", N, " tokens exceed int32 positions");
   int32_t *pos = nullptr, *sid = nullptr, *spos = nullptr;
@@ -219,7 +226,7 @@ template <class T> void embedding_bwd(const int32_t* ids, const T* dout, float* 
   HS_LAUNCH_CHECK("embedding_bwd iota", "N = ", N);
   HS_CUDA_OK(cub::DeviceRadixSort::SortPairs(tmp, tmp_bytes, ids, sid, pos, spos, n, 0, 32, S(s)),
              "embedding_bwd sort");  // LSD radix sort: stable, so positions stay increasing per id
-  embedding_bwd_k<<<static_cast<unsigned>(N), 256, 0, S(s)>>>(sid, spos, dout, dtable, N, D);
+  embedding_bwd_k<<<static_cast<unsigned>(N), 256, 0, S(s)>>>(sid, spos, dout, dtable, N, D, start, V);
   HS_LAUNCH_CHECK("embedding_bwd", "N = ", N, ", D = ", D);
   cudaFreeAsync(pos, S(s));
 }
@@ -242,8 +249,8 @@ void rope_bwd(const T* dy, T* dx, int64_t B, int64_t T_, int64_t H, int64_t D, d
 #define HS_INST(T)                                                                                              \
   template void residual_rmsnorm_fwd<T>(const T*, const T*, const T*, T*, T*, float*, int64_t, int64_t, double, \
                                         void*);                                                                 \
-  template void embedding_fwd<T>(const int32_t*, const T*, T*, int64_t, int64_t, void*);                        \
-  template void embedding_bwd<T>(const int32_t*, const T*, float*, int64_t, int64_t, void*);                    \
+  template void embedding_fwd<T>(const int32_t*, const T*, T*, int64_t, int64_t, int64_t, int64_t, void*);      \
+  template void embedding_bwd<T>(const int32_t*, const T*, float*, int64_t, int64_t, int64_t, int64_t, void*);  \
   template void rope_fwd<T>(const T*, T*, int64_t, int64_t, int64_t, int64_t, double, int64_t, void*);          \
   template void rope_bwd<T>(const T*, T*, int64_t, int64_t, int64_t, int64_t, double, int64_t, void*);
 HS_INST(float)
