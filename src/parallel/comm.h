@@ -47,6 +47,14 @@ class Communicator {
   // Nonblocking in-place sum all-reduce and reduce-scatter (for overlap with backward).
   virtual std::unique_ptr<Request> iallreduce(void* data, int64_t n, DType dt) = 0;
   virtual std::unique_ptr<Request> ireduce_scatter(const void* in, void* out, int64_t n, DType dt) = 0;
+  // Stream-ordered all-reduce and all-gather (the tensor-parallel ops' activations): on a device
+  // backend the collective runs after the work already enqueued on the device's default stream,
+  // and the work enqueued there afterwards runs after it; the host does not wait, so kernels
+  // keep queueing ahead of the GPU. Host backends: the synchronous collectives above.
+  virtual void allreduce_ordered(void* data, int64_t n, DType dt, ReduceOp op = ReduceOp::Sum) {
+    allreduce(data, n, dt, op);
+  }
+  virtual void allgather_ordered(const void* in, void* out, int64_t n, DType dt) { allgather(in, out, n, dt); }
 
   // Tensor conveniences (contiguous tensors; device must suit the backend).
   void allreduce(Tensor& t, ReduceOp op = ReduceOp::Sum);

@@ -131,6 +131,21 @@ class NcclComm : public Communicator, public std::enable_shared_from_this<NcclCo
     HS_NCCL_CHECK(comm_, ncclBroadcast(data, data, cnt, nccl_type(dt), root, comm_, stream_), where());
     sync_stream("broadcast");
   }
+  void allreduce_ordered(void* data, int64_t n, DType dt, ReduceOp op) override {
+    const size_t cnt = nccl_count(n, "allreduce_ordered");
+    if (cnt == 0) return;
+    begin("allreduce_ordered");
+    HS_NCCL_CHECK(comm_, ncclAllReduce(data, data, cnt, nccl_type(dt), op == ReduceOp::Sum ? ncclSum : ncclMax,
+                                       comm_, stream_), where());
+    join_default_stream("allreduce_ordered");
+  }
+  void allgather_ordered(const void* in, void* out, int64_t n, DType dt) override {
+    const size_t cnt = nccl_count(n, "allgather_ordered");
+    if (cnt == 0) return;
+    begin("allgather_ordered");
+    HS_NCCL_CHECK(comm_, ncclAllGather(in, out, cnt, nccl_type(dt), comm_, stream_), where());
+    join_default_stream("allgather_ordered");
+  }
   void barrier() override {
     begin("barrier");
     sync_stream("barrier");
@@ -175,6 +190,7 @@ class NcclComm : public Communicator, public std::enable_shared_from_this<NcclCo
       HS_CUDA_CHECK(cudaSetDevice(device_), where());
       HS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), where());
       HS_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming), where());
+      HS_CUDA_CHECK(cudaEventCreateWithFlags(&joined_, cudaEventDisableTiming), where());
       if (rank_ == 0) {
         ncclUniqueId id;
         HS_NCCL_CHECK(nullptr, ncclGetUniqueId(&id), where());
@@ -202,9 +218,11 @@ class NcclComm : public Communicator, public std::enable_shared_from_this<NcclCo
     }
     if (comm_ != nullptr) ncclCommDestroy(comm_);
     if (ready_ != nullptr) cudaEventDestroy(ready_);
+    if (joined_ != nullptr) cudaEventDestroy(joined_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
     comm_ = nullptr;
     ready_ = nullptr;
+    joined_ = nullptr;
     stream_ = nullptr;
   }
 
@@ -212,13 +230,33 @@ class NcclComm : public Communicator, public std::enable_shared_from_this<NcclCo
     return detail::cat("(NCCL rank ", rank_, " of ", size_, ", cuda:", device_, ")");
   }
 
-  // Makes the device current and orders the communicator's stream after the work already
-  // enqueued on the default stream (where the buffers were produced).
+  // Makes the device current, reports an asynchronous error of an earlier collective (a stream-
+  // ordered one has no host wait of its own), and orders the communicator's stream after the
+  // work already enqueued on the default stream (where the buffers were produced).
   void begin(const char* what) {
     HS_CHECK(comm_ != nullptr, what, ": the NCCL communicator was aborted after an earlier error ", where());
     HS_CUDA_CHECK(cudaSetDevice(device_), where());
+    check_async(what);
     HS_CUDA_CHECK(cudaEventRecord(ready_, 0), what, " ", where());
     HS_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0), what, " ", where());
+  }
+
+  // Orders the default stream after everything enqueued on the communicator's stream so far.
+  // (An event's wait captures its state when cudaStreamWaitEvent is called, so one event serves
+  // every call.)
+  void join_default_stream(const char* what) {
+    HS_CUDA_CHECK(cudaEventRecord(joined_, stream_), what, " ", where());
+    HS_CUDA_CHECK(cudaStreamWaitEvent(0, joined_, 0), what, " ", where());
+  }
+
+  void check_async(const char* what) {
+    ncclResult_t async = ncclSuccess;
+    const ncclResult_t res = ncclCommGetAsyncError(comm_, &async);
+    if (res == ncclSuccess && async == ncclSuccess) return;
+    const std::string reason = ncclGetErrorString(res != ncclSuccess ? res : async) + nccl_last_error(comm_);
+    ncclCommAbort(comm_);  // the communicator is unusable; abort frees it without blocking
+    comm_ = nullptr;
+    HS_FAIL(what, ": NCCL reported an asynchronous error: ", reason, " ", where());
   }
 
   void sync_stream(const char* what) {
@@ -245,14 +283,7 @@ class NcclComm : public Communicator, public std::enable_shared_from_this<NcclCo
       // "Not ready" is recorded as the runtime's last error: clear it, or the next kernel
       // launch's check (HS_LAUNCH_CHECK reads cudaGetLastError) would report it as a failure.
       (void)cudaGetLastError();
-      ncclResult_t async = ncclSuccess;
-      const ncclResult_t res = ncclCommGetAsyncError(comm_, &async);
-      if (res != ncclSuccess || async != ncclSuccess) {
-        const std::string reason = ncclGetErrorString(res != ncclSuccess ? res : async) + nccl_last_error(comm_);
-        ncclCommAbort(comm_);  // the communicator is unusable; abort frees it without blocking
-        comm_ = nullptr;
-        HS_FAIL(what, ": NCCL reported an asynchronous error: ", reason, " ", where());
-      }
+      check_async(what);
       std::this_thread::yield();
     }
   }
@@ -262,6 +293,7 @@ class NcclComm : public Communicator, public std::enable_shared_from_this<NcclCo
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;  // the communicator's own stream (non-blocking)
   cudaEvent_t ready_ = nullptr;    // recorded on the default stream before each collective
+  cudaEvent_t joined_ = nullptr;   // recorded on stream_ after a stream-ordered collective
 };
 
 NcclRequest::~NcclRequest() {

@@ -9,6 +9,10 @@
 //   - iallreduce / ireduce_scatter return at once; Request::wait() blocks the host until the
 //     collective's recorded event completes. Until then the caller must neither write the
 //     input nor read the output (on the host or on any stream).
+//   - allreduce_ordered / allgather_ordered return at once, with the default stream made to
+//     wait (an event) for the collective: kernels enqueued afterwards see its result, and the
+//     host never blocks (the tensor-parallel ops, several per layer). An asynchronous NCCL error
+//     is reported by the next collective call or wait.
 //   - barrier() drains the stream, then barriers the host group.
 // Dtypes map to NCCL's: f32, f64, bf16 (reductions included), i32, i64.
 //

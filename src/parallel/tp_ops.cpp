@@ -34,8 +34,9 @@ Communicator& comm_for(const Tensor& t, const TensorParallel& tp, const char* op
   return *tp.comm;
 }
 
+// Stream-ordered on the device (the host keeps queueing kernels; nccl_comm.h), synchronous on the host.
 void allreduce_tensor(Tensor& t, const TensorParallel& tp, const char* op) {
-  comm_for(t, tp, op).allreduce(t.raw_data(), t.numel(), t.dtype(), ReduceOp::Sum);
+  comm_for(t, tp, op).allreduce_ordered(t.raw_data(), t.numel(), t.dtype(), ReduceOp::Sum);
 }
 
 struct CopyToTpNode : Node {
@@ -98,7 +99,7 @@ Tensor gather_from_tp(const Tensor& x_in, const TensorParallel& tp) {
   const int64_t last = x.dim() - 1, local = x.size(last);
   // All-gather rank-major blocks, then place block r at columns [r * local, (r + 1) * local).
   Tensor blocks = Tensor::empty({tp.size, x.numel()}, x.dtype(), x.device());
-  comm_for(x, tp, "gather_from_tp").allgather(x.raw_data(), blocks.raw_data(), x.numel(), x.dtype());
+  comm_for(x, tp, "gather_from_tp").allgather_ordered(x.raw_data(), blocks.raw_data(), x.numel(), x.dtype());
   Shape os = x.shape();
   os[last] = local * tp.size;
   Tensor y = Tensor::empty(os, x.dtype(), x.device());
@@ -134,7 +135,7 @@ Tensor vocab_parallel_cross_entropy(const Tensor& logits_in, const Tensor& targe
   Tensor stats = ops::cross_entropy_stats(logits, targets, start);  // [3, N]
   Tensor all = Tensor::empty({tp.size, 3, N}, stats.dtype(), stats.device());
   comm_for(stats, tp, "vocab_parallel_cross_entropy")
-      .allgather(stats.raw_data(), all.raw_data(), stats.numel(), stats.dtype());
+      .allgather_ordered(stats.raw_data(), all.raw_data(), stats.numel(), stats.dtype());
   auto [rows, lse] = ops::cross_entropy_combine(all);  // the same numbers, in the same order, on every rank
   const Tensor host_rows = rows.to(Device::cpu()).to(DType::f64);
   double total = 0;  // fixed order: deterministic

@@ -97,6 +97,22 @@ TEMPLATE_TEST_CASE("mpi comm: all-gather out of place and in place", "[mpi][comm
   }
 }
 
+TEMPLATE_TEST_CASE("mpi comm: the stream-ordered all-reduce and all-gather are the plain ones on the host",
+                   "[mpi][comm]", float, double, int64_t) {
+  auto c = world();
+  const int n = c->size(), me = c->rank();
+  const int64_t chunk = 5;
+  std::vector<TestType> a(chunk), out(n * chunk, TestType(-1));
+  for (int64_t k = 0; k < chunk; ++k) a[k] = val<TestType>(me, k);
+  c->allgather_ordered(a.data(), out.data(), chunk, dtype_of<TestType>);
+  for (int r = 0; r < n; ++r)
+    for (int64_t k = 0; k < chunk; ++k) REQUIRE(out[r * chunk + k] == val<TestType>(r, k));
+  c->allreduce_ordered(a.data(), chunk, dtype_of<TestType>, ReduceOp::Max);
+  for (int64_t k = 0; k < chunk; ++k) REQUIRE(a[k] == val<TestType>(n - 1, k));
+  c->allreduce_ordered(a.data(), chunk, dtype_of<TestType>);
+  for (int64_t k = 0; k < chunk; ++k) REQUIRE(a[k] == static_cast<TestType>(n) * val<TestType>(n - 1, k));
+}
+
 TEMPLATE_TEST_CASE("mpi comm: broadcast from the last rank", "[mpi][comm]", float, double, int64_t) {
   auto c = world();
   const int root = c->size() - 1;  // non-zero: world >= 2
