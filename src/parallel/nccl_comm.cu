@@ -7,7 +7,10 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -57,6 +60,19 @@ ncclDataType_t nccl_type(DType dt) {
 size_t nccl_count(int64_t n, const char* what) {
   HS_CHECK(n >= 0, what, ": negative element count ", n);
   return static_cast<size_t>(n);
+}
+
+// How long a host wait may see no completion before the communicator is aborted and the wait
+// fails (a peer rank that hung or died, instead of this rank spinning forever): seconds from
+// HYSCALE_NCCL_TIMEOUT_S, 1800 by default, 0 for never.
+double wait_timeout_s() {
+  const char* e = std::getenv("HYSCALE_NCCL_TIMEOUT_S");
+  if (e == nullptr || *e == '\0') return 1800.0;
+  char* end = nullptr;
+  const double v = std::strtod(e, &end);
+  HS_CHECK(end != e && *end == '\0' && v >= 0.0 && std::isfinite(v), "HYSCALE_NCCL_TIMEOUT_S='", e,
+           "': expected a number of seconds >= 0 (0: no timeout)");
+  return v;
 }
 
 int visible_devices() {
@@ -276,7 +292,8 @@ class NcclComm : public Communicator, public std::enable_shared_from_this<NcclCo
 
   template <class Query>
   void poll(Query query, const char* what) {
-    for (;;) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int spin = 0;; ++spin) {
       const cudaError_t err = query();
       if (err == cudaSuccess) return;
       if (err != cudaErrorNotReady) HS_FAIL(what, ": CUDA error while waiting: ", cudaGetErrorString(err), " ", where());
@@ -284,11 +301,20 @@ class NcclComm : public Communicator, public std::enable_shared_from_this<NcclCo
       // launch's check (HS_LAUNCH_CHECK reads cudaGetLastError) would report it as a failure.
       (void)cudaGetLastError();
       check_async(what);
+      if (timeout_s_ > 0 && spin % 1024 == 0 &&
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > timeout_s_) {
+        ncclCommAbort(comm_);  // unblocks the kernels of the stuck collective
+        comm_ = nullptr;
+        HS_FAIL(what, ": no completion after ", timeout_s_, " s: a peer rank is hung or gone (or is much slower, e.g. ",
+                "writing a large checkpoint: raise HYSCALE_NCCL_TIMEOUT_S, 0 for no timeout); the communicator was ",
+                "aborted ", where());
+      }
       std::this_thread::yield();
     }
   }
 
   std::shared_ptr<Communicator> host_;
+  double timeout_s_ = wait_timeout_s();
   int device_ = 0, rank_ = 0, size_ = 1;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;  // the communicator's own stream (non-blocking)
