@@ -143,8 +143,9 @@ std::string save_checkpoint(const std::string& run_dir, DistributedAdamW& opt, c
     const DistParam& dp = opt.params()[i];
     for (int k = 0; k < 3; ++k) {
       // Under ZeRO-1 moment() is a dp collective: every rank takes part, in this order.
-      Tensor local = (k == 0 ? dp.p : opt.moment(i, k - 1)).detach().to(Device::cpu());
-      if (grid.dp_rank != 0) continue;  // the first data-parallel replica writes
+      const Tensor src = (k == 0 ? dp.p : opt.moment(i, k - 1)).detach();
+      if (grid.dp_rank != 0) continue;  // the first data-parallel replica writes (no host copy elsewhere)
+      Tensor local = src.to(Device::cpu());
       for (const auto& sl : nn::logical_slices(dp.name, local.shape(), dp.spec, grid.tp, grid.tp_rank)) {
         Tensor full;
         if (sl.dim < 0) {
