@@ -9,8 +9,8 @@
 # Usage (on the GPU machine, from the repository root):
 #   scripts/gpu_check.sh [BIN_DIR] [STEPS]
 # BIN_DIR holds `hyscale` and `tests/test_gpu` (default: build). STEPS (default "all") is a
-# comma list of: tests, kernels, torch, train, train_accum, train_da, profile, comm, train50, e2e,
-# sanitize.
+# comma list of: tests, kernels, torch, train, train_accum, train_da, decode, profile, comm, train50,
+# e2e, sanitize.
 # Built elsewhere? Build with
 #   cmake -S . -B build-gpu -G Ninja -DHYSCALE_CUDA=ON -DHYSCALE_MPI=OFF -DHYSCALE_NATIVE=OFF \
 #         -DCMAKE_CUDA_ARCHITECTURES=90
@@ -55,7 +55,7 @@ run_group() {  # name catch-spec seconds
 }
 if want tests; then
   if [ -x "$BIN/tests/test_gpu" ]; then
-    run_group device '[gpu]~[kernels]~[model]~[train]' 30
+    run_group device '[gpu]~[kernels]~[model]~[train]~[decode]' 30
     run_group core '[kernels]~[attention]~[scan]~[conv1d]~[hybrid]' 40
     run_group conv1d '[conv1d]' 30
     run_group scan '[scan]' 40
@@ -63,6 +63,7 @@ if want tests; then
     run_group attention '[attention]~[diff_attn]' 120
     run_group diff_attn '[diff_attn]' 60
     run_group model '[model]' 60
+    run_group decode '[decode]' 40
   else
     record "gpu tests" "missing $BIN/tests/test_gpu"
   fi
@@ -137,6 +138,17 @@ if [ -x "$BIN/hyscale" ]; then
       HYSCALE_DIFF_ATTN=$mode bench_train "bench train sambayda d16 [$mode]" "$OUT/bench_train_sambayda_d16_$mode.log" \
         --set model.arch=sambayda --set model.depth=16 --steps 5 --warmup 2
     done
+  fi
+  # 4a''. long-generation decoding on the GPU (bf16): per-token latency and throughput as the
+  # generated length grows, Transformer++ against SambaY at d8, 2K prompt
+  if want decode; then
+    t=$(limit 150)
+    if [ "$t" -gt 0 ]; then
+      timeout -k 5 "$t" "$BIN/hyscale" bench decode --device cuda --precision bf16 --archs transformer,sambay \
+        --depth 8 --prompt 2048 --gen 8192 --json "$OUT/bench_decode.json" > "$OUT/bench_decode.log" 2>&1
+      rc=$?
+      record "bench decode d8 bf16" "$([ $rc -eq 0 ] && grep -E '^(transformer|sambay) ' "$OUT/bench_decode.log" | tr -s ' ' | cut -c1-70 | paste -sd';' || echo "exit $rc (bench_decode.log)")"
+    else record "bench decode d8 bf16" "skipped (budget)"; fi
   fi
 # 4b. where a training step's GPU time goes: nsys kernel summary (top 30) of bench train at d16
   if want profile && command -v nsys > /dev/null; then

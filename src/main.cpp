@@ -2,6 +2,7 @@
 //   hyscale train CONFIG [--set k=v ...] [--resume auto|PATH]
 //   hyscale prepare --input PATH... --out DIR [--format text|jsonl] [--doc-separator LINE] [--val-fraction F]
 //   hyscale generate --ckpt PATH --prompt TEXT [--prompt TEXT ...] [--max-new N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
+//                   [--device cpu|cuda[:N]] [--precision fp32|bf16]
 //   hyscale info CONFIG [--set ...]
 //   hyscale coord-check CONFIG --widths 64,128,256 [--steps N] [--depth D | --joint] [--set ...]
 //   hyscale bench train CONFIG [--set ...] [--steps N] [--warmup W] [--profile]
@@ -12,7 +13,8 @@
 //   hyscale eval phonebook --ckpt PATH [--sizes 10,20,40] [--prompts 32] [--batch 8] [--seed S] [--json FILE]
 //   hyscale bench kernels [--reps N]
 //   hyscale bench decode [--archs transformer,sambay] [--depth 8] [--prompt 2048] [--gen 32768] [--batch 1]
-//                        [--set model.ar=32 ...] [--json FILE] [--png FILE]
+//                        [--set model.ar=32 ...] [--json FILE] [--png FILE] [--device cpu|cuda[:N]]
+//                        [--precision fp32|bf16]
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
@@ -64,6 +66,8 @@ int main(int argc, char** argv) {
   generate->add_option("--top-p", gen.sampling.top_p, "nucleus sampling mass (1 = off)");
   generate->add_option("--seed", gen.sampling.seed, "sampling seed (prompt b uses seed + b)");
   generate->add_option("--threads", gen.threads, "CPU threads (0 = all)");
+  generate->add_option("--device", gen.device, "cpu, cuda or cuda:N");
+  generate->add_option("--precision", gen.precision, "fp32, or bf16 (on a GPU)");
 
   auto* info = app.add_subcommand("info", "print layers, parameter counts and FLOPs per token");
   info->add_option("config", config, "config YAML")->required();
@@ -117,6 +121,8 @@ int main(int argc, char** argv) {
   bench_decode->add_option("--json", dec.json, "write the results as JSON");
   bench_decode->add_option("--png", dec.png, "plot throughput vs length (scripts/plot_decode.py)");
   bench_decode->add_option("--threads", dec.threads, "CPU threads (0 = all)");
+  bench_decode->add_option("--device", dec.device, "cpu, cuda or cuda:N");
+  bench_decode->add_option("--precision", dec.precision, "fp32, or bf16 (on a GPU)");
 
   auto* baselines = app.add_subcommand("baselines", "order-0 entropy and n-gram baselines of a prepared dataset");
   baselines->add_option("--data", data_dir, "prepared dataset directory")->required();

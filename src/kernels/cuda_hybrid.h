@@ -1,5 +1,5 @@
-// CUDA kernels of the hybrid blocks (bodies in cuda/hybrid_kernels.cu and
-// cuda/selective_scan_bwd.cu; CPU twins: kernels/selective_scan.h, kernels/gmu.h,
+// CUDA kernels of the hybrid blocks (bodies in cuda/hybrid_kernels.cu, cuda/selective_scan_bwd.cu
+// and cuda/decode_kernels.cu; CPU twins: kernels/selective_scan.h, kernels/gmu.h,
 // kernels/diff_attn.h, kernels/elementwise.h — same math, same layouts). Conventions as
 // kernels/cuda.h: device pointers, opaque stream (nullptr = default stream), bf16 as its 16 bits,
 // fp32 arithmetic whatever the storage type, 64-bit indexing, 128-bit loads/stores for the
@@ -61,5 +61,22 @@ void diff_lambda_fwd(const float* lq1, const float* lk1, const float* lq2, const
                      double lambda_init, float* lambda, void* stream = nullptr);
 void diff_lambda_bwd(const float* lq1, const float* lk1, const float* lq2, const float* lk2, int64_t d,
                      const float* dlambda, float* dlq1, float* dlk1, float* dlq2, float* dlk2, void* stream = nullptr);
+
+// Decoding (cuda/decode_kernels.cu; one thread per (row, channel)).
+// One conv step (kernels/conv1d.h's causal_conv1d_step): x, y [B, C]; w [C, K]; bias [C]; state
+// [B, K-1, C] (the last K-1 inputs, oldest first; shifted in place). With silu, y = silu(conv)
+// (Mamba's activation fused; the pre-activation stays fp32).
+template <class T>
+void causal_conv1d_step(const T* x, const T* w, const T* bias, T* state, T* y, int64_t B, int64_t C, int64_t K,
+                        bool silu, void* stream = nullptr);
+// T_ consecutive steps of the scan recurrence (kernels/selective_scan.h's selective_scan_step,
+// step after step): u, delta [B, T_, Dc]; Bm, Cm rows of N at a stride of ldbc elements per
+// (b, t) (slices of x_proj's output read in place); A_log [Dc, N]; D, dt_bias [Dc]; h [B, Dc, N]
+// fp32, the state, updated in place; y [B, T_, Dc] (the pre-gate output, D skip included) or
+// nullptr (a prefill that only needs the final state). N <= 64.
+template <class T>
+void selective_scan_steps(const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, int64_t ldbc,
+                          const T* D, const T* dt_bias, float* h, T* y, int64_t B, int64_t T_, int64_t Dc, int64_t N,
+                          void* stream = nullptr);
 
 }  // namespace hyscale::kernels::cuda

@@ -9,6 +9,10 @@
 #include "kernels/conv1d.h"
 #include "kernels/selective_scan.h"
 #include "nn/model.h"
+#ifdef HYSCALE_WITH_CUDA
+#include "kernels/cuda_attention.h"
+#include "kernels/cuda_hybrid.h"
+#endif
 
 namespace hyscale::nn {
 
@@ -23,19 +27,49 @@ template <class F> void by_dtype(DType t, F&& fn) {
   else
     fn(double{});
 }
+
+#ifdef HYSCALE_WITH_CUDA
+namespace kg = hyscale::kernels::cuda;
+// Device tensors: fn(T{}) with T = float or the bf16 storage type.
+template <class F> void by_device_dtype(DType t, F&& fn) {
+  HS_CHECK(t == DType::f32 || t == DType::bf16, "decode on a GPU: tensors must be f32 or bf16, got ", dtype_name(t));
+  if (t == DType::f32)
+    fn(float{});
+  else
+    fn(kg::bf16{});
+}
+template <class T> T* dp(const Tensor& t) { return static_cast<T*>(t.raw_data()); }
+#endif
+
 }  // namespace
 
 // ---------------------------------------------------------------- attention
 Tensor Attention::attend_cache(const Tensor& q, const Tensor& kc_, const Tensor& vc_,
-                               const std::vector<int64_t>& n_valid) const {
+                               const std::vector<int64_t>& n_valid, const Tensor* n_valid_dev) const {
   const int64_t B = q.size(0), H = cfg_.n_heads, Hk = cfg_.n_kv_heads, hd = cfg_.head_dim, cap = kc_.size(1);
+  HS_CHECK(kc_.is_contiguous() && vc_.is_contiguous(), "decode: KV caches must be contiguous");
+  HS_CHECK(kc_.device() == q.device() && kc_.dtype() == q.dtype(), "decode: KV cache ", kc_.desc(),
+           " does not match the queries ", q.desc(), " (make the decode state after moving the model)");
+  Tensor nv_dev;  // device: pos + 1 per row; the kernel clamps it to this cache's slots
+  if (q.device().is_cuda())
+    nv_dev = n_valid_dev != nullptr ? *n_valid_dev
+                                     : Tensor::from_vector<int64_t>(n_valid, {B}).to(q.device());
   // The caches are read in place (never copied): K of KV head g of slot j at offset
   // koff + j k_pos + g k_head, V likewise.
   auto decode = [&](const Tensor& qq, int64_t Hq, int64_t Hkv, int64_t Dv, int64_t koff, int64_t k_head,
                     int64_t v_head) {
     Tensor qc = qq.contiguous();
-    HS_CHECK(kc_.is_contiguous() && vc_.is_contiguous(), "decode: KV caches must be contiguous");
-    Tensor out = Tensor::empty({B, Hq, Dv}, q.dtype());
+    Tensor out = Tensor::empty({B, Hq, Dv}, q.dtype(), q.device());
+    if (q.device().is_cuda()) {
+#ifdef HYSCALE_WITH_CUDA
+      by_device_dtype(q.dtype(), [&](auto z) {
+        using T = decltype(z);
+        kg::attention_decode<T>(dp<T>(qc), dp<T>(kc_) + koff, dp<T>(vc_), dp<T>(out), B, Hq, Hkv, hd, Dv, cap,
+                                nv_dev.data<int64_t>(), cfg_.scale, Hk * hd, k_head, Hk * hd, v_head);
+      });
+#endif
+      return out;
+    }
     by_dtype(q.dtype(), [&](auto z) {
       using T = decltype(z);
       kc::attention_decode<T>(qc.data<T>(), kc_.data<T>() + koff, vc_.data<T>(), out.data<T>(), B, Hq, Hkv, hd, Dv,
@@ -50,15 +84,15 @@ Tensor Attention::attend_cache(const Tensor& q, const Tensor& kc_, const Tensor&
   Tensor a1 = decode(qq.slice(2, 0, hd), H / 2, Hk / 2, 2 * hd, 0, 2 * hd, 2 * hd);
   Tensor a2 = decode(qq.slice(2, hd, 2 * hd), H / 2, Hk / 2, 2 * hd, hd, 2 * hd, 2 * hd);
   const double li = lambda_init();
-  Tensor lam = ops::diff_lambda(lambda_q1, lambda_k1, lambda_q2, lambda_k2, li);
-  Tensor o = ops::rmsnorm(ops::diff_combine(a1, a2, lam), subln, 1e-5);
+  Tensor lam = ops::diff_lambda(cw_fp32(lambda_q1), cw_fp32(lambda_k1), cw_fp32(lambda_q2), cw_fp32(lambda_k2), li);
+  Tensor o = ops::rmsnorm(ops::diff_combine(a1, a2, lam), cw(subln), 1e-5);
   return ops::scale(o, 1.0 - li).reshape({B, 1, H * hd});
 }
 
 Tensor Attention::rope_rows(const Tensor& x, const std::vector<int64_t>& pos) const {
   if (std::all_of(pos.begin(), pos.end(), [&](int64_t p) { return p == pos[0]; }))
     return ops::rope(x, cfg_.rope_base, pos[0]);
-  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   for (size_t b = 0; b < pos.size(); ++b) {
     const auto i = static_cast<int64_t>(b);
     out.slice(0, i, i + 1).copy_from(ops::rope(x.slice(0, i, i + 1), cfg_.rope_base, pos[b]));
@@ -66,10 +100,11 @@ Tensor Attention::rope_rows(const Tensor& x, const std::vector<int64_t>& pos) co
   return out;
 }
 
-Tensor Attention::step(const Tensor& x, Tensor& k_cache, Tensor& v_cache, const std::vector<int64_t>& pos) const {
+Tensor Attention::step(const Tensor& x, Tensor& k_cache, Tensor& v_cache, const std::vector<int64_t>& pos,
+                       const Tensor* n_valid_dev) const {
   HS_CHECK(!cfg_.cross, "attention: step() on a cross-attention layer");
   const int64_t B = x.size(0), H = cfg_.n_heads, Hk = cfg_.n_kv_heads, hd = cfg_.head_dim, cap = k_cache.size(1);
-  Tensor qkv = ops::linear(x, wqkv);  // [B, 1, (H + 2Hk) hd]
+  Tensor qkv = lin(x, wqkv);  // [B, 1, (H + 2Hk) hd]
   Tensor q = qkv.slice(2, 0, H * hd).reshape({B, 1, H, hd});
   Tensor k = qkv.slice(2, H * hd, (H + Hk) * hd).reshape({B, 1, Hk, hd});
   Tensor v = qkv.slice(2, (H + Hk) * hd, (H + 2 * Hk) * hd).reshape({B, 1, Hk, hd});
@@ -87,56 +122,79 @@ Tensor Attention::step(const Tensor& x, Tensor& k_cache, Tensor& v_cache, const 
     v_cache.slice(0, b, b + 1).slice(1, slot, slot + 1).copy_from(v.slice(0, b, b + 1));
     n_valid[static_cast<size_t>(b)] = ring ? std::min(p + 1, cap) : p + 1;
   }
-  return ops::linear(attend_cache(q, k_cache, v_cache, n_valid), proj);
+  return lin(attend_cache(q, k_cache, v_cache, n_valid, n_valid_dev), proj);
 }
 
 Tensor Attention::step_cross(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache,
-                             const std::vector<int64_t>& pos) const {
+                             const std::vector<int64_t>& pos, const Tensor* n_valid_dev) const {
   HS_CHECK(cfg_.cross, "attention: step_cross() on a self-attention layer");
   const int64_t B = x.size(0);
-  Tensor q = ops::linear(x, wq).reshape({B, 1, cfg_.n_heads, cfg_.head_dim});
+  Tensor q = lin(x, wq).reshape({B, 1, cfg_.n_heads, cfg_.head_dim});
   if (cfg_.rope) q = rope_rows(q, pos);
   std::vector<int64_t> n_valid(pos.size());
   for (size_t b = 0; b < pos.size(); ++b) n_valid[b] = pos[b] + 1;
-  return ops::linear(attend_cache(q, k_cache, v_cache, n_valid), proj);
+  return lin(attend_cache(q, k_cache, v_cache, n_valid, n_valid_dev), proj);
 }
 
 // ---------------------------------------------------------------- Mamba
 Tensor Mamba::step(const Tensor& u, Tensor& conv_state, Tensor& ssm_state, Tensor* memory_out) const {
   const int64_t B = u.size(0), di = d_inner_, R = dt_rank_, N = cfg_.d_state;
-  Tensor xz = ops::linear(u, in_proj).reshape({B, 2 * di});
+  Tensor xz = lin(u, in_proj).reshape({B, 2 * di});
   Tensor x = xz.slice(1, 0, di).contiguous(), z = xz.slice(1, di, 2 * di).contiguous();
-  Tensor xconv = Tensor::empty({B, di}, u.dtype()), y = Tensor::empty({B, di}, u.dtype());
-  by_dtype(u.dtype(), [&](auto zz) {
-    using T = decltype(zz);
-    kc::causal_conv1d_step<T>(x.data<T>(), conv_w.data<T>(), conv_b.data<T>(), conv_state.data<T>(),
-                              xconv.data<T>(), B, di, cfg_.d_conv);
-  });
-  Tensor xc = ops::silu(xconv);
-  Tensor dbc = ops::linear(xc, x_proj);  // [B, R + 2N]
-  Tensor delta = ops::linear(dbc.slice(1, 0, R), dt_proj).contiguous();
-  Tensor Bm = dbc.slice(1, R, R + N).contiguous(), Cm = dbc.slice(1, R + N, R + 2 * N).contiguous();
-  by_dtype(u.dtype(), [&](auto zz) {
-    using T = decltype(zz);
-    kc::selective_scan_step<T>(xc.data<T>(), delta.data<T>(), A_log.data<T>(), Bm.data<T>(), Cm.data<T>(),
-                               D.data<T>(), dt_bias.data<T>(), ssm_state.data<T>(), y.data<T>(), B, di, N);
-  });
+  Tensor y = Tensor::empty({B, di}, x.dtype(), x.device());
+  if (u.device().is_cuda()) {
+#ifdef HYSCALE_WITH_CUDA
+    HS_CHECK(conv_state.device() == u.device() && ssm_state.dtype() == DType::f32,
+             "decode: Mamba state ", conv_state.desc(), " / ", ssm_state.desc(), " does not suit ", u.desc(),
+             " (make the decode state after moving the model)");
+    Tensor xc = Tensor::empty({B, di}, x.dtype(), x.device());
+    const Tensor w = cw(conv_w), bias = cw(conv_b), A = cw(A_log), Dp = cw(D), bias_dt = cw(dt_bias);
+    by_device_dtype(x.dtype(), [&](auto zz) {
+      using T = decltype(zz);
+      kg::causal_conv1d_step<T>(dp<T>(x), dp<T>(w), dp<T>(bias), dp<T>(conv_state), dp<T>(xc), B, di, cfg_.d_conv,
+                                /*silu=*/true);
+    });
+    Tensor dbc = lin(xc, x_proj).contiguous();  // [B, R + 2N]; B and C read in place
+    Tensor delta = lin(dbc.slice(1, 0, R), dt_proj).contiguous();
+    by_device_dtype(x.dtype(), [&](auto zz) {
+      using T = decltype(zz);
+      kg::selective_scan_steps<T>(dp<T>(xc), dp<T>(delta), dp<T>(A), dp<T>(dbc) + R, dp<T>(dbc) + R + N, R + 2 * N,
+                                  dp<T>(Dp), dp<T>(bias_dt), dp<float>(ssm_state), dp<T>(y), B, 1, di, N);
+    });
+#endif
+  } else {
+    Tensor xconv = Tensor::empty({B, di}, u.dtype());
+    by_dtype(u.dtype(), [&](auto zz) {
+      using T = decltype(zz);
+      kc::causal_conv1d_step<T>(x.data<T>(), conv_w.data<T>(), conv_b.data<T>(), conv_state.data<T>(),
+                                xconv.data<T>(), B, di, cfg_.d_conv);
+    });
+    Tensor xc = ops::silu(xconv);
+    Tensor dbc = ops::linear(xc, x_proj);  // [B, R + 2N]
+    Tensor delta = ops::linear(dbc.slice(1, 0, R), dt_proj).contiguous();
+    Tensor Bm = dbc.slice(1, R, R + N).contiguous(), Cm = dbc.slice(1, R + N, R + 2 * N).contiguous();
+    by_dtype(u.dtype(), [&](auto zz) {
+      using T = decltype(zz);
+      kc::selective_scan_step<T>(xc.data<T>(), delta.data<T>(), A_log.data<T>(), Bm.data<T>(), Cm.data<T>(),
+                                 D.data<T>(), dt_bias.data<T>(), ssm_state.data<T>(), y.data<T>(), B, di, N);
+    });
+  }
   if (memory_out) *memory_out = y.reshape({B, 1, di});
-  return ops::linear(ops::gmu_gate(z, y), out_proj).reshape({B, 1, cfg_.dim});
+  return lin(ops::gmu_gate(z, y), out_proj).reshape({B, 1, cfg_.dim});
 }
 
 // ---------------------------------------------------------------- blocks and model
 Tensor Block::step(const Tensor& x_in, LayerCache& cache, const LayerCache* shared, Tensor& memory,
-                   const std::vector<int64_t>& pos) const {
+                   const std::vector<int64_t>& pos, const Tensor* n_valid_dev) const {
   auto branch = [&](const Tensor& y) { return r_ == 1.0 ? y : ops::scale(y, r_); };
   Tensor h = norm1->forward(x_in), y;
   switch (role_) {
     case Role::Attn:
     case Role::SWA:
-    case Role::SharedKV: y = attn->step(h, cache.k, cache.v, pos); break;
+    case Role::SharedKV: y = attn->step(h, cache.k, cache.v, pos, n_valid_dev); break;
     case Role::Cross:
       HS_CHECK(shared, "decode: cross-attention layer without a shared KV layer");
-      y = attn->step_cross(h, shared->k, shared->v, pos);
+      y = attn->step_cross(h, shared->k, shared->v, pos, n_valid_dev);
       break;
     case Role::Mamba: y = mamba->step(h, cache.conv, cache.ssm); break;
     case Role::MambaMem: y = mamba->step(h, cache.conv, cache.ssm, &memory); break;
@@ -148,8 +206,6 @@ Tensor Block::step(const Tensor& x_in, LayerCache& cache, const LayerCache* shar
 
 DecodeState Model::init_decode(int64_t batch, int64_t max_len) const {
   HS_CHECK(batch > 0 && max_len > 0, "decode: batch and max_len must be positive");
-  HS_CHECK(wte.device().is_cpu(), "decode: step-wise decoding runs on the cpu; the model is on ", wte.device().str(),
-           " (load it without moving it to a GPU)");
   HS_CHECK(!tp_.on(), "decode: step-wise decoding runs in one process (tp = 1); checkpoints hold global tensors, "
            "so load the model without tensor parallelism");
   const auto& c = cfg_;
@@ -157,7 +213,10 @@ DecodeState Model::init_decode(int64_t batch, int64_t max_len) const {
   st.batch = batch;
   st.max_len = max_len;
   st.pos.assign(static_cast<size_t>(batch), 0);
-  const DType dt = c.param_dtype;
+  // The model's device; the compute dtype there (the SSM states: fp32 on a GPU, as the scan's).
+  const Device dev = wte.device();
+  const DType dt = compute_dtype().value_or(c.param_dtype);
+  const DType ssm_dt = dev.is_cuda() ? DType::f32 : dt;
   for (size_t l = 0; l < roles_.size(); ++l) {
     LayerCache lc;
     switch (roles_[l]) {
@@ -165,13 +224,13 @@ DecodeState Model::init_decode(int64_t batch, int64_t max_len) const {
       case Role::SharedKV:
       case Role::SWA:
         lc.cap = roles_[l] == Role::SWA ? std::min(effective_window(c), max_len) : max_len;
-        lc.k = Tensor::zeros({batch, lc.cap, c.n_kv_heads, c.head_dim}, dt);
-        lc.v = Tensor::zeros({batch, lc.cap, c.n_kv_heads, c.head_dim}, dt);
+        lc.k = Tensor::zeros({batch, lc.cap, c.n_kv_heads, c.head_dim}, dt, dev);
+        lc.v = Tensor::zeros({batch, lc.cap, c.n_kv_heads, c.head_dim}, dt, dev);
         break;
       case Role::Mamba:
       case Role::MambaMem:
-        lc.conv = Tensor::zeros({batch, std::max<int64_t>(c.d_conv - 1, 0), c.expand * c.d_model}, dt);
-        lc.ssm = Tensor::zeros({batch, c.expand * c.d_model, c.d_state}, dt);
+        lc.conv = Tensor::zeros({batch, std::max<int64_t>(c.d_conv - 1, 0), c.expand * c.d_model}, dt, dev);
+        lc.ssm = Tensor::zeros({batch, c.expand * c.d_model, c.d_state}, ssm_dt, dev);
         break;
       case Role::Cross:
       case Role::GMU: break;
@@ -195,17 +254,25 @@ Tensor Model::step(const Tensor& ids, DecodeState& st) const {
   for (int64_t p : st.pos) HS_CHECK(p < st.max_len, "decode: position ", p, " reached max_len ", st.max_len);
   NoGrad ng;
   const int64_t B = st.batch;
-  Tensor x = ops::embedding(ids.reshape({B, 1}), wte);  // [B, 1, D]
+  const Tensor table = cw(wte);  // one compute copy per step, shared by a tied LM head
+  Tensor x = ops::embedding(ids.reshape({B, 1}), table);  // [B, 1, D]
+  Tensor nv_dev;  // on a GPU: every attention layer's valid slots (pos + 1, clamped per cache), one upload
+  if (table.device().is_cuda()) {
+    std::vector<int64_t> nv(st.pos);
+    for (auto& p : nv) ++p;
+    nv_dev = Tensor::from_vector<int64_t>(nv, {B}).to(table.device());
+  }
   Tensor memory;
   const LayerCache* shared = nullptr;
   for (size_t l = 0; l < blocks.size(); ++l) {
-    x = blocks[l]->step(x, st.layers[l], shared, memory, st.pos);
+    x = blocks[l]->step(x, st.layers[l], shared, memory, st.pos, nv_dev.defined() ? &nv_dev : nullptr);
     if (roles_[l] == Role::SharedKV) shared = &st.layers[l];
   }
   x = ln_f->forward(x);
   if (cfg_.logit_mult != 1.0) x = ops::scale(x, cfg_.logit_mult);
   for (auto& p : st.pos) ++p;
-  return ops::linear(x.reshape({B, cfg_.d_model}), cfg_.tie_embeddings ? wte : lm_head);
+  x = x.reshape({B, cfg_.d_model});
+  return cfg_.tie_embeddings ? ops::linear(x, table) : lin(x, lm_head);
 }
 
 Tensor Model::prefill(const Tensor& ids, DecodeState& st, int64_t row) const {
@@ -217,13 +284,15 @@ Tensor Model::prefill(const Tensor& ids, DecodeState& st, int64_t row) const {
   const int64_t T = ids.size(0);
   HS_CHECK(T <= st.max_len, "prefill: prompt of ", T, " tokens exceeds max_len ", st.max_len);
   NoGrad ng;
-  Tensor x = ops::embedding(ids.reshape({1, T}), wte);
+  const Tensor table = cw(wte);
+  Tensor x = ops::embedding(ids.reshape({1, T}), table);
   BlockState bs;
   for (size_t l = 0; l < blocks.size(); ++l) x = blocks[l]->forward(x, bs, &st.layers[l], row);
   x = ln_f->forward(x.slice(1, T - 1, T));
   if (cfg_.logit_mult != 1.0) x = ops::scale(x, cfg_.logit_mult);
   st.pos[static_cast<size_t>(row)] = T;
-  return ops::linear(x.reshape({1, cfg_.d_model}), cfg_.tie_embeddings ? wte : lm_head).reshape({cfg_.vocab_size});
+  x = x.reshape({1, cfg_.d_model});
+  return (cfg_.tie_embeddings ? ops::linear(x, table) : lin(x, lm_head)).reshape({cfg_.vocab_size});
 }
 
 }  // namespace hyscale::nn

@@ -67,9 +67,12 @@ class Attention : public Module {
   // K, V into (k_cache, v_cache) [B, cap, Hk, hd] at slot pos[b] (full) or pos[b] % window (ring
   // buffer) and attends over that row's valid slots; cross-attention attends over the first
   // pos[b] + 1 slots of the shared caches.
-  Tensor step(const Tensor& x, Tensor& k_cache, Tensor& v_cache, const std::vector<int64_t>& pos) const;
+  // On a GPU, n_valid_dev (optional) is a device int64 array of pos[b] + 1 made once per step
+  // (the decode kernel clamps it to the cache's slots); without it each call uploads its own.
+  Tensor step(const Tensor& x, Tensor& k_cache, Tensor& v_cache, const std::vector<int64_t>& pos,
+              const Tensor* n_valid_dev = nullptr) const;
   Tensor step_cross(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache,
-                    const std::vector<int64_t>& pos) const;
+                    const std::vector<int64_t>& pos, const Tensor* n_valid_dev = nullptr) const;
   const AttentionConfig& config() const { return cfg_; }
   double lambda_init() const;
   Tensor wqkv, wq, proj, lambda_q1, lambda_k1, lambda_q2, lambda_k2, subln;
@@ -77,7 +80,8 @@ class Attention : public Module {
  private:
   Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v) const;  // -> [B, T, H hd]
   // Decode-time attention of q [B, 1, H, hd] over n_valid[b] cache slots of row b -> [B, 1, H hd].
-  Tensor attend_cache(const Tensor& q, const Tensor& kc, const Tensor& vc, const std::vector<int64_t>& n_valid) const;
+  Tensor attend_cache(const Tensor& q, const Tensor& kc, const Tensor& vc, const std::vector<int64_t>& n_valid,
+                      const Tensor* n_valid_dev = nullptr) const;
   Tensor rope_rows(const Tensor& x, const std::vector<int64_t>& pos) const;  // [B, 1, heads, hd]
   AttentionConfig cfg_;
   int64_t H_, Hk_;  // heads on this rank

@@ -1,5 +1,9 @@
 #include "nn/mamba.h"
 
+#ifdef HYSCALE_WITH_CUDA
+#include "kernels/cuda_hybrid.h"
+#endif
+
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "kernels/selective_scan.h"
@@ -74,6 +78,28 @@ void Mamba::capture_state(const Tensor& x_in, const Tensor& xc_in, const Tensor&
   if (!ssm_state) return;
   // Run the recurrence over the prompt with the step kernel (same expression order as the scan).
   Tensor xc = xc_in.detach().contiguous(), delta = delta_in.detach().contiguous();
+  if (xc.device().is_cuda()) {
+#ifdef HYSCALE_WITH_CUDA
+    // The GPU's step kernel, all T steps in one launch, into the fp32 state (no outputs).
+    HS_CHECK(ssm_state->dtype() == DType::f32 && ssm_state->is_contiguous(),
+             "mamba: the GPU decode state must be a contiguous fp32 tensor, got ", ssm_state->desc());
+    Tensor d = dbc.detach().contiguous();
+    const Tensor A = cw(A_log), Dp = cw(D), bias = cw(dt_bias);
+    ssm_state->zero();
+    auto run_dev = [&](auto z) {
+      using T_ = decltype(z);
+      auto p = [](const Tensor& t) { return static_cast<T_*>(t.raw_data()); };
+      kernels::cuda::selective_scan_steps<T_>(p(xc), p(delta), p(A), p(d) + R, p(d) + R + N, R + 2 * N, p(Dp), p(bias),
+                                              ssm_state->data<float>(), nullptr, 1, T, di, N);
+    };
+    HS_CHECK(xc.dtype() == DType::f32 || xc.dtype() == DType::bf16, "mamba: GPU prefill in ", dtype_name(xc.dtype()));
+    if (xc.dtype() == DType::f32)
+      run_dev(float{});
+    else
+      run_dev(kernels::cuda::bf16{});
+#endif
+    return;
+  }
   Tensor Bm = dbc.detach().slice(2, R, R + N).contiguous(), Cm = dbc.detach().slice(2, R + N, R + 2 * N).contiguous();
   ssm_state->zero();
   Tensor y = Tensor::empty({di}, xc.dtype());

@@ -228,13 +228,18 @@ Tensor Block::forward(const Tensor& x_in, BlockState& st, LayerCache* capture, i
   }
   if (capture && capture->k.defined()) {
     // Row `row` of the KV cache: positions 0..T-1 (full) or the last `cap` of them, position p
-    // at slot p % cap (ring buffer), as step() would have left it.
+    // at slot p % cap (ring buffer), as step() would have left it; copied in contiguous runs of
+    // slots (at most two for a ring buffer).
     const int64_t T = k.size(1), cap = capture->cap;
     HS_CHECK(role_ == Role::SWA || T <= cap, "prefill: prompt of ", T, " tokens exceeds the KV cache (", cap, ")");
-    for (int64_t p = std::max<int64_t>(0, T - cap); p < T; ++p) {
-      const int64_t slot = role_ == Role::SWA ? p % cap : p;
-      capture->k.slice(0, row, row + 1).slice(1, slot, slot + 1).copy_from(k.detach().slice(1, p, p + 1));
-      capture->v.slice(0, row, row + 1).slice(1, slot, slot + 1).copy_from(v.detach().slice(1, p, p + 1));
+    const bool ring = role_ == Role::SWA;
+    for (auto [cache, src] : {std::pair<Tensor*, Tensor>{&capture->k, k.detach()}, {&capture->v, v.detach()}}) {
+      Tensor dst = cache->slice(0, row, row + 1);
+      for (int64_t p = std::max<int64_t>(0, T - cap); p < T;) {
+        const int64_t slot = ring ? p % cap : p, len = ring ? std::min(T - p, cap - slot) : T - p;
+        dst.slice(1, slot, slot + len).copy_from(src.slice(1, p, p + len));
+        p += len;
+      }
     }
   }
   Tensor x = ops::add(x_in, branch(y));

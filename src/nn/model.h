@@ -71,6 +71,8 @@ struct BlockState {
 // cross-attention layers (X) nothing (they read the F layer's cache: the shared KV), Mamba
 // layers (M, M*) their conv window [B, d_conv - 1, d_inner] and SSM state [B, d_inner, N],
 // GMU layers nothing (they read the M* output of the same step).
+// On a GPU (a model moved there before init_decode) the caches live on its device in the
+// compute dtype, the SSM states in fp32.
 struct LayerCache {
   Tensor k, v;  // [B, cap, Hk, hd]
   int64_t cap = 0;
@@ -92,7 +94,7 @@ class Block : public Module {
   // One decoding step: x [B, 1, D]; `shared` is the F layer's cache (for X), `memory` the M*
   // output of this step (written by M*, read by G); row b is at position pos[b].
   Tensor step(const Tensor& x, LayerCache& cache, const LayerCache* shared, Tensor& memory,
-              const std::vector<int64_t>& pos) const;
+              const std::vector<int64_t>& pos, const Tensor* n_valid_dev = nullptr) const;
   Role role() const { return role_; }
   std::shared_ptr<RMSNorm> norm1, norm2;
   std::shared_ptr<Attention> attn;
@@ -128,7 +130,8 @@ class Model : public Module {
 
   // Step-wise decoding: a fresh state for `batch` sequences of up to max_len tokens, and one
   // step (ids int32 [B], the tokens at position st.pos) -> logits [B, V]. Feeding a sequence
-  // token by token gives the parallel forward's logits.
+  // token by token gives the parallel forward's logits. On the cpu, or on the GPU the model was
+  // moved to (in its compute dtype; the logits stay on the device then).
   DecodeState init_decode(int64_t batch, int64_t max_len) const;
   Tensor step(const Tensor& ids, DecodeState& st) const;
   // Parallel prefill of sequence `row` (ids int32 [T], T <= max_len, the row not yet started):

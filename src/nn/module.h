@@ -2,6 +2,7 @@
 // hierarchical ("blocks.3.attn.wqkv"); checkpoints and optimizer groups use them.
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -53,6 +54,10 @@ class Module {
   // differentiable copy in `dt` (bf16 compute copies of fp32 master weights; the gradient flows
   // back to the fp32 parameter in fp32). Applies to this module and its children.
   void set_compute_dtype(DType dt);
+  // The dtype set by set_compute_dtype, if any.
+  std::optional<DType> compute_dtype() const {
+    return cast_ ? std::optional<DType>(compute_dtype_) : std::nullopt;
+  }
   // Persistent compute copies (mixed precision): while set, cw(p) reads p's entry instead of
   // casting p every forward. Whoever installs them keeps each copy equal to its parameter rounded
   // to the compute dtype (the trainer: DistributedAdamW::set_compute_copies rewrites them every

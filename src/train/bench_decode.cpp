@@ -10,8 +10,10 @@
 #include <nlohmann/json.hpp>
 
 #include "core/autograd.h"
+#include "core/device.h"
 #include "kernels/gemm.h"
 #include "nn/model.h"
+#include "train/trainer.h"
 #include "train/config.h"
 #include "train/longgen.h"
 
@@ -52,6 +54,7 @@ void bench_decode(const BenchDecodeOptions& opt) {
     resolve_config(cfg, 320);
     nn::Model model(cfg.model);
     model.init_weights(opt.seed);
+    place_for_decoding(model, opt.device, opt.precision);
     const int64_t V = cfg.model.vocab_size;
     NoGrad ng;
     auto st = model.init_decode(B, P + G);
@@ -62,7 +65,7 @@ void bench_decode(const BenchDecodeOptions& opt) {
     for (int64_t b = 0; b < B; ++b) {
       std::vector<int32_t> prompt(static_cast<size_t>(P));
       for (auto& t : prompt) t = static_cast<int32_t>(rng.below(256));
-      Tensor lg = model.prefill(Tensor::from_vector<int32_t>(prompt, {P}), st, b);
+      Tensor lg = logits_on_host(model.prefill(Tensor::from_vector<int32_t>(prompt, {P}), st, b));
       next[static_cast<size_t>(b)] = argmax_rows(lg, 1, V)[0];
     }
     const double prefill_s = since(t0);
@@ -71,7 +74,7 @@ void bench_decode(const BenchDecodeOptions& opt) {
     auto t_report = Clock::now();
     for (int64_t i = 0; i < G; ++i) {
       auto ts = Clock::now();
-      Tensor lg = model.step(Tensor::from_vector<int32_t>(next, {B}), st);
+      Tensor lg = logits_on_host(model.step(Tensor::from_vector<int32_t>(next, {B}), st));  // waits for the GPU
       next = argmax_rows(lg, B, V);
       dt[static_cast<size_t>(i)] = since(ts);
       if (since(t_report) > 30) {
@@ -97,10 +100,12 @@ void bench_decode(const BenchDecodeOptions& opt) {
                        {"decode_s", total}, {"latency_ms", lat}, {"tokens_per_s", tps}});
   }
   // Table.
-  std::printf("bench decode: depth %lld, prompt %lld, generate %lld, batch %lld, %d threads, latency = median of "
+  const Device dev = Device::parse(opt.device);
+  const std::string where = dev.is_cpu() ? std::to_string(kernels::cpu::num_threads()) + " threads"
+                                         : dev.str() + " (" + cuda_device_name(dev.index) + ", " + opt.precision + ")";
+  std::printf("bench decode: depth %lld, prompt %lld, generate %lld, batch %lld, %s, latency = median of "
               "the %lld steps before each length\n",
-              (long long)opt.depth, (long long)P, (long long)G, (long long)B, kernels::cpu::num_threads(),
-              (long long)opt.window);
+              (long long)opt.depth, (long long)P, (long long)G, (long long)B, where.c_str(), (long long)opt.window);
   std::printf("%-12s %6s %10s %12s %11s", "arch", "D", "params", "state/seq", "prefill");
   for (int64_t L : lengths) std::printf(" %9s", (std::to_string(L / 1024) + "K ms/tok").c_str());
   std::printf(" %9s %11s\n", "last/1K", "tok/s last");
@@ -124,7 +129,8 @@ void bench_decode(const BenchDecodeOptions& opt) {
       std::printf("\n");
     }
   }
-  nlohmann::json doc = {{"device", "cpu"}, {"threads", kernels::cpu::num_threads()}, {"depth", opt.depth},
+  nlohmann::json doc = {{"device", dev.is_cpu() ? std::string("cpu") : dev.str() + " " + cuda_device_name(dev.index)},
+                        {"precision", opt.precision}, {"threads", kernels::cpu::num_threads()}, {"depth", opt.depth},
                         {"sets", opt.sets}, {"prompt", P}, {"gen", G}, {"batch", B}, {"window", opt.window},
                         {"lengths", lengths}, {"results", results}};
   std::string json_path = opt.json;

@@ -4,6 +4,8 @@
 #include <numeric>
 
 #include "core/autograd.h"
+#include "core/device.h"
+#include "core/storage.h"
 #include "core/random.h"
 #include "data/tokenizer.h"
 #include "kernels/gemm.h"
@@ -19,6 +21,41 @@ std::unique_ptr<nn::Model> load_model(const std::string& ckpt, RunConfig* cfg_ou
   load_checkpoint_params(ckpt, model->named_parameters(), model->named_shard_specs());
   if (cfg_out) *cfg_out = cfg;
   return model;
+}
+
+void place_for_decoding(nn::Model& model, const std::string& device_str, const std::string& precision) {
+  Device dev;
+  try {
+    dev = Device::parse(device_str);
+  } catch (const Error& e) {
+    HS_FAIL("--device: ", e.what());
+  }
+  HS_CHECK(precision == "fp32" || precision == "bf16", "--precision '", precision, "': expected fp32 or bf16");
+  HS_CHECK(precision == "fp32" || dev.is_cuda(), "--precision bf16 needs --device cuda (the cpu decodes in fp32)");
+  if (dev.is_cpu()) return;
+  HS_CHECK(cuda_available(), "--device ", dev.str(), ": no CUDA device is available",
+#ifdef HYSCALE_WITH_CUDA
+           " (none visible to this process)"
+#else
+           " (this build has no CUDA: configure with -DHYSCALE_CUDA=ON)"
+#endif
+  );
+  HS_CHECK(dev.index < cuda_device_count(), "--device ", dev.str(), ": only ", cuda_device_count(),
+           " CUDA device(s) visible");
+  cudart::set_device(dev.index);
+  model.to_device(dev);
+  if (precision != "bf16") return;
+  NoGrad ng;
+  model.set_compute_dtype(DType::bf16);
+  auto copies = std::make_shared<nn::Module::ComputeCopies>();
+  for (const auto& [name, p] : model.named_parameters())
+    if (p.dtype() == DType::f32) copies->by_param[p.impl_ptr().get()] = p.detach().to(DType::bf16);
+  model.set_compute_copies(std::move(copies));
+}
+
+Tensor logits_on_host(const Tensor& logits) {
+  Tensor t = logits.dtype() == DType::f32 ? logits : logits.to(DType::f32);
+  return t.to(Device::cpu()).contiguous();
 }
 
 // Picks the next token from logits [V] (restricted to the tokenizer's real ids).
@@ -86,7 +123,7 @@ std::vector<std::vector<int32_t>> generate_tokens(const nn::Model& model,
   std::vector<bool> done(static_cast<size_t>(B), false);
   for (int64_t b = 0; b < B; ++b) {  // parallel prefill, one prompt at a time
     Tensor ids = Tensor::from_vector<int32_t>(prompts[static_cast<size_t>(b)], {static_cast<int64_t>(prompts[b].size())});
-    next[static_cast<size_t>(b)] = pick(model.prefill(ids, st, b).data<float>(), b);
+    next[static_cast<size_t>(b)] = pick(logits_on_host(model.prefill(ids, st, b)).data<float>(), b);
   }
   for (int64_t i = 0; i < max_new; ++i) {
     bool any = false;
@@ -102,7 +139,7 @@ std::vector<std::vector<int32_t>> generate_tokens(const nn::Model& model,
     }
     if (!any) break;
     // Finished rows keep stepping (their outputs are ignored) so the batch stays rectangular.
-    Tensor logits = model.step(Tensor::from_vector<int32_t>(next, {B}), st);
+    Tensor logits = logits_on_host(model.step(Tensor::from_vector<int32_t>(next, {B}), st));
     for (int64_t b = 0; b < B; ++b)
       if (!done[b]) next[b] = pick(logits.data<float>() + b * V, b);
   }
@@ -113,6 +150,7 @@ std::vector<std::string> generate(const GenerateOptions& opt) {
   kernels::cpu::set_num_threads(static_cast<int>(opt.threads));
   RunConfig cfg;
   auto model = load_model(opt.ckpt, &cfg);
+  place_for_decoding(*model, opt.device, opt.precision);
   data::ByteTokenizer tok;
   std::vector<std::vector<int32_t>> prompts;
   for (auto& text : opt.prompts) {

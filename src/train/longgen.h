@@ -53,6 +53,7 @@ struct BenchDecodeOptions {
   uint64_t seed = 0;
   std::string json, png;          // outputs ("" = none); the PNG is drawn by scripts/plot_decode.py
   int64_t threads = 0;
+  std::string device = "cpu", precision = "fp32";  // as train::place_for_decoding
 };
 void bench_decode(const BenchDecodeOptions& opt);
 

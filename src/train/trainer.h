@@ -67,7 +67,14 @@ struct GenerateOptions {
   int64_t max_new = 200;
   SamplingOptions sampling;
   int64_t threads = 0;
+  std::string device = "cpu", precision = "fp32";  // as place_for_decoding
 };
+// Decoding on a device: moves the model to `device` ("cpu", "cuda", "cuda:N") and, for
+// precision "bf16" (a GPU only), makes it compute in bf16 from compute copies of the weights
+// made once. Clear errors for anything else. Call before init_decode.
+void place_for_decoding(nn::Model& model, const std::string& device, const std::string& precision);
+// Logits (of step or prefill, on any device, f32 or bf16) as a host f32 tensor.
+Tensor logits_on_host(const Tensor& logits);
 // Samples a continuation of each prompt with the byte tokenizer; returns the generated texts
 // (without the prompts).
 std::vector<std::string> generate(const GenerateOptions& opt);

@@ -3,9 +3,12 @@
 // the gpu tests (tests/gpu/test_hybrid_kernels.cpp): elementwise f32 1e-5, bf16 1e-2; dlambda
 // 1e-5; lambda 1e-6; scan forward f32 1e-5, bf16 1e-2, chunk states 1e-4; scan backward f32 1e-4,
 // bf16 du/ddelta/dz 2e-2 and the fp32 parameter gradients 1e-3 (same fp32 math, other orders).
+#include <cmath>
 #include <cstring>
+#include <tuple>
 
 #include "emu_util.h"
+#include "kernels/conv1d.h"
 #include "kernels/cuda_hybrid.h"
 #include "kernels/diff_attn.h"
 #include "kernels/elementwise.h"
@@ -171,7 +174,72 @@ struct DeterministicScope {
   ~DeterministicScope() { kg::set_deterministic(old); }
 };
 
+// Decoding kernels: one causal conv1d step (with and without the fused SiLU; the state is only
+// shifted, so it must come back exact) and T_ steps of the scan recurrence in one launch (B and C
+// read in place from rows of ld = R + 2N, as x_proj's output) against T_ calls of the CPU step
+// on contiguous copies; the fp32 state after them, and the same state when y is not wanted.
+template <class T> void decode_case(int64_t B, int64_t T_, int64_t C, int64_t K, int64_t N) {
+  constexpr bool bf = is_bf<T>;
+  INFO(dt_name<T>() << " decode B " << B << " T " << T_ << " C " << C << " K " << K << " N " << N);
+  const uint64_t sd = uint64_t(B * 1000 + T_ * 100 + C * 10 + K + N);
+  {
+    auto x = randn(B * C, sd, 1, bf), w = randn(C * K, sd + 1, 0.5, bf), bias = randn(C, sd + 2, 0.5, bf);
+    auto st0 = randn(B * (K - 1) * C, sd + 3, 1, bf);
+    for (bool silu : {false, true}) {
+      INFO("conv step, silu " << silu);
+      std::vector<float> wy(B * C), wst = st0;
+      kc::causal_conv1d_step<float>(x.data(), w.data(), bias.data(), wst.data(), wy.data(), B, C, K);
+      if (silu)
+        for (auto& v : wy) v = v / (1.0f + std::exp(-v));
+      Buf<T> xd(x, 1), wd(w), bd(bias, 2), sdv(st0), y(B * C, 3);
+      kg::causal_conv1d_step<T>(xd.p(), wd.p(), bd.p(), sdv.p(), y.p(), B, C, K, silu);
+      check_close("conv step y", y, wy, bf ? 1e-2 : 1e-5);
+      check_close("conv step state (a shift: exact)", sdv, wst, 1e-30, 1.0);
+    }
+  }
+  const int64_t R = 3, ld = R + 2 * N, Dc = C;
+  auto u = randn(B * T_ * Dc, sd + 4, 1, bf), delta = randn(B * T_ * Dc, sd + 5, 1, bf);
+  auto dbc = randn(B * T_ * ld, sd + 6, 1, bf), A_log = uniform(Dc * N, sd + 7, -1, 2.5f, bf);
+  auto Dp = randn(Dc, sd + 8, 1, bf), dt_bias = randn(Dc, sd + 9, 0.5, bf), h0 = randn(B * Dc * N, sd + 10, 1);
+  std::vector<float> wy(B * T_ * Dc), wh = h0;
+  for (int64_t t = 0; t < T_; ++t) {
+    std::vector<float> ut(B * Dc), dt(B * Dc), Bt(B * N), Ct(B * N), yt(B * Dc);
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t c = 0; c < Dc; ++c) {
+        ut[b * Dc + c] = u[(b * T_ + t) * Dc + c];
+        dt[b * Dc + c] = delta[(b * T_ + t) * Dc + c];
+      }
+      for (int64_t n = 0; n < N; ++n) {
+        Bt[b * N + n] = dbc[(b * T_ + t) * ld + R + n];
+        Ct[b * N + n] = dbc[(b * T_ + t) * ld + R + N + n];
+      }
+    }
+    kc::selective_scan_step<float>(ut.data(), dt.data(), A_log.data(), Bt.data(), Ct.data(), Dp.data(),
+                                   dt_bias.data(), wh.data(), yt.data(), B, Dc, N);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t c = 0; c < Dc; ++c) wy[(b * T_ + t) * Dc + c] = yt[b * Dc + c];
+  }
+  Buf<T> ud(u, 1), dd(delta), bcd(dbc, 2), ad(A_log), Dd(Dp, 3), bd(dt_bias), y(B * T_ * Dc, 1);
+  Buf<float> h(h0), h2(h0);
+  kg::selective_scan_steps<T>(ud.p(), dd.p(), ad.p(), bcd.p() + R, bcd.p() + R + N, ld, Dd.p(), bd.p(), h.p(), y.p(), B,
+                              T_, Dc, N);
+  check_close("scan steps y", y, wy, bf ? 1e-2 : 1e-5);
+  check_close("scan steps state", h, wh, 1e-5);
+  kg::selective_scan_steps<T>(ud.p(), dd.p(), ad.p(), bcd.p() + R, bcd.p() + R + N, ld, Dd.p(), bd.p(), h2.p(), nullptr,
+                              B, T_, Dc, N);
+  CHECK(same_bits(h, h2));  // the state does not depend on whether y is written
+}
+
 }  // namespace
+
+TEST_CASE("emulated CUDA decoding kernels (conv1d step, scan steps) match the CPU twins", "[emu][decode]") {
+  for (auto [B, T_, C, K, N] : std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>>{
+           {1, 1, 1, 1, 1}, {3, 1, 37, 4, 16}, {2, 5, 70, 2, 3}, {1, 130, 9, 3, 64}, {4, 1, 300, 4, 16}}) {
+    decode_case<float>(B, T_, C, K, N);
+    decode_case<bf16>(B, T_, C, K, N);
+  }
+  check_no_exit_barriers();
+}
 
 TEST_CASE("emulated CUDA GMU gate, mul, add_inplace, diff combine and lambda match the CPU twins", "[emu][hybrid]") {
   for (int64_t n : {0, 1, 3, 7, 8, 9, 33, 130, 1001, 4099, 70001})

@@ -1,0 +1,101 @@
+// CUDA bodies of the decoding kernels of kernels/cuda_hybrid.h: the causal conv1d step and the
+// selective-scan recurrence over a few steps (one decoding step, or a prompt's states at
+// prefill). Both are memory-bound: one thread per (row, channel), fp32 arithmetic, the CPU twins'
+// expression order (kernels/conv1d.h's causal_conv1d_step, kernels/selective_scan.h's
+// selective_scan_step) with accurate expf / log1pf.
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda_hybrid.h"
+
+namespace hyscale::kernels::cuda {
+
+namespace {
+
+using namespace detail;
+
+constexpr int kThreads = 256;
+constexpr int kMaxState = 64;  // N <= 64, as the scan kernels
+
+template <class T>
+__global__ void conv1d_step_k(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
+                              T* __restrict__ state, T* __restrict__ y, int64_t B, int64_t C, int64_t K, bool silu) {
+  const int64_t n = B * C;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t b = i / C, c = i - b * C;
+    T* st_ = state + b * (K - 1) * C;
+    const float xv = ld(x, i);
+    // bias, then k = 0 .. K-1 (the CPU twin's order)
+    float acc = ld(bias, c);
+    for (int64_t k = 0; k < K - 1; ++k) acc += ld(w, c * K + k) * ld(st_, k * C + c);
+    acc += ld(w, c * K + K - 1) * xv;
+    if (silu) acc = acc / (1.0f + expf(-acc));
+    st(y, i, acc);
+    for (int64_t k = 0; k + 1 < K - 1; ++k) st(st_, k * C + c, ld(st_, (k + 1) * C + c));
+    if (K > 1) st(st_, (K - 2) * C + c, xv);
+  }
+}
+
+__device__ __forceinline__ float softplus_acc(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+template <class T>
+__global__ void scan_steps_k(const T* __restrict__ u, const T* __restrict__ delta, const T* __restrict__ A_log,
+                             const T* __restrict__ Bm, const T* __restrict__ Cm, int64_t ldbc,
+                             const T* __restrict__ D, const T* __restrict__ dt_bias, float* __restrict__ h,
+                             T* __restrict__ y, int64_t B, int64_t T_, int64_t Dc, int64_t N) {
+  const int64_t n_items = B * Dc;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n_items; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t b = i / Dc, c = i - b * Dc;
+    float hr[kMaxState];  // the state (local memory, L1-resident)
+    float* hc = h + i * N;
+    for (int64_t s = 0; s < N; ++s) hr[s] = hc[s];
+    const float bias = ld(dt_bias, c), Dv = ld(D, c);
+    for (int64_t t = 0; t < T_; ++t) {
+      const int64_t row = b * T_ + t;
+      const float dt = softplus_acc(ld(delta, row * Dc + c) + bias);
+      const float uv = ld(u, row * Dc + c), dtu = dt * uv;
+      const T* Bt = Bm + row * ldbc;
+      const T* Ct = Cm + row * ldbc;
+      float acc = 0.0f;
+      for (int64_t s = 0; s < N; ++s) {
+        const float A = -expf(ld(A_log, c * N + s));
+        hr[s] = expf(dt * A) * hr[s] + dtu * ld(Bt, s);
+        acc += ld(Ct, s) * hr[s];
+      }
+      if (y != nullptr) st(y, row * Dc + c, acc + Dv * uv);
+    }
+    for (int64_t s = 0; s < N; ++s) hc[s] = hr[s];
+  }
+}
+
+}  // namespace
+
+template <class T>
+void causal_conv1d_step(const T* x, const T* w, const T* bias, T* state, T* y, int64_t B, int64_t C, int64_t K,
+                        bool silu, void* s) {
+  HS_CHECK(K >= 1, "causal_conv1d_step (CUDA): kernel width ", K, " must be >= 1");
+  if (B * C == 0) return;
+  conv1d_step_k<<<blocks_for(B * C, kThreads), kThreads, 0, S(s)>>>(x, w, bias, state, y, B, C, K, silu);
+  HS_LAUNCH_CHECK("causal_conv1d_step", "B = ", B, ", C = ", C, ", K = ", K);
+}
+
+template <class T>
+void selective_scan_steps(const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, int64_t ldbc,
+                          const T* D, const T* dt_bias, float* h, T* y, int64_t B, int64_t T_, int64_t Dc, int64_t N,
+                          void* s) {
+  HS_CHECK(N >= 1 && N <= kMaxState, "selective_scan_steps (CUDA): d_state ", N, " outside [1, ", kMaxState, "]");
+  HS_CHECK(ldbc >= N, "selective_scan_steps (CUDA): B/C row stride ", ldbc, " < d_state ", N);
+  if (B * Dc == 0 || T_ == 0) return;
+  scan_steps_k<<<blocks_for(B * Dc, kThreads), kThreads, 0, S(s)>>>(u, delta, A_log, Bm, Cm, ldbc, D, dt_bias, h, y,
+                                                                      B, T_, Dc, N);
+  HS_LAUNCH_CHECK("selective_scan_steps", "B = ", B, ", T = ", T_, ", Dc = ", Dc, ", N = ", N);
+}
+
+#define HS_INST(T)                                                                                           \
+  template void causal_conv1d_step<T>(const T*, const T*, const T*, T*, T*, int64_t, int64_t, int64_t, bool,  \
+                                      void*);                                                                \
+  template void selective_scan_steps<T>(const T*, const T*, const T*, const T*, const T*, int64_t, const T*,  \
+                                        const T*, float*, T*, int64_t, int64_t, int64_t, int64_t, void*);
+HS_INST(float)
+HS_INST(bf16)
+#undef HS_INST
+
+}  // namespace hyscale::kernels::cuda
