@@ -144,7 +144,7 @@ Tensor Mamba::step(const Tensor& u, Tensor& conv_state, Tensor& ssm_state, Tenso
   Tensor y = Tensor::empty({B, di}, x.dtype(), x.device());
   if (u.device().is_cuda()) {
 #ifdef HYSCALE_WITH_CUDA
-    HS_CHECK(conv_state.device() == u.device() && ssm_state.dtype() == DType::f32,
+    HS_CHECK(conv_state.device() == u.device() && conv_state.dtype() == x.dtype() && ssm_state.dtype() == DType::f32,
              "decode: Mamba state ", conv_state.desc(), " / ", ssm_state.desc(), " does not suit ", u.desc(),
              " (make the decode state after moving the model)");
     Tensor xc = Tensor::empty({B, di}, x.dtype(), x.device());

@@ -55,6 +55,11 @@ class Communicator {
     allreduce(data, n, dt, op);
   }
   virtual void allgather_ordered(const void* in, void* out, int64_t n, DType dt) { allgather(in, out, n, dt); }
+  // Blocks until the stream-ordered collectives issued so far (and the work before them) are
+  // done, watching for the backend's errors and its timeout meanwhile (a host read of their
+  // result would otherwise block inside the CUDA runtime, blind to a dead peer). Host backends:
+  // nothing to wait for.
+  virtual void wait_ordered() {}
 
   // Tensor conveniences (contiguous tensors; device must suit the backend).
   void allreduce(Tensor& t, ReduceOp op = ReduceOp::Sum);

@@ -13,8 +13,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <utility>
 
 #include "core/error.h"
@@ -86,6 +88,22 @@ int visible_devices() {
 
 class NcclComm;
 
+// Every live communicator of the process. When one fails (an asynchronous NCCL error, or a wait
+// that timed out) all of them are aborted: a dead peer leaves every communicator's kernels
+// spinning, and the streams are chained by events (the tensor-parallel collectives make the
+// default stream wait for them, the data-parallel ones wait for the default stream), so one
+// communicator left alive would hang the device, and with it the teardown.
+struct Registry {
+  std::mutex mu;
+  std::unordered_set<NcclComm*> live;
+  bool failed = false;
+};
+Registry& registry() {
+  static Registry* r = new Registry;  // never destroyed: communicators may outlive static teardown
+  return *r;
+}
+void abort_all_comms();
+
 class NcclRequest : public Request {
  public:
   NcclRequest(std::shared_ptr<NcclComm> comm, cudaEvent_t done) : comm_(std::move(comm)), done_(done) {}
@@ -110,8 +128,22 @@ class NcclComm : public Communicator, public std::enable_shared_from_this<NcclCo
       release();
       throw;
     }
+    std::lock_guard<std::mutex> lock(registry().mu);
+    registry().live.insert(this);
   }
-  ~NcclComm() override { release(); }
+  ~NcclComm() override {
+    {
+      std::lock_guard<std::mutex> lock(registry().mu);
+      registry().live.erase(this);
+    }
+    release();
+  }
+
+  // Aborts the NCCL communicator now (its kernels return; nothing waits). Idempotent.
+  void abort_now() noexcept {
+    if (comm_ != nullptr) ncclCommAbort(comm_);
+    comm_ = nullptr;
+  }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -162,6 +194,12 @@ class NcclComm : public Communicator, public std::enable_shared_from_this<NcclCo
     HS_NCCL_CHECK(comm_, ncclAllGather(in, out, cnt, nccl_type(dt), comm_, stream_), where());
     join_default_stream("allgather_ordered");
   }
+  void wait_ordered() override {
+    HS_CHECK(comm_ != nullptr, "wait_ordered: the NCCL communicator was aborted after an earlier error ", where());
+    HS_CUDA_CHECK(cudaSetDevice(device_), where());
+    HS_CUDA_CHECK(cudaEventRecord(ready_, 0), "wait_ordered ", where());
+    poll([&] { return cudaEventQuery(ready_); }, "wait for the stream-ordered collectives");
+  }
   void barrier() override {
     begin("barrier");
     sync_stream("barrier");
@@ -199,6 +237,7 @@ class NcclComm : public Communicator, public std::enable_shared_from_this<NcclCo
     constexpr int64_t kIdWords = (sizeof(ncclUniqueId) + sizeof(int32_t) - 1) / sizeof(int32_t);
     int32_t msg[1 + kIdWords] = {};
     try {
+      timeout_s_ = wait_timeout_s();  // here, so that a bad value fails every rank (below)
       const int count = visible_devices();
       HS_CHECK(count > 0, "make_nccl_comm: no CUDA device is visible on rank ", rank_);
       HS_CHECK(device_ >= 0 && device_ < count, "make_nccl_comm: device ", device_, " outside the ", count,
@@ -228,8 +267,15 @@ class NcclComm : public Communicator, public std::enable_shared_from_this<NcclCo
   }
 
   void release() noexcept {
-    if (stream_ != nullptr) {
-      cudaSetDevice(device_);
+    bool failed = false;
+    {
+      std::lock_guard<std::mutex> lock(registry().mu);
+      failed = registry().failed;
+    }
+    if (stream_ != nullptr) cudaSetDevice(device_);
+    if (failed) {
+      abort_now();  // after a failure nothing may wait for the device: its work may never finish
+    } else if (stream_ != nullptr) {
       cudaStreamSynchronize(stream_);
     }
     if (comm_ != nullptr) ncclCommDestroy(comm_);
@@ -270,9 +316,9 @@ class NcclComm : public Communicator, public std::enable_shared_from_this<NcclCo
     const ncclResult_t res = ncclCommGetAsyncError(comm_, &async);
     if (res == ncclSuccess && async == ncclSuccess) return;
     const std::string reason = ncclGetErrorString(res != ncclSuccess ? res : async) + nccl_last_error(comm_);
-    ncclCommAbort(comm_);  // the communicator is unusable; abort frees it without blocking
-    comm_ = nullptr;
-    HS_FAIL(what, ": NCCL reported an asynchronous error: ", reason, " ", where());
+    abort_all_comms();  // this one is unusable, and the others may wait on it (Registry)
+    HS_FAIL(what, ": NCCL reported an asynchronous error: ", reason, "; every NCCL communicator of this process was ",
+            "aborted ", where());
   }
 
   void sync_stream(const char* what) {
@@ -293,7 +339,7 @@ class NcclComm : public Communicator, public std::enable_shared_from_this<NcclCo
   template <class Query>
   void poll(Query query, const char* what) {
     const auto t0 = std::chrono::steady_clock::now();
-    for (int spin = 0;; ++spin) {
+    for (uint64_t spin = 0;; ++spin) {
       const cudaError_t err = query();
       if (err == cudaSuccess) return;
       if (err != cudaErrorNotReady) HS_FAIL(what, ": CUDA error while waiting: ", cudaGetErrorString(err), " ", where());
@@ -303,24 +349,29 @@ class NcclComm : public Communicator, public std::enable_shared_from_this<NcclCo
       check_async(what);
       if (timeout_s_ > 0 && spin % 1024 == 0 &&
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > timeout_s_) {
-        ncclCommAbort(comm_);  // unblocks the kernels of the stuck collective
-        comm_ = nullptr;
+        abort_all_comms();  // unblocks the kernels of the stuck collective, and of the others
         HS_FAIL(what, ": no completion after ", timeout_s_, " s: a peer rank is hung or gone (or is much slower, e.g. ",
-                "writing a large checkpoint: raise HYSCALE_NCCL_TIMEOUT_S, 0 for no timeout); the communicator was ",
-                "aborted ", where());
+                "writing a large checkpoint: raise HYSCALE_NCCL_TIMEOUT_S, 0 for no timeout); every NCCL ",
+                "communicator of this process was aborted ", where());
       }
       std::this_thread::yield();
     }
   }
 
   std::shared_ptr<Communicator> host_;
-  double timeout_s_ = wait_timeout_s();
+  double timeout_s_ = 1800.0;  // set by init() from HYSCALE_NCCL_TIMEOUT_S
   int device_ = 0, rank_ = 0, size_ = 1;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;  // the communicator's own stream (non-blocking)
   cudaEvent_t ready_ = nullptr;    // recorded on the default stream before each collective
   cudaEvent_t joined_ = nullptr;   // recorded on stream_ after a stream-ordered collective
 };
+
+void abort_all_comms() {
+  std::lock_guard<std::mutex> lock(registry().mu);
+  registry().failed = true;
+  for (NcclComm* c : registry().live) c->abort_now();
+}
 
 NcclRequest::~NcclRequest() {
   try {

@@ -11,8 +11,14 @@
 //     input nor read the output (on the host or on any stream).
 //   - allreduce_ordered / allgather_ordered return at once, with the default stream made to
 //     wait (an event) for the collective: kernels enqueued afterwards see its result, and the
-//     host never blocks (the tensor-parallel ops, several per layer). An asynchronous NCCL error
-//     is reported by the next collective call or wait.
+//     host never blocks (the tensor-parallel ops, several per layer). wait_ordered() waits for
+//     them with the timeout below (the vocabulary-parallel loss does before reading its rows,
+//     the trainer after each backward). An asynchronous NCCL error is reported by the next
+//     collective call or wait.
+//   - A wait that sees no completion for HYSCALE_NCCL_TIMEOUT_S seconds (default 1800, 0 =
+//     never), or an asynchronous NCCL error, aborts every NCCL communicator of the process (the
+//     others may be waiting on the failed one through the default stream) and throws; their
+//     teardown then aborts instead of synchronising.
 //   - barrier() drains the stream, then barriers the host group.
 // Dtypes map to NCCL's: f32, f64, bf16 (reductions included), i32, i64.
 //

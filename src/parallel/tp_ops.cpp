@@ -137,6 +137,9 @@ Tensor vocab_parallel_cross_entropy(const Tensor& logits_in, const Tensor& targe
   comm_for(stats, tp, "vocab_parallel_cross_entropy")
       .allgather_ordered(stats.raw_data(), all.raw_data(), stats.numel(), stats.dtype());
   auto [rows, lse] = ops::cross_entropy_combine(all);  // the same numbers, in the same order, on every rank
+  // The host reads the loss: first wait for the stream-ordered collectives where a dead peer is
+  // noticed (a copy to the host would block inside the CUDA runtime instead).
+  comm_for(stats, tp, "vocab_parallel_cross_entropy").wait_ordered();
   const Tensor host_rows = rows.to(Device::cpu()).to(DType::f64);
   double total = 0;  // fixed order: deterministic
   for (int64_t i = 0; i < N; ++i) total += host_rows.data<double>()[i];

@@ -331,7 +331,9 @@ void DistributedAdamW::step(double lr, double grad_scale) {
       update(buf + a, b.grad_shard.data<float>() + (a - s0), b.m.data<float>() + (a - s0),
              b.v.data<float>() + (a - s0), e - a, dp.group);
     }
-    comm_for(b.grad_buf).allgather(buf + s0, buf, b.shard, DType::f32);
+    // Stream-ordered on GPUs (the copies below and the next bucket's AdamW queue behind it
+    // without a host wait per bucket); synchronous over MPI.
+    comm_for(b.grad_buf).allgather_ordered(buf + s0, buf, b.shard, DType::f32);
     for (size_t k : b.members) {
       DistParam& dp = params_[k];
       copy_bytes(dp.p.data<float>(), dp.p.device(), buf + dp.offset, dev, static_cast<size_t>(dp.p.numel()) * 4);

@@ -363,6 +363,9 @@ TrainResult run_training(RunConfig cfg, const std::string& resume) {
       // Average over micro-batches: seed the backward with 1/A instead of scaling the loss.
       loss.backward(Tensor::full({}, 1.0 / static_cast<double>(A)));
     }
+    // Tensor parallelism on GPUs: the backward's stream-ordered all-reduces, waited for where a
+    // dead peer is noticed (NCCL's timeout and errors) rather than in a later copy to the host.
+    if (grid.tp_dev_comm) grid.tp_dev_comm->wait_ordered();
     opt.finish_backward();  // data-parallel mean of the gradients (fp32)
     if (grid.dp > 1) {      // and of the logged loss
       grid.dp_comm->allreduce(&step_loss, 1, DType::f64);
