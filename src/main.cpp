@@ -9,8 +9,9 @@
 //   hyscale bench layers CONFIG [--set ...] [--lengths 512,1024,...] [--batch B] [--reps R]
 //   hyscale bench comm [--sizes 1K,...,64M] [--iters N] [--backend mpi|nccl]
 //   hyscale baselines --data DIR
-//   hyscale eval --ckpt PATH [--data DIR]
+//   hyscale eval --ckpt PATH [--data DIR] [--device cpu|cuda[:N]] [--precision fp32|bf16]
 //   hyscale eval phonebook --ckpt PATH [--sizes 10,20,40] [--prompts 32] [--batch 8] [--seed S] [--json FILE]
+//                          [--device cpu|cuda[:N]] [--precision fp32|bf16]
 //   hyscale bench kernels [--reps N]
 //   hyscale bench decode [--archs transformer,sambay] [--depth 8] [--prompt 2048] [--gen 32768] [--batch 1]
 //                        [--set model.ar=32 ...] [--json FILE] [--png FILE] [--device cpu|cuda[:N]]
@@ -152,7 +153,12 @@ int main(int argc, char** argv) {
   phonebook->add_option("--seed", pb.seed, "phonebook seed");
   phonebook->add_option("--json", pb.json, "also write the results as JSON");
   phonebook->add_option("--threads", pb.threads, "CPU threads (0 = all)");
+  phonebook->add_option("--device", pb.device, "cpu, cuda or cuda:N");
+  phonebook->add_option("--precision", pb.precision, "fp32, or bf16 (on a GPU)");
   eval->add_option("--data", data_dir, "dataset directory (default: the checkpoint's data.path)");
+  std::string eval_device = "cpu", eval_precision = "fp32";
+  eval->add_option("--device", eval_device, "cpu, cuda or cuda:N");
+  eval->add_option("--precision", eval_precision, "fp32, or bf16 (on a GPU)");
 
   try {
     app.parse(argc, argv);
@@ -233,6 +239,7 @@ int main(int argc, char** argv) {
       HS_CHECK(!ckpt.empty(), "eval: --ckpt is required");
       train::RunConfig cfg;
       auto model = train::load_model(ckpt, &cfg);
+      train::place_for_decoding(*model, eval_device, eval_precision);
       kernels::cpu::set_num_threads(static_cast<int>(cfg.training.threads));
       auto va = data::TokenDataset::load(data_dir.empty() ? cfg.data.path : data_dir, "val");
       std::printf("val loss %.4f\n", train::evaluate(*model, cfg, va));

@@ -31,7 +31,7 @@ void place_for_decoding(nn::Model& model, const std::string& device_str, const s
     HS_FAIL("--device: ", e.what());
   }
   HS_CHECK(precision == "fp32" || precision == "bf16", "--precision '", precision, "': expected fp32 or bf16");
-  HS_CHECK(precision == "fp32" || dev.is_cuda(), "--precision bf16 needs --device cuda (the cpu decodes in fp32)");
+  HS_CHECK(precision == "fp32" || dev.is_cuda(), "--precision bf16 needs --device cuda (the cpu computes in fp32)");
   if (dev.is_cpu()) return;
   HS_CHECK(cuda_available(), "--device ", dev.str(), ": no CUDA device is available",
 #ifdef HYSCALE_WITH_CUDA

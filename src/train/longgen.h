@@ -38,6 +38,7 @@ struct PhonebookOptions {
   uint64_t seed = 0;
   std::string json;                        // write results here too ("" = no file)
   int64_t threads = 0;
+  std::string device = "cpu", precision = "fp32";  // as train::place_for_decoding
 };
 // Greedy generation on each prompt, accuracy per size as mean +- std over the 4 groups; prints a
 // table and returns the JSON text ([{size, seq_len, mean_acc, std_acc, n}...]).

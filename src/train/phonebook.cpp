@@ -85,6 +85,7 @@ std::string eval_phonebook(const PhonebookOptions& opt) {
   HS_CHECK(opt.batch >= 1 && opt.max_new >= 1, "eval phonebook: --batch and --max-new must be >= 1");
   kernels::cpu::set_num_threads(static_cast<int>(opt.threads));
   auto model = load_model(opt.ckpt);
+  place_for_decoding(*model, opt.device, opt.precision);
   data::ByteTokenizer tok;
   SamplingOptions greedy;
   greedy.temperature = 0;
