@@ -20,11 +20,12 @@ HS=$1
 MPIEXEC=$2
 if [[ "$(basename "$HS")" == hyscale_emu* ]]; then
   export HYSCALE_EMU_DEVICES=2  # two emulated GPUs per process: rank 1 takes cuda:1
-  GPUS=2
+  GPUS=2 GPUS4=1
   gpus4() { HYSCALE_EMU_DEVICES=4 "$@"; }  # four for the tp 2 x dp 2 run
 else
   GPUS=$(nvidia-smi -L 2> /dev/null | grep -c '^GPU' || true)
   [ "$GPUS" -ge 2 ] || { echo "gpu_parallel_equivalence: needs >= 2 GPUs (found ${GPUS:-0}) or hyscale_emu"; exit 77; }
+  GPUS4=$([ "$GPUS" -ge 4 ] && echo 1 || echo 0)
   gpus4() { "$@"; }
 fi
 TMP=$(mktemp -d)
@@ -73,7 +74,7 @@ run bf16_tp2 2 4 --set model.arch=transformer --set model.n_layers=2 --set train
   --set parallel.tp=2
 # tp 2 x dp 2 on 4 ranks with ZeRO-1: both device communicators in one run (4 GPUs)
 TP2DP2=0
-if [ "$GPUS" -ge 4 ]; then
+if [ "$GPUS4" = 1 ]; then
   TP2DP2=1
   gpus4 run f32_tp2dp2 4 2 --set model.arch=sambay --set parallel.tp=2 --set parallel.zero=1 \
     --set parallel.bucket_mb=0.05
