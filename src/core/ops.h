@@ -77,8 +77,12 @@ namespace hyscale::ops {
 // expression), the pre-gate y is never stored (the backward recomputes it), and z gets its
 // gradient. z is read in place when its last dimension is dense and its (b, t) rows are evenly
 // spaced, e.g. a column slice of in_proj's output.
+// With final_state, *final_state = the state h after the last step, [B, Dc, N] (not
+// differentiable; a view of the chunk states the forward saves anyway, fp32 on a GPU, u's dtype
+// on the cpu): what step-wise decoding continues from after a prefill.
 Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log, const Tensor& Bm, const Tensor& Cm,
-                      const Tensor& D, const Tensor& dt_bias, int64_t chunk = 128, const Tensor& z = Tensor());
+                      const Tensor& D, const Tensor& dt_bias, int64_t chunk = 128, const Tensor& z = Tensor(),
+                      Tensor* final_state = nullptr);
 // Causal depthwise conv1d with bias: x [B, T, C], w [C, K] (1 <= K <= 8), bias [C] -> [B, T, C].
 Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias);
 // silu(causal_conv1d(x, w, bias)) in one op (Mamba-1's conv + activation): the forward is the

@@ -601,7 +601,8 @@ Tensor cross_entropy_grad(const Tensor& logits, const Tensor& targets_in, const 
 }
 
 Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log, const Tensor& Bm, const Tensor& Cm,
-                      const Tensor& D, const Tensor& dt_bias, int64_t chunk, const Tensor& z, int64_t ldz) {
+                      const Tensor& D, const Tensor& dt_bias, int64_t chunk, const Tensor& z, int64_t ldz,
+                      Tensor* final_state) {
   const int64_t B = u.size(0), T_ = u.size(1), Dc = u.size(2), N = A_log.size(1);
   const int64_t nch = (T_ + chunk - 1) / chunk;
   Tensor y = empty_like(u), states = empty({B, nch, Dc, N}, DType::f32, u);
@@ -612,6 +613,7 @@ Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log,
     kg::selective_scan_fwd<T>(P<T>(u), P<T>(delta), P<T>(A_log), P<T>(Bm), P<T>(Cm), P<T>(D), P<T>(dt_bias), P<T>(y),
                               F(states), B, T_, Dc, N, chunk, nullptr, gate);
   });
+  if (final_state) *final_state = states.slice(1, nch - 1, nch).reshape({B, Dc, N});
   if (!any_requires_grad({&u, &delta, &A_log, &Bm, &Cm, &D, &dt_bias, &z})) return y;
   auto node = std::make_shared<SelectiveScanNode>();
   node->u = u.detach();

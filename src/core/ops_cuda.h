@@ -32,7 +32,8 @@ Tensor cross_entropy_grad(const Tensor& logits, const Tensor& targets, const Ten
                           double dscale);
 // z: the fused gate (undefined: none), rows ldz apart (ops::selective_scan checked it).
 Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A_log, const Tensor& Bm, const Tensor& Cm,
-                      const Tensor& D, const Tensor& dt_bias, int64_t chunk, const Tensor& z, int64_t ldz);
+                      const Tensor& D, const Tensor& dt_bias, int64_t chunk, const Tensor& z, int64_t ldz,
+                      Tensor* final_state = nullptr);
 Tensor causal_conv1d(const Tensor& x, const Tensor& w, const Tensor& bias);
 Tensor causal_conv1d_silu(const Tensor& x, const Tensor& w, const Tensor& bias);
 Tensor gmu_gate(const Tensor& p, const Tensor& m);

@@ -104,7 +104,7 @@ Tensor gate_rows(const char* op, const Tensor& z_in, const Tensor& u, int64_t& l
 
 Tensor selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tensor& A_log_in, const Tensor& B_in,
                       const Tensor& C_in, const Tensor& D_in, const Tensor& bias_in, int64_t chunk,
-                      const Tensor& z_in) {
+                      const Tensor& z_in, Tensor* final_state) {
   const char* op = "selective_scan";
   Tensor u = prep(op, u_in, "u"), delta = prep(op, delta_in, "delta"), A_log = prep(op, A_log_in, "A_log"),
          Bm = prep(op, B_in, "B"), Cm = prep(op, C_in, "C"), D = prep(op, D_in, "D"), bias = prep(op, bias_in, "dt_bias");
@@ -120,13 +120,16 @@ Tensor selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tensor& 
   HS_CHECK(D.shape() == Shape({Dc}) && bias.shape() == Shape({Dc}), op, ": D and dt_bias must be [", Dc, "], got ",
            shape_str(D.shape()), " and ", shape_str(bias.shape()));
   HS_CHECK(chunk >= 1, op, ": chunk must be >= 1, got ", chunk);
+  HS_CHECK(final_state == nullptr || T_ > 0, op, ": no final state of an empty sequence");
   int64_t ldz = 0;
   const Tensor z = z_in.defined() ? gate_rows(op, z_in, u, ldz) : Tensor();
 #ifdef HYSCALE_WITH_CUDA
-  if (u.device().is_cuda()) return cuda_impl::selective_scan(u, delta, A_log, Bm, Cm, D, bias, chunk, z, ldz);
+  if (u.device().is_cuda())
+    return cuda_impl::selective_scan(u, delta, A_log, Bm, Cm, D, bias, chunk, z, ldz, final_state);
 #endif
   Tensor y = Tensor::empty(u.shape(), u.dtype());
-  Tensor states = Tensor::empty({B, kc::scan_num_chunks(T_, chunk), Dc, N}, u.dtype());
+  const int64_t nch = kc::scan_num_chunks(T_, chunk);
+  Tensor states = Tensor::empty({B, nch, Dc, N}, u.dtype());
   dispatch(u.dtype(), [&](auto zero) {
     using T = decltype(zero);
     kernels::ScanGate<T> gate;
@@ -134,6 +137,7 @@ Tensor selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tensor& 
     kc::selective_scan_fwd<T>(HS_PTR(u), HS_PTR(delta), HS_PTR(A_log), HS_PTR(Bm), HS_PTR(Cm), HS_PTR(D),
                               HS_PTR(bias), HS_PTR(y), HS_PTR(states), B, T_, Dc, N, chunk, gate);
   });
+  if (final_state) *final_state = states.slice(1, nch - 1, nch).reshape({B, Dc, N});
   if (!any_requires_grad({&u, &delta, &A_log, &Bm, &Cm, &D, &bias, &z})) return y;
   auto node = std::make_shared<SelectiveScanNode>();
   node->u = u.detach();

@@ -1,9 +1,5 @@
 #include "nn/mamba.h"
 
-#ifdef HYSCALE_WITH_CUDA
-#include "kernels/cuda_hybrid.h"
-#endif
-
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "kernels/selective_scan.h"
@@ -45,25 +41,28 @@ Tensor Mamba::forward(const Tensor& u, Tensor* memory_out, Tensor* conv_state, T
   Tensor delta = lin(dbc.slice(2, 0, R), dt_proj);
   const Tensor Bm = dbc.slice(2, R, R + N), Cm = dbc.slice(2, R + N, R + 2 * N);
   Tensor gated;  // y * silu(z)
+  // GPU prefill: the decode state is the scan's own final state (fp32, saved anyway).
+  Tensor final;
+  Tensor* fin = ssm_state != nullptr && u.device().is_cuda() ? &final : nullptr;
   if (memory_out) {
     // The memory layer needs the pre-gate y as well: the scan, then the gate as its own op.
     // The memory is read by every GMU layer of the cross-decoder, so its gradient is a sum over
     // them: under bf16 mixed precision it is exported in fp32 (each GMU casts it back down, the
     // values it sees are the same bf16 ones), so that sum accumulates in fp32, not in bf16.
-    Tensor y = ops::selective_scan(xc, delta, cw(A_log), Bm, Cm, cw(D), cw(dt_bias), cfg_.scan_chunk);
+    Tensor y = ops::selective_scan(xc, delta, cw(A_log), Bm, Cm, cw(D), cw(dt_bias), cfg_.scan_chunk, Tensor(), fin);
     *memory_out = y.dtype() == DType::bf16 ? ops::cast(y, DType::f32) : y;
     gated = ops::gmu_gate(z, y);
   } else {
     // Every other Mamba layer: the gate fused into the scan (z read in place from xz; the pre-gate
     // y is neither stored nor kept for the backward, which recomputes it).
-    gated = ops::selective_scan(xc, delta, cw(A_log), Bm, Cm, cw(D), cw(dt_bias), cfg_.scan_chunk, z);
+    gated = ops::selective_scan(xc, delta, cw(A_log), Bm, Cm, cw(D), cw(dt_bias), cfg_.scan_chunk, z, fin);
   }
-  if (conv_state || ssm_state) capture_state(x, xc, delta, dbc, conv_state, ssm_state);
+  if (conv_state || ssm_state) capture_state(x, xc, delta, dbc, conv_state, ssm_state, final);
   return parallel::reduce_from_tp(lin(gated, out_proj), tp);
 }
 
 void Mamba::capture_state(const Tensor& x_in, const Tensor& xc_in, const Tensor& delta_in, const Tensor& dbc,
-                          Tensor* conv_state, Tensor* ssm_state) const {
+                          Tensor* conv_state, Tensor* ssm_state, const Tensor& final) const {
   NoGrad ng;
   HS_CHECK(x_in.size(0) == 1, "mamba: state capture (prefill) takes one sequence at a time");
   const int64_t T = x_in.size(1), di = d_inner_, K = cfg_.d_conv, R = dt_rank_, N = cfg_.d_state;
@@ -76,30 +75,15 @@ void Mamba::capture_state(const Tensor& x_in, const Tensor& xc_in, const Tensor&
     }
   }
   if (!ssm_state) return;
-  // Run the recurrence over the prompt with the step kernel (same expression order as the scan).
-  Tensor xc = xc_in.detach().contiguous(), delta = delta_in.detach().contiguous();
-  if (xc.device().is_cuda()) {
-#ifdef HYSCALE_WITH_CUDA
-    // The GPU's step kernel, all T steps in one launch, into the fp32 state (no outputs).
-    HS_CHECK(ssm_state->dtype() == DType::f32 && ssm_state->is_contiguous(),
-             "mamba: the GPU decode state must be a contiguous fp32 tensor, got ", ssm_state->desc());
-    Tensor d = dbc.detach().contiguous();
-    const Tensor A = cw(A_log), Dp = cw(D), bias = cw(dt_bias);
-    ssm_state->zero();
-    auto run_dev = [&](auto z) {
-      using T_ = decltype(z);
-      auto p = [](const Tensor& t) { return static_cast<T_*>(t.raw_data()); };
-      kernels::cuda::selective_scan_steps<T_>(p(xc), p(delta), p(A), p(d) + R, p(d) + R + N, R + 2 * N, p(Dp), p(bias),
-                                              ssm_state->data<float>(), nullptr, 1, T, di, N);
-    };
-    HS_CHECK(xc.dtype() == DType::f32 || xc.dtype() == DType::bf16, "mamba: GPU prefill in ", dtype_name(xc.dtype()));
-    if (xc.dtype() == DType::f32)
-      run_dev(float{});
-    else
-      run_dev(kernels::cuda::bf16{});
-#endif
+  if (final.defined()) {  // a GPU: the scan's final state (fp32), as the decode step keeps it
+    HS_CHECK(ssm_state->dtype() == final.dtype() && ssm_state->shape() == final.shape(),
+             "mamba: the decode state ", ssm_state->desc(), " does not take the scan's final state ", final.desc(),
+             " (make the decode state after moving the model)");
+    ssm_state->copy_from(final);
     return;
   }
+  // Run the recurrence over the prompt with the step kernel (same expression order as the scan).
+  Tensor xc = xc_in.detach().contiguous(), delta = delta_in.detach().contiguous();
   Tensor Bm = dbc.detach().slice(2, R, R + N).contiguous(), Cm = dbc.detach().slice(2, R + N, R + 2 * N).contiguous();
   ssm_state->zero();
   Tensor y = Tensor::empty({di}, xc.dtype());

@@ -45,8 +45,10 @@ class Mamba : public Module {
   Tensor in_proj, conv_w, conv_b, x_proj, dt_proj, dt_bias, A_log, D, out_proj;
 
  private:
+  // final: the scan's state after the last step when the forward asked for it (on a GPU), else
+  // undefined (the cpu replays the recurrence with the step kernel, bit for bit what step() does).
   void capture_state(const Tensor& x, const Tensor& xc, const Tensor& delta, const Tensor& dbc, Tensor* conv_state,
-                     Tensor* ssm_state) const;
+                     Tensor* ssm_state, const Tensor& final) const;
   MambaConfig cfg_;
   int64_t d_inner_, dt_rank_;
 };

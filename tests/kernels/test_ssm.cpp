@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/ops.h"
+#include "kernels/selective_scan.h"
 #include "gradcheck.h"
 
 using namespace hyscale;
@@ -63,6 +64,35 @@ TEST_CASE("selective scan equals the sequential reference across chunk boundarie
     auto y2 = ops::selective_scan(u, delta, Al, Bm, Cm, D, bias, 4096).to_vector<float>();
     REQUIRE(y1 == y);
     REQUIRE(y2 == y);
+  }
+}
+
+TEST_CASE("selective scan final_state: the state after the last step, whatever the chunk", "[ssm]") {
+  // Against the decode step kernel replayed over the sequence from a zero state (f64: the same
+  // recurrence, so to rounding), at lengths that end inside, at and after a chunk.
+  for (int64_t T : {int64_t{1}, int64_t{5}, int64_t{8}, int64_t{13}}) {
+    INFO("T = " << T);
+    const int64_t B = 2, Dc = 7, N = 5;
+    const auto f = DType::f64;
+    Tensor u = randn({B, T, Dc}, 11, 1.0, f), delta = randn({B, T, Dc}, 12, 1.0, f), Al = a_log(Dc, N, 13, f),
+           Bm = randn({B, T, N}, 14, 1.0, f), Cm = randn({B, T, N}, 15, 1.0, f), D = randn({Dc}, 16, 1.0, f),
+           bias = randn({Dc}, 17, 0.5, f);
+    std::vector<double> h(B * Dc * N, 0.0), y(B * Dc);
+    for (int64_t t = 0; t < T; ++t) {
+      Tensor ut = u.slice(1, t, t + 1).contiguous(), dt = delta.slice(1, t, t + 1).contiguous(),
+             bt = Bm.slice(1, t, t + 1).contiguous(), ct = Cm.slice(1, t, t + 1).contiguous();
+      kernels::cpu::selective_scan_step<double>(ut.data<double>(), dt.data<double>(), Al.data<double>(),
+                                                bt.data<double>(), ct.data<double>(), D.data<double>(),
+                                                bias.data<double>(), h.data(), y.data(), B, Dc, N);
+    }
+    for (int64_t chunk : {int64_t{1}, int64_t{4}, int64_t{8}, int64_t{4096}}) {
+      INFO("chunk " << chunk);
+      Tensor fin;
+      ops::selective_scan(u, delta, Al, Bm, Cm, D, bias, chunk, Tensor(), &fin);
+      REQUIRE(fin.shape() == Shape({B, Dc, N}));
+      auto got = fin.contiguous().to_vector<double>();
+      for (size_t i = 0; i < got.size(); ++i) REQUIRE(std::fabs(got[i] - h[i]) <= 1e-12 * (1 + std::fabs(h[i])));
+    }
   }
 }
 
