@@ -73,7 +73,8 @@ void causal_conv1d_step(const T* x, const T* w, const T* bias, T* state, T* y, i
 // step after step): u, delta [B, T_, Dc]; Bm, Cm rows of N at a stride of ldbc elements per
 // (b, t) (slices of x_proj's output read in place); A_log [Dc, N]; D, dt_bias [Dc]; h [B, Dc, N]
 // fp32, the state, updated in place; y [B, T_, Dc] (the pre-gate output, D skip included) or
-// nullptr (a prefill that only needs the final state). N <= 64.
+// nullptr (only the state wanted). N <= 64. Decoding calls it with T_ = 1; the general form is
+// tested against T_ calls of the CPU step.
 template <class T>
 void selective_scan_steps(const T* u, const T* delta, const T* A_log, const T* Bm, const T* Cm, int64_t ldbc,
                           const T* D, const T* dt_bias, float* h, T* y, int64_t B, int64_t T_, int64_t Dc, int64_t N,

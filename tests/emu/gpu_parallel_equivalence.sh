@@ -104,18 +104,13 @@ for prec, runs in cases.items():
             assert abs(a - b) <= tol * abs(b), f"{prec} {run}: {got} vs 1 rank {ref}"
         print(f"{prec} {run}: losses and grad norms {['%.5f' % x for x in got]} match 1 rank within {tol}")
 rows = lambda name: [json.loads(l) for l in open(f"{sys.argv[1]}/{name}/metrics.jsonl")]
-straight = [r for r in rows("f32_zero") if r["type"] == "train" and r["step"] == 3]
-resumed = [r for r in rows("f32_zero_resumed") if r["type"] == "train" and r["step"] == 3]
-assert len(straight) == 1 and len(resumed) == 1, (straight, resumed)
-for key in ("train_loss", "grad_norm"):
-    assert resumed[0][key] == straight[0][key], f"resumed step 3 {key}: {resumed[0][key]} vs {straight[0][key]}"
-print("f32 zero: step 3 after a resume from step 2 equals the straight run bit for bit")
-straight = [r for r in rows("f32_tp2") if r["type"] == "train" and r["step"] == 3]
-resumed = [r for r in rows("f32_tp2_resumed") if r["type"] == "train" and r["step"] == 3]
-assert len(straight) == 1 and len(resumed) == 1, (straight, resumed)
-for key in ("train_loss", "grad_norm"):
-    assert resumed[0][key] == straight[0][key], f"tp2 resumed step 3 {key}: {resumed[0][key]} vs {straight[0][key]}"
-print("f32 tp2: step 3 after a resume from step 2 equals the straight run bit for bit")
+for run in ("f32_zero", "f32_tp2"):  # resumed from step 2: step 3 bit for bit
+    straight = [r for r in rows(run) if r["type"] == "train" and r["step"] == 3]
+    resumed = [r for r in rows(run + "_resumed") if r["type"] == "train" and r["step"] == 3]
+    assert len(straight) == 1 and len(resumed) == 1, (run, straight, resumed)
+    for key in ("train_loss", "grad_norm"):
+        assert resumed[0][key] == straight[0][key], f"{run} resumed step 3 {key}: {resumed[0][key]} vs {straight[0][key]}"
+    print(f"{run}: step 3 after a resume from step 2 equals the straight run bit for bit")
 PY
 # more ranks on a node than GPUs: refused before NCCL could put two ranks on one GPU
 NP=$((GPUS + 1))

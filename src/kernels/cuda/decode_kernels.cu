@@ -1,6 +1,6 @@
 // CUDA bodies of the decoding kernels of kernels/cuda_hybrid.h: the causal conv1d step and the
-// selective-scan recurrence over a few steps (one decoding step, or a prompt's states at
-// prefill). Both are memory-bound: one thread per (row, channel), fp32 arithmetic, the CPU twins'
+// selective-scan recurrence over a few steps (decoding runs one; a prefill takes the chunked
+// scan's final state instead). Both are memory-bound: one thread per (row, channel), fp32 arithmetic, the CPU twins'
 // expression order (kernels/conv1d.h's causal_conv1d_step, kernels/selective_scan.h's
 // selective_scan_step) with accurate expf / log1pf.
 #include "kernels/cuda/common.cuh"
