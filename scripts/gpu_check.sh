@@ -9,7 +9,7 @@
 # Usage (on the GPU machine, from the repository root):
 #   scripts/gpu_check.sh [BIN_DIR] [STEPS]
 # BIN_DIR holds `hyscale` and `tests/test_gpu` (default: build). STEPS (default "all") is a
-# comma list of: tests, kernels, torch, train, train_accum, train_da, decode, profile, comm, train50,
+# comma list of: tests, kernels, torch, train, train_accum, train_nondet, train_da, decode, profile, comm, train50,
 # e2e, sanitize.
 # Built elsewhere? Build with
 #   cmake -S . -B build-gpu -G Ninja -DHYSCALE_CUDA=ON -DHYSCALE_MPI=OFF -DHYSCALE_NATIVE=OFF \
@@ -129,6 +129,14 @@ if [ -x "$BIN/hyscale" ]; then
     for arch in transformer sambay; do
       bench_train "bench train $arch d16 accum 8" "$OUT/bench_train_${arch}_d16_accum8.log" --set model.arch=$arch \
         --set model.depth=16 --set training.grad_accum=8 --steps 3 --warmup 1
+    done
+  fi
+  # 4a''. training.deterministic: false (dq by atomics in attention's backward, dB/dC by atomics in
+  # the scan's): the price of the deterministic default, end to end at d16
+  if want train_nondet; then
+    for arch in transformer sambay; do
+      bench_train "bench train $arch d16 [nondeterministic]" "$OUT/bench_train_${arch}_d16_nondet.log" \
+        --set model.arch=$arch --set model.depth=16 --set training.deterministic=false --steps 5 --warmup 2
     done
   fi
   # 4a'. SambaY+DA at d16 with each differential-attention route (HYSCALE_DIFF_ATTN): the fused

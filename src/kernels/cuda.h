@@ -26,7 +26,9 @@ void phase(const char* name);
 // run is bit-identical to the last on the same device. set_deterministic(false) lets the kernels
 // that have a faster atomic form use it; their results then vary run to run in the last bits.
 // Today that is the selective scan backward's dB/dC (fp32 atomicAdd of each channel tile's block
-// sum into the output instead of per-tile partials summed in tile order by a second kernel).
+// sum into the output instead of per-tile partials summed in tile order by a second kernel) and
+// the tensor-core attention backward's dq (atomics from the dk/dv kernel instead of a dq kernel
+// that recomputes S and dP; kernels/cuda_attention.h).
 // Process-wide; the trainer sets it from training.deterministic.
 void set_deterministic(bool on);
 bool deterministic();

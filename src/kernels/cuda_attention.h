@@ -11,9 +11,13 @@
 // (D, Dv) padded to one of (32,32) (32,64) (64,64) (64,128) (128,128) (128,256) and zero-fills the
 // padding. H must be a multiple of Hk. Other sizes fail with an hyscale::Error naming them.
 //
-// The backward writes (does not accumulate) dq, dk, dv and is deterministic: no floating-point
-// atomics, every output element is summed by one thread in a fixed order. It allocates one fp32
-// scratch of B*H*T floats (rowsum(dout * out)) with cudaMallocAsync on the stream.
+// The backward writes (does not accumulate) dq, dk, dv and is deterministic by default: no
+// floating-point atomics, every output element is summed by one thread in a fixed order. It
+// allocates one fp32 scratch of B*H*T floats (rowsum(dout * out)) with cudaMallocAsync on the
+// stream. Under set_deterministic(false) (kernels/cuda.h) the tensor-core backward computes dq in
+// the dk/dv kernel and adds it with fp32 atomics into a B*T*H*D fp32 scratch (flash-attention-2's
+// form: S and dP once per visible pair instead of twice); dq then varies in the last bits run to
+// run, dk and dv stay bit-identical. The SIMT kernels are deterministic in both modes.
 // Kernels are SIMT (CUDA cores, fp32 FMA) except for bf16 with D = Dv in {64, 128} and 16-byte
 // aligned pointers on sm_80+, where the forward and the backward's dk/dv and dq kernels use tensor
 // cores (mma.sync m16n8k16, fp32 accumulation, P and dS rounded to bf16 for their products as in

@@ -187,6 +187,15 @@ void bench_kernels(int64_t reps) {
         kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W);
         kg::attention_bwd<kg::bf16>(q, k, v, o, dout, lse, dq, dk, dv, B, T, H, Hk, D, D, scale, W);
       });
+      {  // the price of determinism: dq by atomics from the dk/dv kernel instead of the dq kernel
+        const bool det = kg::deterministic();
+        kg::set_deterministic(false);
+        row_gemm("attention fwd+bwd " + tag + " [atomic dq]", 3.5 * fwd, [&] {
+          kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W);
+          kg::attention_bwd<kg::bf16>(q, k, v, o, dout, lse, dq, dk, dv, B, T, H, Hk, D, D, scale, W);
+        });
+        kg::set_deterministic(det);
+      }
     }
   }
   {

@@ -38,6 +38,11 @@ struct EnvScope {
     else unsetenv(name.c_str());
   }
 };
+struct DetScope {  // kernels/cuda.h's set_deterministic for one scope
+  bool old;
+  explicit DetScope(bool on) : old(kg::deterministic()) { kg::set_deterministic(on); }
+  ~DetScope() { kg::set_deterministic(old); }
+};
 struct SmScope {
   int old;
   explicit SmScope(int major) : old(emu::sm_major) { emu::sm_major = major; }
@@ -75,16 +80,20 @@ void attention_case(int64_t B, int64_t T_, int64_t H, int64_t Hk, int64_t D, int
   for (float x : wdv) fl = std::max(fl, 0.1 * std::fabs(double(x)));
   Buf<T> dq(B * T_ * H * D, off), dk(B * T_ * Hk * D, off), dv(B * T_ * Hk * Dv, off);
   Buf<T> dq2(B * T_ * H * D, off), dk2(B * T_ * Hk * D, off), dv2(B * T_ * Hk * Dv, off);
-  const long mma1 = emu::stats.mma;
+  const long mma1 = emu::stats.mma, atom1 = emu::stats.atomics;
   kg::attention_bwd<T>(qd.p(), kd.p(), vd.p(), oind.p(), dod.p(), lsec.p(), dq.p(), dk.p(), dv.p(), B, T_, H, Hk, D, Dv,
                        scale, window);
   CHECK((emu::stats.mma > mma1) == mma);
+  // set_deterministic(false): the tensor-core backward adds dq with atomics (and only it does)
+  const bool atomic_dq = mma && !kg::deterministic();
+  CHECK((emu::stats.atomics > atom1) == atomic_dq);
   kg::attention_bwd<T>(qd.p(), kd.p(), vd.p(), oind.p(), dod.p(), lsec.p(), dq2.p(), dk2.p(), dv2.p(), B, T_, H, Hk,
                        D, Dv, scale, window);
   check_close("dq", dq, wdq, tol, fl);
   check_close("dk", dk, wdk, tol, fl);
   check_close("dv", dv, wdv, tol);
-  CHECK((same_bits(dq, dq2) && same_bits(dk, dk2) && same_bits(dv, dv2)));  // deterministic backward
+  CHECK((same_bits(dk, dk2) && same_bits(dv, dv2)));  // dk, dv: no atomics in either mode
+  if (kg::deterministic()) CHECK(same_bits(dq, dq2));  // deterministic backward
 }
 
 // Windows that give distinct effective windows for length T: 1, 2, 65, 129 and full.
@@ -223,6 +232,38 @@ TEST_CASE("emulated CUDA tensor-core attention (bf16, D = Dv = 128) matches the 
     for (int64_t w : windows_for(T_)) attention_case<bf16>(1, T_, 3, 1, 128, 128, w);
   attention_case<bf16>(1, 100, 4, 4, 128, 128, 2);
   CHECK(emu::stats.mma > mma0);
+  check_no_exit_barriers();
+}
+
+TEST_CASE("emulated CUDA tensor-core attention backward with atomic dq (set_deterministic(false)) matches the CPU twin",
+          "[emu][attention]") {
+  // dq comes from the dk/dv kernel (dS staged in shared memory, dS K added with atomics into an fp32
+  // accumulator; the dq kernel does not run): 5 products per visible pair instead of 7, so the
+  // backward issues fewer mma than the deterministic one on the same case.
+  DetScope det(false);
+  for (int64_t T_ : {1, 7, 129, 200})
+    for (int64_t w : windows_for(T_)) attention_case<bf16>(T_ == 129 ? 2 : 1, T_, 4, 1, 64, 64, w);
+  attention_case<bf16>(1, 130, 6, 2, 64, 64, 0);  // GQA 3: the group's partial dk/dv and the atomics together
+  for (int64_t T_ : {7, 129})
+    for (int64_t w : windows_for(T_)) attention_case<bf16>(1, T_, 3, 1, 128, 128, w);
+  attention_case<bf16>(1, 100, 4, 4, 128, 128, 2);
+  attention_case<bf16>(1, 70, 2, 1, 96, 96, 0);  // the SIMT path ignores the setting (deterministic)
+  attention_case<float>(1, 70, 2, 1, 64, 64, 0);
+  long mma[2];
+  for (int m = 0; m < 2; ++m) {
+    DetScope d(m == 0);
+    const int64_t T_ = 256, H = 2, D = 64;
+    auto x = randn(T_ * H * D, 11, 1.0f, true);
+    Buf<bf16> q(x), o(T_ * H * D), g(x), dq(T_ * H * D), dk(T_ * H * D), dv(T_ * H * D);
+    Buf<float> lse(H * T_);
+    kg::attention_fwd<bf16>(q.p(), q.p(), q.p(), o.p(), lse.p(), 1, T_, H, H, D, D, 0.125, 0);
+    const long m0 = emu::stats.mma;
+    kg::attention_bwd<bf16>(q.p(), q.p(), q.p(), o.p(), g.p(), lse.p(), dq.p(), dk.p(), dv.p(), 1, T_, H, H, D, D, 0.125,
+                            0);
+    mma[m] = emu::stats.mma - m0;
+  }
+  INFO("backward mma: deterministic " << mma[0] << ", atomic dq " << mma[1]);
+  CHECK(mma[1] < mma[0]);
   check_no_exit_barriers();
 }
 

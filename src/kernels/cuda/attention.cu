@@ -21,7 +21,8 @@
 //     P = exp2(s - lse log2 e), dP = dout v^T, dS = P (dP - Dsum); dV += P^T dout, dK += dS^T q in
 //     registers; written once (times scale for dK).
 //   dq kernel, one CTA per (query tile, head, batch): loops over its visible key tiles, dQ += dS k.
-// Both are deterministic (fixed loop orders, no atomics); the tensor-core backward keeps this structure.
+// Both are deterministic (fixed loop orders, no atomics); the tensor-core backward keeps this structure
+// and has a second form under set_deterministic(false): dq by atomics from the dk/dv kernel (below).
 // SIMT tiles (queries x keys) and dynamic shared memory per compile-time (D, Dv), from Cfg below:
 //   (D, Dv)     forward          dq kernel          dk/dv kernel
 //   (32, 32)    64x64  32.8 KB   64x64  49.8 KB     64x64  66.0 KB
@@ -712,6 +713,13 @@ __global__ void __launch_bounds__(kThreads)
 //     The statistics of the next query tile are read from global memory into one register per
 //     thread when its copy is issued and stored to their stage after the current tile's compute
 //     (the next barrier publishes them), so their latency is hidden too.
+//   atomic-dq form (kAtomicDq, under set_deterministic(false)), flash-attention-2's: per query tile
+//     the warps also store dS (bf16) to shared memory [Br][64 + 8] (4.5 / 9 KB more); after a
+//     second barrier warp w computes columns w D / 4 .. of dQ_tile = dS K (A fragments of dS, B
+//     fragments of the resident K by ldmatrix.trans, 32 fp32 accumulators) and adds them into an
+//     fp32 [B, T, H, D] accumulator with red.global.add; a last pass writes dq = scale acc in bf16.
+//     Per visible pair that is 5 products of length D instead of 7 (the dq kernel recomputes S and
+//     dP), for Br x D atomics per CTA and query tile and the accumulator's zeroing and conversion.
 // Occupancy: 3 CTAs per SM by registers (launch bounds) except dk/dv at D = 128 and dq at kMT = 2
 // (2); by shared memory 3 fit an H100 SM (228 KB) and 2 an A100 SM (164 KB, 1 KB reserved per CTA)
 // (dq at kMT = 2, D = 128: 2 on an H100, 1 on an A100).
@@ -722,7 +730,9 @@ template <int kD> struct MmaBwdCfg {
   static constexpr int kKK = 0, kKV = kKK + kKBc * kL, kKQ = kKV + kKBc * kL, kKO = kKQ + 2 * kKBr * kL,
                        kKStat = kKO + 2 * kKBr * kL,
                        kKEnd = kKStat + 2 * 2 * 2 * kKBr;  // [2 stages][lse2, Dsum][kKBr] fp32 (2 bf16 slots each)
-  static constexpr size_t dkdv_bytes() { return sizeof(uint16_t) * kKEnd; }
+  // the atomic-dq form adds the tile's dS [kKBr queries][kKBc keys] (bf16, row stride kLdS)
+  static constexpr int kLdS = kKBc + 8, kKdS = kKEnd, kKEndA = kKdS + kKBr * kLdS;
+  static constexpr size_t dkdv_bytes(bool atomic_dq = false) { return sizeof(uint16_t) * (atomic_dq ? kKEndA : kKEnd); }
 };
 
 // acc[nt] += A B for the warp's 16 rows: A = a_rows (row-major, stride lda, 16 rows, k = 0 .. K-1),
@@ -894,18 +904,21 @@ __global__ void __launch_bounds__(kMmaThreads, kMT == 1 ? 3 : 2)  // registers f
     }
 }
 
-template <int kD>
+template <int kD, bool kAtomicDq>
 __global__ void __launch_bounds__(kMmaThreads, kD <= 64 ? 3 : 2)  // registers for 3 / 2 CTAs per SM
     attn_bwd_dkdv_mma_k(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                         const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ dsum,
                         bf16* __restrict__ dk, bf16* __restrict__ dv, float* __restrict__ pk, float* __restrict__ pv,
-                        int64_t T_, int64_t H, int64_t Hk, float sl2, float scale, int64_t W) {
+                        float* __restrict__ dqacc, int64_t T_, int64_t H, int64_t Hk, float sl2, float scale,
+                        int64_t W) {
   using C = MmaBwdCfg<kD>;
   constexpr int Bc = C::kKBc, Br = C::kKBr, NT = Br / 8, OT = kD / 8, L = C::kL;
   static_assert(2 * Br <= kMmaThreads, "one statistic per thread");
   uint16_t* sm = reinterpret_cast<uint16_t*>(smem_f32());
   uint16_t *Ks = sm + C::kKK, *Vs = sm + C::kKV, *Qs = sm + C::kKQ, *dOs = sm + C::kKO;  // stage st of Q / dO: + st Br L
   float* stats = reinterpret_cast<float*>(sm + C::kKStat);  // stage st: lse2 [Br], then Dsum [Br], at + 2 st Br
+  uint16_t* dSs = sm + C::kKdS;  // kAtomicDq: dS of the current query tile [Br][LdS]
+  constexpr int LdS = C::kLdS;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
   // blockIdx.x = query head h (of KV head g; its index in the group, hq, picks its partial sums),
   // blockIdx.y = key tile: all heads of key tile 0 (the most query tiles under a causal mask) first.
@@ -985,8 +998,66 @@ __global__ void __launch_bounds__(kMmaThreads, kD <= 64 ? 3 : 2)  // registers f
           s[nt][e] = p;                            // P^T
           dp[nt][e] = p * (dp[nt][e] - dsums[c]);  // dS^T
         }
+      if constexpr (kAtomicDq) {  // dS [query][key] (bf16, as dS^T q rounds it) for dQ += dS K below
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            dSs[(nt * 8 + tig * 2 + (e & 1)) * LdS + warp * 16 + gid + 8 * (e >> 1)] =
+                __bfloat16_as_ushort(__float2bfloat16_rn(dp[nt][e]));
+      }
       mma_acc_rows<OT, Br>(dva, s, dOst, L, lane);  // P^T dout
       mma_acc_rows<OT, Br>(dka, dp, Qst, L, lane);  // dS^T q
+    } else if constexpr (kAtomicDq) {  // no visible pair: the warp's keys contribute dS = 0
+      for (int x = lane; x < Br * 16; x += 32) dSs[(x >> 4) * LdS + warp * 16 + (x & 15)] = 0;
+    }
+    if constexpr (kAtomicDq) {
+      // dQ [Br][kD] += dS [Br][Bc] K [Bc][kD]: warp w takes columns w kD / 4 .. (w + 1) kD / 4 - 1 of
+      // every row (A fragments of dS, B fragments of K by ldmatrix.trans: each K fragment feeds Br / 16
+      // mma), then adds its fp32 tile into dqacc (red.global.add; unscaled, the caller scales).
+      __syncthreads();  // every warp's dS columns are written (and read by all warps below)
+      constexpr int MT = Br / 16, QT = kD / 32;
+      const int col0 = warp * (kD / 4);
+      float qa[MT][QT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int t = 0; t < QT; ++t) qa[mt][t][0] = qa[mt][t][1] = qa[mt][t][2] = qa[mt][t][3] = 0.0f;
+#pragma unroll
+      for (int kk = 0; kk < Bc / 16; ++kk) {
+        uint32_t af[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) ldsm_x4(af[mt], dSs + (mt * 16 + (lane & 15)) * LdS + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+        for (int tp = 0; tp < QT / 2; ++tp) {
+          uint32_t bf[4];
+          ldsm_x4_t(bf, Ks + (kk * 16 + (lane & 15)) * L + col0 + tp * 16 + (lane >> 4) * 8);
+          const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            mma_bf16_16816(qa[mt][2 * tp], af[mt], b0);
+            mma_bf16_16816(qa[mt][2 * tp + 1], af[mt], b1);
+          }
+        }
+      }
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const int64_t i = i0 + mt * 16 + gid + 8 * hh;
+          if (i >= T_) continue;
+          float* row = dqacc + ((b * T_ + i) * H + h) * kD + col0 + tig * 2;
+#pragma unroll
+          for (int t = 0; t < QT; ++t) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(HYSCALE_CUDA_EMU)
+            // sm_90: one 8-byte red.global.add.v2.f32 (the pair is 8-byte aligned: even float offset)
+            atomicAdd(reinterpret_cast<float2*>(row + t * 8), make_float2(qa[mt][t][2 * hh], qa[mt][t][2 * hh + 1]));
+#else
+            atomicAdd(row + t * 8, qa[mt][t][2 * hh]);
+            atomicAdd(row + t * 8 + 1, qa[mt][t][2 * hh + 1]);
+#endif
+          }
+        }
     }
     if (more) stat_store(stat, st ^ 1);  // that stage's statistics were consumed before the barrier above
   }
@@ -1033,6 +1104,12 @@ __global__ void attn_bwd_group_sum_k(const float* __restrict__ pk, const float* 
     st(dk, i, sk * scale);
     st(dv, i, sv);
   }
+}
+
+// dq = scale * acc (n elements): the atomic-dq backward's conversion of its fp32 accumulator.
+__global__ void attn_bwd_dq_convert_k(const float* __restrict__ acc, bf16* __restrict__ dq, int64_t n, float scale) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    st(dq, i, acc[i] * scale);
 }
 
 // ------------------------------------------------------------------------------ decode
@@ -1229,10 +1306,14 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
   if constexpr (std::is_same_v<T, bf16>) {
     if ((D == 64 || D == 128) && Dv == D && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(dout) &&
         aligned16(dq) && aligned16(dk) && aligned16(dv) && device_sm() >= 80) {
+      // set_deterministic(false): dQ by fp32 atomics from the dk/dv kernel (flash-attention-2's
+      // form: S and dP are computed once, not again in a dq kernel); else the dq kernel.
+      const bool atomic_dq = !deterministic();
       auto launch = [&](auto dkdv_kern, auto dq_kern, auto cfg, auto dq_cfg) {
         using C = decltype(cfg);
         using CQ = decltype(dq_cfg);
-        allow_smem(dkdv_kern, C::dkdv_bytes(), "attention_bwd (dk, dv; mma)");
+        const size_t kbytes = C::dkdv_bytes(atomic_dq);
+        allow_smem(dkdv_kern, kbytes, "attention_bwd (dk, dv; mma)");
         // GQA: each query head of a group gets its own CTA (fp32 partials, then a fixed-order sum):
         // one CTA per (key tile, KV head) walking the whole group left too few CTAs, the longest
         // of them (key tile 0 under a causal mask) rep times the average tile's work.
@@ -1244,16 +1325,29 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
         Scratch part(rep > 1 ? static_cast<size_t>(2 * rep * n_kv) : 0, S(s), "attention_bwd (group parts)");
         float* pk = rep > 1 ? part.p : nullptr;
         float* pv = rep > 1 ? part.p + rep * n_kv : nullptr;
+        const int64_t n_q = B * T_ * H * D;
+        Scratch qacc(atomic_dq ? static_cast<size_t>(n_q) : 0, S(s), "attention_bwd (dq accumulator)");
+        float* dqacc = qacc.p;  // (null in the deterministic form)
+        if (atomic_dq) {
+          const cudaError_t e = cudaMemsetAsync(dqacc, 0, sizeof(float) * size_t(n_q), S(s));
+          HS_CHECK(e == cudaSuccess, "attention_bwd (CUDA): zeroing the dq accumulator: ", cudaGetErrorString(e));
+        }
         const dim3 grid_k(static_cast<unsigned>(H), static_cast<unsigned>(ntk), static_cast<unsigned>(B));
-        dkdv_kern<<<grid_k, kMmaThreads, C::dkdv_bytes(), S(s)>>>(q, k, v, dout, lse, dsum, dk, dv, pk, pv, T_, H, Hk,
-                                                                   sl2, sc, W);
+        dkdv_kern<<<grid_k, kMmaThreads, kbytes, S(s)>>>(q, k, v, dout, lse, dsum, dk, dv, pk, pv, dqacc, T_, H, Hk,
+                                                          sl2, sc, W);
         HS_LAUNCH_CHECK("attention_bwd (dk, dv; mma)", "B = ", B, ", T = ", T_, ", H = ", H, ", Hk = ", Hk,
-                        ", D = ", D, ", window = ", window, ", smem = ", C::dkdv_bytes());
+                        ", D = ", D, ", window = ", window, ", smem = ", kbytes, ", atomic dq = ", atomic_dq);
         phase("attention_bwd.dkdv");
         if (rep > 1) {
           attn_bwd_group_sum_k<<<blocks_for(n_kv, 256), 256, 0, S(s)>>>(pk, pv, dk, dv, n_kv, rep, sc);
           HS_LAUNCH_CHECK("attention_bwd (group sum)", "n = ", n_kv, ", heads per group = ", rep);
           phase("attention_bwd.group_sum");
+        }
+        if (atomic_dq) {
+          attn_bwd_dq_convert_k<<<blocks_for(n_q, 256), 256, 0, S(s)>>>(dqacc, dq, n_q, sc);
+          HS_LAUNCH_CHECK("attention_bwd (dq convert)", "n = ", n_q);
+          phase("attention_bwd.dq_convert");
+          return;
         }
         allow_smem(dq_kern, CQ::bytes(), "attention_bwd (dq; mma)");
         const dim3 grid_q(static_cast<unsigned>((T_ + CQ::kBr - 1) / CQ::kBr), static_cast<unsigned>(H),
@@ -1264,13 +1358,18 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
         phase("attention_bwd.dq");
       };
       const bool rows16 = rows_per_warp() == 16;
-      if (D == 64) {
-        if (rows16) launch(attn_bwd_dkdv_mma_k<64>, attn_bwd_dq_mma_k<64, 1>, MmaBwdCfg<64>{}, MmaDqCfg<64, 1>{});
-        else launch(attn_bwd_dkdv_mma_k<64>, attn_bwd_dq_mma_k<64, 2>, MmaBwdCfg<64>{}, MmaDqCfg<64, 2>{});
-      } else {
-        if (rows16) launch(attn_bwd_dkdv_mma_k<128>, attn_bwd_dq_mma_k<128, 1>, MmaBwdCfg<128>{}, MmaDqCfg<128, 1>{});
-        else launch(attn_bwd_dkdv_mma_k<128>, attn_bwd_dq_mma_k<128, 2>, MmaBwdCfg<128>{}, MmaDqCfg<128, 2>{});
-      }
+      auto with_dq = [&](auto dkdv_det, auto dkdv_atomic, auto cfg) {  // the dq kernel's tiling
+        auto go = [&](auto dq_kern, auto dq_cfg) {
+          if (atomic_dq) launch(dkdv_atomic, dq_kern, cfg, dq_cfg);
+          else launch(dkdv_det, dq_kern, cfg, dq_cfg);
+        };
+        using C = decltype(cfg);
+        constexpr int kD = C::kL - 8;
+        if (rows16) go(attn_bwd_dq_mma_k<kD, 1>, MmaDqCfg<kD, 1>{});
+        else go(attn_bwd_dq_mma_k<kD, 2>, MmaDqCfg<kD, 2>{});
+      };
+      if (D == 64) with_dq(attn_bwd_dkdv_mma_k<64, false>, attn_bwd_dkdv_mma_k<64, true>, MmaBwdCfg<64>{});
+      else with_dq(attn_bwd_dkdv_mma_k<128, false>, attn_bwd_dkdv_mma_k<128, true>, MmaBwdCfg<128>{});
       return;
     }
   }
