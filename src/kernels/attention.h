@@ -38,4 +38,15 @@ void attention_decode(const T* q, const T* kc, const T* vc, T* out, int64_t B, i
                       int64_t Dv, int64_t cap, const int64_t* n_valid, double scale, int64_t k_pos = 0,
                       int64_t k_head = 0, int64_t v_pos = 0, int64_t v_head = 0);
 
+// One decoding step's RoPE and KV-cache append, for B rows each at its own position
+// pos_b = n_tok[b] - 1 (n_tok: the row's tokens including the new one, >= 1):
+//   qkv row b = [q (H heads) | k (Hk heads) | v (Hk heads)] of D each, contiguous rows of (H + 2 Hk) D;
+//   q_out [B, H, D] = rope(q, pos_b); the cache slot s_b = ring ? pos_b % cap : pos_b (< cap) of
+//   k_cache, v_cache [B, cap, Hk, D] gets rope(k, pos_b) and v. Hk = 0: only q (cross-attention;
+//   the caches are not touched and may be null). rope_base <= 0: no rotation (copies).
+// The rotation is kernels/rope.h's rope_fwd at pos0 = pos_b, per row.
+template <class T>
+void decode_rope_append(const T* qkv, T* q_out, T* k_cache, T* v_cache, const int64_t* n_tok, int64_t B, int64_t H,
+                        int64_t Hk, int64_t D, int64_t cap, bool ring, double rope_base);
+
 }  // namespace hyscale::kernels::cpu

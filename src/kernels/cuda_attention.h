@@ -50,4 +50,13 @@ void attention_decode(const T* q, const T* kc, const T* vc, T* out, int64_t B, i
                       int64_t Dv, int64_t cap, const int64_t* n_valid_dev, double scale, int64_t k_pos = 0,
                       int64_t k_head = 0, int64_t v_pos = 0, int64_t v_head = 0, void* stream = nullptr);
 
+// One decoding step's RoPE and KV-cache append (kernels/attention.h's decode_rope_append, one
+// launch for every row, head and position): n_tok_dev is a DEVICE array of B int64 (the row's
+// tokens including the new one: position + 1). A row whose slot would fall outside the cache is
+// not appended (the caller checks positions on the host). Body in cuda/decode_kernels.cu.
+template <class T>
+void decode_rope_append(const T* qkv, T* q_out, T* k_cache, T* v_cache, const int64_t* n_tok_dev, int64_t B,
+                        int64_t H, int64_t Hk, int64_t D, int64_t cap, bool ring, double rope_base,
+                        void* stream = nullptr);
+
 }  // namespace hyscale::kernels::cuda

@@ -89,37 +89,62 @@ Tensor Attention::attend_cache(const Tensor& q, const Tensor& kc_, const Tensor&
   return ops::scale(o, 1.0 - li).reshape({B, 1, H * hd});
 }
 
-Tensor Attention::rope_rows(const Tensor& x, const std::vector<int64_t>& pos) const {
-  if (std::all_of(pos.begin(), pos.end(), [&](int64_t p) { return p == pos[0]; }))
-    return ops::rope(x, cfg_.rope_base, pos[0]);
-  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  for (size_t b = 0; b < pos.size(); ++b) {
-    const auto i = static_cast<int64_t>(b);
-    out.slice(0, i, i + 1).copy_from(ops::rope(x.slice(0, i, i + 1), cfg_.rope_base, pos[b]));
+Tensor Attention::rope_append(const Tensor& qkv, int64_t Hk_app, Tensor* k_cache, Tensor* v_cache,
+                              const std::vector<int64_t>& pos, const Tensor* n_tok_dev) const {
+  const int64_t B = qkv.size(0), H = cfg_.n_heads, hd = cfg_.head_dim;
+  const bool ring = cfg_.window > 0;
+  const int64_t cap = Hk_app > 0 ? k_cache->size(1) : 0;
+  Tensor src = qkv.contiguous();
+  HS_CHECK(src.dim() == 2 && src.size(1) == (H + 2 * Hk_app) * hd, "decode: qkv ", src.desc(), " is not [", B, ", ",
+           (H + 2 * Hk_app) * hd, "]");
+  if (Hk_app > 0)
+    for (const Tensor* c : {k_cache, v_cache})
+      HS_CHECK(c->is_contiguous() && c->device() == src.device() && c->dtype() == src.dtype() && c->size(0) == B &&
+                   c->size(1) == cap && c->numel() == B * cap * Hk_app * hd,
+               "decode: KV cache ", c->desc(), " does not suit ", src.desc(),
+               " (make the decode state after moving the model)");
+  for (int64_t p : pos)
+    HS_CHECK(p >= 0 && (Hk_app == 0 || ring || p < cap), "decode: position ", p, " exceeds the KV cache of ", cap,
+             " (max_len)");
+  const double base = cfg_.rope ? cfg_.rope_base : 0.0;
+  Tensor q = Tensor::empty({B, 1, H, hd}, src.dtype(), src.device());
+  if (src.device().is_cuda()) {
+#ifdef HYSCALE_WITH_CUDA
+    Tensor nt;
+    if (n_tok_dev == nullptr) {
+      std::vector<int64_t> n(pos);
+      for (auto& p : n) ++p;
+      nt = Tensor::from_vector<int64_t>(n, {B}).to(src.device());
+    }
+    const int64_t* n_dev = (n_tok_dev != nullptr ? *n_tok_dev : nt).data<int64_t>();
+    by_device_dtype(src.dtype(), [&](auto z) {
+      using T = decltype(z);
+      kg::decode_rope_append<T>(dp<T>(src), dp<T>(q), Hk_app > 0 ? dp<T>(*k_cache) : nullptr,
+                                Hk_app > 0 ? dp<T>(*v_cache) : nullptr, n_dev, B, H, Hk_app, hd, cap, ring, base);
+    });
+#endif
+    return q;
   }
-  return out;
+  std::vector<int64_t> n(pos);
+  for (auto& p : n) ++p;
+  by_dtype(src.dtype(), [&](auto z) {
+    using T = decltype(z);
+    kc::decode_rope_append<T>(src.data<T>(), q.data<T>(), Hk_app > 0 ? k_cache->data<T>() : nullptr,
+                              Hk_app > 0 ? v_cache->data<T>() : nullptr, n.data(), B, H, Hk_app, hd, cap, ring, base);
+  });
+  return q;
 }
 
 Tensor Attention::step(const Tensor& x, Tensor& k_cache, Tensor& v_cache, const std::vector<int64_t>& pos,
                        const Tensor* n_valid_dev) const {
   HS_CHECK(!cfg_.cross, "attention: step() on a cross-attention layer");
   const int64_t B = x.size(0), H = cfg_.n_heads, Hk = cfg_.n_kv_heads, hd = cfg_.head_dim, cap = k_cache.size(1);
-  Tensor qkv = lin(x, wqkv);  // [B, 1, (H + 2Hk) hd]
-  Tensor q = qkv.slice(2, 0, H * hd).reshape({B, 1, H, hd});
-  Tensor k = qkv.slice(2, H * hd, (H + Hk) * hd).reshape({B, 1, Hk, hd});
-  Tensor v = qkv.slice(2, (H + Hk) * hd, (H + 2 * Hk) * hd).reshape({B, 1, Hk, hd});
-  if (cfg_.rope) {
-    q = rope_rows(q, pos);
-    k = rope_rows(k, pos);
-  }
+  // q rotated, k rotated and v into each row's cache slot: one kernel for the whole batch
+  Tensor q = rope_append(lin(x, wqkv).reshape({B, (H + 2 * Hk) * hd}), Hk, &k_cache, &v_cache, pos, n_valid_dev);
   const bool ring = cfg_.window > 0;
   std::vector<int64_t> n_valid(static_cast<size_t>(B));
   for (int64_t b = 0; b < B; ++b) {
     const int64_t p = pos[static_cast<size_t>(b)];
-    HS_CHECK(ring || p < cap, "decode: position ", p, " exceeds the KV cache of ", cap, " (max_len)");
-    const int64_t slot = ring ? p % cap : p;
-    k_cache.slice(0, b, b + 1).slice(1, slot, slot + 1).copy_from(k.slice(0, b, b + 1));
-    v_cache.slice(0, b, b + 1).slice(1, slot, slot + 1).copy_from(v.slice(0, b, b + 1));
     n_valid[static_cast<size_t>(b)] = ring ? std::min(p + 1, cap) : p + 1;
   }
   return lin(attend_cache(q, k_cache, v_cache, n_valid, n_valid_dev), proj);
@@ -129,8 +154,7 @@ Tensor Attention::step_cross(const Tensor& x, const Tensor& k_cache, const Tenso
                              const std::vector<int64_t>& pos, const Tensor* n_valid_dev) const {
   HS_CHECK(cfg_.cross, "attention: step_cross() on a self-attention layer");
   const int64_t B = x.size(0);
-  Tensor q = lin(x, wq).reshape({B, 1, cfg_.n_heads, cfg_.head_dim});
-  if (cfg_.rope) q = rope_rows(q, pos);
+  Tensor q = rope_append(lin(x, wq).reshape({B, cfg_.n_heads * cfg_.head_dim}), 0, nullptr, nullptr, pos, n_valid_dev);
   std::vector<int64_t> n_valid(pos.size());
   for (size_t b = 0; b < pos.size(); ++b) n_valid[b] = pos[b] + 1;
   return lin(attend_cache(q, k_cache, v_cache, n_valid, n_valid_dev), proj);

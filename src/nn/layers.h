@@ -82,7 +82,10 @@ class Attention : public Module {
   // Decode-time attention of q [B, 1, H, hd] over n_valid[b] cache slots of row b -> [B, 1, H hd].
   Tensor attend_cache(const Tensor& q, const Tensor& kc, const Tensor& vc, const std::vector<int64_t>& n_valid,
                       const Tensor* n_valid_dev = nullptr) const;
-  Tensor rope_rows(const Tensor& x, const std::vector<int64_t>& pos) const;  // [B, 1, heads, hd]
+  // Decode-time q of qkv [B, (H + 2 Hk_app) hd] (RoPE at each row's position), and with Hk_app > 0
+  // the rows' k (RoPE) and v appended to the caches: kernels' decode_rope_append, one call.
+  Tensor rope_append(const Tensor& qkv, int64_t Hk_app, Tensor* k_cache, Tensor* v_cache,
+                     const std::vector<int64_t>& pos, const Tensor* n_tok_dev) const;  // -> q [B, 1, H, hd]
   AttentionConfig cfg_;
   int64_t H_, Hk_;  // heads on this rank
 };

@@ -127,6 +127,27 @@ template <class T> void decode_case(int64_t H, int64_t Hk, int64_t D, int64_t Dv
   check_close("decode out", out, want, tol);
 }
 
+// One decoding step's RoPE and KV append (decode_rope_append) against the CPU twin: every row at its
+// own position, the whole caches compared (untouched slots included), q-only (Hk = 0), no RoPE.
+template <class T>
+void rope_append_case(int64_t B, int64_t H, int64_t Hk, int64_t D, int64_t cap, bool ring, double base,
+                      std::vector<int64_t> n_tok) {
+  constexpr bool bf = is_bf<T>;
+  INFO(dt_name<T>() << " rope_append B " << B << " H " << H << " Hk " << Hk << " D " << D << " cap " << cap
+                    << " ring " << ring << " base " << base);
+  const int64_t W = (H + 2 * Hk) * D, nc = B * std::max<int64_t>(cap, 1) * Hk * D;
+  auto qkv = randn(B * W, 40 + D + H, 1, bf), k0 = randn(nc, 41 + D, 1, bf), v0 = randn(nc, 42 + D, 1, bf);
+  std::vector<float> wq(B * H * D), wk = k0, wv = v0;
+  kc::decode_rope_append<float>(qkv.data(), wq.data(), Hk ? wk.data() : nullptr, Hk ? wv.data() : nullptr, n_tok.data(),
+                                B, H, Hk, D, cap, ring, base);
+  Buf<T> xd(qkv), qd(B * H * D), kd(k0), vd(v0);
+  kg::decode_rope_append<T>(xd.p(), qd.p(), Hk ? kd.p() : nullptr, Hk ? vd.p() : nullptr, n_tok.data(), B, H, Hk, D,
+                            cap, ring, base);
+  check_close("q", qd, wq, bf ? 1e-2 : 1e-6);
+  check_close("k cache", kd, wk, bf ? 1e-2 : 1e-6);
+  check_close("v cache (copies: exact)", vd, wv, 1e-30, 1.0);
+}
+
 // Fused differential attention (both branches share K/V loads) against two CPU attentions:
 // out = a1 - lambda a2 with a_i = attention(q_i, k_i, v), q = [q1 | q2], k = [k1 | k2] per head.
 std::vector<float> half_of(const std::vector<float>& x, int64_t rows, int64_t hd, int h) {
@@ -189,6 +210,25 @@ template <class T> void diff_case(int64_t B, int64_t T_, int64_t Hp, int64_t Hkp
 }
 
 }  // namespace
+
+TEST_CASE("emulated CUDA decode RoPE + KV append matches the CPU twin", "[emu][attention][decode]") {
+  for (int dt = 0; dt < 2; ++dt) {
+    auto run = [&](auto... a) {
+      if (dt == 0) rope_append_case<float>(a...);
+      else rope_append_case<bf16>(a...);
+    };
+    run(int64_t(3), int64_t(4), int64_t(2), int64_t(64), int64_t(8), true, 1e4, std::vector<int64_t>{1, 9, 20});
+    run(int64_t(2), int64_t(8), int64_t(1), int64_t(128), int64_t(30), false, 1e4, std::vector<int64_t>{30, 2});
+    run(int64_t(2), int64_t(6), int64_t(0), int64_t(32), int64_t(0), false, 5e5, std::vector<int64_t>{7, 1});
+    run(int64_t(1), int64_t(2), int64_t(2), int64_t(7), int64_t(4), true, 0.0, std::vector<int64_t>{6});
+  }
+  // A RoPE over an odd head dim is refused.
+  Buf<float> x(std::vector<float>(24, 0.0f)), q(8);
+  const std::vector<int64_t> nt{1};
+  CHECK_THROWS_WITH(kg::decode_rope_append<float>(x.p(), q.p(), nullptr, nullptr, nt.data(), 1, 1, 0, 7, 0, false, 1e4),
+                    Catch::Contains("even head dim"));
+  check_no_exit_barriers();
+}
 
 TEST_CASE("emulated CUDA tensor-core attention (bf16, D = Dv = 64) matches the CPU twin", "[emu][attention]") {
   const long mma0 = emu::stats.mma;

@@ -5,6 +5,7 @@
 #include "core/ops.h"
 #include "gradcheck.h"
 #include "kernels/adamw.h"
+#include "kernels/attention.h"
 #include "kernels/gemm.h"
 #include "kernels/norm.h"
 
@@ -144,6 +145,60 @@ TEST_CASE("rope: position 0 is the identity and rotations preserve pair norms", 
     REQUIRE(r.data<float>()[t * 4] == Approx(std::cos(t)));
     REQUIRE(r.data<float>()[t * 4 + 2] == Approx(std::sin(t)));
   }
+}
+
+TEST_CASE("decode_rope_append: RoPE at each row's position, k and v into the row's cache slot, nothing else",
+          "[kernels][rope][decode]") {
+  // f64 against the formula of kernels/rope.h written out here: rows at different positions, a
+  // ring buffer that wraps, a linear cache, the q-only form (Hk = 0) and no rotation (odd D).
+  struct C {
+    int64_t B, H, Hk, D, cap;
+    bool ring;
+    double base;
+    std::vector<int64_t> n_tok;
+  };
+  for (const C& c : std::vector<C>{{3, 4, 2, 8, 5, true, 1e4, {1, 6, 13}},
+                                   {2, 2, 1, 6, 9, false, 500.0, {9, 2}},
+                                   {2, 3, 0, 4, 0, false, 1e4, {4, 1}},
+                                   {2, 2, 2, 7, 3, true, 0.0, {3, 5}}}) {
+    INFO("B " << c.B << " H " << c.H << " Hk " << c.Hk << " D " << c.D << " cap " << c.cap << " ring " << c.ring);
+    const int64_t W = (c.H + 2 * c.Hk) * c.D, half = c.D / 2;
+    const auto qkv = randn({c.B, W}, 5, 1.0, DType::f64).to_vector<double>();
+    const auto k0 = randn({c.B, std::max<int64_t>(c.cap, 1), c.Hk, c.D}, 6, 1.0, DType::f64).to_vector<double>();
+    const auto v0 = randn({c.B, std::max<int64_t>(c.cap, 1), c.Hk, c.D}, 7, 1.0, DType::f64).to_vector<double>();
+    std::vector<double> q(c.B * c.H * c.D, -1.0), kc = k0, vc = v0;
+    kernels::cpu::decode_rope_append<double>(qkv.data(), q.data(), c.Hk ? kc.data() : nullptr,
+                                             c.Hk ? vc.data() : nullptr, c.n_tok.data(), c.B, c.H, c.Hk, c.D, c.cap,
+                                             c.ring, c.base);
+    std::vector<double> wk = k0, wv = v0;
+    for (int64_t b = 0; b < c.B; ++b) {
+      const int64_t pos = c.n_tok[b] - 1;
+      auto rot = [&](const double* x, int64_t i) {  // element i of the rotated head x
+        if (c.base <= 0) return x[i];
+        const int64_t f = i % half;
+        const double a = double(pos) * std::pow(c.base, -2.0 * double(f) / double(c.D));
+        return i < half ? x[i] * std::cos(a) - x[i + half] * std::sin(a) : x[i] * std::cos(a) + x[i - half] * std::sin(a);
+      };
+      const double* row = qkv.data() + b * W;
+      for (int64_t h = 0; h < c.H; ++h)
+        for (int64_t i = 0; i < c.D; ++i) REQUIRE(q[(b * c.H + h) * c.D + i] == Approx(rot(row + h * c.D, i)).margin(1e-14));
+      if (c.Hk == 0) continue;
+      const int64_t slot = c.ring ? pos % c.cap : pos;
+      for (int64_t g = 0; g < c.Hk; ++g)
+        for (int64_t i = 0; i < c.D; ++i) {
+          wk[((b * c.cap + slot) * c.Hk + g) * c.D + i] = rot(row + (c.H + g) * c.D, i);
+          wv[((b * c.cap + slot) * c.Hk + g) * c.D + i] = row[(c.H + c.Hk + g) * c.D + i];
+        }
+    }
+    for (size_t i = 0; i < kc.size(); ++i) REQUIRE(kc[i] == Approx(wk[i]).margin(1e-14));  // other slots untouched
+    CHECK(vc == wv);
+  }
+  // A position past a linear cache is refused, with the numbers.
+  std::vector<double> x(4 * 8), qo(8), kc(2 * 8), vc(2 * 8);
+  const int64_t n_tok = 3;
+  CHECK_THROWS_WITH(kernels::cpu::decode_rope_append<double>(x.data(), qo.data(), kc.data(), vc.data(), &n_tok, 1, 2, 1,
+                                                              4, 2, false, 1e4),
+                    Catch::Contains("position 2 outside a cache of 2"));
 }
 
 TEST_CASE("AdamW kernel matches a scalar transcription of torch.optim.AdamW", "[kernels][adamw]") {

@@ -6,7 +6,9 @@
 #include <limits>
 #include <vector>
 
+#include "core/error.h"
 #include "kernels/cpu/vec_math.h"
+#include "kernels/rope.h"
 #include "kernels/gemm.h"
 
 namespace hyscale::kernels::cpu {
@@ -224,6 +226,31 @@ void attention_decode(const T* q, const T* kc, const T* vc, T* out, int64_t B, i
     for (int64_t t = 0; t < tasks; ++t) run(t);
   }
 }
+
+template <class T>
+void decode_rope_append(const T* qkv, T* q_out, T* k_cache, T* v_cache, const int64_t* n_tok, int64_t B, int64_t H,
+                        int64_t Hk, int64_t D, int64_t cap, bool ring, double rope_base) {
+  const int64_t W = (H + 2 * Hk) * D;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t pos = n_tok[b] - 1;
+    HS_CHECK(pos >= 0, "decode_rope_append: row ", b, " has ", n_tok[b], " tokens");
+    HS_CHECK(Hk == 0 || ring || pos < cap, "decode_rope_append: position ", pos, " outside a cache of ", cap);
+    const T* row = qkv + b * W;
+    auto put = [&](const T* src, T* dst, int64_t heads, bool rotate) {
+      if (rotate) rope_fwd<T>(src, dst, 1, 1, heads, D, rope_base, pos);
+      else std::copy(src, src + heads * D, dst);
+    };
+    put(row, q_out + b * H * D, H, rope_base > 0);
+    if (Hk == 0) continue;
+    const int64_t slot = ring ? pos % cap : pos;
+    put(row + H * D, k_cache + (b * cap + slot) * Hk * D, Hk, rope_base > 0);
+    put(row + (H + Hk) * D, v_cache + (b * cap + slot) * Hk * D, Hk, false);
+  }
+}
+template void decode_rope_append<float>(const float*, float*, float*, float*, const int64_t*, int64_t, int64_t,
+                                        int64_t, int64_t, int64_t, bool, double);
+template void decode_rope_append<double>(const double*, double*, double*, double*, const int64_t*, int64_t, int64_t,
+                                         int64_t, int64_t, int64_t, bool, double);
 
 template void attention_decode<float>(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t,
                                       int64_t, int64_t, int64_t, const int64_t*, double, int64_t, int64_t, int64_t,

@@ -5,6 +5,9 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
+#include <tuple>
+#include <vector>
 
 #include "kernels/cuda/common.cuh"
 
@@ -68,12 +71,30 @@ __device__ __forceinline__ bool visible(int64_t i, int64_t j, int64_t T_, int64_
 }
 
 // ------------------------------------------------------------------------------ host side
-// Opts kern in to `bytes` of dynamic shared memory when that exceeds the default 48 KB.
+// Opts kern in to `bytes` of dynamic shared memory when that exceeds the default 48 KB. The
+// opt-in is a property of the kernel on the current device and persists, so it is set once per
+// (kernel, device) and raised only when a launch needs more (decoding launches the same kernels
+// every step; a driver call per launch is wasted there).
 template <class K> void allow_smem(K* kern, size_t bytes, const char* name) {
   if (bytes <= kDefaultSmem) return;
-  const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  HS_CHECK(e == cudaSuccess, "CUDA kernel ", name, ": cannot query the device: ", cudaGetErrorString(e));
+  static std::mutex mu;
+  static std::vector<std::tuple<const void*, int, size_t>> done;  // (kernel, device, bytes opted in)
+  const void* key = reinterpret_cast<const void*>(kern);
+  std::lock_guard<std::mutex> lock(mu);
+  for (auto& [k, d, b] : done)
+    if (k == key && d == dev && b >= bytes) return;
+  e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
   HS_CHECK(e == cudaSuccess, "CUDA kernel ", name, ": cannot use ", bytes,
            " bytes of dynamic shared memory: ", cudaGetErrorString(e));
+  for (auto& [k, d, b] : done)
+    if (k == key && d == dev) {
+      b = bytes;
+      return;
+    }
+  done.emplace_back(key, dev, bytes);
 }
 
 // Effective window: window <= 0 or > T means full causal (T).

@@ -1,9 +1,11 @@
 // CUDA bodies of the decoding kernels of kernels/cuda_hybrid.h: the causal conv1d step and the
 // selective-scan recurrence over a few steps (decoding runs one; a prefill takes the chunked
-// scan's final state instead). Both are memory-bound: one thread per (row, channel), fp32 arithmetic, the CPU twins'
+// scan's final state instead); and kernels/cuda_attention.h's decode_rope_append (a step's RoPE
+// of q and k at per-row positions and the KV-cache append, one launch per attention layer). Both are memory-bound: one thread per (row, channel), fp32 arithmetic, the CPU twins'
 // expression order (kernels/conv1d.h's causal_conv1d_step, kernels/selective_scan.h's
 // selective_scan_step) with accurate expf / log1pf.
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda_attention.h"
 #include "kernels/cuda_hybrid.h"
 
 namespace hyscale::kernels::cuda {
@@ -66,7 +68,57 @@ __global__ void scan_steps_k(const T* __restrict__ u, const T* __restrict__ delt
   }
 }
 
+// decode_rope_append (kernels/cuda_attention.h): one thread per (row b, head r of the H + 2 Hk in
+// the qkv row, pair k < ceil(D / 2)); q and k heads are rotated (rope_k's double-precision angle,
+// rounded to float), v heads and everything when base <= 0 are copied.
+template <class T>
+__global__ void rope_append_k(const T* __restrict__ qkv, T* __restrict__ q_out, T* __restrict__ kc,
+                              T* __restrict__ vc, const int64_t* __restrict__ n_tok, int64_t B, int64_t H, int64_t Hk,
+                              int64_t D, int64_t cap, bool ring, double base) {
+  const int64_t R = H + 2 * Hk, hd2 = (D + 1) / 2, n = B * R * hd2;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t k = i % hd2, r = (i / hd2) % R, b = i / (hd2 * R);
+    const int64_t pos = n_tok[b] - 1;
+    const T* src = qkv + (b * R + r) * D;
+    T* dst;
+    if (r < H) {
+      dst = q_out + (b * H + r) * D;
+    } else {
+      const int64_t slot = ring && cap > 0 ? pos % cap : pos;
+      if (pos < 0 || slot >= cap) continue;  // (the host checks the positions; never write outside the cache)
+      dst = r < H + Hk ? kc + ((b * cap + slot) * Hk + (r - H)) * D : vc + ((b * cap + slot) * Hk + (r - H - Hk)) * D;
+    }
+    if (base > 0.0 && r < H + Hk) {  // D even
+      const double theta = pow(base, -2.0 * static_cast<double>(k) / static_cast<double>(D));
+      double sa, ca;
+      sincos(static_cast<double>(pos) * theta, &sa, &ca);
+      const float c = static_cast<float>(ca), sn = static_cast<float>(sa);
+      const float x1 = ld(src, k), x2 = ld(src, k + hd2);
+      st(dst, k, x1 * c - x2 * sn);
+      st(dst, k + hd2, x2 * c + x1 * sn);
+    } else {
+      st(dst, k, ld(src, k));
+      if (k + hd2 < D) st(dst, k + hd2, ld(src, k + hd2));
+    }
+  }
+}
+
 }  // namespace
+
+template <class T>
+void decode_rope_append(const T* qkv, T* q_out, T* k_cache, T* v_cache, const int64_t* n_tok_dev, int64_t B,
+                        int64_t H, int64_t Hk, int64_t D, int64_t cap, bool ring, double rope_base, void* s) {
+  HS_CHECK(B >= 0 && H >= 1 && Hk >= 0 && D >= 1 && cap >= 0, "decode_rope_append (CUDA): bad sizes B = ", B,
+           ", H = ", H, ", Hk = ", Hk, ", D = ", D, ", cap = ", cap);
+  HS_CHECK(rope_base <= 0.0 || D % 2 == 0, "decode_rope_append (CUDA): RoPE needs an even head dim, got ", D);
+  HS_CHECK(Hk == 0 || (k_cache != nullptr && v_cache != nullptr && cap >= 1),
+           "decode_rope_append (CUDA): appending needs both caches");
+  if (B == 0) return;
+  const int64_t n = B * (H + 2 * Hk) * ((D + 1) / 2);
+  rope_append_k<<<blocks_for(n, kThreads), kThreads, 0, S(s)>>>(qkv, q_out, k_cache, v_cache, n_tok_dev, B, H, Hk, D,
+                                                                  cap, ring, rope_base);
+  HS_LAUNCH_CHECK("decode_rope_append", "B = ", B, ", H = ", H, ", Hk = ", Hk, ", D = ", D, ", cap = ", cap);
+}
 
 template <class T>
 void causal_conv1d_step(const T* x, const T* w, const T* bias, T* state, T* y, int64_t B, int64_t C, int64_t K,
@@ -93,7 +145,9 @@ void selective_scan_steps(const T* u, const T* delta, const T* A_log, const T* B
   template void causal_conv1d_step<T>(const T*, const T*, const T*, T*, T*, int64_t, int64_t, int64_t, bool,  \
                                       void*);                                                                \
   template void selective_scan_steps<T>(const T*, const T*, const T*, const T*, const T*, int64_t, const T*,  \
-                                        const T*, float*, T*, int64_t, int64_t, int64_t, int64_t, void*);
+                                        const T*, float*, T*, int64_t, int64_t, int64_t, int64_t, void*);    \
+  template void decode_rope_append<T>(const T*, T*, T*, T*, const int64_t*, int64_t, int64_t, int64_t, int64_t, \
+                                      int64_t, bool, double, void*);
 HS_INST(float)
 HS_INST(bf16)
 #undef HS_INST
