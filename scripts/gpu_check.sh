@@ -148,15 +148,19 @@ if [ -x "$BIN/hyscale" ]; then
     done
   fi
   # 4a''. long-generation decoding on the GPU (bf16): per-token latency and throughput as the
-  # generated length grows, Transformer++ against SambaY at d8, 2K prompt
+  # generated length grows, Transformer++ against SambaY at d8, 2K prompt; eager steps, then the
+  # steps replayed as CUDA graphs (--cuda-graph; the log's "cuda graph" lines say whether they were)
   if want decode; then
-    t=$(limit 150)
-    if [ "$t" -gt 0 ]; then
-      timeout -k 5 "$t" "$BIN/hyscale" bench decode --device cuda --precision bf16 --archs transformer,sambay \
-        --depth 8 --prompt 2048 --gen 8192 --json "$OUT/bench_decode.json" > "$OUT/bench_decode.log" 2>&1
-      rc=$?
-      record "bench decode d8 bf16" "$([ $rc -eq 0 ] && grep -E '^(transformer|sambay) ' "$OUT/bench_decode.log" | tr -s ' ' | cut -c1-70 | paste -sd';' || echo "exit $rc (bench_decode.log)")"
-    else record "bench decode d8 bf16" "skipped (budget)"; fi
+    for mode in eager graph; do
+      flag=""; [ "$mode" = graph ] && flag=--cuda-graph
+      t=$(limit 75)
+      if [ "$t" -gt 0 ]; then
+        timeout -k 5 "$t" "$BIN/hyscale" bench decode --device cuda --precision bf16 --archs transformer,sambay \
+          --depth 8 --prompt 2048 --gen 8192 $flag --json "$OUT/bench_decode_$mode.json" > "$OUT/bench_decode_$mode.log" 2>&1
+        rc=$?
+        record "bench decode d8 bf16 [$mode]" "$([ $rc -eq 0 ] && grep -E '^(transformer|sambay) |^cuda graph' "$OUT/bench_decode_$mode.log" | tr -s ' ' | cut -c1-70 | paste -sd';' || echo "exit $rc (bench_decode_$mode.log)")"
+      else record "bench decode d8 bf16 [$mode]" "skipped (budget)"; fi
+    done
   fi
 # 4b. where a training step's GPU time goes: nsys kernel summary (top 30) of bench train at d16
   if want profile && command -v nsys > /dev/null; then

@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
   generate->add_option("--threads", gen.threads, "CPU threads (0 = all)");
   generate->add_option("--device", gen.device, "cpu, cuda or cuda:N");
   generate->add_option("--precision", gen.precision, "fp32, or bf16 (on a GPU)");
+  generate->add_flag("--cuda-graph", gen.cuda_graph, "on a GPU: replay each decode step as a CUDA graph");
 
   auto* info = app.add_subcommand("info", "print layers, parameter counts and FLOPs per token");
   info->add_option("config", config, "config YAML")->required();
@@ -124,6 +125,7 @@ int main(int argc, char** argv) {
   bench_decode->add_option("--threads", dec.threads, "CPU threads (0 = all)");
   bench_decode->add_option("--device", dec.device, "cpu, cuda or cuda:N");
   bench_decode->add_option("--precision", dec.precision, "fp32, or bf16 (on a GPU)");
+  bench_decode->add_flag("--cuda-graph", dec.cuda_graph, "on a GPU: replay each decode step as a CUDA graph");
 
   auto* baselines = app.add_subcommand("baselines", "order-0 entropy and n-gram baselines of a prepared dataset");
   baselines->add_option("--data", data_dir, "prepared dataset directory")->required();
@@ -155,6 +157,7 @@ int main(int argc, char** argv) {
   phonebook->add_option("--threads", pb.threads, "CPU threads (0 = all)");
   phonebook->add_option("--device", pb.device, "cpu, cuda or cuda:N");
   phonebook->add_option("--precision", pb.precision, "fp32, or bf16 (on a GPU)");
+  phonebook->add_flag("--cuda-graph", pb.cuda_graph, "on a GPU: replay each decode step as a CUDA graph");
   eval->add_option("--data", data_dir, "dataset directory (default: the checkpoint's data.path)");
   std::string eval_device = "cpu", eval_precision = "fp32";
   eval->add_option("--device", eval_device, "cpu, cuda or cuda:N");

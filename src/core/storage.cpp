@@ -106,6 +106,9 @@ void* timing_event_create() { no_cuda(); }
 void timing_event_record(void*) { no_cuda(); }
 float timing_elapsed_ms(void*, void*) { no_cuda(); }
 void timing_event_destroy(void*) {}
+struct Graph {};
+std::shared_ptr<Graph> capture_graph(int, const std::function<void()>&) { no_cuda(); }
+void launch_graph(Graph&) { no_cuda(); }
 }  // namespace cudart
 #endif
 

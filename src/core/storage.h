@@ -2,6 +2,7 @@
 // storage (views, reshapes, slices) through std::shared_ptr<Storage>.
 #pragma once
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -53,6 +54,17 @@ void* timing_event_create();
 void timing_event_record(void* e);
 float timing_elapsed_ms(void* start, void* end);  // waits for `end`
 void timing_event_destroy(void* e);
+
+// CUDA graphs (nn/decode.cpp's graph decoding). capture_graph runs `body` with everything this
+// thread queues (kernels, cuBLASLt, device copies and fills) on a fresh blocking stream that is
+// capturing, in relaxed mode: recorded, not run. Memory that the body frees stays reserved for the
+// graph until it is destroyed (its nodes use it); what the body leaves allocated is the caller's
+// to keep alive as long as the graph. Returns the instantiated graph, or throws with the reason
+// (no capture is left open and nothing ran). launch_graph runs it on its stream, which is
+// blocking: the run follows the legacy default stream's earlier work and precedes its later work.
+struct Graph;
+std::shared_ptr<Graph> capture_graph(int device, const std::function<void()>& body);
+void launch_graph(Graph& graph);
 }  // namespace cudart
 
 }  // namespace hyscale

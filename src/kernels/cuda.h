@@ -33,6 +33,12 @@ void phase(const char* name);
 void set_deterministic(bool on);
 bool deterministic();
 
+// The stream of every kernel whose stream argument is null (and of the device copies and fills of
+// core/cuda/cuda_backend.cu): the legacy default stream (nullptr) unless this thread set another,
+// as the CUDA-graph capture of a decoding step does (nn/decode.cpp). Per thread.
+void set_current_stream(void* stream);
+void* current_stream();
+
 // y = silu(x); dx = dy * s * (1 + x (1 - s)), s = sigmoid(x)
 template <class T> void silu_fwd(const T* x, T* y, int64_t n, void* stream = nullptr);
 template <class T> void silu_bwd(const T* x, const T* dy, T* dx, int64_t n, void* stream = nullptr);

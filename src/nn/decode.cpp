@@ -8,6 +8,7 @@
 #include "kernels/attention.h"
 #include "kernels/conv1d.h"
 #include "kernels/selective_scan.h"
+#include "core/storage.h"
 #include "nn/model.h"
 #ifdef HYSCALE_WITH_CUDA
 #include "kernels/cuda_attention.h"
@@ -272,6 +273,53 @@ int64_t DecodeState::bytes() const {
   return n;
 }
 
+Tensor Model::step_body(Tensor x, const Tensor& table, DecodeState& st, const Tensor* nv_dev) const {
+  const int64_t B = st.batch;
+  Tensor memory;
+  const LayerCache* shared = nullptr;
+  for (size_t l = 0; l < blocks.size(); ++l) {
+    x = blocks[l]->step(x, st.layers[l], shared, memory, st.pos, nv_dev);
+    if (roles_[l] == Role::SharedKV) shared = &st.layers[l];
+  }
+  x = ln_f->forward(x);
+  if (cfg_.logit_mult != 1.0) x = ops::scale(x, cfg_.logit_mult);
+  x = x.reshape({B, cfg_.d_model});
+  return cfg_.tie_embeddings ? ops::linear(x, table) : lin(x, lm_head);
+}
+
+// CUDA-graph decoding (DecodeState::cuda_graph). Member order matters: the graph is destroyed
+// first (its destructor waits for its last run), then the buffers its nodes read and write.
+struct DecodeGraph {
+  Tensor ids, nv;      // device inputs [B]: int32 tokens, int64 pos + 1
+  Tensor logits;       // the captured step's output, rewritten by every replay
+  std::vector<const void*> state_ptrs;  // the state tensors the capture wrote into
+#ifdef HYSCALE_WITH_CUDA
+  std::shared_ptr<cudart::Graph> exec;
+#endif
+  int warm = 0;        // eager steps run so far (the first is the warm-up)
+  int64_t replays = 0;
+  std::string failed;  // why capturing failed: then every step runs eagerly
+};
+
+std::string DecodeState::graph_status() const {
+  if (!cuda_graph) return "off";
+  if (!graph) return "not started";
+  if (!graph->failed.empty()) return "failed: " + graph->failed + " (steps run eagerly)";
+#ifdef HYSCALE_WITH_CUDA
+  if (graph->exec) return "captured (" + std::to_string(graph->replays) + " replays)";
+#endif
+  return "warming up";
+}
+
+namespace {
+std::vector<const void*> state_pointers(const DecodeState& st) {
+  std::vector<const void*> r;
+  for (const auto& l : st.layers)
+    for (const Tensor* t : {&l.k, &l.v, &l.conv, &l.ssm}) r.push_back(t->defined() ? t->raw_data() : nullptr);
+  return r;
+}
+}  // namespace
+
 Tensor Model::step(const Tensor& ids, DecodeState& st) const {
   HS_CHECK(ids.dim() == 1 && ids.size(0) == st.batch, "decode: ids must be [", st.batch, "], got ",
            shape_str(ids.shape()));
@@ -279,24 +327,68 @@ Tensor Model::step(const Tensor& ids, DecodeState& st) const {
   NoGrad ng;
   const int64_t B = st.batch;
   const Tensor table = cw(wte);  // one compute copy per step, shared by a tied LM head
-  Tensor x = ops::embedding(ids.reshape({B, 1}), table);  // [B, 1, D]
-  Tensor nv_dev;  // on a GPU: every attention layer's valid slots (pos + 1, clamped per cache), one upload
-  if (table.device().is_cuda()) {
-    std::vector<int64_t> nv(st.pos);
-    for (auto& p : nv) ++p;
-    nv_dev = Tensor::from_vector<int64_t>(nv, {B}).to(table.device());
+  std::vector<int64_t> nv(st.pos);  // every attention layer's valid slots (pos + 1, clamped per cache)
+  for (auto& p : nv) ++p;
+  Tensor logits;
+  if (table.device().is_cuda() && st.cuda_graph) {
+#ifdef HYSCALE_WITH_CUDA
+    // The graph reads its inputs from fixed device buffers: the ids are checked here on the host
+    // (the captured embedding cannot read them back), then both are uploaded.
+    Tensor ids_h = ids.contiguous().to(Device::cpu());
+    HS_CHECK(ids_h.dtype() == DType::i32, "decode: ids must be i32, got ", ids_h.desc());
+    const int64_t V = table.size(0);
+    for (int64_t b = 0; b < B; ++b) {
+      const int32_t t = ids_h.data<int32_t>()[b];
+      HS_CHECK(t >= 0 && t < V, "decode: token ", t, " of row ", b, " is outside [0, ", V, ")");
+    }
+    if (!st.graph) {
+      st.graph = std::make_shared<DecodeGraph>();
+      st.graph->ids = Tensor::zeros({B}, DType::i32, table.device());
+      st.graph->nv = Tensor::zeros({B}, DType::i64, table.device());
+    }
+    DecodeGraph& g = *st.graph;
+    g.ids.copy_from(ids_h);
+    g.nv.copy_from(Tensor::from_vector<int64_t>(nv, {B}));
+    auto body = [&] {
+      Tensor x = Tensor::empty({B, 1, table.size(1)}, table.dtype(), table.device());
+      by_device_dtype(table.dtype(), [&](auto z) {
+        using T = decltype(z);
+        kg::embedding_fwd<T>(g.ids.data<int32_t>(), dp<T>(table), dp<T>(x), B, table.size(1), 0, V);
+      });
+      return step_body(x, table, st, &g.nv);
+    };
+    if (g.exec && g.state_ptrs != state_pointers(st)) g.exec.reset();  // the state moved: capture again
+    if (!g.failed.empty() || (!g.exec && g.warm == 0)) {
+      logits = body();  // eager (the warm-up step: kernel attributes, GEMM heuristics, cached blocks)
+      ++g.warm;
+    } else {
+      if (!g.exec) {
+        try {
+          g.exec = cudart::capture_graph(table.device().index, [&] { g.logits = body(); });
+          g.state_ptrs = state_pointers(st);
+        } catch (const std::exception& e) {
+          g.failed = e.what();
+          g.exec.reset();
+          g.logits = Tensor();
+        }
+      }
+      if (g.exec) {
+        cudart::launch_graph(*g.exec);
+        ++g.replays;
+        logits = g.logits.clone();  // (legacy stream: after the run) the next replay rewrites g.logits
+      } else {
+        logits = body();
+      }
+    }
+#endif
+  } else {
+    Tensor x = ops::embedding(ids.reshape({B, 1}), table);  // [B, 1, D]
+    Tensor nv_dev;  // on a GPU: one upload of the positions for every layer
+    if (table.device().is_cuda()) nv_dev = Tensor::from_vector<int64_t>(nv, {B}).to(table.device());
+    logits = step_body(x, table, st, nv_dev.defined() ? &nv_dev : nullptr);
   }
-  Tensor memory;
-  const LayerCache* shared = nullptr;
-  for (size_t l = 0; l < blocks.size(); ++l) {
-    x = blocks[l]->step(x, st.layers[l], shared, memory, st.pos, nv_dev.defined() ? &nv_dev : nullptr);
-    if (roles_[l] == Role::SharedKV) shared = &st.layers[l];
-  }
-  x = ln_f->forward(x);
-  if (cfg_.logit_mult != 1.0) x = ops::scale(x, cfg_.logit_mult);
   for (auto& p : st.pos) ++p;
-  x = x.reshape({B, cfg_.d_model});
-  return cfg_.tie_embeddings ? ops::linear(x, table) : lin(x, lm_head);
+  return logits;
 }
 
 Tensor Model::prefill(const Tensor& ids, DecodeState& st, int64_t row) const {

@@ -78,11 +78,21 @@ struct LayerCache {
   int64_t cap = 0;
   Tensor conv, ssm;
 };
+struct DecodeGraph;  // nn/decode.cpp
 struct DecodeState {
   int64_t batch = 0, max_len = 0;
   std::vector<int64_t> pos;  // per sequence: tokens consumed so far (the next token's position)
   std::vector<LayerCache> layers;
   int64_t bytes() const;  // state memory, all layers, whole batch
+  // On a GPU: run the steps as a CUDA graph (Model::step: the first step eagerly, the second
+  // captured, then replays; the ids and positions go through fixed device buffers, the logits
+  // are copied out of the graph's output). A capture that fails leaves the steps eager, with the
+  // reason in graph_status(). A state tensor moved or reallocated between steps makes the next
+  // step capture again.
+  bool cuda_graph = false;
+  std::shared_ptr<DecodeGraph> graph;
+  // "off", "warming up", "captured (N replays)", or "failed: WHY (steps run eagerly)".
+  std::string graph_status() const;
 };
 
 class Block : public Module {
@@ -153,6 +163,9 @@ class Model : public Module {
 
  private:
   Tensor local_logits(const Tensor& ids, std::vector<std::pair<std::string, double>>* rms) const;
+  // One decoding step after the embedding: x [B, 1, D] -> logits [B, V]; st.pos unchanged. With
+  // nv_dev (device [B] int64, pos + 1) nothing but device work is queued (graph capture).
+  Tensor step_body(Tensor x, const Tensor& table, DecodeState& st, const Tensor* nv_dev) const;
   ModelConfig cfg_;
   std::vector<Role> roles_;
   parallel::TensorParallel tp_;

@@ -41,6 +41,8 @@ void bench_decode(const BenchDecodeOptions& opt) {
   HS_CHECK(!opt.archs.empty(), "bench decode: --archs is empty");
   HS_CHECK(opt.prompt >= 1 && opt.gen >= 1 && opt.batch >= 1 && opt.window >= 1,
            "bench decode: --prompt, --gen, --batch and --window must be >= 1");
+  HS_CHECK(!opt.cuda_graph || Device::parse(opt.device).is_cuda(),
+           "--cuda-graph needs --device cuda (a CUDA graph replays GPU work), got --device ", opt.device);
   kernels::cpu::set_num_threads(static_cast<int>(opt.threads));
   // Reported lengths: 1K, 2K, 4K, ... up to --gen, and --gen itself.
   std::vector<int64_t> lengths;
@@ -58,6 +60,7 @@ void bench_decode(const BenchDecodeOptions& opt) {
     const int64_t V = cfg.model.vocab_size;
     NoGrad ng;
     auto st = model.init_decode(B, P + G);
+    st.cuda_graph = opt.cuda_graph;
     Rng rng(opt.seed + 1);
     // Prefill: one parallel forward pass per prompt.
     std::vector<int32_t> next(static_cast<size_t>(B));
@@ -97,7 +100,8 @@ void bench_decode(const BenchDecodeOptions& opt) {
     results.push_back({{"arch", arch}, {"d_model", cfg.model.d_model}, {"n_layers", cfg.model.n_layers},
                        {"layers", nn::layer_summary(cfg.model)}, {"params", model.non_embedding_params()},
                        {"state_bytes_per_seq", st.bytes() / B}, {"prefill_s", prefill_s},
-                       {"decode_s", total}, {"latency_ms", lat}, {"tokens_per_s", tps}});
+                       {"decode_s", total}, {"latency_ms", lat}, {"tokens_per_s", tps},
+                       {"cuda_graph", st.graph_status()}});
   }
   // Table.
   const Device dev = Device::parse(opt.device);
@@ -120,6 +124,9 @@ void bench_decode(const BenchDecodeOptions& opt) {
     std::printf(" %8.2fx %11.1f\n", r["latency_ms"].back().get<double>() / r["latency_ms"][0].get<double>(),
                 r["tokens_per_s"].back().get<double>());
   }
+  if (opt.cuda_graph)
+    for (auto& r : results)
+      std::printf("cuda graph, %s: %s\n", r["arch"].get<std::string>().c_str(), r["cuda_graph"].get<std::string>().c_str());
   if (ref) {
     std::printf("throughput relative to transformer at each length:\n");
     for (auto& r : results) {

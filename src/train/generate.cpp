@@ -94,7 +94,7 @@ static int32_t sample_token(std::vector<double> logits, const SamplingOptions& o
 std::vector<std::vector<int32_t>> generate_tokens(const nn::Model& model,
                                                   const std::vector<std::vector<int32_t>>& prompts, int64_t max_new,
                                                   const SamplingOptions& s, int32_t eos, int64_t vocab_limit,
-                                                  const std::vector<int32_t>& banned) {
+                                                  const std::vector<int32_t>& banned, bool cuda_graph) {
   HS_CHECK(max_new >= 0, "--max-new must be >= 0");
   HS_CHECK(s.temperature >= 0, "--temperature must be >= 0 (0 = greedy)");
   HS_CHECK(s.top_k >= 0, "--top-k must be >= 0");
@@ -111,6 +111,7 @@ std::vector<std::vector<int32_t>> generate_tokens(const nn::Model& model,
   if (max_new == 0) return out;
   NoGrad ng;
   auto st = model.init_decode(B, longest + max_new);
+  st.cuda_graph = cuda_graph;
   std::vector<Rng> rngs;
   for (int64_t b = 0; b < B; ++b) rngs.emplace_back(s.seed + static_cast<uint64_t>(b));
   auto pick = [&](const float* lg, int64_t b) {
@@ -147,6 +148,8 @@ std::vector<std::vector<int32_t>> generate_tokens(const nn::Model& model,
 }
 
 std::vector<std::string> generate(const GenerateOptions& opt) {
+  HS_CHECK(!opt.cuda_graph || Device::parse(opt.device).is_cuda(),
+           "--cuda-graph needs --device cuda (a CUDA graph replays GPU work), got --device ", opt.device);
   kernels::cpu::set_num_threads(static_cast<int>(opt.threads));
   RunConfig cfg;
   auto model = load_model(opt.ckpt, &cfg);
@@ -163,7 +166,7 @@ std::vector<std::string> generate(const GenerateOptions& opt) {
   if (prompts.empty()) prompts.push_back({tok.eos_id()});
   // Byte ids and EOS only (BOS never occurs mid-stream, padding ids never occur at all).
   auto toks = generate_tokens(*model, prompts, opt.max_new, opt.sampling, tok.eos_id(), data::ByteTokenizer::kRawVocab,
-                              {tok.bos_id()});
+                              {tok.bos_id()}, opt.cuda_graph);
   std::vector<std::string> texts;
   for (auto& t : toks) texts.push_back(tok.decode(t.data(), t.size()));
   return texts;

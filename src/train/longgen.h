@@ -39,6 +39,7 @@ struct PhonebookOptions {
   std::string json;                        // write results here too ("" = no file)
   int64_t threads = 0;
   std::string device = "cpu", precision = "fp32";  // as train::place_for_decoding
+  bool cuda_graph = false;                          // decode steps as a CUDA graph (nn::DecodeState)
 };
 // Greedy generation on each prompt, accuracy per size as mean +- std over the 4 groups; prints a
 // table and returns the JSON text ([{size, seq_len, mean_acc, std_acc, n}...]).
@@ -55,6 +56,7 @@ struct BenchDecodeOptions {
   std::string json, png;          // outputs ("" = none); the PNG is drawn by scripts/plot_decode.py
   int64_t threads = 0;
   std::string device = "cpu", precision = "fp32";  // as train::place_for_decoding
+  bool cuda_graph = false;                          // decode steps as a CUDA graph (nn::DecodeState)
 };
 void bench_decode(const BenchDecodeOptions& opt);
 

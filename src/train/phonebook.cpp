@@ -83,6 +83,8 @@ std::string eval_phonebook(const PhonebookOptions& opt) {
   HS_CHECK(opt.prompts >= 4 && opt.prompts % 4 == 0, "eval phonebook: --prompts must be a positive multiple of 4 "
            "(4 measurement groups), got ", opt.prompts);
   HS_CHECK(opt.batch >= 1 && opt.max_new >= 1, "eval phonebook: --batch and --max-new must be >= 1");
+  HS_CHECK(!opt.cuda_graph || Device::parse(opt.device).is_cuda(),
+           "--cuda-graph needs --device cuda (a CUDA graph replays GPU work), got --device ", opt.device);
   kernels::cpu::set_num_threads(static_cast<int>(opt.threads));
   auto model = load_model(opt.ckpt);
   place_for_decoding(*model, opt.device, opt.precision);
@@ -114,7 +116,7 @@ std::string eval_phonebook(const PhonebookOptions& opt) {
           ids.push_back(std::move(ctx));
         }
         auto gen = generate_tokens(*model, ids, opt.max_new, greedy, tok.eos_id(), data::ByteTokenizer::kRawVocab,
-                                   {tok.bos_id()});
+                                   {tok.bos_id()}, opt.cuda_graph);
         for (size_t j = 0; j < gen.size(); ++j)
           correct += phonebook_correct(tok.decode(gen[j]), ps[i + j].answer) ? 1 : 0;
       }

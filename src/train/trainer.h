@@ -59,7 +59,7 @@ struct SamplingOptions {
 std::vector<std::vector<int32_t>> generate_tokens(const nn::Model& model,
                                                   const std::vector<std::vector<int32_t>>& prompts, int64_t max_new,
                                                   const SamplingOptions& sampling, int32_t eos, int64_t vocab_limit,
-                                                  const std::vector<int32_t>& banned = {});
+                                                  const std::vector<int32_t>& banned = {}, bool cuda_graph = false);
 
 struct GenerateOptions {
   std::string ckpt;
@@ -68,6 +68,7 @@ struct GenerateOptions {
   SamplingOptions sampling;
   int64_t threads = 0;
   std::string device = "cpu", precision = "fp32";  // as place_for_decoding
+  bool cuda_graph = false;                          // decode steps as a CUDA graph (nn::DecodeState)
 };
 // Decoding on a device: moves the model to `device` ("cpu", "cuda", "cuda:N") and, for
 // precision "bf16" (a GPU only), makes it compute in bf16 from compute copies of the weights

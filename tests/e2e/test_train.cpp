@@ -275,4 +275,7 @@ TEST_CASE("CLI: bench decode prints the table and writes JSON", "[e2e][decode]")
   r = run_cli("bench decode --archs nope --depth 8 --gen 8");
   REQUIRE(r.exit_code == 1);
   REQUIRE_THAT(r.output, Contains("model.arch"));
+  r = run_cli("bench decode --archs transformer --depth 8 --gen 8 --cuda-graph");  // (default --device cpu)
+  REQUIRE(r.exit_code == 1);
+  REQUIRE_THAT(r.output, Contains("--cuda-graph needs --device cuda"));
 }

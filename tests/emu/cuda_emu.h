@@ -77,7 +77,15 @@ struct dim3 {
 };
 struct emu_uint3 { unsigned x, y, z; };
 typedef void* cudaStream_t;
-enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorNotReady = 600 };
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorNotReady = 600,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureImplicit = 906
+};
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost,
   cudaMemcpyHostToDevice,
@@ -87,7 +95,16 @@ enum cudaMemcpyKind {
 };
 enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrComputeCapabilityMinor = 76 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
-inline const char* cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "invalid value (emulator)"; }
+inline const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing (emulator)";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture (emulator)";
+    case cudaErrorStreamCaptureImplicit:
+      return "operation would make the legacy stream depend on a capturing blocking stream (emulator)";
+    default: return "invalid value (emulator)";
+  }
+}
 
 namespace emu {
 
@@ -444,16 +461,56 @@ inline void run_grid(dim3 grid, dim3 block, size_t smem_bytes, const void* kerne
 
 // What transform.py turns `k<<<grid, block, smem, stream>>>(args)` into:
 // emu::Launch(grid, block, smem, stream).of(k).run([=] { k(args); }).
+// Streams and CUDA-graph capture. A stream made by cudaStreamCreate is an emu_stream; work queued on
+// one that is capturing is recorded, not run, and cudaGraphLaunch replays the records in order
+// (kernel launches with their argument values as captured, async copies and fills, the emulated
+// cuBLASLt GEMM). As on the hardware in relaxed capture mode, while a capture is open: work on
+// the legacy stream (a null stream: it would wait for the capturing blocking stream) is refused
+// and invalidates the capture, synchronising the capturing stream or the device is refused and
+// invalidates it; cudaStreamEndCapture then fails. cudaMalloc stays allowed (relaxed mode).
+struct emu_stream {
+  bool capturing = false;
+  std::vector<std::function<void()>> rec;
+  bool invalid = false;
+};
+inline int open_captures = 0;
+inline emu_stream* capturing_stream = nullptr;  // the open capture (one at a time here)
+inline long graph_launches = 0, captured_ops = 0;
+// Runs f now, records it (capturing stream; true), or refuses it (legacy stream during a capture).
+inline cudaError_t enqueue(cudaStream_t st, const std::function<void()>& f) {
+  auto* es = static_cast<emu_stream*>(st);
+  if (es != nullptr && es->capturing) {
+    es->rec.push_back(f);
+    ++captured_ops;
+    return cudaSuccess;
+  }
+  if (es == nullptr && open_captures > 0) {
+    capturing_stream->invalid = true;
+    return cudaErrorStreamCaptureImplicit;
+  }
+  f();
+  return cudaSuccess;
+}
+inline cudaError_t launch_error = cudaSuccess;  // what cudaGetLastError reports (and clears)
+
 struct Launch {
   dim3 grid, block;
   size_t smem;
+  cudaStream_t stream;
   const void* kernel = nullptr;  // for the shared-memory opt-in check
-  Launch(dim3 g, dim3 b, size_t s = 0, cudaStream_t = nullptr) : grid(g), block(b), smem(s) {}
+  Launch(dim3 g, dim3 b, size_t s = 0, cudaStream_t st = nullptr) : grid(g), block(b), smem(s), stream(st) {}
   template <class K> Launch& of(K* k) {
     kernel = reinterpret_cast<const void*>(k);
     return *this;
   }
-  template <class L> void run(L l) const { run_grid(grid, block, smem, kernel, std::function<void()>(l)); }
+  template <class L> void run(L l) const {
+    const std::function<void()> f(l);
+    const dim3 g = grid, b = block;
+    const size_t sm = smem;
+    const void* k = kernel;
+    const cudaError_t e = enqueue(stream, [=] { run_grid(g, b, sm, k, f); });
+    if (e != cudaSuccess) launch_error = e;
+  }
 };
 
 inline uint16_t f2bf(float v) {  // round to nearest even; NaN stays a (quiet) NaN
@@ -537,7 +594,12 @@ inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
   *v = a == cudaDevAttrComputeCapabilityMajor ? emu::sm_major : 0;
   return cudaSuccess;
 }
-inline cudaError_t cudaGetLastError() { return cudaSuccess; }
+inline cudaError_t cudaGetLastError() {
+  const cudaError_t e = emu::launch_error;
+  emu::launch_error = cudaSuccess;
+  return e;
+}
+inline cudaError_t cudaPeekAtLastError() { return emu::launch_error; }
 inline cudaError_t cudaMalloc(void** p, size_t n) {
   *p = std::malloc(n ? n : 1);
   std::memset(*p, 0xff, n);
@@ -547,25 +609,120 @@ inline cudaError_t cudaFree(void* p) {
   std::free(p);
   return cudaSuccess;
 }
-inline cudaError_t cudaMallocAsync(void** p, size_t n, cudaStream_t) { return cudaMalloc(p, n); }
-inline cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return cudaFree(p); }
-inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t = nullptr) {
-  std::memset(p, v, n);
-  return cudaSuccess;
+inline cudaError_t cudaMallocAsync(void** p, size_t n, cudaStream_t st) {
+  // (a captured allocation node: the memory is allocated now and lives until the matching free)
+  if (st == nullptr && emu::open_captures > 0) {
+    emu::capturing_stream->invalid = true;
+    return cudaErrorStreamCaptureImplicit;
+  }
+  return cudaMalloc(p, n);
 }
-inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind, cudaStream_t = nullptr) {
-  std::memmove(d, s, n);
-  return cudaSuccess;
+inline cudaError_t cudaFreeAsync(void* p, cudaStream_t st) {
+  auto* es = static_cast<emu::emu_stream*>(st);
+  if (es != nullptr && es->capturing) {  // freed when the graph is gone (never, here: a small leak in tests)
+    return cudaSuccess;
+  }
+  return emu::enqueue(st, [p] { std::free(p); });
+}
+inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t st = nullptr) {
+  return emu::enqueue(st, [=] { std::memset(p, v, n); });
+}
+inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind, cudaStream_t st = nullptr) {
+  return emu::enqueue(st, [=] { std::memmove(d, s, n); });
 }
 inline cudaError_t cudaMemcpy2DAsync(void* d, size_t dp, const void* s, size_t sp, size_t w, size_t h, cudaMemcpyKind,
-                                     cudaStream_t = nullptr) {
+                                     cudaStream_t st = nullptr) {
   if (w > dp || w > sp) return cudaErrorInvalidValue;
-  for (size_t r = 0; r < h; ++r)
-    std::memmove(static_cast<char*>(d) + r * dp, static_cast<const char*>(s) + r * sp, w);
+  return emu::enqueue(st, [=] {
+    for (size_t r = 0; r < h; ++r)
+      std::memmove(static_cast<char*>(d) + r * dp, static_cast<const char*>(s) + r * sp, w);
+  });
+}
+inline cudaError_t cudaStreamSynchronize(cudaStream_t st) {
+  auto* es = static_cast<emu::emu_stream*>(st);
+  if ((es != nullptr && es->capturing) || (es == nullptr && emu::open_captures > 0)) {
+    emu::capturing_stream->invalid = true;
+    return cudaErrorStreamCaptureUnsupported;
+  }
   return cudaSuccess;
 }
-inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+inline cudaError_t cudaDeviceSynchronize() {
+  if (emu::open_captures > 0) {
+    emu::capturing_stream->invalid = true;
+    return cudaErrorStreamCaptureUnsupported;
+  }
+  return cudaSuccess;
+}
+// Streams and graphs (see emu_stream above).
+enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1,
+                             cudaStreamCaptureModeRelaxed = 2 };
+enum cudaStreamCaptureStatus { cudaStreamCaptureStatusNone = 0, cudaStreamCaptureStatusActive = 1,
+                               cudaStreamCaptureStatusInvalidated = 2 };
+struct emu_graph {
+  std::vector<std::function<void()>> ops;
+};
+typedef emu_graph* cudaGraph_t;
+typedef emu_graph* cudaGraphExec_t;
+inline cudaError_t cudaStreamCreate(cudaStream_t* st) {
+  *st = new emu::emu_stream;
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamDestroy(cudaStream_t st) {
+  delete static_cast<emu::emu_stream*>(st);
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamBeginCapture(cudaStream_t st, cudaStreamCaptureMode) {
+  auto* es = static_cast<emu::emu_stream*>(st);
+  if (es == nullptr || es->capturing || emu::open_captures > 0) return cudaErrorStreamCaptureUnsupported;
+  es->capturing = true;
+  es->invalid = false;
+  es->rec.clear();
+  ++emu::open_captures;
+  emu::capturing_stream = es;
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamIsCapturing(cudaStream_t st, cudaStreamCaptureStatus* status) {
+  auto* es = static_cast<emu::emu_stream*>(st);
+  *status = es != nullptr && es->capturing ? (es->invalid ? cudaStreamCaptureStatusInvalidated
+                                                          : cudaStreamCaptureStatusActive)
+                                           : cudaStreamCaptureStatusNone;
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamEndCapture(cudaStream_t st, cudaGraph_t* g) {
+  auto* es = static_cast<emu::emu_stream*>(st);
+  *g = nullptr;
+  if (es == nullptr || !es->capturing) return cudaErrorInvalidValue;
+  es->capturing = false;
+  --emu::open_captures;
+  emu::capturing_stream = nullptr;
+  if (es->invalid) {
+    es->rec.clear();
+    return cudaErrorStreamCaptureInvalidated;
+  }
+  *g = new emu_graph{std::move(es->rec)};
+  es->rec.clear();
+  return cudaSuccess;
+}
+inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t* e, cudaGraph_t g, unsigned long long = 0) {
+  if (g == nullptr) return cudaErrorInvalidValue;
+  *e = new emu_graph{g->ops};
+  return cudaSuccess;
+}
+inline cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t st) {
+  if (e == nullptr) return cudaErrorInvalidValue;
+  ++emu::graph_launches;
+  return emu::enqueue(st, [e] {
+    for (auto& f : e->ops) f();
+  });
+}
+inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
+  delete e;
+  return cudaSuccess;
+}
+inline cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+  delete g;
+  return cudaSuccess;
+}
 inline cudaError_t cudaMemset(void* p, int v, size_t n) { return cudaMemsetAsync(p, v, n); }
 inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind k) { return cudaMemcpyAsync(d, s, n, k); }
 
@@ -600,7 +757,11 @@ inline cudaError_t cudaEventCreate(cudaEvent_t* e) {
   return cudaSuccess;
 }
 inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) { return cudaEventCreate(e); }
-inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t = nullptr) {
+inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t st = nullptr) {
+  if (st == nullptr && emu::open_captures > 0) {
+    emu::capturing_stream->invalid = true;
+    return cudaErrorStreamCaptureImplicit;
+  }
   e->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
   return cudaSuccess;
 }

@@ -16,11 +16,13 @@ namespace hyscale::kernels::cuda {
 
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda, const void* B,
           int64_t ldb, float beta, void* C, int64_t ldc, bool ab_bf16, bool c_bf16, int64_t batch, int64_t stride_a,
-          int64_t stride_b, int64_t stride_c, void* /*stream*/) {
+          int64_t stride_b, int64_t stride_c, void* stream) {
   if (M == 0 || N == 0 || batch == 0) return;
   HS_CHECK(K > 0, "gemm (cuBLASLt): K = 0 (the caller zero-fills C)");
   HS_CHECK(batch < (int64_t{1} << 31), "gemm (cuBLASLt): batch ", batch, " too large");
   HS_CHECK(lda >= (ta ? M : K) && ldb >= (tb ? K : N) && ldc >= N, "gemm (emulated): leading dimensions too small");
+  // queued on the stream as cuBLASLt is (recorded while the stream captures a graph)
+  const cudaError_t qe = emu::enqueue(stream != nullptr ? stream : current_stream(), [=] {
   auto in = [ab_bf16](const void* p, int64_t i) -> float {
     return ab_bf16 ? emu::bf2f(static_cast<const uint16_t*>(p)[i]) : static_cast<const float*>(p)[i];
   };
@@ -49,6 +51,8 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
       }
     }
   }
+  });
+  HS_CHECK(qe == cudaSuccess, "gemm (cuBLASLt, emulated): ", cudaGetErrorString(qe));
 }
 
 }  // namespace hyscale::kernels::cuda

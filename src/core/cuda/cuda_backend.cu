@@ -4,10 +4,12 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "core/caching_allocator.h"
 #include "core/error.h"
 #include "core/storage.h"
+#include "kernels/cuda.h"
 
 namespace hyscale::cudart {
 
@@ -123,7 +125,20 @@ void* device_malloc(size_t nbytes, int device) {
   return p;
 }
 
-void device_free(void* p, int /*device*/) { allocator().release(p); }
+namespace {
+// While this thread captures a graph: the blocks freed meanwhile, kept for the graph (its nodes use
+// them; the allocator must not hand them out again, and releasing one would record an event on the
+// legacy stream, which a capture forbids).
+thread_local std::vector<void*>* t_graph_kept = nullptr;
+}  // namespace
+
+void device_free(void* p, int /*device*/) {
+  if (t_graph_kept != nullptr) {
+    t_graph_kept->push_back(p);
+    return;
+  }
+  allocator().release(p);
+}
 
 std::string memory_stats() { return allocator().stats().str(); }
 
@@ -158,16 +173,87 @@ float timing_elapsed_ms(void* start, void* end) {
 }
 void timing_event_destroy(void* e) { cudaEventDestroy(static_cast<cudaEvent_t>(e)); }
 
+// Copies and fills go to this thread's current stream (kernels/cuda.h) when it set one (a graph
+// capture), else to the legacy default stream; copies to or from the host stay synchronous.
 void copy(void* dst, const void* src, size_t n, bool dst_is_device, bool src_is_device, int device) {
   HS_CUDA_CHECK(cudaSetDevice(device), "(device ", device, ")");
   cudaMemcpyKind kind = dst_is_device ? (src_is_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
                                       : cudaMemcpyDeviceToHost;
+  if (void* cs = kernels::cuda::current_stream()) {
+    const auto st = static_cast<cudaStream_t>(cs);
+    HS_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, kind, st), "(", n, " bytes, cuda:", device, ")");
+    if (kind != cudaMemcpyDeviceToDevice) HS_CUDA_CHECK(cudaStreamSynchronize(st), "(", n, " bytes, cuda:", device, ")");
+    return;
+  }
   HS_CUDA_CHECK(cudaMemcpy(dst, src, n, kind), "(", n, " bytes, cuda:", device, ")");
 }
 
 void memset_zero(void* dst, size_t n, int device) {
   HS_CUDA_CHECK(cudaSetDevice(device), "(device ", device, ")");
+  if (void* cs = kernels::cuda::current_stream()) {
+    HS_CUDA_CHECK(cudaMemsetAsync(dst, 0, n, static_cast<cudaStream_t>(cs)), "(", n, " bytes, cuda:", device, ")");
+    return;
+  }
   HS_CUDA_CHECK(cudaMemset(dst, 0, n), "(", n, " bytes, cuda:", device, ")");
+}
+
+struct Graph {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  std::vector<void*> kept;  // blocks freed during the capture, used by the graph's nodes
+  ~Graph() {
+    int prev = 0;
+    cudaGetDevice(&prev);
+    cudaSetDevice(device);
+    if (stream != nullptr) cudaStreamSynchronize(stream);  // no run may still use `kept`
+    if (exec != nullptr) cudaGraphExecDestroy(exec);
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    for (void* p : kept) allocator().release(p);
+    if (stream != nullptr) cudaStreamDestroy(stream);
+    cudaGetLastError();  // (teardown: nothing to report to)
+    cudaSetDevice(prev);
+  }
+};
+
+std::shared_ptr<Graph> capture_graph(int device, const std::function<void()>& body) {
+  HS_CHECK(kernels::cuda::current_stream() == nullptr && t_graph_kept == nullptr,
+           "CUDA graph capture: this thread is already capturing or has a current stream");
+  return on_device(device, [&] {
+    auto g = std::make_shared<Graph>();
+    g->device = device;
+    HS_CUDA_CHECK(cudaStreamCreate(&g->stream), "(graph stream, cuda:", device, ")");
+    HS_CUDA_CHECK(cudaStreamBeginCapture(g->stream, cudaStreamCaptureModeRelaxed), "(cuda:", device, ")");
+    kernels::cuda::set_current_stream(g->stream);
+    t_graph_kept = &g->kept;
+    auto end = [&] {  // always: leave the capture, restore the thread's stream and frees
+      kernels::cuda::set_current_stream(nullptr);
+      t_graph_kept = nullptr;
+      cudaGraph_t graph = nullptr;
+      const cudaError_t e = cudaStreamEndCapture(g->stream, &graph);
+      g->graph = graph;
+      return e;
+    };
+    try {
+      body();
+    } catch (...) {
+      end();
+      cudaGetLastError();
+      throw;
+    }
+    const cudaError_t e = end();
+    if (e != cudaSuccess || g->graph == nullptr) {
+      cudaGetLastError();
+      HS_FAIL("CUDA graph capture failed: ", cudaGetErrorString(e), " (cuda:", device, ")");
+    }
+    HS_CUDA_CHECK(cudaGraphInstantiate(&g->exec, g->graph, 0), "(cuda:", device, ")");
+    return g;
+  });
+}
+
+void launch_graph(Graph& g) {
+  on_device(g.device, [&] { HS_CUDA_CHECK(cudaGraphLaunch(g.exec, g.stream), "(cuda:", g.device, ")"); });
 }
 
 }  // namespace hyscale::cudart

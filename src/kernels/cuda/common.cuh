@@ -9,7 +9,8 @@
 
 namespace hyscale::kernels::cuda::detail {
 
-inline cudaStream_t S(void* s) { return static_cast<cudaStream_t>(s); }
+// The launch stream: the caller's, or the thread's current one (kernels/cuda.h) when it passed none.
+inline cudaStream_t S(void* s) { return static_cast<cudaStream_t>(s != nullptr ? s : current_stream()); }
 
 __device__ __forceinline__ float ld(const float* p, int64_t i) { return p[i]; }
 __device__ __forceinline__ float ld(const bf16* p, int64_t i) {

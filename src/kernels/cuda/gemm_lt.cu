@@ -119,7 +119,8 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
     g_algo[key] = algo;
   }
   HS_LT_CHECK(cublasLtMatmul(d.handle, desc.op, &alpha, B, desc.b, A, desc.a, &beta, C, desc.c, C, desc.c, &algo,
-                             d.workspace, kWorkspace, static_cast<cudaStream_t>(stream)),
+                             d.workspace, kWorkspace,
+                             static_cast<cudaStream_t>(stream != nullptr ? stream : current_stream())),
               "M=", M, " N=", N, " K=", K, " batch=", batch);
 }
 

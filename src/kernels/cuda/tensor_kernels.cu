@@ -95,6 +95,12 @@ std::atomic<bool> g_deterministic{true};
 void set_deterministic(bool on) { g_deterministic.store(on, std::memory_order_relaxed); }
 bool deterministic() { return g_deterministic.load(std::memory_order_relaxed); }
 
+namespace {
+thread_local void* g_current_stream = nullptr;
+}
+void set_current_stream(void* stream) { g_current_stream = stream; }
+void* current_stream() { return g_current_stream; }
+
 void strided_copy(void* dst, int dst_dtype, const int64_t* dst_strides, const void* src, int src_dtype,
                   const int64_t* src_strides, const int64_t* shape, int ndim, void* stream) {
   HS_CHECK(ndim >= 0 && ndim <= kMaxDims, "cuda strided_copy: ", ndim, " dimensions (at most ", kMaxDims, ")");
