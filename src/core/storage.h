@@ -56,12 +56,12 @@ float timing_elapsed_ms(void* start, void* end);  // waits for `end`
 void timing_event_destroy(void* e);
 
 // CUDA graphs (nn/decode.cpp's graph decoding). capture_graph runs `body` with everything this
-// thread queues (kernels, cuBLASLt, device copies and fills) on a fresh blocking stream that is
-// capturing, in relaxed mode: recorded, not run. Memory that the body frees stays reserved for the
+// thread queues (kernels, cuBLASLt, device copies and fills) on a fresh stream that is capturing,
+// in relaxed mode: recorded, not run. Memory that the body frees stays reserved for the
 // graph until it is destroyed (its nodes use it); what the body leaves allocated is the caller's
 // to keep alive as long as the graph. Returns the instantiated graph, or throws with the reason
-// (no capture is left open and nothing ran). launch_graph runs it on its stream, which is
-// blocking: the run follows the legacy default stream's earlier work and precedes its later work.
+// (no capture is left open and nothing ran). launch_graph runs it on its (non-blocking) stream,
+// ordered by events after the legacy default stream's earlier work and before its later work.
 struct Graph;
 std::shared_ptr<Graph> capture_graph(int device, const std::function<void()>& body);
 void launch_graph(Graph& graph);

@@ -326,30 +326,33 @@ Tensor Model::step(const Tensor& ids, DecodeState& st) const {
   for (int64_t p : st.pos) HS_CHECK(p < st.max_len, "decode: position ", p, " reached max_len ", st.max_len);
   NoGrad ng;
   const int64_t B = st.batch;
-  const Tensor table = cw(wte);  // one compute copy per step, shared by a tied LM head
   std::vector<int64_t> nv(st.pos);  // every attention layer's valid slots (pos + 1, clamped per cache)
   for (auto& p : nv) ++p;
   Tensor logits;
-  if (table.device().is_cuda() && st.cuda_graph) {
+  const Device dev = wte.device();
+  if (dev.is_cuda() && st.cuda_graph) {
 #ifdef HYSCALE_WITH_CUDA
     // The graph reads its inputs from fixed device buffers: the ids are checked here on the host
     // (the captured embedding cannot read them back), then both are uploaded.
     Tensor ids_h = ids.contiguous().to(Device::cpu());
     HS_CHECK(ids_h.dtype() == DType::i32, "decode: ids must be i32, got ", ids_h.desc());
-    const int64_t V = table.size(0);
+    const int64_t V = wte.size(0);
     for (int64_t b = 0; b < B; ++b) {
       const int32_t t = ids_h.data<int32_t>()[b];
       HS_CHECK(t >= 0 && t < V, "decode: token ", t, " of row ", b, " is outside [0, ", V, ")");
     }
     if (!st.graph) {
       st.graph = std::make_shared<DecodeGraph>();
-      st.graph->ids = Tensor::zeros({B}, DType::i32, table.device());
-      st.graph->nv = Tensor::zeros({B}, DType::i64, table.device());
+      st.graph->ids = Tensor::zeros({B}, DType::i32, dev);
+      st.graph->nv = Tensor::zeros({B}, DType::i64, dev);
     }
     DecodeGraph& g = *st.graph;
     g.ids.copy_from(ids_h);
     g.nv.copy_from(Tensor::from_vector<int64_t>(nv, {B}));
     auto body = [&] {
+      // The compute table inside the body: a cast made here is part of the graph (its output
+      // block belongs to the graph), where a table made outside would be freed after the capture.
+      const Tensor table = cw(wte);
       Tensor x = Tensor::empty({B, 1, table.size(1)}, table.dtype(), table.device());
       by_device_dtype(table.dtype(), [&](auto z) {
         using T = decltype(z);
@@ -364,7 +367,7 @@ Tensor Model::step(const Tensor& ids, DecodeState& st) const {
     } else {
       if (!g.exec) {
         try {
-          g.exec = cudart::capture_graph(table.device().index, [&] { g.logits = body(); });
+          g.exec = cudart::capture_graph(dev.index, [&] { g.logits = body(); });
           g.state_ptrs = state_pointers(st);
         } catch (const std::exception& e) {
           g.failed = e.what();
@@ -382,9 +385,10 @@ Tensor Model::step(const Tensor& ids, DecodeState& st) const {
     }
 #endif
   } else {
+    const Tensor table = cw(wte);  // one compute copy per step, shared by a tied LM head
     Tensor x = ops::embedding(ids.reshape({B, 1}), table);  // [B, 1, D]
     Tensor nv_dev;  // on a GPU: one upload of the positions for every layer
-    if (table.device().is_cuda()) nv_dev = Tensor::from_vector<int64_t>(nv, {B}).to(table.device());
+    if (dev.is_cuda()) nv_dev = Tensor::from_vector<int64_t>(nv, {B}).to(dev);
     logits = step_body(x, table, st, nv_dev.defined() ? &nv_dev : nullptr);
   }
   for (auto& p : st.pos) ++p;

@@ -464,10 +464,13 @@ inline void run_grid(dim3 grid, dim3 block, size_t smem_bytes, const void* kerne
 // Streams and CUDA-graph capture. A stream made by cudaStreamCreate is an emu_stream; work queued on
 // one that is capturing is recorded, not run, and cudaGraphLaunch replays the records in order
 // (kernel launches with their argument values as captured, async copies and fills, the emulated
-// cuBLASLt GEMM). As on the hardware in relaxed capture mode, while a capture is open: work on
-// the legacy stream (a null stream: it would wait for the capturing blocking stream) is refused
-// and invalidates the capture, synchronising the capturing stream or the device is refused and
-// invalidates it; cudaStreamEndCapture then fails. cudaMalloc stays allowed (relaxed mode).
+// cuBLASLt GEMM). While a capture is open, work on the legacy stream (a null stream) is refused and
+// invalidates the capture, as the hardware does when the capturing stream is a blocking one; with
+// a non-blocking capturing stream (what core/cuda/cuda_backend.cu uses) the hardware would run it
+// at once, outside the graph, i.e. silently wrong replays: the emulator's refusal makes the tests
+// catch any such operation in a captured body. Synchronising the capturing stream or the device
+// is refused and invalidates the capture too; cudaStreamEndCapture then fails. cudaMalloc stays
+// allowed (relaxed mode).
 struct emu_stream {
   bool capturing = false;
   std::vector<std::function<void()>> rec;
@@ -667,6 +670,8 @@ inline cudaError_t cudaStreamCreate(cudaStream_t* st) {
   *st = new emu::emu_stream;
   return cudaSuccess;
 }
+constexpr unsigned cudaStreamNonBlocking = 1;
+inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* st, unsigned) { return cudaStreamCreate(st); }
 inline cudaError_t cudaStreamDestroy(cudaStream_t st) {
   delete static_cast<emu::emu_stream*>(st);
   return cudaSuccess;
@@ -766,6 +771,13 @@ inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t st = nullptr) {
   return cudaSuccess;
 }
 inline cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }  // kernels ran synchronously
+inline cudaError_t cudaStreamWaitEvent(cudaStream_t st, cudaEvent_t, unsigned = 0) {
+  if (st == nullptr && emu::open_captures > 0) {
+    emu::capturing_stream->invalid = true;
+    return cudaErrorStreamCaptureImplicit;
+  }
+  return cudaSuccess;  // (work runs in queue order here)
+}
 inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
 inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
   *ms = float(b->ms - a->ms);

@@ -108,7 +108,7 @@ TEST_CASE("decoding on the GPU matches the CPU, every architecture, f32 and bf16
     for (bool bf16 : {false, true}) check_decode(arch, bf16);
 }
 
-TEST_CASE("CUDA graph capture: replays read their buffers' current contents; a host read fails the capture cleanly",
+TEST_CASE("CUDA graph capture: replays read their buffers' current contents, a host read fails the capture cleanly",
           "[gpu][decode]") {
   NoGrad ng;
   const Device dev = Device::parse("cuda:0");

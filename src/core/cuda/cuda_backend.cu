@@ -197,11 +197,17 @@ void memset_zero(void* dst, size_t n, int device) {
   HS_CUDA_CHECK(cudaMemset(dst, 0, n), "(", n, " bytes, cuda:", device, ")");
 }
 
+// The capture stream is non-blocking, so that other threads' work on the legacy stream neither
+// fails nor disturbs a capture; launch_graph orders each run between the legacy stream's earlier
+// and later work with two events. (Work that this thread queued on the legacy stream during a
+// capture would run at once instead of being recorded: every queueing path follows the current
+// stream, and the emulated device of the tests refuses legacy-stream work while a capture is open.)
 struct Graph {
   int device = 0;
   cudaStream_t stream = nullptr;
   cudaGraph_t graph = nullptr;
   cudaGraphExec_t exec = nullptr;
+  cudaEvent_t before = nullptr, after = nullptr;
   std::vector<void*> kept;  // blocks freed during the capture, used by the graph's nodes
   ~Graph() {
     int prev = 0;
@@ -210,7 +216,12 @@ struct Graph {
     if (stream != nullptr) cudaStreamSynchronize(stream);  // no run may still use `kept`
     if (exec != nullptr) cudaGraphExecDestroy(exec);
     if (graph != nullptr) cudaGraphDestroy(graph);
-    for (void* p : kept) allocator().release(p);
+    try {
+      for (void* p : kept) allocator().release(p);
+    } catch (...) {  // (a destructor: the context may already be gone at exit)
+    }
+    if (before != nullptr) cudaEventDestroy(before);
+    if (after != nullptr) cudaEventDestroy(after);
     if (stream != nullptr) cudaStreamDestroy(stream);
     cudaGetLastError();  // (teardown: nothing to report to)
     cudaSetDevice(prev);
@@ -223,7 +234,9 @@ std::shared_ptr<Graph> capture_graph(int device, const std::function<void()>& bo
   return on_device(device, [&] {
     auto g = std::make_shared<Graph>();
     g->device = device;
-    HS_CUDA_CHECK(cudaStreamCreate(&g->stream), "(graph stream, cuda:", device, ")");
+    HS_CUDA_CHECK(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking), "(graph stream, cuda:", device, ")");
+    HS_CUDA_CHECK(cudaEventCreateWithFlags(&g->before, cudaEventDisableTiming), "(cuda:", device, ")");
+    HS_CUDA_CHECK(cudaEventCreateWithFlags(&g->after, cudaEventDisableTiming), "(cuda:", device, ")");
     HS_CUDA_CHECK(cudaStreamBeginCapture(g->stream, cudaStreamCaptureModeRelaxed), "(cuda:", device, ")");
     kernels::cuda::set_current_stream(g->stream);
     t_graph_kept = &g->kept;
@@ -253,7 +266,13 @@ std::shared_ptr<Graph> capture_graph(int device, const std::function<void()>& bo
 }
 
 void launch_graph(Graph& g) {
-  on_device(g.device, [&] { HS_CUDA_CHECK(cudaGraphLaunch(g.exec, g.stream), "(cuda:", g.device, ")"); });
+  on_device(g.device, [&] {
+    HS_CUDA_CHECK(cudaEventRecord(g.before, nullptr), "(cuda:", g.device, ")");  // after the legacy stream's work
+    HS_CUDA_CHECK(cudaStreamWaitEvent(g.stream, g.before, 0), "(cuda:", g.device, ")");
+    HS_CUDA_CHECK(cudaGraphLaunch(g.exec, g.stream), "(cuda:", g.device, ")");
+    HS_CUDA_CHECK(cudaEventRecord(g.after, g.stream), "(cuda:", g.device, ")");
+    HS_CUDA_CHECK(cudaStreamWaitEvent(nullptr, g.after, 0), "(cuda:", g.device, ")");  // before its later work
+  });
 }
 
 }  // namespace hyscale::cudart

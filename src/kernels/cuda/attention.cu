@@ -37,8 +37,8 @@
 // below; the streamed tiles have two cp.async stages: K and V in the forward and the dq kernel, Q,
 // dO and the row statistics in the dk/dv kernel), same tile convention:
 //   D = Dv   forward           dq kernel          dk/dv kernel
-//   64       128x64  54.0 KB   128x64  72.0 KB    64x64  55.0 KB
-//   128      128x64 102.0 KB   128x32 102.0 KB    32x64  68.5 KB
+//   64       128x64  54.0 KB   128x64  72.0 KB    64x64  55.0 KB (atomic-dq form: 64.0 KB)
+//   128      128x64 102.0 KB   128x32 102.0 KB    32x64  68.5 KB (atomic-dq form: 73.0 KB)
 // decode: at most 52.1 KB.
 // All fit sm_80's 163 KB opt-in limit; above 48 KB the launch sets cudaFuncAttributeMaxDynamicSharedMemorySize.
 #include <algorithm>
@@ -714,7 +714,7 @@ __global__ void __launch_bounds__(kThreads)
 //     thread when its copy is issued and stored to their stage after the current tile's compute
 //     (the next barrier publishes them), so their latency is hidden too.
 //   atomic-dq form (kAtomicDq, under set_deterministic(false)), flash-attention-2's: per query tile
-//     the warps also store dS (bf16) to shared memory [Br][64 + 8] (4.5 / 9 KB more); after a
+//     the warps also store dS (bf16) to shared memory [Br][64 + 8] (9 KB more at D 64, 4.5 at D 128); after a
 //     second barrier warp w computes columns w D / 4 .. of dQ_tile = dS K (A fragments of dS, B
 //     fragments of the resident K by ldmatrix.trans, 32 fp32 accumulators) and adds them into an
 //     fp32 [B, T, H, D] accumulator with red.global.add; a last pass writes dq = scale acc in bf16.
