@@ -44,7 +44,11 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
 // (b, slot j, KV head g, c) at kc[(b cap + j) k_pos + g k_head + c], V likewise with v_pos /
 // v_head; strides 0 mean the dense layouts kc [B, cap, Hk, D], vc [B, cap, Hk, Dv].
 // n_valid_dev is a DEVICE array of B int64; values are clamped to [0, cap] (a row with no slot
-// writes zeros). Same size limits as above (D <= 128, Dv <= 256).
+// writes zeros). Same size limits as above (D <= 128, Dv <= 256). When (query-head groups of 8) x
+// Hk x B CTAs would leave SMs idle, the cache is split over several CTAs per head group and their
+// partial softmax results merged by a second kernel (flash-decoding; fp32 scratch of
+// B*H*splits*(Dv+2) floats from cudaMallocAsync); the split count depends on the shapes, cap and
+// the device only (HYSCALE_DECODE_SPLITS=N forces N).
 template <class T>
 void attention_decode(const T* q, const T* kc, const T* vc, T* out, int64_t B, int64_t H, int64_t Hk, int64_t D,
                       int64_t Dv, int64_t cap, const int64_t* n_valid_dev, double scale, int64_t k_pos = 0,

@@ -93,7 +93,11 @@ enum cudaMemcpyKind {
   cudaMemcpyDeviceToDevice,
   cudaMemcpyDefault
 };
-enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrComputeCapabilityMinor = 76 };
+enum cudaDeviceAttr {
+  cudaDevAttrMultiProcessorCount = 16,
+  cudaDevAttrComputeCapabilityMajor = 75,
+  cudaDevAttrComputeCapabilityMinor = 76
+};
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 inline const char* cudaGetErrorString(cudaError_t e) {
   switch (e) {
@@ -594,7 +598,7 @@ inline cudaError_t cudaSetDevice(int d) {
   return cudaSuccess;
 }
 inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
-  *v = a == cudaDevAttrComputeCapabilityMajor ? emu::sm_major : 0;
+  *v = a == cudaDevAttrComputeCapabilityMajor ? emu::sm_major : a == cudaDevAttrMultiProcessorCount ? 1 : 0;
   return cudaSuccess;
 }
 inline cudaError_t cudaGetLastError() {

@@ -107,12 +107,14 @@ std::vector<int64_t> windows_for(int64_t T_) {
   return r;
 }
 
-template <class T> void decode_case(int64_t H, int64_t Hk, int64_t D, int64_t Dv, bool strided) {
+template <class T>
+void decode_case(int64_t H, int64_t Hk, int64_t D, int64_t Dv, bool strided, int64_t cap = 70,
+                 std::vector<int64_t> nv = {70, 1, 33}) {
   constexpr bool bf = is_bf<T>;
-  INFO(dt_name<T>() << " decode H " << H << " Hk " << Hk << " D " << D << " Dv " << Dv << " strided " << strided);
+  INFO(dt_name<T>() << " decode H " << H << " Hk " << Hk << " D " << D << " Dv " << Dv << " strided " << strided
+                    << " cap " << cap << " splits " << (std::getenv("HYSCALE_DECODE_SPLITS") ? std::getenv("HYSCALE_DECODE_SPLITS") : "auto"));
   const double tol = bf ? 2e-2 : 1e-4, scale = 1.0 / std::sqrt(double(D));
-  const int64_t B = 3, cap = 70;
-  std::vector<int64_t> nv = {70, 1, 33};
+  const int64_t B = int64_t(nv.size());
   const int64_t kw = strided ? 2 * D : D, vw = strided ? 2 * Dv : Dv;  // strided: K, V halves of wider rows
   auto q = randn(B * H * D, 300 + D + H, 1.5f, bf), kcache = randn(B * cap * Hk * kw, 301 + D, 1.5f, bf);
   auto vcache = randn(B * cap * Hk * vw, 302 + Dv, 1, bf);
@@ -329,6 +331,22 @@ TEST_CASE("emulated CUDA SIMT attention (f32, other head dims, bf16 fallbacks) a
       decode_case<float>(H, Hk, D, Dv, s);
       decode_case<bf16>(H, Hk, D, Dv, s);
     }
+  // The cache split over several CTAs (flash-decoding) and merged: splits that end inside a
+  // 32-slot chunk, rows whose slots fill only some splits (the others empty), a row of one slot.
+  for (const char* splits : {"2", "5", "11", "1000"}) {
+    EnvScope env("HYSCALE_DECODE_SPLITS", splits);
+    decode_case<float>(8, 2, 64, 64, false, 300, {300, 1, 129, 37});
+    decode_case<bf16>(20, 2, 128, 256, true, 300, {300, 1, 129, 37});
+    decode_case<float>(4, 1, 40, 24, true, 70, {70, 1, 33});
+  }
+  {
+    EnvScope env("HYSCALE_DECODE_SPLITS", "zero");
+    std::vector<float> x(64);
+    std::vector<int64_t> nv{1};
+    CHECK_THROWS_WITH(kg::attention_decode<float>(x.data(), x.data(), x.data(), x.data(), 1, 1, 1, 8, 8, 2, nv.data(),
+                                                  1.0),
+                      Catch::Contains("HYSCALE_DECODE_SPLITS=zero"));
+  }
   std::vector<float> x(16);
   CHECK_THROWS_AS(kg::attention_fwd<float>(x.data(), x.data(), x.data(), x.data(), x.data(), 1, 4, 1, 1, 129, 64, 1.0, 0),
                   hyscale::Error);

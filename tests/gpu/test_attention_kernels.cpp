@@ -233,13 +233,34 @@ TEST_CASE("CUDA flash attention rejects unsupported head dims with a message nam
                     Catch::Contains("Hk = 2"));
 }
 
-TEST_CASE("CUDA attention decode step matches the CPU twin (dense and strided caches)", "[gpu][kernels][attention]") {
+TEST_CASE("CUDA attention decode step matches the CPU twin (dense and strided caches, split caches)",
+          "[gpu][kernels][attention]") {
+  // Small caches (one split), then long ones at batch 1, where the automatic split count spreads
+  // the cache over the SMs (flash-decoding), and forced split counts (HYSCALE_DECODE_SPLITS).
+  struct Shape {
+    int64_t cap;
+    std::vector<int64_t> nv;
+    const char* splits;
+  };
+  for (const Shape& sh : std::vector<Shape>{{70, {70, 1, 33}, nullptr}, {4097, {4097}, nullptr},
+                                            {9000, {8191}, nullptr}, {300, {300, 1, 129, 37}, "7"}})
   for (DType dt : {DType::f32, DType::bf16}) {
     const double tol = dt == DType::f32 ? 1e-4 : 2e-2;
+    struct Env {
+      const char* v;
+      explicit Env(const char* x) : v(x) {
+        if (v) setenv("HYSCALE_DECODE_SPLITS", v, 1);
+      }
+      ~Env() {
+        if (v) unsetenv("HYSCALE_DECODE_SPLITS");
+      }
+    } env(sh.splits);
     for (auto [H, Hk, D, Dv] : std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>>{
              {8, 2, 64, 64}, {8, 8, 16, 32}, {20, 2, 128, 256}, {4, 1, 40, 24}}) {
-      const int64_t B = 3, cap = 70;
-      const std::vector<int64_t> nv = {70, 1, 33};
+      const int64_t cap = sh.cap;
+      const std::vector<int64_t>& nv = sh.nv;
+      const int64_t B = int64_t(nv.size());
+      INFO("cap " << cap << " rows " << B << " splits " << (sh.splits ? sh.splits : "auto"));
       const double scale = 1.0 / std::sqrt(double(D));
       for (bool strided : {false, true}) {
         INFO("decode " << dtype_name(dt) << " H " << H << " Hk " << Hk << " D " << D << " Dv " << Dv << " strided "

@@ -1113,10 +1113,16 @@ __global__ void attn_bwd_dq_convert_k(const float* __restrict__ acc, bf16* __res
 }
 
 // ------------------------------------------------------------------------------ decode
-// One CTA per (group of up to 8 query heads of one KV head, KV head, sequence): warp w handles
-// query head g rep + 8 blockIdx.x + w; the CTA streams the cache in chunks of 32 slots through
-// shared memory (each chunk read once for its 8 heads). Lane j scores slot j of the chunk; lane
-// d-blocks (d = lane + 32 jj) accumulate the output with an online softmax.
+// One CTA per (group of up to 8 query heads of one KV head, split of the cache, KV head, sequence):
+// warp w handles query head g rep + 8 hg + w (blockIdx.x = hg + hgroups split); the CTA streams its
+// split's slots [split chunk, min(n, (split + 1) chunk)) in chunks of 32 through shared memory (each
+// chunk read once for its 8 heads). Lane j scores slot j of the chunk; lane d-blocks
+// (d = lane + 32 jj) accumulate the output with an online softmax (log2 domain). One split (part
+// null): the CTA writes the normalised output. Several (flash-decoding: at batch 1 the cache of a
+// few KV heads would otherwise be streamed by a few CTAs): each writes its (m, l, unnormalised acc)
+// to part[((b H + h) splits + split) (Dv + 2) ...], an empty split m = -inf, l = 0, and
+// attn_decode_combine_k merges them. The grid depends on the cache's capacity, never on n (which
+// lives on the device), so a captured step replays unchanged as the cache fills.
 constexpr int kDecHeads = kThreads / 32, kDecChunk = 32, kDecMaxD = 128, kDecMaxDv = 256;
 inline size_t decode_smem_floats(int D, int Dv) {
   return size_t(kDecHeads) * kDecMaxD + size_t(kDecChunk) * (D | 1) + size_t(kDecChunk) * Dv;
@@ -1125,8 +1131,9 @@ inline size_t decode_smem_floats(int D, int Dv) {
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     attn_decode_k(const T* __restrict__ q, const T* __restrict__ kc, const T* __restrict__ vc, T* __restrict__ out,
-                  int64_t H, int64_t Hk, int D, int Dv, int64_t cap, const int64_t* __restrict__ n_valid, float sl2,
-                  int64_t k_pos, int64_t k_head, int64_t v_pos, int64_t v_head) {
+                  float* __restrict__ part, int64_t H, int64_t Hk, int D, int Dv, int64_t cap,
+                  const int64_t* __restrict__ n_valid, float sl2, int64_t k_pos, int64_t k_head, int64_t v_pos,
+                  int64_t v_head, int hgroups, int splits, int64_t chunk) {
   constexpr int VJ = kDecMaxDv / 32;
   const int LK = D | 1;  // odd stride: lane j reading row j is conflict-free
   float* sm = smem_f32();
@@ -1135,19 +1142,21 @@ __global__ void __launch_bounds__(kThreads)
   float* Vs = Ks + kDecChunk * LK;                 // [32][Dv]
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
   const int64_t b = blockIdx.z, g = blockIdx.y, rep = H / Hk;
-  const int64_t hr = int64_t(blockIdx.x) * kDecHeads + w;  // head within the group
+  const int hg = int(blockIdx.x) % hgroups, split = int(blockIdx.x) / hgroups;
+  const int64_t hr = int64_t(hg) * kDecHeads + w;  // head within the group
   const bool active = hr < rep;
   const int64_t h = g * rep + hr;
   int64_t n = n_valid[b];
   n = n < 0 ? 0 : (n > cap ? cap : n);
+  const int64_t j_begin = split * chunk, j_end = j_begin + chunk < n ? j_begin + chunk : n;
   for (int d = lane; d < kDecMaxD; d += 32) qs[w * kDecMaxD + d] = (active && d < D) ? ld(q, (b * H + h) * D + d) : 0.0f;
   float m = -INFINITY, l = 0.0f, acc[VJ];
 #pragma unroll
   for (int jj = 0; jj < VJ; ++jj) acc[jj] = 0.0f;
   const T* Kb = kc + b * cap * k_pos + g * k_head;
   const T* Vb = vc + b * cap * v_pos + g * v_head;
-  for (int64_t j0 = 0; j0 < n; j0 += kDecChunk) {
-    const int nk = int(n - j0 < kDecChunk ? n - j0 : kDecChunk);
+  for (int64_t j0 = j_begin; j0 < j_end; j0 += kDecChunk) {
+    const int nk = int(j_end - j0 < kDecChunk ? j_end - j0 : kDecChunk);
     __syncthreads();  // the previous chunk is consumed (and qs is written, the first time)
     for (int idx = tid; idx < kDecChunk * D; idx += kThreads) {
       const int r = idx / D, c = idx % D;
@@ -1186,13 +1195,53 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
   }
-  if (active) {
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    T* orow = out + (b * H + h) * Dv;
+  if (!active) return;
+  if (part != nullptr) {  // this split's partial result, merged by attn_decode_combine_k
+    float* pp = part + ((b * H + h) * splits + split) * int64_t(Dv + 2);
+    if (lane == 0) {
+      pp[0] = m;
+      pp[1] = l;
+    }
 #pragma unroll
     for (int jj = 0; jj < VJ; ++jj) {
       const int d = lane + 32 * jj;
-      if (d < Dv) st(orow, d, acc[jj] * inv);
+      if (d < Dv) pp[2 + d] = acc[jj];
+    }
+    return;
+  }
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  T* orow = out + (b * H + h) * Dv;
+#pragma unroll
+  for (int jj = 0; jj < VJ; ++jj) {
+    const int d = lane + 32 * jj;
+    if (d < Dv) st(orow, d, acc[jj] * inv);
+  }
+}
+
+// out[row] = sum_s acc_s 2^(m_s - M) / sum_s l_s 2^(m_s - M), M = max_s m_s, over the splits of
+// row (b H + h); one warp per row, splits in order (deterministic). No slot at all: zeros.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    attn_decode_combine_k(const float* __restrict__ part, T* __restrict__ out, int64_t rows, int Dv, int splits) {
+  const int lane = threadIdx.x & 31;
+  const int64_t nwarps = int64_t(gridDim.x) * (kThreads / 32);
+  for (int64_t row = int64_t(blockIdx.x) * (kThreads / 32) + threadIdx.x / 32; row < rows; row += nwarps) {
+    const float* pr = part + row * splits * int64_t(Dv + 2);
+    float M = -INFINITY;
+    for (int s = 0; s < splits; ++s) M = fmaxf(M, pr[s * int64_t(Dv + 2)]);
+    float L = 0.0f;
+    for (int s = 0; s < splits; ++s) {
+      const float ms = pr[s * int64_t(Dv + 2)];
+      if (ms != -INFINITY) L += pr[s * int64_t(Dv + 2) + 1] * exp2f(ms - M);
+    }
+    const float inv = L > 0.0f ? 1.0f / L : 0.0f;
+    for (int d = lane; d < Dv; d += 32) {
+      float o = 0.0f;
+      for (int s = 0; s < splits; ++s) {
+        const float ms = pr[s * int64_t(Dv + 2)];
+        if (ms != -INFINITY) o += pr[s * int64_t(Dv + 2) + 2 + d] * exp2f(ms - M);
+      }
+      st(out, row * Dv + d, o * inv);
     }
   }
 }
@@ -1230,6 +1279,27 @@ int device_sm() {
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
   HS_CHECK(e == cudaSuccess, "attention (CUDA): cannot query the device: ", cudaGetErrorString(e));
   return major * 10 + minor;
+}
+
+// Cache splits of the decode kernel (flash-decoding). HYSCALE_DECODE_SPLITS=N forces N (at most
+// one per 32 slots; tests and benchmarks); by default one split, unless the (head group, KV head,
+// sequence) CTAs number fewer than the SMs: then enough splits for two CTAs per SM, each split at
+// least 256 slots of the capacity. Depends on shapes, the capacity and the device only, not on how
+// many slots are filled (a captured decode step replays unchanged).
+int decode_splits(int64_t ctas, int64_t cap) {
+  const int64_t most = std::max<int64_t>(1, (cap + 31) / 32);
+  if (const char* e = std::getenv("HYSCALE_DECODE_SPLITS"); e != nullptr && *e != '\0') {
+    char* end = nullptr;
+    const long v = std::strtol(e, &end, 10);
+    HS_CHECK(end != e && *end == '\0' && v >= 1, "HYSCALE_DECODE_SPLITS=", e, ": expected a positive integer");
+    return int(std::min<int64_t>(v, most));
+  }
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    sms = 1;
+  if (ctas >= sms) return 1;
+  const int64_t want = (2 * int64_t(sms) + ctas - 1) / ctas;
+  return int(std::max<int64_t>(1, std::min<int64_t>({want, cap / 256, most})));
 }
 
 // Query rows per warp of the tensor-core forward and dq kernels: 32 (kMT = 2), or 16 (kMT = 1)
@@ -1411,15 +1481,25 @@ void attention_decode(const T* q, const T* kc, const T* vc, T* out, int64_t B, i
   if (v_head == 0) v_head = Dv;
   if (v_pos == 0) v_pos = Hk * Dv;
   const int64_t rep = H / Hk;
+  const int hgroups = int((rep + kDecHeads - 1) / kDecHeads);
+  const int splits = decode_splits(B * Hk * hgroups, cap);
+  const int64_t chunk = splits == 1 ? std::max<int64_t>(cap, 1) : (cap + splits - 1) / splits;
   const size_t bytes = sizeof(float) * decode_smem_floats(int(D), int(Dv));
   auto* kern = attn_decode_k<T>;
   allow_smem(kern, bytes, "attention_decode");
-  const dim3 grid(static_cast<unsigned>((rep + kDecHeads - 1) / kDecHeads), static_cast<unsigned>(Hk),
-                  static_cast<unsigned>(B));
-  kern<<<grid, kThreads, bytes, S(s)>>>(q, kc, vc, out, H, Hk, int(D), int(Dv), cap, n_valid_dev,
-                                        static_cast<float>(scale * kLog2eD), k_pos, k_head, v_pos, v_head);
+  const int64_t rows = B * H;
+  Scratch part(splits > 1 ? static_cast<size_t>(rows * splits * (Dv + 2)) : 0, S(s), "attention_decode (splits)");
+  float* pp = part.p;  // (null: one split, the kernel writes out)
+  const dim3 grid(static_cast<unsigned>(hgroups * splits), static_cast<unsigned>(Hk), static_cast<unsigned>(B));
+  kern<<<grid, kThreads, bytes, S(s)>>>(q, kc, vc, out, pp, H, Hk, int(D), int(Dv), cap, n_valid_dev,
+                                        static_cast<float>(scale * kLog2eD), k_pos, k_head, v_pos, v_head, hgroups,
+                                        splits, chunk);
   HS_LAUNCH_CHECK("attention_decode", "B = ", B, ", H = ", H, ", Hk = ", Hk, ", D = ", D, ", Dv = ", Dv, ", cap = ", cap,
-                  ", smem = ", bytes);
+                  ", smem = ", bytes, ", splits = ", splits);
+  if (splits > 1) {
+    attn_decode_combine_k<T><<<blocks_for(rows * 32, kThreads), kThreads, 0, S(s)>>>(pp, out, rows, int(Dv), splits);
+    HS_LAUNCH_CHECK("attention_decode (combine)", "rows = ", rows, ", splits = ", splits);
+  }
 }
 
 #define HS_INST(T)                                                                                               \
