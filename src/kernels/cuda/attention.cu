@@ -1127,13 +1127,62 @@ constexpr int kDecHeads = kThreads / 32, kDecChunk = 32, kDecMaxD = 128, kDecMax
 inline size_t decode_smem_floats(int D, int Dv) {
   return size_t(kDecHeads) * kDecMaxD + size_t(kDecChunk) * (D | 1) + size_t(kDecChunk) * Dv;
 }
+// 16 bytes at p (aligned) as 16 / sizeof(T) floats: the decode kernel's cache loads.
+template <class T> struct Dec16;
+template <> struct Dec16<float> {
+  static constexpr int W = 4;
+  __device__ static void load(const float* p, float* f) {
+    const float4 v = *reinterpret_cast<const float4*>(p);
+    f[0] = v.x, f[1] = v.y, f[2] = v.z, f[3] = v.w;
+  }
+};
+template <> struct Dec16<bf16> {
+  static constexpr int W = 8;
+  __device__ static void load(const bf16* p, float* f) {
+    const uint4 v = *reinterpret_cast<const uint4*>(p);
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float2 x = __bfloat1622float2(h[k]);  // .x = the lower address
+      f[2 * k] = x.x, f[2 * k + 1] = x.y;
+    }
+  }
+};
+// Rows r < 32 of a cache chunk (row r at src + r stride, rows >= nk zero) into dst [32][ld] as
+// fp32: 16-byte loads when `vec` (cols, stride and src in whole 16-byte groups), else one element
+// per load. All threads of the CTA take part.
+template <class T>
+__device__ __forceinline__ void dec_load_rows(float* dst, int ld_, const T* __restrict__ src, int64_t stride, int cols,
+                                              int nk, bool vec) {
+  if (vec) {
+    constexpr int W = Dec16<T>::W;
+    const int g = cols / W;
+    for (int idx = threadIdx.x; idx < kDecChunk * g; idx += kThreads) {
+      const int r = idx / g, c = (idx % g) * W;
+      float f[W];
+      if (r < nk) {
+        Dec16<T>::load(src + r * stride + c, f);
+      } else {
+#pragma unroll
+        for (int e = 0; e < W; ++e) f[e] = 0.0f;
+      }
+#pragma unroll
+      for (int e = 0; e < W; ++e) dst[r * ld_ + c + e] = f[e];
+    }
+    return;
+  }
+  for (int idx = threadIdx.x; idx < kDecChunk * cols; idx += kThreads) {
+    const int r = idx / cols, c = idx % cols;
+    dst[r * ld_ + c] = r < nk ? ld(src, r * stride + c) : 0.0f;
+  }
+}
 
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     attn_decode_k(const T* __restrict__ q, const T* __restrict__ kc, const T* __restrict__ vc, T* __restrict__ out,
                   float* __restrict__ part, int64_t H, int64_t Hk, int D, int Dv, int64_t cap,
                   const int64_t* __restrict__ n_valid, float sl2, int64_t k_pos, int64_t k_head, int64_t v_pos,
-                  int64_t v_head, int hgroups, int splits, int64_t chunk) {
+                  int64_t v_head, int hgroups, int splits, int64_t chunk, bool vec) {
   constexpr int VJ = kDecMaxDv / 32;
   const int LK = D | 1;  // odd stride: lane j reading row j is conflict-free
   float* sm = smem_f32();
@@ -1158,14 +1207,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t j0 = j_begin; j0 < j_end; j0 += kDecChunk) {
     const int nk = int(j_end - j0 < kDecChunk ? j_end - j0 : kDecChunk);
     __syncthreads();  // the previous chunk is consumed (and qs is written, the first time)
-    for (int idx = tid; idx < kDecChunk * D; idx += kThreads) {
-      const int r = idx / D, c = idx % D;
-      Ks[r * LK + c] = r < nk ? ld(Kb, (j0 + r) * k_pos + c) : 0.0f;
-    }
-    for (int idx = tid; idx < kDecChunk * Dv; idx += kThreads) {
-      const int r = idx / Dv, c = idx % Dv;
-      Vs[r * Dv + c] = r < nk ? ld(Vb, (j0 + r) * v_pos + c) : 0.0f;
-    }
+    dec_load_rows(Ks, LK, Kb + j0 * k_pos, k_pos, D, nk, vec);
+    dec_load_rows(Vs, Dv, Vb + j0 * v_pos, v_pos, Dv, nk, vec);
     __syncthreads();
     float s = -INFINITY;
     if (lane < nk) {
@@ -1491,9 +1534,13 @@ void attention_decode(const T* q, const T* kc, const T* vc, T* out, int64_t B, i
   Scratch part(splits > 1 ? static_cast<size_t>(rows * splits * (Dv + 2)) : 0, S(s), "attention_decode (splits)");
   float* pp = part.p;  // (null: one split, the kernel writes out)
   const dim3 grid(static_cast<unsigned>(hgroups * splits), static_cast<unsigned>(Hk), static_cast<unsigned>(B));
+  // 16-byte cache loads when every row of every head starts on a 16-byte boundary
+  constexpr int64_t W = 16 / int64_t(sizeof(T));
+  const bool vec = aligned16(kc) && aligned16(vc) && D % W == 0 && Dv % W == 0 && k_pos % W == 0 && k_head % W == 0 &&
+                   v_pos % W == 0 && v_head % W == 0;
   kern<<<grid, kThreads, bytes, S(s)>>>(q, kc, vc, out, pp, H, Hk, int(D), int(Dv), cap, n_valid_dev,
                                         static_cast<float>(scale * kLog2eD), k_pos, k_head, v_pos, v_head, hgroups,
-                                        splits, chunk);
+                                        splits, chunk, vec);
   HS_LAUNCH_CHECK("attention_decode", "B = ", B, ", H = ", H, ", Hk = ", Hk, ", D = ", D, ", Dv = ", Dv, ", cap = ", cap,
                   ", smem = ", bytes, ", splits = ", splits);
   if (splits > 1) {
