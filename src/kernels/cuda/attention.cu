@@ -1140,11 +1140,11 @@ template <> struct Dec16<bf16> {
   static constexpr int W = 8;
   __device__ static void load(const bf16* p, float* f) {
     const uint4 v = *reinterpret_cast<const uint4*>(p);
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const float2 x = __bfloat1622float2(h[k]);  // .x = the lower address
-      f[2 * k] = x.x, f[2 * k + 1] = x.y;
+    for (int k = 0; k < 4; ++k) {  // bf16 -> fp32 is the 16 bits on top; the lower address is the low half
+      f[2 * k] = __uint_as_float(w[k] << 16);
+      f[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
     }
   }
 };
