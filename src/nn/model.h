@@ -88,7 +88,8 @@ struct DecodeState {
   // captured, then replays; the ids and positions go through fixed device buffers, the logits
   // are copied out of the graph's output). A capture that fails leaves the steps eager, with the
   // reason in graph_status(). A state tensor moved or reallocated between steps makes the next
-  // step capture again.
+  // step capture again; the model's weights (and their compute copies) must stay where they are
+  // once stepping has begun, as place_for_decoding leaves them (the graph reads them in place).
   bool cuda_graph = false;
   std::shared_ptr<DecodeGraph> graph;
   // "off", "warming up", "captured (N replays)", or "failed: WHY (steps run eagerly)".
