@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/ops.h"
+#include "core/ops_util.h"
 #include "kernels/attention.h"
 #include "kernels/conv1d.h"
 #include "kernels/selective_scan.h"
@@ -335,12 +336,8 @@ Tensor Model::step(const Tensor& ids, DecodeState& st) const {
     // The graph reads its inputs from fixed device buffers: the ids are checked here on the host
     // (the captured embedding cannot read them back), then both are uploaded.
     Tensor ids_h = ids.contiguous().to(Device::cpu());
-    HS_CHECK(ids_h.dtype() == DType::i32, "decode: ids must be i32, got ", ids_h.desc());
     const int64_t V = wte.size(0);
-    for (int64_t b = 0; b < B; ++b) {
-      const int32_t t = ids_h.data<int32_t>()[b];
-      HS_CHECK(t >= 0 && t < V, "decode: token ", t, " of row ", b, " is outside [0, ", V, ")");
-    }
+    ops::detail::check_ids("decode", ids_h, V);
     if (!st.graph) {
       st.graph = std::make_shared<DecodeGraph>();
       st.graph->ids = Tensor::zeros({B}, DType::i32, dev);

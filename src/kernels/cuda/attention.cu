@@ -51,6 +51,7 @@
 
 #include "kernels/cuda/attention_tiles.cuh"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda_attention.h"
 
 namespace hyscale::kernels::cuda {
@@ -1127,27 +1128,6 @@ constexpr int kDecHeads = kThreads / 32, kDecChunk = 32, kDecMaxD = 128, kDecMax
 inline size_t decode_smem_floats(int D, int Dv) {
   return size_t(kDecHeads) * kDecMaxD + size_t(kDecChunk) * (D | 1) + size_t(kDecChunk) * Dv;
 }
-// 16 bytes at p (aligned) as 16 / sizeof(T) floats: the decode kernel's cache loads.
-template <class T> struct Dec16;
-template <> struct Dec16<float> {
-  static constexpr int W = 4;
-  __device__ static void load(const float* p, float* f) {
-    const float4 v = *reinterpret_cast<const float4*>(p);
-    f[0] = v.x, f[1] = v.y, f[2] = v.z, f[3] = v.w;
-  }
-};
-template <> struct Dec16<bf16> {
-  static constexpr int W = 8;
-  __device__ static void load(const bf16* p, float* f) {
-    const uint4 v = *reinterpret_cast<const uint4*>(p);
-    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {  // bf16 -> fp32 is the 16 bits on top; the lower address is the low half
-      f[2 * k] = __uint_as_float(w[k] << 16);
-      f[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
-    }
-  }
-};
 // Rows r < 32 of a cache chunk (row r at src + r stride, rows >= nk zero) into dst [32][ld] as
 // fp32: 16-byte loads when `vec` (cols, stride and src in whole 16-byte groups), else one element
 // per load. All threads of the CTA take part.
@@ -1155,13 +1135,13 @@ template <class T>
 __device__ __forceinline__ void dec_load_rows(float* dst, int ld_, const T* __restrict__ src, int64_t stride, int cols,
                                               int nk, bool vec) {
   if (vec) {
-    constexpr int W = Dec16<T>::W;
+    constexpr int W = Vec<T>::W;  // (elementwise.cuh)
     const int g = cols / W;
     for (int idx = threadIdx.x; idx < kDecChunk * g; idx += kThreads) {
       const int r = idx / g, c = (idx % g) * W;
       float f[W];
       if (r < nk) {
-        Dec16<T>::load(src + r * stride + c, f);
+        Vec<T>::load(src + r * stride, c, f);
       } else {
 #pragma unroll
         for (int e = 0; e < W; ++e) f[e] = 0.0f;
@@ -1312,7 +1292,6 @@ template <class F> void with_dims(int64_t D, int64_t Dv, F&& f) {
   else f(Dims<128, 256>{});
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // Compute capability (major * 10 + minor) of the current device.
 int device_sm() {
