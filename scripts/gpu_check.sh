@@ -9,7 +9,8 @@
 # Usage (on the GPU machine, from the repository root):
 #   scripts/gpu_check.sh [BIN_DIR] [STEPS]
 # BIN_DIR holds `hyscale` and `tests/test_gpu` (default: build). STEPS (default "all") is a
-# comma list of: tests, kernels, torch, train, train_accum, train_nondet, train_da, decode, profile, comm, train50,
+# comma list of: tests, kernels, torch, train, train_accum, train_nondet, train_wgmma, train_da, decode, profile,
+# comm, train50,
 # e2e, sanitize.
 # Built elsewhere? Build with
 #   cmake -S . -B build-gpu -G Ninja -DHYSCALE_CUDA=ON -DHYSCALE_MPI=OFF -DHYSCALE_NATIVE=OFF \
@@ -137,6 +138,13 @@ if [ -x "$BIN/hyscale" ]; then
     for arch in transformer sambay; do
       bench_train "bench train $arch d16 [nondeterministic]" "$OUT/bench_train_${arch}_d16_nondet.log" \
         --set model.arch=$arch --set model.depth=16 --set training.deterministic=false --steps 5 --warmup 2
+    done
+  fi
+  # 4a''. The attention forward on warpgroup MMA (HYSCALE_ATTN_WGMMA=1, sm_90a; the default is mma.sync)
+  if want train_wgmma; then
+    for arch in transformer sambay; do
+      HYSCALE_ATTN_WGMMA=1 bench_train "bench train $arch d16 [wgmma fwd]" "$OUT/bench_train_${arch}_d16_wgmma.log" \
+        --set model.arch=$arch --set model.depth=16 --steps 5 --warmup 2
     done
   fi
   # 4a'. SambaY+DA at d16 with each differential-attention route (HYSCALE_DIFF_ATTN): the fused

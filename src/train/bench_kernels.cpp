@@ -17,6 +17,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/cuda.h"
+#include "kernels/cuda/attention_wgmma.h"
 #include "kernels/cuda_attention.h"
 #include "kernels/cuda_hybrid.h"
 #endif
@@ -166,6 +167,14 @@ void bench_kernels(int64_t reps) {
     kg::bf16* dk = dq + qn;
     kg::bf16* dv = dk + kn;
     float* lse = d.as<float>();
+    // The sm_90a warpgroup-MMA forward (HYSCALE_ATTN_WGMMA=1; kernels/cuda/attention_wgmma.cu) on
+    // compute capability 9.0 with a build for sm_90a: "[wgmma]" rows beside the mma.sync ones.
+    int dev = 0, cc_major = 0, cc_minor = 0;
+    HS_CU(cudaGetDevice(&dev));
+    HS_CU(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, dev));
+    HS_CU(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, dev));
+    const bool wgmma = cc_major * 10 + cc_minor == 90 && kg::detail::wgmma_fwd_built();
+    if (!wgmma) std::printf("(no [wgmma] attention rows: they need compute capability 9.0 and a build for sm_90a)\n");
     for (int64_t W : {int64_t{0}, int64_t{128}, int64_t{2048}}) {
       const double pairs =
           W <= 0 || W >= T ? 0.5 * T * (T + 1) : 0.5 * W * (W + 1) + static_cast<double>(T - W) * W;
@@ -179,6 +188,15 @@ void bench_kernels(int64_t reps) {
         row_gemm("attention fwd " + tag + " [16 rows/warp]", fwd,
                  [&] { kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W); });
         row_gemm("attention fwd+bwd " + tag + " [16 rows/warp]", 3.5 * fwd, [&] {
+          kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W);
+          kg::attention_bwd<kg::bf16>(q, k, v, o, dout, lse, dq, dk, dv, B, T, H, Hk, D, D, scale, W);
+        });
+      }
+      if (wgmma) {  // the forward on warpgroup MMA (the backward is the same mma.sync kernels)
+        EnvOverride wg("HYSCALE_ATTN_WGMMA", "1");
+        row_gemm("attention fwd " + tag + " [wgmma]", fwd,
+                 [&] { kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W); });
+        row_gemm("attention fwd+bwd " + tag + " [wgmma fwd]", 3.5 * fwd, [&] {
           kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W);
           kg::attention_bwd<kg::bf16>(q, k, v, o, dout, lse, dq, dk, dv, B, T, H, Hk, D, D, scale, W);
         });

@@ -27,6 +27,9 @@
 //    order and internal precision differ: tests allow for it). cp.async copies 16 bytes whose
 //    destination reads NaN until this thread's cp.async.wait_group retires the group (a read
 //    before the wait, or, by another thread, before a barrier after it, sees NaN).
+//  - wgmma (sm_90a warpgroup MMA, bf16, no-swizzle shared-memory layouts) as a warpgroup
+//    collective, computed when the issuing thread's wait_group retires it (details at emu::wgmma);
+//    its shared operands must have been fenced (fence.proxy.async) after cp.async wrote them.
 //  - Floating-point atomics are exact read-modify-writes (fibers switch only at collectives).
 // Not modelled: timing, occupancy, registers, bank conflicts, memory ordering beyond barriers,
 // the hardware's exp2/rsqrt approximations (libm is used), warp-synchronous code without
@@ -127,7 +130,7 @@ inline int smem_optin_bytes = 227 * 1024;
 
 // Counters (for reports; tests may assert that a path ran).
 struct Stats {
-  long blocks = 0, threads = 0, exit_barrier_events = 0, mma = 0, ldmatrix = 0, cp_async = 0, atomics = 0;
+  long blocks = 0, threads = 0, exit_barrier_events = 0, mma = 0, ldmatrix = 0, cp_async = 0, atomics = 0, wgmma = 0;
 };
 inline Stats stats;
 
@@ -135,8 +138,8 @@ struct Fiber {
   ucontext_t ctx;
   unsigned tid = 0;
   bool done = false;
-  int wait_kind = 0;  // 0 runnable, 1 block barrier, 2 warp collective
-  long bar = 0, seq = 0, target = 0;
+  int wait_kind = 0;  // 0 runnable, 1 block barrier, 2 warp collective, 3 warpgroup collective
+  long bar = 0, seq = 0, wgseq = 0, target = 0;
 };
 inline std::vector<Fiber>* fibers = nullptr;
 inline Fiber* cur = nullptr;
@@ -155,17 +158,21 @@ inline void yield() { swapcontext(&cur->ctx, &sched); }
 struct RoundView {
   long live_min_bar = 0, done_min_bar = 0;  // least barrier count of the live / exited threads
   std::vector<long> warp_min_seq;            // least collective count of each warp's lanes
+  std::vector<long> wg_min_seq;              // least warpgroup-collective count of each warpgroup's threads
 };
 inline RoundView view;
 inline void update_view() {
   const auto& fs = *fibers;
   view.live_min_bar = view.done_min_bar = LONG_MAX;
   view.warp_min_seq.assign((fs.size() + 31) / 32, LONG_MAX);
+  view.wg_min_seq.assign((fs.size() + 127) / 128, LONG_MAX);
   for (const auto& g : fs) {
     long& m = g.done ? view.done_min_bar : view.live_min_bar;
     m = std::min(m, g.bar);
     long& w = view.warp_min_seq[g.tid >> 5];
     w = std::min(w, g.seq);
+    long& x = view.wg_min_seq[g.tid >> 7];
+    x = std::min(x, g.wgseq);
   }
 }
 inline bool ready(const Fiber& f) {
@@ -175,6 +182,7 @@ inline bool ready(const Fiber& f) {
     if (view.done_min_bar < f.bar) ++stats.exit_barrier_events;  // released partly by exited threads
     return true;
   }
+  if (f.wait_kind == 3) return view.wg_min_seq[f.tid >> 7] >= f.target;  // warpgroup collective: all 128 posted
   return view.warp_min_seq[f.tid >> 5] >= f.target;  // warp collective: all 32 lanes posted
 }
 inline void trampoline() {
@@ -306,6 +314,15 @@ struct CpPending {
 };
 inline std::vector<CpPending> cp_pending[kMaxThreads];
 inline long cp_groups[kMaxThreads];
+// Proxies: 16-byte chunks of dynamic shared memory written by a retired cp.async (the generic
+// proxy) stay "unfenced" until their writer's fence.proxy.async; wgmma (the async proxy) reading
+// an unfenced chunk aborts.
+inline unsigned char unfenced[kSmemBytes / 16];
+inline std::vector<size_t> to_fence[kMaxThreads];
+inline void fence_proxy_async() {
+  for (size_t c : to_fence[cur->tid]) unfenced[c] = 0;
+  to_fence[cur->tid].clear();
+}
 inline void cp_async16(void* dst, const void* src, bool valid) {
   ++stats.cp_async;
   check_smem16(dst, "cp.async destination");
@@ -324,8 +341,154 @@ inline void cp_async_wait(int n) {
   const long limit = cp_groups[cur->tid] - n;  // groups below limit must be complete
   std::vector<CpPending> keep;
   for (auto& e : v) {
-    if (e.group < limit) std::memcpy(e.dst, e.data, 16);
-    else keep.push_back(e);
+    if (e.group < limit) {
+      std::memcpy(e.dst, e.data, 16);
+      const size_t c = size_t(e.dst - reinterpret_cast<unsigned char*>(smem)) / 16;
+      unfenced[c] = 1;
+      to_fence[cur->tid].push_back(c);
+    } else {
+      keep.push_back(e);
+    }
+  }
+  v.swap(keep);
+}
+
+// wgmma.mma_async.sync.aligned.m64nNk16.f32.bf16.bf16 (sm_90a warpgroup MMA), with
+// wgmma.commit_group / wait_group. A warpgroup is 4 consecutive warps (threads 128 w .. 128 w + 127;
+// the block must be whole warpgroups). All 128 threads must issue the same operation (shape, the
+// shared-memory descriptors, the transpose flag): a warpgroup collective. Layouts (PTX ISA,
+// "Register Fragments and Shared Memory Matrix Layouts"), for thread 32 w + 4 g + t of the group:
+//   D (64 x N, f32): d[4 j + 2 h + e] = D(16 w + g + 8 h, 8 j + 2 t + e), j < N / 8.
+//   A in registers (64 x 16 bf16): a[0] = row 16 w + g, columns 2 t + {0, 1}; a[1] = row + 8;
+//     a[2], a[3]: the same rows, columns + 8 (mma.sync's A fragment per warp).
+//   Matrices in shared memory (descriptor: bits 0-13 start address >> 4, 16-29 leading-dimension
+//   byte offset (LBO) >> 4, 32-45 stride-dimension byte offset (SBO) >> 4, 62-63 swizzle; only
+//   "no swizzle" is modelled, anything else aborts): 8 x 8 "core matrices" of 16-byte rows.
+//     K-major (A; B with imm-trans-b 0), element (mn, k): start + (mn % 8) 16 + (mn / 8) SBO
+//       + (k % 8) 2 + (k / 8) LBO;
+//     MN-major (B with imm-trans-b 1), element (mn, k): start + (mn % 8) 2 + (mn / 8) SBO
+//       + (k % 8) 16 + (k / 8) LBO
+//   (the canonical layouts ((8,m),(T,2k)):((1T,SBO),(1,LBO)) and ((T,1,m),(8,k)):((1,T,SBO),(1T,LBO))
+//   with T = 8 bf16 elements).
+// Asynchrony: the operation is recorded at issue (A registers and the accumulator's input values
+// captured, unless a pending operation on the same registers comes first: then it accumulates onto
+// that one's result, as the hardware chains them; the accumulator registers read NaN until the
+// wait) and computed when this thread's
+// wgmma_wait retires its group, reading shared memory then: an accumulator read before the
+// wait, or a shared operand overwritten before it, shows up in the results. A block that
+// exits with an operation not waited for aborts. Products summed in fp32 in k order.
+struct WgPost {
+  uint64_t da, db;
+  uint32_t a[4];
+  int n, tnsp_b, a_regs;
+};
+inline WgPost wg_post[2][kMaxThreads];
+struct WgOp {
+  float* d;
+  int n, tnsp_b, scale_d;
+  bool a_regs, chained;  // chained: accumulates onto a pending operation's result (same registers)
+  uint64_t da, db;
+  float A[2][16];      // a_regs: this thread's rows g and g + 8
+  float d_in[128];
+  long group;
+};
+inline std::vector<WgOp> wg_pending[kMaxThreads];
+inline long wg_groups[kMaxThreads];
+inline long warpgroup_collective() {
+  const long s = ++cur->wgseq;
+  cur->wait_kind = 3;
+  cur->target = s;
+  yield();
+  cur->wait_kind = 0;
+  return s;
+}
+inline float smem_bf16_at(uint64_t desc, bool mn_major, int mn, int k) {
+  if ((desc >> 62) != 0) fatal("wgmma descriptor: only the no-swizzle layout is modelled");
+  const size_t start = size_t(desc & 0x3FFF) << 4, lbo = size_t((desc >> 16) & 0x3FFF) << 4,
+               sbo = size_t((desc >> 32) & 0x3FFF) << 4;
+  const size_t off = mn_major ? start + (mn % 8) * 2 + (mn / 8) * sbo + (k % 8) * 16 + (k / 8) * lbo
+                              : start + (mn % 8) * 16 + (mn / 8) * sbo + (k % 8) * 2 + (k / 8) * lbo;
+  if (off + 2 > dyn_bytes) fatal("wgmma operand outside the dynamic shared memory");
+  if (unfenced[off / 16]) fatal("wgmma reads shared memory written by cp.async without fence.proxy.async");
+  uint16_t h;
+  std::memcpy(&h, reinterpret_cast<const char*>(smem) + off, 2);
+  return std::bit_cast<float>(uint32_t(h) << 16);
+}
+inline void wgmma(float* d, int n, bool a_regs, const uint32_t* a, uint64_t da, uint64_t db, int tnsp_b, int scale_d) {
+  ++stats.wgmma;
+  if ((block_dim.x * block_dim.y * block_dim.z) % 128 != 0) fatal("wgmma in a block that is not whole warpgroups");
+  if (n % 8 != 0 || n < 8 || n > 256) fatal("wgmma: N must be a multiple of 8 in [8, 256]");
+  const long s = cur->wgseq + 1;
+  WgPost& p = wg_post[s & 1][cur->tid];
+  p.da = a_regs ? 0 : da;
+  p.db = db;
+  p.n = n;
+  p.tnsp_b = tnsp_b;
+  p.a_regs = a_regs;
+  for (int i = 0; i < 4; ++i) p.a[i] = a_regs ? a[i] : 0;
+  warpgroup_collective();
+  const unsigned w0 = cur->tid & ~127u;
+  for (unsigned l = 0; l < 128; ++l) {
+    const WgPost& o = wg_post[s & 1][w0 + l];
+    if (o.da != p.da || o.db != p.db || o.n != p.n || o.tnsp_b != p.tnsp_b || o.a_regs != p.a_regs)
+      fatal("threads of a warpgroup issued different wgmma operations");
+  }
+  WgOp op;
+  op.d = d;
+  op.n = n;
+  op.tnsp_b = tnsp_b;
+  op.scale_d = scale_d;
+  op.a_regs = a_regs;
+  op.da = da;
+  op.db = db;
+  op.chained = false;
+  for (const WgOp& prev : wg_pending[cur->tid])
+    if (prev.d == d) {
+      if (prev.n != n) fatal("wgmma: one accumulator used at two shapes while pending");
+      op.chained = true;
+    }
+  if (!op.chained)
+    for (int i = 0; i < n / 2; ++i) {
+      op.d_in[i] = d[i];
+      d[i] = std::nanf("");
+    }
+  if (a_regs) {  // rows g, g + 8 of this warp's slice from the 4 lanes of group g
+    const unsigned wb = cur->tid & ~31u, g = (cur->tid & 31u) >> 2;
+    for (unsigned t = 0; t < 4; ++t) {
+      const uint32_t* r = wg_post[s & 1][wb + 4 * g + t].a;
+      for (unsigned e = 0; e < 2; ++e) {
+        op.A[0][2 * t + e] = bf_lo(r[0] >> (16 * e));
+        op.A[1][2 * t + e] = bf_lo(r[1] >> (16 * e));
+        op.A[0][2 * t + 8 + e] = bf_lo(r[2] >> (16 * e));
+        op.A[1][2 * t + 8 + e] = bf_lo(r[3] >> (16 * e));
+      }
+    }
+  }
+  op.group = wg_groups[cur->tid];
+  wg_pending[cur->tid].push_back(op);
+}
+inline void wgmma_compute(const WgOp& op) {
+  const unsigned wt = cur->tid & 127u, w = wt >> 5, lane = wt & 31u, g = lane >> 2, t = lane & 3;
+  for (int j = 0; j < op.n / 8; ++j)
+    for (int h = 0; h < 2; ++h)
+      for (int e = 0; e < 2; ++e) {
+        const int idx = 4 * j + 2 * h + e, row = int(16 * w + g + 8 * h), col = 8 * j + int(2 * t) + e;
+        float acc = op.scale_d ? (op.chained ? op.d[idx] : op.d_in[idx]) : 0.0f;
+        for (int k = 0; k < 16; ++k) {
+          const float av = op.a_regs ? op.A[h][k] : smem_bf16_at(op.da, false, row, k);
+          acc += av * smem_bf16_at(op.db, op.tnsp_b != 0, col, k);
+        }
+        op.d[idx] = acc;
+      }
+}
+inline void wgmma_commit() { ++wg_groups[cur->tid]; }
+inline void wgmma_wait(int n) {
+  auto& v = wg_pending[cur->tid];
+  const long limit = wg_groups[cur->tid] - n;  // groups below limit must be complete
+  std::vector<WgOp> keep;
+  for (auto& op : v) {
+    if (op.group < limit) wgmma_compute(op);
+    else keep.push_back(op);
   }
   v.swap(keep);
 }
@@ -355,6 +518,7 @@ inline void run_block(unsigned nthreads, const dim3& bi) {
   block_idx = {bi.x, bi.y, bi.z};
   ++block_epoch;
   std::memset(smem, 0xff, dyn_bytes);
+  std::memset(unfenced, 0, (dyn_bytes + 15) / 16);
   // Fiber stacks: kStack usable bytes above an inaccessible guard page (an overflow faults
   // instead of corrupting the heap).
   static std::vector<char*> stacks;
@@ -370,6 +534,9 @@ inline void run_block(unsigned nthreads, const dim3& bi) {
   for (unsigned t = 0; t < nthreads; ++t) {
     cp_pending[t].clear();
     cp_groups[t] = 0;
+    wg_pending[t].clear();
+    wg_groups[t] = 0;
+    to_fence[t].clear();
     fs[t].tid = t;
     getcontext(&fs[t].ctx);
     fs[t].ctx.uc_stack.ss_sp = stacks[t];
@@ -417,8 +584,10 @@ inline void run_block(unsigned nthreads, const dim3& bi) {
       std::abort();
     }
   }
-  for (unsigned t = 0; t < nthreads; ++t)
+  for (unsigned t = 0; t < nthreads; ++t) {
     if (!cp_pending[t].empty()) fatal("cp.async copies still pending when a thread exited");
+    if (!wg_pending[t].empty()) fatal("a wgmma not waited for when a thread exited");
+  }
   fibers = nullptr;
   cur = nullptr;
   ++stats.blocks;

@@ -53,7 +53,7 @@ struct SmScope {
 // every kernel pointer by one element (breaks the 16-byte alignment: the SIMT fallback).
 template <class T>
 void attention_case(int64_t B, int64_t T_, int64_t H, int64_t Hk, int64_t D, int64_t Dv, int64_t window,
-                    size_t off = 0) {
+                    size_t off = 0, bool bwd = true) {
   constexpr bool bf = is_bf<T>;
   INFO(dt_name<T>() << " attention B " << B << " T " << T_ << " H " << H << " Hk " << Hk << " D " << D << " Dv " << Dv
                     << " window " << window << " offset " << off << " sm_" << emu::sm_major << "x");
@@ -71,11 +71,16 @@ void attention_case(int64_t B, int64_t T_, int64_t H, int64_t Hk, int64_t D, int
   Buf<float> lse(B * H * T_), lsec(wlse);
   // The tensor-core kernels run exactly where the dispatch promises them (kernels/cuda_attention.h).
   const bool mma = bf && (D == 64 || D == 128) && Dv == D && off == 0 && emu::sm_major >= 8 && T_ > 0;
-  const long mma0 = emu::stats.mma;
+  // HYSCALE_ATTN_WGMMA=1: the forward's tensor-core kernel is the sm_90a warpgroup-MMA one
+  const char* wg_env = std::getenv("HYSCALE_ATTN_WGMMA");
+  const bool wg = mma && wg_env != nullptr && std::string(wg_env) == "1";
+  const long mma0 = emu::stats.mma, wg0 = emu::stats.wgmma;
   kg::attention_fwd<T>(qd.p(), kd.p(), vd.p(), out.p(), lse.p(), B, T_, H, Hk, D, Dv, scale, window);
-  CHECK((emu::stats.mma > mma0) == mma);
+  CHECK((emu::stats.mma > mma0) == (mma && !wg));
+  CHECK((emu::stats.wgmma > wg0) == wg);
   check_close("out", out, wout, tol);
   check_close("lse", lse, wlse, 1e-4);
+  if (!bwd) return;
   double fl = 0;
   for (float x : wdv) fl = std::max(fl, 0.1 * std::fabs(double(x)));
   Buf<T> dq(B * T_ * H * D, off), dk(B * T_ * Hk * D, off), dv(B * T_ * Hk * Dv, off);
@@ -275,6 +280,39 @@ TEST_CASE("emulated CUDA tensor-core attention (bf16, D = Dv = 128) matches the 
   attention_case<bf16>(1, 100, 4, 4, 128, 128, 2);
   CHECK(emu::stats.mma > mma0);
   check_no_exit_barriers();
+}
+
+TEST_CASE("emulated CUDA wgmma attention forward (HYSCALE_ATTN_WGMMA=1, sm_90a) matches the CPU twin",
+          "[emu][attention][wgmma]") {
+  // Emulated warpgroup MMA (cuda_emu.h: layouts of the PTX ISA, asynchronous until the wait) on
+  // lengths that are not multiples of the 128-query / 128-key tiles, every window class, GQA 1-4,
+  // both head dims; the backward (mma.sync) runs on the forward's outputs as usual.
+  EnvScope env("HYSCALE_ATTN_WGMMA", "1");
+  const long wg0 = emu::stats.wgmma;
+  for (int64_t T_ : {1, 7, 129, 300})
+    for (int64_t w : windows_for(T_)) attention_case<bf16>(T_ == 129 ? 2 : 1, T_, 4, 1, 64, 64, w, 0, false);
+  attention_case<bf16>(1, 200, 6, 2, 64, 64, 0);  // and the backward on its outputs
+  for (int64_t T_ : {7, 257})
+    for (int64_t w : windows_for(T_)) attention_case<bf16>(1, T_, 3, 1, 128, 128, w, 0, false);
+  attention_case<bf16>(2, 130, 4, 4, 128, 128, 2);
+  CHECK(emu::stats.wgmma > wg0);
+  check_no_exit_barriers();
+  {  // only 0 and 1 are settings; the SIMT cases (f32) never read it
+    EnvScope bad("HYSCALE_ATTN_WGMMA", "2");
+    auto x = randn(64 * 64, 5, 1.0f, true);
+    Buf<bf16> qb(x), ob(64 * 64);
+    Buf<float> lb(64);
+    CHECK_THROWS_WITH(kg::attention_fwd<bf16>(qb.p(), qb.p(), qb.p(), ob.p(), lb.p(), 1, 64, 1, 1, 64, 64, 0.125, 0),
+                      Catch::Contains("HYSCALE_ATTN_WGMMA=2"));
+  }
+  {  // an explicit request on a device that is not compute capability 9.0 is an error, not a fallback
+    SmScope sm(8);
+    auto x = randn(64 * 64, 6, 1.0f, true);
+    Buf<bf16> qb(x), ob(64 * 64);
+    Buf<float> lb(64);
+    CHECK_THROWS_WITH(kg::attention_fwd<bf16>(qb.p(), qb.p(), qb.p(), ob.p(), lb.p(), 1, 64, 1, 1, 64, 64, 0.125, 0),
+                      Catch::Contains("compute capability 9.0"));
+  }
 }
 
 TEST_CASE("emulated CUDA tensor-core attention backward with atomic dq (set_deterministic(false)) matches the CPU twin",

@@ -20,6 +20,7 @@
 // Needs a GPU (label gpu).
 #ifdef HYSCALE_WITH_CUDA
 #include <catch2/catch.hpp>
+#include <cuda_runtime.h>
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -31,6 +32,7 @@
 #include "gpu/gpu_test_util.h"
 #include "gradcheck.h"
 #include "kernels/attention.h"
+#include "kernels/cuda/attention_wgmma.h"
 #include "kernels/cuda_attention.h"
 
 using namespace hyscale;
@@ -192,6 +194,34 @@ TEST_CASE("CUDA flash attention with 16 query rows per warp (the other forward a
   CHECK_THROWS_WITH(kg::attention_fwd<kg::bf16>(dptr<kg::bf16>(x), dptr<kg::bf16>(x), dptr<kg::bf16>(x),
                                                 dptr<kg::bf16>(x), dptr<float>(lse), 1, 64, 4, 4, 64, 64, 0.125, 0),
                     Catch::Contains("HYSCALE_ATTN_ROWS_PER_WARP=24"));
+}
+
+TEST_CASE("CUDA flash attention forward on warpgroup MMA (HYSCALE_ATTN_WGMMA=1, sm_90a) matches the CPU twin",
+          "[gpu][kernels][attention][wgmma]") {
+  // The sm_90a forward (attention_wgmma.cu) runs on compute capability 9.0 only; elsewhere, or in
+  // a build without sm_90a, this case says so and checks nothing. The backward (mma.sync) runs on
+  // its outputs, so out and lse must be right to the last use.
+  int dev = 0, major = 0, minor = 0;
+  REQUIRE(cudaGetDevice(&dev) == cudaSuccess);
+  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess);
+  REQUIRE(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess);
+  if (major * 10 + minor != 90 || !kg::detail::wgmma_fwd_built()) {
+    WARN("wgmma forward not checked: needs compute capability 9.0 (this device: " << major << "." << minor
+                                                                                  << ") and a build for sm_90a");
+    return;
+  }
+  struct Env {
+    Env() { setenv("HYSCALE_ATTN_WGMMA", "1", 1); }
+    ~Env() { unsetenv("HYSCALE_ATTN_WGMMA"); }
+  } env;
+  for (int64_t D : {64, 128})
+    for (auto [H, Hk] : std::vector<std::pair<int64_t, int64_t>>{{4, 4}, {4, 1}})
+      for (int64_t T : {1, 7, 127, 129, 300})
+        for (int64_t w : {int64_t(0), int64_t(1), int64_t(2), int64_t(128), int64_t(129)})
+          check_case({2, T, H, Hk, D, D, w}, DType::bf16);
+  check_case({1, 2049, 8, 1, 128, 128, 0}, DType::bf16);
+  check_case({1, 4097, 8, 1, 128, 128, 2048}, DType::bf16);
+  check_case({1, 4097, 8, 1, 64, 64, 0}, DType::bf16);
 }
 
 TEST_CASE("CUDA flash attention at 2049 and 4097 tokens with GQA 8: CPU twin and 20 identical backwards",
