@@ -375,12 +375,17 @@ inline void cp_async_wait(int n) {
 // that one's result, as the hardware chains them; the accumulator registers read NaN until the
 // wait) and computed when this thread's
 // wgmma_wait retires its group, reading shared memory then: an accumulator read before the
-// wait, or a shared operand overwritten before it, shows up in the results. A block that
-// exits with an operation not waited for aborts. Products summed in fp32 in k order.
+// wait, or a shared operand overwritten before it, shows up in the results; A registers changed
+// before the wait (the hardware reads them asynchronously too) abort, and so does an operation
+// whose shared operands hold cp.async data not yet fenced for the async proxy at its issue. A
+// block that exits with an operation not waited for aborts. Products summed in fp32 in k order
+// (the tensor cores' order and rounding differ: tests allow for it). Not modelled: wgmma.fence
+// (a missing one goes unnoticed), commit as a warpgroup collective (the wait is one).
 struct WgPost {
   uint64_t da, db;
   uint32_t a[4];
-  int n, tnsp_b, a_regs;
+  const uint32_t* a_ptr;  // the lane's A registers (re-read at the wait: they must not change before it)
+  int n, tnsp_b, a_regs, scale_d;
 };
 inline WgPost wg_post[2][kMaxThreads];
 struct WgOp {
@@ -389,6 +394,8 @@ struct WgOp {
   bool a_regs, chained;  // chained: accumulates onto a pending operation's result (same registers)
   uint64_t da, db;
   float A[2][16];      // a_regs: this thread's rows g and g + 8
+  const uint32_t* a_src[4];  // a_regs: the 4 lanes' registers A came from
+  uint32_t a_seen[4][4];     // ... and their values at issue
   float d_in[128];
   long group;
 };
@@ -425,14 +432,25 @@ inline void wgmma(float* d, int n, bool a_regs, const uint32_t* a, uint64_t da, 
   p.n = n;
   p.tnsp_b = tnsp_b;
   p.a_regs = a_regs;
+  p.scale_d = scale_d;
+  p.a_ptr = a_regs ? a : nullptr;
   for (int i = 0; i < 4; ++i) p.a[i] = a_regs ? a[i] : 0;
   warpgroup_collective();
   const unsigned w0 = cur->tid & ~127u;
   for (unsigned l = 0; l < 128; ++l) {
     const WgPost& o = wg_post[s & 1][w0 + l];
-    if (o.da != p.da || o.db != p.db || o.n != p.n || o.tnsp_b != p.tnsp_b || o.a_regs != p.a_regs)
+    if (o.da != p.da || o.db != p.db || o.n != p.n || o.tnsp_b != p.tnsp_b || o.a_regs != p.a_regs ||
+        o.scale_d != p.scale_d)
       fatal("threads of a warpgroup issued different wgmma operations");
   }
+  // The hardware may read the shared operands at any time from the issue on: whatever they hold
+  // must already be fenced for the async proxy (checked once per operation, by its first thread).
+  if ((cur->tid & 127u) == 0)
+    for (int k = 0; k < 16; ++k) {
+      if (!a_regs)
+        for (int r = 0; r < 64; ++r) smem_bf16_at(da, false, r, k);
+      for (int c = 0; c < n; ++c) smem_bf16_at(db, tnsp_b != 0, c, k);
+    }
   WgOp op;
   op.d = d;
   op.n = n;
@@ -456,6 +474,8 @@ inline void wgmma(float* d, int n, bool a_regs, const uint32_t* a, uint64_t da, 
     const unsigned wb = cur->tid & ~31u, g = (cur->tid & 31u) >> 2;
     for (unsigned t = 0; t < 4; ++t) {
       const uint32_t* r = wg_post[s & 1][wb + 4 * g + t].a;
+      op.a_src[t] = wg_post[s & 1][wb + 4 * g + t].a_ptr;
+      for (int i = 0; i < 4; ++i) op.a_seen[t][i] = r[i];
       for (unsigned e = 0; e < 2; ++e) {
         op.A[0][2 * t + e] = bf_lo(r[0] >> (16 * e));
         op.A[1][2 * t + e] = bf_lo(r[1] >> (16 * e));
@@ -468,6 +488,10 @@ inline void wgmma(float* d, int n, bool a_regs, const uint32_t* a, uint64_t da, 
   wg_pending[cur->tid].push_back(op);
 }
 inline void wgmma_compute(const WgOp& op) {
+  if (op.a_regs)  // the A registers are read asynchronously too: unchanged until the wait
+    for (int t = 0; t < 4; ++t)
+      for (int i = 0; i < 4; ++i)
+        if (op.a_src[t][i] != op.a_seen[t][i]) fatal("wgmma A registers changed before its wait_group");
   const unsigned wt = cur->tid & 127u, w = wt >> 5, lane = wt & 31u, g = lane >> 2, t = lane & 3;
   for (int j = 0; j < op.n / 8; ++j)
     for (int h = 0; h < 2; ++h)
@@ -483,6 +507,7 @@ inline void wgmma_compute(const WgOp& op) {
 }
 inline void wgmma_commit() { ++wg_groups[cur->tid]; }
 inline void wgmma_wait(int n) {
+  warpgroup_collective();  // wgmma.wait_group.sync.aligned: the whole warpgroup
   auto& v = wg_pending[cur->tid];
   const long limit = wg_groups[cur->tid] - n;  // groups below limit must be complete
   std::vector<WgOp> keep;

@@ -295,6 +295,9 @@ TEST_CASE("emulated CUDA wgmma attention forward (HYSCALE_ATTN_WGMMA=1, sm_90a) 
   for (int64_t T_ : {7, 257})
     for (int64_t w : windows_for(T_)) attention_case<bf16>(1, T_, 3, 1, 128, 128, w, 0, false);
   attention_case<bf16>(2, 130, 4, 4, 128, 128, 2);
+  // 5 key tiles: the 3-stage V / 2-stage K rotation wraps
+  attention_case<bf16>(1, 520, 2, 1, 64, 64, 0, 0, false);
+  attention_case<bf16>(1, 520, 2, 2, 128, 128, 200, 0, false);
   CHECK(emu::stats.wgmma > wg0);
   check_no_exit_barriers();
   {  // only 0 and 1 are settings; the SIMT cases (f32) never read it

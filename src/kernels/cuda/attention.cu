@@ -4,7 +4,9 @@
 // D = Dv in {64, 128}, 16-byte aligned pointers and sm_80+ (mma.sync m16n8k16, fp32 accumulation):
 // the forward (attn_fwd_mma_k) and the backward's dk/dv and dq kernels (attn_bwd_dkdv_mma_k,
 // attn_bwd_dq_mma_k); any other case (f32, other head dims, unaligned pointers, sm < 80) takes the
-// SIMT kernels, and decode and the backward's Dsum pre-pass are SIMT always.
+// SIMT kernels, and decode and the backward's Dsum pre-pass are SIMT always. Under
+// HYSCALE_ATTN_WGMMA=1 the bf16 forward runs attention_wgmma.cu's warpgroup-MMA kernel instead
+// (compute capability 9.0, builds for sm_90a; see use_wgmma_fwd below).
 //
 // Register tiles: a CTA of 256 threads views itself as a 32 x 8 grid (ty = tid / 8, tx = tid % 8).
 // An M x N fp32 tile is spread so that thread (ty, tx) holds rows ty + 32 i and columns tx + 8 j;

@@ -70,12 +70,21 @@ __device__ __forceinline__ void fence_proxy_async_smem() {
   __trap();
 #endif
 }
-// Pins the accumulator registers at this point of the program (no code motion of their reads or
-// writes across a wgmma issue or wait).
+// Pins registers (accumulators, A fragments) at this point of the program: no code motion of
+// their reads or writes across it. Used before wgmma_fence (so ordinary writes stay above the
+// fence, as the PTX ISA requires) and after wgmma_wait (so reads stay below it), as CUTLASS does.
 template <int R> __device__ __forceinline__ void wgmma_fence_operands(float (&d)[R]) {
 #if defined(HS_WGMMA_HW)
 #pragma unroll
   for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
+#endif
+}
+template <int R, int C> __device__ __forceinline__ void wgmma_fence_operands(uint32_t (&a)[R][C]) {
+#if defined(HS_WGMMA_HW)
+#pragma unroll
+  for (int i = 0; i < R; ++i)
+#pragma unroll
+    for (int j = 0; j < C; ++j) asm volatile("" : "+r"(a[i][j])::"memory");
 #endif
 }
 
