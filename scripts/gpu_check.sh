@@ -140,10 +140,11 @@ if [ -x "$BIN/hyscale" ]; then
         --set model.arch=$arch --set model.depth=16 --set training.deterministic=false --steps 5 --warmup 2
     done
   fi
-  # 4a''. The attention forward on warpgroup MMA (HYSCALE_ATTN_WGMMA=1, sm_90a; the default is mma.sync)
+  # 4a''. Attention on warpgroup MMA (HYSCALE_ATTN_WGMMA=1, sm_90a: forward and deterministic backward;
+  # the default is mma.sync)
   if want train_wgmma; then
     for arch in transformer sambay; do
-      HYSCALE_ATTN_WGMMA=1 bench_train "bench train $arch d16 [wgmma fwd]" "$OUT/bench_train_${arch}_d16_wgmma.log" \
+      HYSCALE_ATTN_WGMMA=1 bench_train "bench train $arch d16 [wgmma]" "$OUT/bench_train_${arch}_d16_wgmma.log" \
         --set model.arch=$arch --set model.depth=16 --steps 5 --warmup 2
     done
   fi

@@ -167,7 +167,7 @@ void bench_kernels(int64_t reps) {
     kg::bf16* dk = dq + qn;
     kg::bf16* dv = dk + kn;
     float* lse = d.as<float>();
-    // The sm_90a warpgroup-MMA forward (HYSCALE_ATTN_WGMMA=1; kernels/cuda/attention_wgmma.cu) on
+    // The sm_90a warpgroup-MMA kernels (HYSCALE_ATTN_WGMMA=1; kernels/cuda/attention_wgmma.cu) on
     // compute capability 9.0 with a build for sm_90a: "[wgmma]" rows beside the mma.sync ones.
     int dev = 0, cc_major = 0, cc_minor = 0;
     HS_CU(cudaGetDevice(&dev));
@@ -192,11 +192,11 @@ void bench_kernels(int64_t reps) {
           kg::attention_bwd<kg::bf16>(q, k, v, o, dout, lse, dq, dk, dv, B, T, H, Hk, D, D, scale, W);
         });
       }
-      if (wgmma) {  // the forward on warpgroup MMA (the backward is the same mma.sync kernels)
+      if (wgmma) {  // the forward and the deterministic backward on warpgroup MMA
         EnvOverride wg("HYSCALE_ATTN_WGMMA", "1");
         row_gemm("attention fwd " + tag + " [wgmma]", fwd,
                  [&] { kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W); });
-        row_gemm("attention fwd+bwd " + tag + " [wgmma fwd]", 3.5 * fwd, [&] {
+        row_gemm("attention fwd+bwd " + tag + " [wgmma]", 3.5 * fwd, [&] {
           kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W);
           kg::attention_bwd<kg::bf16>(q, k, v, o, dout, lse, dq, dk, dv, B, T, H, Hk, D, D, scale, W);
         });

@@ -85,10 +85,12 @@ void attention_case(int64_t B, int64_t T_, int64_t H, int64_t Hk, int64_t D, int
   for (float x : wdv) fl = std::max(fl, 0.1 * std::fabs(double(x)));
   Buf<T> dq(B * T_ * H * D, off), dk(B * T_ * Hk * D, off), dv(B * T_ * Hk * Dv, off);
   Buf<T> dq2(B * T_ * H * D, off), dk2(B * T_ * Hk * D, off), dv2(B * T_ * Hk * Dv, off);
-  const long mma1 = emu::stats.mma, atom1 = emu::stats.atomics;
+  const long mma1 = emu::stats.mma, atom1 = emu::stats.atomics, wg1 = emu::stats.wgmma;
   kg::attention_bwd<T>(qd.p(), kd.p(), vd.p(), oind.p(), dod.p(), lsec.p(), dq.p(), dk.p(), dv.p(), B, T_, H, Hk, D, Dv,
                        scale, window);
-  CHECK((emu::stats.mma > mma1) == mma);
+  const bool wg_bwd = wg && kg::deterministic();  // the atomic-dq backward stays mma.sync
+  CHECK((emu::stats.mma > mma1) == (mma && !wg_bwd));
+  CHECK((emu::stats.wgmma > wg1) == wg_bwd);
   // set_deterministic(false): the tensor-core backward adds dq with atomics (and only it does)
   const bool atomic_dq = mma && !kg::deterministic();
   CHECK((emu::stats.atomics > atom1) == atomic_dq);
@@ -282,19 +284,24 @@ TEST_CASE("emulated CUDA tensor-core attention (bf16, D = Dv = 128) matches the 
   check_no_exit_barriers();
 }
 
-TEST_CASE("emulated CUDA wgmma attention forward (HYSCALE_ATTN_WGMMA=1, sm_90a) matches the CPU twin",
+TEST_CASE("emulated CUDA wgmma attention (HYSCALE_ATTN_WGMMA=1, sm_90a) matches the CPU twin",
           "[emu][attention][wgmma]") {
   // Emulated warpgroup MMA (cuda_emu.h: layouts of the PTX ISA, asynchronous until the wait) on
-  // lengths that are not multiples of the 128-query / 128-key tiles, every window class, GQA 1-4,
-  // both head dims; the backward (mma.sync) runs on the forward's outputs as usual.
+  // lengths that are not multiples of the tiles (forward 128 x 128, dk/dv 128 keys x 64 queries, dq
+  // 128 queries x 64 keys), every window class, GQA 1-4 (the group's fp32 partials), both head
+  // dims; forward and deterministic backward (run twice: bit-identical).
   EnvScope env("HYSCALE_ATTN_WGMMA", "1");
   const long wg0 = emu::stats.wgmma;
   for (int64_t T_ : {1, 7, 129, 300})
-    for (int64_t w : windows_for(T_)) attention_case<bf16>(T_ == 129 ? 2 : 1, T_, 4, 1, 64, 64, w, 0, false);
-  attention_case<bf16>(1, 200, 6, 2, 64, 64, 0);  // and the backward on its outputs
+    for (int64_t w : windows_for(T_)) attention_case<bf16>(T_ == 129 ? 2 : 1, T_, 4, 1, 64, 64, w);
+  attention_case<bf16>(1, 200, 6, 2, 64, 64, 0);
   for (int64_t T_ : {7, 257})
-    for (int64_t w : windows_for(T_)) attention_case<bf16>(1, T_, 3, 1, 128, 128, w, 0, false);
+    for (int64_t w : windows_for(T_)) attention_case<bf16>(1, T_, 3, 1, 128, 128, w);
   attention_case<bf16>(2, 130, 4, 4, 128, 128, 2);
+  {  // the atomic-dq backward (set_deterministic(false)) stays on mma.sync under the setting
+    DetScope det(false);
+    attention_case<bf16>(1, 130, 4, 2, 64, 64, 0);
+  }
   // 5 key tiles: the 3-stage V / 2-stage K rotation wraps
   attention_case<bf16>(1, 520, 2, 1, 64, 64, 0, 0, false);
   attention_case<bf16>(1, 520, 2, 2, 128, 128, 200, 0, false);

@@ -5,8 +5,8 @@
 // the forward (attn_fwd_mma_k) and the backward's dk/dv and dq kernels (attn_bwd_dkdv_mma_k,
 // attn_bwd_dq_mma_k); any other case (f32, other head dims, unaligned pointers, sm < 80) takes the
 // SIMT kernels, and decode and the backward's Dsum pre-pass are SIMT always. Under
-// HYSCALE_ATTN_WGMMA=1 the bf16 forward runs attention_wgmma.cu's warpgroup-MMA kernel instead
-// (compute capability 9.0, builds for sm_90a; see use_wgmma_fwd below).
+// HYSCALE_ATTN_WGMMA=1 the bf16 forward and deterministic backward run attention_wgmma.cu's
+// warpgroup-MMA kernels instead (compute capability 9.0, builds for sm_90a; see use_wgmma below).
 //
 // Register tiles: a CTA of 256 threads views itself as a 32 x 8 grid (ty = tid / 8, tx = tid % 8).
 // An M x N fp32 tile is spread so that thread (ty, tx) holds rows ty + 32 i and columns tx + 8 j;
@@ -1220,11 +1220,12 @@ int rows_per_warp() {
   return std::stoi(v);
 }
 
-// The bf16 forward's tensor-core kernel: mma.sync (0, the default) or, under HYSCALE_ATTN_WGMMA=1,
-// the sm_90a warpgroup-MMA kernel of attention_wgmma.cu (written without a GPU to run it on: the
-// default until a lent GPU has checked and timed it; `bench kernels` prints both). Any other
-// value is an error. Read at every call, like HYSCALE_ATTN_ROWS_PER_WARP.
-bool use_wgmma_fwd() {
+// The bf16 tensor-core kernels: mma.sync (0, the default) or, under HYSCALE_ATTN_WGMMA=1, the sm_90a
+// warpgroup-MMA kernels of attention_wgmma.cu: the forward and the deterministic backward (the
+// atomic-dq backward of set_deterministic(false) stays mma.sync). Written without a GPU to run them
+// on: mma.sync stays the default until a lent GPU has checked and timed them (`bench kernels`
+// prints both). Any other value is an error. Read at every call, like HYSCALE_ATTN_ROWS_PER_WARP.
+bool use_wgmma() {
   const char* e = std::getenv("HYSCALE_ATTN_WGMMA");
   if (e == nullptr || *e == '\0') return false;
   const std::string v(e);
@@ -1244,9 +1245,9 @@ void attention_fwd(const T* q, const T* k, const T* v, T* out, float* lse, int64
   if constexpr (std::is_same_v<T, bf16>) {
     if ((D == 64 || D == 128) && Dv == D && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(out) &&
         device_sm() >= 80) {
-      if (use_wgmma_fwd()) {
+      if (use_wgmma()) {
         const int sm = device_sm();
-        HS_CHECK(sm == 90 && wgmma_fwd_built(), "HYSCALE_ATTN_WGMMA=1: the wgmma forward needs a compute capability 9.0 "
+        HS_CHECK(sm == 90 && wgmma_fwd_built(), "HYSCALE_ATTN_WGMMA=1: the wgmma kernels need a compute capability 9.0 "
                  "device (this one is ", sm / 10, ".", sm % 10, ") and a build for sm_90a (CUDA architectures "
                  "including 90; this build: ", wgmma_fwd_built() ? "yes" : "no", ")");
         attention_fwd_wgmma(q, k, v, out, lse, B, T_, H, Hk, D, sl2, W, s);
@@ -1306,6 +1307,26 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
       // set_deterministic(false): dQ by fp32 atomics from the dk/dv kernel (flash-attention-2's
       // form: S and dP are computed once, not again in a dq kernel); else the dq kernel.
       const bool atomic_dq = !deterministic();
+      if (use_wgmma() && !atomic_dq) {  // the deterministic backward on warpgroup MMA (sm_90a)
+        const int sm = device_sm();
+        HS_CHECK(sm == 90 && wgmma_fwd_built(), "HYSCALE_ATTN_WGMMA=1: the wgmma kernels need a compute capability 9.0 "
+                 "device (this one is ", sm / 10, ".", sm % 10, ") and a build for sm_90a (CUDA architectures "
+                 "including 90; this build: ", wgmma_fwd_built() ? "yes" : "no", ")");
+        const int64_t rep = H / Hk, n_kv = B * T_ * Hk * D, bc = wgmma_bwd_key_tile();
+        HS_CHECK((T_ + bc - 1) / bc <= 65535, "attention_bwd (CUDA): ", T_,
+                 " tokens exceed the key-tile grid (65535 tiles of ", bc, ")");
+        Scratch part(rep > 1 ? static_cast<size_t>(2 * rep * n_kv) : 0, S(s), "attention_bwd (group parts)");
+        float* pk = rep > 1 ? part.p : nullptr;
+        float* pv = rep > 1 ? part.p + rep * n_kv : nullptr;
+        attention_bwd_wgmma(q, k, v, dout, lse, dsum, dq, dk, dv, pk, pv, B, T_, H, Hk, D, sl2, sc, W, s);
+        phase("attention_bwd.wgmma");
+        if (rep > 1) {
+          attn_bwd_group_sum_k<<<blocks_for(n_kv, 256), 256, 0, S(s)>>>(pk, pv, dk, dv, n_kv, rep, sc);
+          HS_LAUNCH_CHECK("attention_bwd (group sum)", "n = ", n_kv, ", heads per group = ", rep);
+          phase("attention_bwd.group_sum");
+        }
+        return;
+      }
       auto launch = [&](auto dkdv_kern, auto dq_kern, auto cfg, auto dq_cfg) {
         using C = decltype(cfg);
         using CQ = decltype(dq_cfg);
