@@ -140,7 +140,7 @@ if [ -x "$BIN/hyscale" ]; then
         --set model.arch=$arch --set model.depth=16 --set training.deterministic=false --steps 5 --warmup 2
     done
   fi
-  # 4a''. Attention on warpgroup MMA (HYSCALE_ATTN_WGMMA=1, sm_90a: forward and deterministic backward;
+  # 4a'''. Attention on warpgroup MMA (HYSCALE_ATTN_WGMMA=1, sm_90a: forward and deterministic backward;
   # the default is mma.sync)
   if want train_wgmma; then
     for arch in transformer sambay; do

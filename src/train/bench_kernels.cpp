@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/autograd.h"
@@ -101,13 +102,16 @@ void bench_kernels(int64_t reps) {
               "(%lld^3)\n",
               prop.name, copy_gbs, gemm_tf, (long long)G);
   std::printf("%-34s %10s %12s %10s\n", "kernel", "ms", "GB/s|TFLOP/s", "% ceiling");
+  std::vector<std::pair<std::string, double>> timed;  // (row, ms): the alternatives' summary at the end
   auto row_bw = [&](const std::string& name, double bytes, const std::function<void()>& f) {
     const double ms = time_ms(f, static_cast<int>(reps));
+    timed.emplace_back(name, ms);
     const double gbs = bytes / ms / 1e6;
     std::printf("%-34s %10.3f %12.0f %9.0f%%\n", name.c_str(), ms, gbs, 100 * gbs / copy_gbs);
   };
   auto row_gemm = [&](const std::string& name, double flops, const std::function<void()>& f) {
     const double ms = time_ms(f, static_cast<int>(reps));
+    timed.emplace_back(name, ms);
     const double tf = flops / ms / 1e9;
     std::printf("%-34s %10.3f %12.1f %9.0f%%\n", name.c_str(), ms, tf, 100 * tf / gemm_tf);
   };
@@ -314,6 +318,19 @@ void bench_kernels(int64_t reps) {
       kg::causal_conv1d_silu_fwd<kg::bf16>(u, Al, bias, y, B, T, Dc, K);
       kg::causal_conv1d_silu_bwd<kg::bf16>(u, Al, bias, dy, du, grads, grads + Dc * K, B, T, Dc, K);
     });
+  }
+  // Each alternative ("ROW [variant]") against the default row of the same name: which settings
+  // would be faster defaults (the decision is for PERFORMANCE.md, with the whole-step benches).
+  std::printf("\nalternatives: time / the default's time (< 1: the alternative is faster)\n");
+  for (const auto& [name, ms] : timed) {
+    const size_t open = name.rfind(" [");
+    if (open == std::string::npos || name.back() != ']') continue;
+    const std::string base = name.substr(0, open);
+    for (const auto& [bname, bms] : timed)
+      if (bname == base) {
+        std::printf("  %-62s %6.3f  (%.3f ms vs %.3f)\n", name.c_str(), ms / bms, ms, bms);
+        break;
+      }
   }
 }
 #endif
