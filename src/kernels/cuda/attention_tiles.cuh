@@ -116,4 +116,21 @@ struct Scratch {
   Scratch& operator=(const Scratch&) = delete;
 };
 
+// The tensor-core dk/dv kernels' per-query-row statistics of query tile i0 (R rows of head
+// offset bh_off = (b H + h) T): row_stat_load returns this thread's raw value (thread r < R: the
+// lse of row i0 + r, -inf past T; thread R + r: its Dsum, 0 past T; others: unused), row_stat_store
+// writes it converted to stats (lse2 = lse log2(e), +inf for rows past T or without a visible
+// key, so exp2(s - lse2) = 0 there; then Dsum): stats[0 .. R) = lse2, stats[R .. 2R) = Dsum.
+template <int R>
+__device__ __forceinline__ float row_stat_load(const float* __restrict__ lse, const float* __restrict__ dsum,
+                                               int64_t bh_off, int64_t i0, int64_t T_, int tid) {
+  const int64_t i = i0 + (tid < R ? tid : tid - R);
+  float x = tid < R ? -INFINITY : 0.0f;
+  if (tid < 2 * R && i < T_) x = (tid < R ? lse : dsum)[bh_off + i];
+  return x;
+}
+template <int R> __device__ __forceinline__ void row_stat_store(float* stats, float x, int tid) {
+  if (tid < 2 * R) stats[tid] = tid >= R ? x : (x == -INFINITY ? INFINITY : x * kLog2e);
+}
+
 }  // namespace hyscale::kernels::cuda::detail::attn

@@ -304,15 +304,9 @@ __global__ void __launch_bounds__(kWgThr, 1)
     const int nq = int(T_ - i0 < Br ? T_ - i0 : Br);
     cp_async_cm_tile<Br, kD>(Qs + st * Br * kD, q + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
     cp_async_cm_tile<Br, kD>(dOs + st * Br * kD, dout + ((b * T_ + i0) * H + h) * kD, H * kD, nq);
-    const int64_t i = i0 + (tid < Br ? tid : tid - Br);
-    float x = tid < Br ? -INFINITY : 0.0f;
-    if (tid < 2 * Br && i < T_) x = (tid < Br ? lse : dsum)[(b * H + h) * T_ + i];
-    return x;
+    return row_stat_load<Br>(lse, dsum, (b * H + h) * T_, i0, T_, tid);
   };
-  // lse2 = lse log2(e), +inf for rows past T or without a visible key (exp2(s - lse2) = 0 there).
-  auto stat_store = [&](float x, int st) {
-    if (tid < 2 * Br) stats[st * 2 * Br + tid] = tid >= Br ? x : (x == -INFINITY ? INFINITY : x * kLog2e);
-  };
+  auto stat_store = [&](float x, int st) { row_stat_store<Br>(stats + st * 2 * Br, x, tid); };
   cp_async_cm_tile<Bc, kD>(Ks, k + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
   cp_async_cm_tile<Bc, kD>(Vs, v + ((b * T_ + j0) * Hk + g) * kD, Hk * kD, nk);
   float stat = load_q(0, 0);
