@@ -155,34 +155,8 @@ __global__ void __launch_bounds__(kWgThr, 1)
       for (int hh = 0; hh < 2; ++hh) {  // row gid (hh = 0) and gid + 8 (hh = 1) of the warp's 16
         int c_lo, c_hi;
         visible_cols<Bc>(r_lo + gid + 8 * hh, j0, T_, W, c_lo, c_hi);
-        float mx = -INFINITY;
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int c = nt * 8 + tig * 2 + e;
-            float& x = s[4 * nt + 2 * hh + e];
-            x = full || (c > c_lo && c <= c_hi) ? x * sl2 : -INFINITY;
-            mx = fmaxf(mx, x);
-          }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float mnew = fmaxf(m[hh], mx);
-        const float base = mnew == -INFINITY ? 0.0f : mnew;  // nothing visible yet: avoid -inf - -inf
-        const float alpha = exp2f(m[hh] - base);              // 0 on the first visible tile
-        float rs = 0.0f;
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            float& x = s[4 * nt + 2 * hh + e];
-            x = exp2f(x - base);  // masked: exp2(-inf) = 0
-            rs += x;
-          }
-        rs += __shfl_xor_sync(0xffffffffu, rs, 1);
-        rs += __shfl_xor_sync(0xffffffffu, rs, 2);
-        l[hh] = l[hh] * alpha + rs;
-        m[hh] = mnew;
+        const float alpha = softmax_row_step<NT>([&](int nt, int e) -> float& { return s[4 * nt + 2 * hh + e]; },
+                                                 m[hh], l[hh], full, c_lo, c_hi, sl2, tig);
 #pragma unroll
         for (int t = 0; t < OT; ++t) {
           o[4 * t + 2 * hh] *= alpha;

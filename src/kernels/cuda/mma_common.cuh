@@ -128,4 +128,44 @@ __device__ __forceinline__ void visible_cols(int64_t qi, int64_t j0, int64_t T_,
   c_lo = int(dj - W < -1 ? -1 : (dj - W < Bc ? dj - W : Bc));
 }
 
+// One row of the online softmax (log2 domain) over a key tile of 8 NT columns held in the mma
+// accumulator layout: this thread's elements x(nt, e) are columns 8 nt + 2 tig + e, the row's other
+// columns sit in the 3 other lanes of its group of 4. Masks (column c is visible iff
+// c_lo < c <= c_hi, or every column when full), scales by sl2, updates the running max m and sum l,
+// and replaces the scores by P = exp2(s - m_new) (0 where masked). Returns alpha = exp2(m_old -
+// m_new), by which the caller rescales the row's output (0 on the row's first visible tile).
+template <int NT, class X>
+__device__ __forceinline__ float softmax_row_step(X&& x, float& m, float& l, bool full, int c_lo, int c_hi, float sl2,
+                                                  int tig) {
+  float mx = -INFINITY;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int c = nt * 8 + tig * 2 + e;
+      float& v = x(nt, e);
+      v = full || (c > c_lo && c <= c_hi) ? v * sl2 : -INFINITY;
+      mx = fmaxf(mx, v);
+    }
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+  const float mnew = fmaxf(m, mx);
+  const float base = mnew == -INFINITY ? 0.0f : mnew;  // nothing visible yet: avoid -inf - -inf
+  const float alpha = exp2f(m - base);                  // 0 on the first visible tile
+  float rs = 0.0f;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      float& v = x(nt, e);
+      v = exp2f(v - base);  // masked: exp2(-inf) = 0
+      rs += v;
+    }
+  rs += __shfl_xor_sync(0xffffffffu, rs, 1);
+  rs += __shfl_xor_sync(0xffffffffu, rs, 2);
+  l = l * alpha + rs;
+  m = mnew;
+  return alpha;
+}
+
 }  // namespace hyscale::kernels::cuda::detail
