@@ -177,7 +177,7 @@ void bench_kernels(int64_t reps) {
     HS_CU(cudaGetDevice(&dev));
     HS_CU(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, dev));
     HS_CU(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, dev));
-    const bool wgmma = cc_major * 10 + cc_minor == 90 && kg::detail::wgmma_fwd_built();
+    const bool wgmma = cc_major * 10 + cc_minor == 90 && kg::detail::wgmma_built();
     if (!wgmma) std::printf("(no [wgmma] attention rows: they need compute capability 9.0 and a build for sm_90a)\n");
     for (int64_t W : {int64_t{0}, int64_t{128}, int64_t{2048}}) {
       const double pairs =

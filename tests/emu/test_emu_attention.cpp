@@ -298,6 +298,14 @@ TEST_CASE("emulated CUDA wgmma attention (HYSCALE_ATTN_WGMMA=1, sm_90a) matches 
   for (int64_t T_ : {7, 257})
     for (int64_t w : windows_for(T_)) attention_case<bf16>(1, T_, 3, 1, 128, 128, w);
   attention_case<bf16>(2, 130, 4, 4, 128, 128, 2);
+  // Tile multiples (T 64: the second warpgroup idle; 256), dk/dv written directly (no GQA) at both
+  // head dims under a full causal mask, GQA 2 with B 2 at D 128, a window that splits a warp's 16
+  // keys between masked and unmasked tiles.
+  attention_case<bf16>(1, 64, 2, 1, 64, 64, 0);
+  attention_case<bf16>(1, 256, 2, 2, 64, 64, 0);
+  attention_case<bf16>(1, 300, 2, 2, 128, 128, 0);
+  attention_case<bf16>(2, 257, 4, 2, 128, 128, 65);
+  attention_case<bf16>(1, 200, 2, 1, 64, 64, 17);
   {  // the atomic-dq backward (set_deterministic(false)) stays on mma.sync under the setting
     DetScope det(false);
     attention_case<bf16>(1, 130, 4, 2, 64, 64, 0);

@@ -205,7 +205,7 @@ TEST_CASE("CUDA flash attention on warpgroup MMA (HYSCALE_ATTN_WGMMA=1, sm_90a) 
   REQUIRE(cudaGetDevice(&dev) == cudaSuccess);
   REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess);
   REQUIRE(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess);
-  if (major * 10 + minor != 90 || !kg::detail::wgmma_fwd_built()) {
+  if (major * 10 + minor != 90 || !kg::detail::wgmma_built()) {
     WARN("wgmma attention not checked: needs compute capability 9.0 (this device: " << major << "." << minor
                                                                                   << ") and a build for sm_90a");
     return;

@@ -1215,9 +1215,9 @@ void attention_fwd(const T* q, const T* k, const T* v, T* out, float* lse, int64
         device_sm() >= 80) {
       if (use_wgmma()) {
         const int sm = device_sm();
-        HS_CHECK(sm == 90 && wgmma_fwd_built(), "HYSCALE_ATTN_WGMMA=1: the wgmma kernels need a compute capability 9.0 "
+        HS_CHECK(sm == 90 && wgmma_built(), "HYSCALE_ATTN_WGMMA=1: the wgmma kernels need a compute capability 9.0 "
                  "device (this one is ", sm / 10, ".", sm % 10, ") and a build for sm_90a (CUDA architectures "
-                 "including 90; this build: ", wgmma_fwd_built() ? "yes" : "no", ")");
+                 "including 90; this build: ", wgmma_built() ? "yes" : "no", ")");
         attention_fwd_wgmma(q, k, v, out, lse, B, T_, H, Hk, D, sl2, W, s);
         return;
       }
@@ -1277,9 +1277,9 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
       const bool atomic_dq = !deterministic();
       if (use_wgmma() && !atomic_dq) {  // the deterministic backward on warpgroup MMA (sm_90a)
         const int sm = device_sm();
-        HS_CHECK(sm == 90 && wgmma_fwd_built(), "HYSCALE_ATTN_WGMMA=1: the wgmma kernels need a compute capability 9.0 "
+        HS_CHECK(sm == 90 && wgmma_built(), "HYSCALE_ATTN_WGMMA=1: the wgmma kernels need a compute capability 9.0 "
                  "device (this one is ", sm / 10, ".", sm % 10, ") and a build for sm_90a (CUDA architectures "
-                 "including 90; this build: ", wgmma_fwd_built() ? "yes" : "no", ")");
+                 "including 90; this build: ", wgmma_built() ? "yes" : "no", ")");
         const int64_t rep = H / Hk, n_kv = B * T_ * Hk * D, bc = wgmma_bwd_key_tile();
         HS_CHECK((T_ + bc - 1) / bc <= 65535, "attention_bwd (CUDA): ", T_,
                  " tokens exceed the key-tile grid (65535 tiles of ", bc, ")");

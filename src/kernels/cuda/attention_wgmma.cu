@@ -28,7 +28,7 @@
 // each thread fences its copies (fence.proxy.async) before the barrier that publishes a tile.
 // Not (yet) done: TMA loads, warp specialisation with setmaxnreg, a second S accumulator so that a
 // warpgroup's own softmax overlaps its next Q K^T (flash-attention-3's intra-warpgroup pipelining),
-// the backward on wgmma.
+// ping-pong of the two warpgroups (the per-tile CTA barrier keeps them in step, see PERFORMANCE.md).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -227,8 +227,8 @@ __global__ void __launch_bounds__(kWgThr, 1)
 //   P^T = exp2(S^T sl2 - lse2[query]) (masked), dS^T = P^T (dP^T - Dsum[query]) on the registers;
 //   dV += P^T dO and dK += dS^T Q (4 wgmma m64nDk16 each, P^T and dS^T as bf16 A fragments in
 //     registers, dO and Q read MN-major), waited for together.
-// Shared memory: K, V 128 x D; Q, dO 2 x 64 x D; statistics 2 x 2 x 64 floats: 64.5 KB (D 64),
-// 128.5 KB (D 128).
+// Shared memory: K, V 128 x D; Q, dO 2 x 64 x D; statistics 2 x 2 x 64 floats: 65 KB (D 64),
+// 129 KB (D 128).
 // dq kernel, one CTA per (128-query tile, head, batch), the last query tiles first: warpgroup wg
 // owns 64 queries; K and V tiles of 64 keys in two cp.async stages. Per key tile: S = Q K^T and
 // dP = dO V^T (wgmma m64n64k16, K-major), dS = P (dP - Dsum) on the registers, dQ += dS K (4 wgmma
@@ -524,7 +524,7 @@ __global__ void __launch_bounds__(kWgThr, 1)
 
 }  // namespace
 
-bool wgmma_fwd_built() {
+bool wgmma_built() {
 #if defined(HYSCALE_WGMMA_SM90A) || defined(HYSCALE_CUDA_EMU)
   return true;
 #else
@@ -540,7 +540,7 @@ void attention_fwd_wgmma(const bf16* q, const bf16* k, const bf16* v, bf16* out,
                     static_cast<unsigned>(B));
     kern<<<grid, kWgThr, bytes, S(s)>>>(q, k, v, out, lse, T_, H, Hk, sl2, W);
     HS_LAUNCH_CHECK("attention_fwd (wgmma)", "B = ", B, ", T = ", T_, ", H = ", H, ", Hk = ", Hk, ", D = ", D,
-                    ", window = ", W, ", smem = ", bytes);
+                    ", effective window = ", W, ", smem = ", bytes);
   };
   if (D == 64) launch(attn_fwd_wgmma_k<64>, WgCfg<64>::bytes());
   else launch(attn_fwd_wgmma_k<128>, WgCfg<128>::bytes());
@@ -558,13 +558,13 @@ void attention_bwd_wgmma(const bf16* q, const bf16* k, const bf16* v, const bf16
                       static_cast<unsigned>(B));
     dkdv_kern<<<grid_k, kWgThr, kbytes, S(s)>>>(q, k, v, dout, lse, dsum, dk, dv, pk, pv, T_, H, Hk, sl2, scale, W);
     HS_LAUNCH_CHECK("attention_bwd (dk, dv; wgmma)", "B = ", B, ", T = ", T_, ", H = ", H, ", Hk = ", Hk, ", D = ", D,
-                    ", window = ", W, ", smem = ", kbytes);
+                    ", effective window = ", W, ", smem = ", kbytes);
     allow_smem(dq_kern, qbytes, "attention_bwd (dq; wgmma)");
     const dim3 grid_q(static_cast<unsigned>((T_ + kWqBr - 1) / kWqBr), static_cast<unsigned>(H),
                       static_cast<unsigned>(B));
     dq_kern<<<grid_q, kWgThr, qbytes, S(s)>>>(q, k, v, dout, lse, dsum, dq, T_, H, Hk, sl2, scale, W);
     HS_LAUNCH_CHECK("attention_bwd (dq; wgmma)", "B = ", B, ", T = ", T_, ", H = ", H, ", Hk = ", Hk, ", D = ", D,
-                    ", window = ", W, ", smem = ", qbytes);
+                    ", effective window = ", W, ", smem = ", qbytes);
   };
   if (D == 64)
     launch(attn_bwd_dkdv_wgmma_k<64>, WgBwdCfg<64>::bytes(), attn_bwd_dq_wgmma_k<64>, WgDqCfg<64>::bytes());

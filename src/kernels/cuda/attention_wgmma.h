@@ -9,11 +9,11 @@ namespace hyscale::kernels::cuda::detail {
 
 // Whether this build holds the sm_90a kernels (the CUDA architectures include 90; CMake compiles
 // attention_wgmma.cu for sm_90a then). The emulator build (tests/emu) always does.
-bool wgmma_fwd_built();
+bool wgmma_built();
 
 // bf16 flash-attention forward, D = Dv in {64, 128}, 16-byte aligned q, k, v, out (layouts and
 // meaning as kernels::cuda::attention_fwd; sl2 = scale * log2(e), W the effective window). The
-// caller has checked the device (compute capability 9.0) and wgmma_fwd_built().
+// caller has checked the device (compute capability 9.0) and wgmma_built().
 void attention_fwd_wgmma(const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int64_t B, int64_t T_,
                          int64_t H, int64_t Hk, int64_t D, float sl2, int64_t W, void* stream);
 

@@ -1,5 +1,5 @@
 // sm_90a warpgroup MMA (wgmma.mma_async, bf16 inputs, fp32 accumulation) for the attention
-// forward of attention_wgmma.cu: shared-memory matrix descriptors (no-swizzle layout), the
+// kernels of attention_wgmma.cu: shared-memory matrix descriptors (no-swizzle layout), the
 // SS (A and B in shared memory) and RS (A in registers) forms at the N it needs, fence / commit /
 // wait, and the operand fence that keeps the compiler from moving accumulator accesses across
 // them. Compiled into real instructions only for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL); the CPU
