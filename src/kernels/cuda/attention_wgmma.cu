@@ -13,10 +13,11 @@
 //   P re-packed to bf16 A fragments in registers; O (64 x D) += P V: 8 wgmma m64nDk16 with V read
 //     MN-major (imm-trans-b) from its row-major tile.
 // Schedule: P V of tile j and Q K^T of tile j + 1 are issued back to back and waited for together
-// (one wait per tile; the tensor cores run the two without a gap), then the softmax of tile j + 1
-// runs while the other warpgroup's products run. cp.async copies tile j + 2 while tiles j and j + 1
-// are computed: K in 2 stages, V in 3 (V of tile j is still being read when tile j + 2 is copied),
-// one barrier per tile.
+// (one wait per tile; the tensor cores run the two without a gap). The two warpgroups are half a
+// cycle apart (warpgroup 1 computes its softmax after the tile's barrier, warpgroup 0 before it),
+// so one's softmax runs while the other's products do. cp.async copies tile j + 2 while tiles j
+// and j + 1 are computed: K in 2 stages, V in 3 (V of tile j is still being read when tile j + 2
+// is copied), one barrier per tile.
 // Shared memory holds every tile in the no-swizzle core-matrix layout: element (r, c) of an R x D
 // tile at (r / 8) 8 D + (c / 8) 64 + (r % 8) 8 + c % 8, i.e. 8 x 8 blocks of 16-byte rows, 128
 // contiguous bytes each; the cp.async copies write whole blocks (8 consecutive threads fill one).
@@ -28,7 +29,7 @@
 // each thread fences its copies (fence.proxy.async) before the barrier that publishes a tile.
 // Not (yet) done: TMA loads, warp specialisation with setmaxnreg, a second S accumulator so that a
 // warpgroup's own softmax overlaps its next Q K^T (flash-attention-3's intra-warpgroup pipelining),
-// ping-pong of the two warpgroups (the per-tile CTA barrier keeps them in step, see PERFORMANCE.md).
+// an mbarrier pipeline instead of the per-tile CTA barrier.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -145,14 +146,23 @@ __global__ void __launch_bounds__(kWgThr, 1)
   // together. Tile jt + 2 is copied while tiles jt and jt + 1 are computed; the barrier of
   // iteration jt (all warps past their wait of iteration jt - 1, so P V(jt - 1) and S(jt) are
   // complete) frees K's stage of tile jt and V's stage of tile jt - 1 for it, hence 3 V stages.
+  // The two warpgroups run the same cycle (softmax, issue, wait) with the barrier at different
+  // points of it: warpgroup 0 computes tile jt's softmax before the barrier and issues its products
+  // right after it, warpgroup 1 computes its softmax after the barrier, i.e. while warpgroup 0's
+  // products run, and its products then run while warpgroup 0 computes the next softmax. (With the
+  // softmax on the same side of the barrier both would compute at once and leave the tensor cores
+  // idle meanwhile.)
   for (int jt = jt0; jt <= jt1; ++jt) {
     const int64_t j0 = int64_t(jt) * Bc;
     uint32_t pa[PK][4];
     const bool act = active(jt);
-    if (act) {
+    // Tile jt's softmax on s (rows gid and gid + 8 of the warp's 16), o rescaled, P packed as the A
+    // fragments of P V: keys 16 kk .. 16 kk + 15 are accumulator column blocks 2 kk (a[0], a[1]) and
+    // 2 kk + 1 (a[2], a[3]); P is rounded to bf16 as in the mma.sync forward, l uses the fp32 P.
+    auto softmax_tile = [&] {
       const bool full = j0 + Bc - 1 <= r_lo && j0 > r_hi - W;  // warp-uniform: no per-element mask
 #pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {  // row gid (hh = 0) and gid + 8 (hh = 1) of the warp's 16
+      for (int hh = 0; hh < 2; ++hh) {
         int c_lo, c_hi;
         visible_cols<Bc>(r_lo + gid + 8 * hh, j0, T_, W, c_lo, c_hi);
         const float alpha = softmax_row_step<NT>([&](int nt, int e) -> float& { return s[4 * nt + 2 * hh + e]; },
@@ -163,9 +173,6 @@ __global__ void __launch_bounds__(kWgThr, 1)
           o[4 * t + 2 * hh + 1] *= alpha;
         }
       }
-      // P (bf16, as in the mma.sync forward; l uses the fp32 P) as A fragments: keys 16 kk .. 16 kk + 15
-      // are accumulator column blocks 2 kk (a[0], a[1]) and 2 kk + 1 (a[2], a[3]). pa stays untouched
-      // until the wait below (the pending wgmma read it).
 #pragma unroll
       for (int kk = 0; kk < PK; ++kk) {
         pa[kk][0] = pack_bf16x2(s[8 * kk + 0], s[8 * kk + 1]);
@@ -173,6 +180,17 @@ __global__ void __launch_bounds__(kWgThr, 1)
         pa[kk][2] = pack_bf16x2(s[8 * kk + 4], s[8 * kk + 5]);
         pa[kk][3] = pack_bf16x2(s[8 * kk + 6], s[8 * kk + 7]);
       }
+    };
+    if (act && wg == 0) softmax_tile();
+    if (jt < jt1) {
+      cp_async_wait<0>();  // tile jt + 1
+      fence_proxy_async_smem();
+      __syncthreads();  // tile jt + 1 visible to all; every warp is past iteration jt - 1's wait
+      if (jt + 2 <= jt1) load_kv(jt + 2);
+      cp_async_commit();
+    }
+    if (act && wg == 1) softmax_tile();
+    if (act) {  // pa stays untouched until the wait below (the pending wgmma reads it)
       wgmma_fence_operands(o);  // o was rescaled and pa written by ordinary instructions: above the fence
       wgmma_fence_operands(pa);
       wgmma_fence();
@@ -182,14 +200,7 @@ __global__ void __launch_bounds__(kWgThr, 1)
         wgmma_rs_tb<kD>(o, pa[kk], wgmma_desc(vst + 2 * kRowBlock * kk, kRowBlock, 128), 1);
       wgmma_commit();
     }
-    if (jt < jt1) {
-      cp_async_wait<0>();  // tile jt + 1
-      fence_proxy_async_smem();
-      __syncthreads();  // tile jt + 1 visible to all; every warp is past iteration jt - 1's wait
-      if (jt + 2 <= jt1) load_kv(jt + 2);
-      cp_async_commit();
-      if (active(jt + 1)) issue_s(jt + 1);
-    }
+    if (jt < jt1 && active(jt + 1)) issue_s(jt + 1);
     wgmma_wait<0>();
     wgmma_fence_operands(o);
     wgmma_fence_operands(s);
