@@ -379,8 +379,9 @@ inline void cp_async_wait(int n) {
 // before the wait (the hardware reads them asynchronously too) abort, and so does an operation
 // whose shared operands hold cp.async data not yet fenced for the async proxy at its issue. A
 // block that exits with an operation not waited for aborts. Products summed in fp32 in k order
-// (the tensor cores' order and rounding differ: tests allow for it). Not modelled: wgmma.fence
-// (a missing one goes unnoticed), commit as a warpgroup collective (the wait is one).
+// (the tensor cores' order and rounding differ: tests allow for it). wgmma.fence: see wg_fenced.
+// Not modelled: the compiler moving register accesses across the fence (the kernels pin them),
+// commit as a warpgroup collective (the wait is one).
 struct WgPost {
   uint64_t da, db;
   uint32_t a[4];
@@ -401,6 +402,11 @@ struct WgOp {
 };
 inline std::vector<WgOp> wg_pending[kMaxThreads];
 inline long wg_groups[kMaxThreads];
+// wgmma.fence: the PTX ISA requires one between ordinary accesses of the accumulator / A registers
+// and the wgmma that use them. Modelled conservatively, as CUTLASS and these kernels use it: each
+// commit group's first wgmma must come after a fence by this thread since the previous commit.
+inline bool wg_fenced[kMaxThreads];
+inline void wgmma_fence() { wg_fenced[cur->tid] = true; }
 inline long warpgroup_collective() {
   const long s = ++cur->wgseq;
   cur->wait_kind = 3;
@@ -424,6 +430,7 @@ inline float smem_bf16_at(uint64_t desc, bool mn_major, int mn, int k) {
 inline void wgmma(float* d, int n, bool a_regs, const uint32_t* a, uint64_t da, uint64_t db, int tnsp_b, int scale_d) {
   ++stats.wgmma;
   if ((block_dim.x * block_dim.y * block_dim.z) % 128 != 0) fatal("wgmma in a block that is not whole warpgroups");
+  if (!wg_fenced[cur->tid]) fatal("wgmma issued without a wgmma.fence since the previous commit_group");
   if (n % 8 != 0 || n < 8 || n > 256) fatal("wgmma: N must be a multiple of 8 in [8, 256]");
   const long s = cur->wgseq + 1;
   WgPost& p = wg_post[s & 1][cur->tid];
@@ -505,7 +512,10 @@ inline void wgmma_compute(const WgOp& op) {
         op.d[idx] = acc;
       }
 }
-inline void wgmma_commit() { ++wg_groups[cur->tid]; }
+inline void wgmma_commit() {
+  ++wg_groups[cur->tid];
+  wg_fenced[cur->tid] = false;
+}
 inline void wgmma_wait(int n) {
   warpgroup_collective();  // wgmma.wait_group.sync.aligned: the whole warpgroup
   auto& v = wg_pending[cur->tid];
@@ -561,6 +571,7 @@ inline void run_block(unsigned nthreads, const dim3& bi) {
     cp_groups[t] = 0;
     wg_pending[t].clear();
     wg_groups[t] = 0;
+    wg_fenced[t] = false;
     to_fence[t].clear();
     fs[t].tid = t;
     getcontext(&fs[t].ctx);

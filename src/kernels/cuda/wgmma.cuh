@@ -34,6 +34,7 @@ __device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_addr, uint32_t lbo,
 
 __device__ __forceinline__ void wgmma_fence() {
 #if defined(HYSCALE_CUDA_EMU)
+  emu::wgmma_fence();
 #elif defined(HS_WGMMA_HW)
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #else
