@@ -373,13 +373,13 @@ inline void cp_async_wait(int n) {
 // Asynchrony: the operation is recorded at issue (A registers and the accumulator's input values
 // captured, unless a pending operation on the same registers comes first: then it accumulates onto
 // that one's result, as the hardware chains them; the accumulator registers read NaN until the
-// wait) and computed when this thread's
-// wgmma_wait retires its group, reading shared memory then: an accumulator read before the
-// wait, or a shared operand overwritten before it, shows up in the results; A registers changed
-// before the wait (the hardware reads them asynchronously too) abort, and so does an operation
-// whose shared operands hold cp.async data not yet fenced for the async proxy at its issue. A
-// block that exits with an operation not waited for aborts. Products summed in fp32 in k order
-// (the tensor cores' order and rounding differ: tests allow for it). wgmma.fence: see wg_fenced.
+// wait) and computed when this thread's wgmma_wait (a warpgroup collective) retires its group,
+// reading shared memory then: an accumulator read before the wait, or a shared operand
+// overwritten before it, shows up in the results; A registers changed before the wait (the
+// hardware reads them asynchronously too) abort, and so does an operation whose shared operands
+// hold cp.async data not yet fenced for the async proxy at its issue. A block that exits with an
+// operation not waited for aborts. Products summed in fp32 in k order (the tensor cores' order
+// and rounding differ: tests allow for it). wgmma.fence: see wg_fenced.
 // Not modelled: the compiler moving register accesses across the fence (the kernels pin them),
 // commit as a warpgroup collective (the wait is one).
 struct WgPost {
