@@ -319,18 +319,30 @@ void bench_kernels(int64_t reps) {
       kg::causal_conv1d_silu_bwd<kg::bf16>(u, Al, bias, dy, du, grads, grads + Dc * K, B, T, Dc, K);
     });
   }
-  // Each alternative ("ROW [variant]") against the default row of the same name: which settings
-  // would be faster defaults (the decision is for PERFORMANCE.md, with the whole-step benches).
-  std::printf("\nalternatives: time / the default's time (< 1: the alternative is faster)\n");
-  for (const auto& [name, ms] : timed) {
+  // Each alternative ("ROW [variant]") against the row of the same name without the suffix (the
+  // default), or, where every row of that name has one (differential attention's [fused] and
+  // [split]), against the first of them: which settings would be faster defaults (the decision is
+  // for PERFORMANCE.md, with the whole-step benches).
+  std::printf("\nalternatives: time / the reference row's time (< 1: the alternative is faster)\n");
+  auto base_of = [](const std::string& name) {
     const size_t open = name.rfind(" [");
-    if (open == std::string::npos || name.back() != ']') continue;
-    const std::string base = name.substr(0, open);
-    for (const auto& [bname, bms] : timed)
-      if (bname == base) {
-        std::printf("  %-62s %6.3f  (%.3f ms vs %.3f)\n", name.c_str(), ms / bms, ms, bms);
-        break;
-      }
+    return open == std::string::npos || name.back() != ']' ? name : name.substr(0, open);
+  };
+  for (const auto& [name, ms] : timed) {
+    const std::string base = base_of(name);
+    if (base == name) continue;
+    const std::pair<std::string, double>* ref = nullptr;
+    for (const auto& row : timed)
+      if (row.first == base) ref = &row;
+    if (ref == nullptr)
+      for (const auto& row : timed)
+        if (base_of(row.first) == base) {
+          ref = &row;
+          break;
+        }
+    if (ref != nullptr && ref->first != name)
+      std::printf("  %-62s %6.3f  (%.3f ms vs %.3f ms of \"%s\")\n", name.c_str(), ms / ref->second, ms, ref->second,
+                  ref->first.c_str());
   }
 }
 #endif
