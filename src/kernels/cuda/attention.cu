@@ -1198,7 +1198,12 @@ bool use_wgmma() {
   if (e == nullptr || *e == '\0') return false;
   const std::string v(e);
   HS_CHECK(v == "0" || v == "1", "HYSCALE_ATTN_WGMMA=", v, ": expected 0 or 1");
-  return v == "1";
+  if (v == "0") return false;
+  const int sm = device_sm();  // an explicit request that cannot be met is an error, not a fallback
+  HS_CHECK(sm == 90 && wgmma_built(), "HYSCALE_ATTN_WGMMA=1: the wgmma kernels need a compute capability 9.0 "
+           "device (this one is ", sm / 10, ".", sm % 10, ") and a build for sm_90a (CUDA architectures "
+           "including 90; this build: ", wgmma_built() ? "yes" : "no", ")");
+  return true;
 }
 
 }  // namespace
@@ -1214,10 +1219,6 @@ void attention_fwd(const T* q, const T* k, const T* v, T* out, float* lse, int64
     if ((D == 64 || D == 128) && Dv == D && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(out) &&
         device_sm() >= 80) {
       if (use_wgmma()) {
-        const int sm = device_sm();
-        HS_CHECK(sm == 90 && wgmma_built(), "HYSCALE_ATTN_WGMMA=1: the wgmma kernels need a compute capability 9.0 "
-                 "device (this one is ", sm / 10, ".", sm % 10, ") and a build for sm_90a (CUDA architectures "
-                 "including 90; this build: ", wgmma_built() ? "yes" : "no", ")");
         attention_fwd_wgmma(q, k, v, out, lse, B, T_, H, Hk, D, sl2, W, s);
         return;
       }
@@ -1276,10 +1277,6 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* do
       // form: S and dP are computed once, not again in a dq kernel); else the dq kernel.
       const bool atomic_dq = !deterministic();
       if (use_wgmma() && !atomic_dq) {  // the deterministic backward on warpgroup MMA (sm_90a)
-        const int sm = device_sm();
-        HS_CHECK(sm == 90 && wgmma_built(), "HYSCALE_ATTN_WGMMA=1: the wgmma kernels need a compute capability 9.0 "
-                 "device (this one is ", sm / 10, ".", sm % 10, ") and a build for sm_90a (CUDA architectures "
-                 "including 90; this build: ", wgmma_built() ? "yes" : "no", ")");
         const int64_t rep = H / Hk, n_kv = B * T_ * Hk * D, bc = wgmma_bwd_key_tile();
         HS_CHECK((T_ + bc - 1) / bc <= 65535, "attention_bwd (CUDA): ", T_,
                  " tokens exceed the key-tile grid (65535 tiles of ", bc, ")");
