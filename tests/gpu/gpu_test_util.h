@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <vector>
 
@@ -33,6 +34,24 @@ inline double rel(const std::vector<float>& got, const std::vector<float>& want,
 // Host f32 copy of x rounded through the storage dtype (what the GPU kernel sees).
 inline Tensor rounded(const Tensor& x, DType dt) { return x.to(dt).to(DType::f32); }
 template <class T> T* dptr(const Tensor& t) { return static_cast<T*>(t.raw_data()); }
+// True (with a message) where a case is too long for the CPU emulator of the CUDA execution model.
+// tests/emu builds these tests as test_gpu_kernels_emu to check the tests themselves (references,
+// poisoning, tolerances, repeat logic) without a GPU, where a kernel runs ~1e5 times slower: there
+// cases over HYSCALE_EMU_MAX_T positions (default 600) are skipped. Always false on a real device.
+inline bool emulator_skips([[maybe_unused]] int64_t t) {
+#ifdef HYSCALE_CUDA_EMU
+  static const int64_t max_t = [] {
+    const char* e = std::getenv("HYSCALE_EMU_MAX_T");
+    return e != nullptr && *e != '\0' ? std::atoll(e) : int64_t(600);
+  }();
+  if (t > max_t) {
+    WARN("skipped on the CUDA emulator: " << t << " positions (> HYSCALE_EMU_MAX_T = " << max_t
+                                          << "); runs on a GPU");
+    return true;
+  }
+#endif
+  return false;
+}
 
 }  // namespace hyscale::gputest
 #endif  // HYSCALE_WITH_CUDA
