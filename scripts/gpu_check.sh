@@ -76,7 +76,7 @@ if [ -x "$BIN/hyscale" ]; then
   if want kernels; then
     t=$(limit 90)
     if [ "$t" -gt 0 ]; then
-      timeout -k 5 "$t" "$BIN/hyscale" bench kernels --reps 20 > "$OUT/bench_kernels.log" 2>&1
+      timeout -k 5 "$t" "$BIN/hyscale" bench kernels --reps 20 --json "$OUT/bench_kernels.json" > "$OUT/bench_kernels.log" 2>&1
       rc=$?
       record "bench kernels" "$([ $rc -eq 0 ] && head -1 "$OUT/bench_kernels.log" | cut -c1-110 || echo "exit $rc (see bench_kernels.log)")"
     else record "bench kernels" "skipped (budget)"; fi
@@ -93,6 +93,12 @@ if want torch; then
     rc=$?
     record "torch reference" "$([ $rc -eq 0 ] && echo "ok: $(grep -c -E 'TFLOP|GB/s' "$OUT/bench_torch_ref.log") rows" || echo "exit $rc (bench_torch_ref.log)")"
   else record "torch reference" "skipped (budget)"; fi
+fi
+# 3a. the issue's ratio table (hyscale vs PyTorch, targets) from the two JSON files of steps 2 and 3
+if [ -s "$OUT/bench_kernels.json" ] && [ -s "$OUT/bench_torch_ref.json" ]; then
+  python3 scripts/bench_compare.py "$OUT/bench_kernels.json" "$OUT/bench_torch_ref.json" \
+    --out "$OUT/bench_compare.md" > /dev/null 2> "$OUT/bench_compare.err"
+  record "vs PyTorch" "$([ -s "$OUT/bench_compare.md" ] && tail -1 "$OUT/bench_compare.md" | cut -c1-110 || head -1 "$OUT/bench_compare.err")"
 fi
 
 # record_bench NAME RC LOG: tokens/s and MFU of a `bench train` log, or why it failed
@@ -246,7 +252,7 @@ if want sanitize && command -v compute-sanitizer > /dev/null; then
   done
 fi
 
-for f in bench_kernels.log bench_torch_ref.log profile_transformer.txt profile_sambay.txt; do
+for f in bench_kernels.log bench_torch_ref.log bench_compare.md profile_transformer.txt profile_sambay.txt; do
   [ -s "$OUT/$f" ] && { echo; echo "--- $f"; cat "$OUT/$f"; }
 done
 for arch in transformer sambay; do  # the op profiles of `bench train --profile` at d16

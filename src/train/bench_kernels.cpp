@@ -1,9 +1,12 @@
 // `hyscale bench kernels`: achieved bandwidth of each memory-bound CUDA kernel and TFLOP/s of
 // the cuBLASLt GEMM, next to ceilings measured in the same run (a large device-to-device copy,
-// a large bf16 GEMM) and the percentage of each. Needs a CUDA build and a GPU.
+// a large bf16 GEMM) and the percentage of each; `--json FILE` writes the rows for
+// scripts/bench_compare.py (the ratios to PyTorch). Needs a CUDA build and a GPU.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <utility>
@@ -12,6 +15,7 @@
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "train/bench_table.h"
 #include "train/trainer.h"
 
 #ifdef HYSCALE_WITH_CUDA
@@ -26,7 +30,7 @@
 namespace hyscale::train {
 
 #ifndef HYSCALE_WITH_CUDA
-void bench_kernels(int64_t) { HS_FAIL("bench kernels: this build has no CUDA (configure with -DHYSCALE_CUDA=ON)"); }
+void bench_kernels(int64_t, const std::string&) { HS_FAIL("bench kernels: this build has no CUDA (configure with -DHYSCALE_CUDA=ON)"); }
 #else
 namespace {
 #define HS_CU(call)                                                                           \
@@ -83,7 +87,13 @@ double time_ms(const std::function<void()>& f, int reps) {
 }
 }  // namespace
 
-void bench_kernels(int64_t reps) {
+void bench_kernels(int64_t reps, const std::string& json_path) {
+  HS_CHECK(reps >= 1, "bench kernels: --reps must be at least 1 (got ", reps, ")");
+  if (!json_path.empty()) {  // before minutes of timing, not after
+    const std::filesystem::path dir = std::filesystem::absolute(json_path).parent_path();
+    HS_CHECK(std::filesystem::is_directory(dir), "bench kernels: --json '", json_path, "': no directory '",
+             dir.string(), "'");
+  }
   namespace kg = hyscale::kernels::cuda;
   int dev = 0;
   HS_CU(cudaGetDevice(&dev));
@@ -102,18 +112,12 @@ void bench_kernels(int64_t reps) {
               "(%lld^3)\n",
               prop.name, copy_gbs, gemm_tf, (long long)G);
   std::printf("%-34s %10s %12s %10s\n", "kernel", "ms", "GB/s|TFLOP/s", "% ceiling");
-  std::vector<std::pair<std::string, double>> timed;  // (row, ms): the alternatives' summary at the end
+  BenchTable table;  // prints each row; the alternatives' summary and --json at the end
   auto row_bw = [&](const std::string& name, double bytes, const std::function<void()>& f) {
-    const double ms = time_ms(f, static_cast<int>(reps));
-    timed.emplace_back(name, ms);
-    const double gbs = bytes / ms / 1e6;
-    std::printf("%-34s %10.3f %12.0f %9.0f%%\n", name.c_str(), ms, gbs, 100 * gbs / copy_gbs);
+    table.add(name, time_ms(f, static_cast<int>(reps)), bytes, "GB/s", copy_gbs);
   };
   auto row_gemm = [&](const std::string& name, double flops, const std::function<void()>& f) {
-    const double ms = time_ms(f, static_cast<int>(reps));
-    timed.emplace_back(name, ms);
-    const double tf = flops / ms / 1e9;
-    std::printf("%-34s %10.3f %12.1f %9.0f%%\n", name.c_str(), ms, tf, 100 * tf / gemm_tf);
+    table.add(name, time_ms(f, static_cast<int>(reps)), flops, "TFLOP/s", gemm_tf);
   };
   const int64_t m = n / 4;  // 64 M elements per operand
   row_bw("add f32 (64M)", 3.0 * m * 4, [&] { kg::add<float>(a.as<float>(), b.as<float>(), c.as<float>(), m); });
@@ -323,26 +327,24 @@ void bench_kernels(int64_t reps) {
   // default), or, where every row of that name has one (differential attention's [fused] and
   // [split]), against the first of them: which settings would be faster defaults (the decision is
   // for PERFORMANCE.md, with the whole-step benches).
-  std::printf("\nalternatives: time / the reference row's time (< 1: the alternative is faster)\n");
-  auto base_of = [](const std::string& name) {
-    const size_t open = name.rfind(" [");
-    return open == std::string::npos || name.back() != ']' ? name : name.substr(0, open);
-  };
-  for (const auto& [name, ms] : timed) {
-    const std::string base = base_of(name);
-    if (base == name) continue;
-    const std::pair<std::string, double>* ref = nullptr;
-    for (const auto& row : timed)
-      if (row.first == base) ref = &row;
-    if (ref == nullptr)
-      for (const auto& row : timed)
-        if (base_of(row.first) == base) {
-          ref = &row;
-          break;
-        }
-    if (ref != nullptr && ref->first != name)
-      std::printf("  %-62s %6.3f  (%.3f ms vs %.3f ms of \"%s\")\n", name.c_str(), ms / ref->second, ms, ref->second,
-                  ref->first.c_str());
+  table.print_alternatives();
+  if (!json_path.empty()) {
+    const nlohmann::json doc = {{"device", prop.name},
+                                {"compute_capability", std::to_string(prop.major) + "." + std::to_string(prop.minor)},
+                                {"copy_gbs", copy_gbs},
+                                {"gemm_tflops", gemm_tf},
+                                {"reps", reps},
+                                {"rows", table.rows_json()}};
+    const std::string tmp = json_path + ".tmp";
+    {
+      std::ofstream f(tmp, std::ios::trunc);
+      f << doc.dump(1) << "\n";
+      HS_CHECK(f.good(), "bench kernels: cannot write '", tmp, "'");
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, json_path, ec);
+    HS_CHECK(!ec, "bench kernels: cannot rename '", tmp, "' to '", json_path, "': ", ec.message());
+    std::printf("wrote %s\n", json_path.c_str());
   }
 }
 #endif

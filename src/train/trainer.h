@@ -106,7 +106,7 @@ CoordCheckResult coord_check(const RunConfig& cfg, const CoordCheckOptions& opts
 
 // Achieved GB/s or TFLOP/s of each CUDA kernel next to the copy and GEMM ceilings measured in
 // the same run (needs a CUDA build and a GPU).
-void bench_kernels(int64_t reps);
+void bench_kernels(int64_t reps, const std::string& json_path = "");
 
 // Forward + backward time of each mixer type (full attention, SWA, Mamba, GMU, cross-attention)
 // at the config's width for each sequence length; prints a table.
