@@ -5,7 +5,7 @@
 // `k<<<grid, block, smem, stream>>>(args)` into a call of emu::Launch.
 //
 // Model (what it checks):
-//  - One fiber (ucontext) per CUDA thread; the blocks of a grid run one after another, the
+//  - One fiber (its own stack; see emu_fiber_switch) per CUDA thread; the blocks of a grid run one after another, the
 //    threads of a block cooperatively. The scheduler picks threads in a fresh random order every
 //    round and, per block, one of three policies: random per-warp delays; one victim warp that runs
 //    only when nothing else can (it lags as far as the barriers allow); one leader warp that runs
@@ -134,8 +134,22 @@ struct Stats {
 };
 inline Stats stats;
 
+// Fiber switches. On x86-64 a few instructions (emu_fiber_switch, fiber_switch.cpp: the
+// callee-saved registers, MXCSR and the x87 control word on the old stack, then the stack pointer
+// swapped); swapcontext, used elsewhere, also saves and restores the signal mask with a system
+// call and the whole floating-point environment on every switch, which took ~40 % of the
+// emulator's time. HYSCALE_EMU_UCONTEXT=1 at build time selects swapcontext on x86-64 too.
+#if defined(__x86_64__) && !defined(HYSCALE_EMU_UCONTEXT)
+#define HYSCALE_EMU_FAST_SWITCH 1
+extern "C" void emu_fiber_switch(void** save_sp, void* load_sp);
+#endif
+
 struct Fiber {
+#ifdef HYSCALE_EMU_FAST_SWITCH
+  void* sp = nullptr;
+#else
   ucontext_t ctx;
+#endif
   unsigned tid = 0;
   bool done = false;
   int wait_kind = 0;  // 0 runnable, 1 block barrier, 2 warp collective, 3 warpgroup collective
@@ -143,7 +157,11 @@ struct Fiber {
 };
 inline std::vector<Fiber>* fibers = nullptr;
 inline Fiber* cur = nullptr;
+#ifdef HYSCALE_EMU_FAST_SWITCH
+inline void* sched_sp = nullptr;
+#else
 inline ucontext_t sched;
+#endif
 inline std::function<void()>* body = nullptr;
 inline emu_uint3 block_idx{0, 0, 0}, block_dim{1, 1, 1}, grid_dim{1, 1, 1};
 inline size_t dyn_bytes = 0;
@@ -151,7 +169,13 @@ inline long block_epoch = 0;
 inline std::mt19937 rng(12345);
 alignas(16) inline float4 smem[kSmemBytes / 16];
 
+#ifdef HYSCALE_EMU_FAST_SWITCH
+inline void yield() { emu_fiber_switch(&cur->sp, sched_sp); }
+inline void resume(Fiber& f) { emu_fiber_switch(&sched_sp, f.sp); }
+#else
 inline void yield() { swapcontext(&cur->ctx, &sched); }
+inline void resume(Fiber& f) { swapcontext(&sched, &f.ctx); }
+#endif
 // What the waits need, computed once per scheduling round (bars and seqs only grow, so values
 // from the round's start are lower bounds: a wait released by them is released by the truth;
 // a stale view only delays a release to the next round).
@@ -188,7 +212,34 @@ inline bool ready(const Fiber& f) {
 inline void trampoline() {
   (*body)();
   cur->done = true;
-  swapcontext(&cur->ctx, &sched);
+  yield();  // never resumed: the scheduler skips finished fibers
+  fatal("a finished thread was resumed");
+}
+// Prepares fiber f to start in trampoline() on the stack [stack, stack + size) at its first resume.
+inline void fiber_init(Fiber& f, char* stack, size_t size) {
+#ifdef HYSCALE_EMU_FAST_SWITCH
+  // What emu_fiber_switch pops, from the new stack pointer up: MXCSR and the x87 control word (one
+  // 8-byte slot, this thread's current values), r15, r14, r13, r12, rbx, rbp, then the return
+  // address. After that `ret` the stack pointer is 8 below a 16-byte boundary, as at any function
+  // entry (the System V ABI).
+  uintptr_t top = (reinterpret_cast<uintptr_t>(stack) + size) & ~uintptr_t{15};
+  auto* sp = reinterpret_cast<uint64_t*>(top - 72);
+  uint32_t mxcsr = 0;
+  uint16_t fpucw = 0;
+  asm volatile("stmxcsr %0" : "=m"(mxcsr));
+  asm volatile("fnstcw %0" : "=m"(fpucw));
+  sp[0] = uint64_t{mxcsr} | (uint64_t{fpucw} << 32);
+  for (int i = 1; i <= 6; ++i) sp[i] = 0;
+  sp[7] = reinterpret_cast<uint64_t>(&trampoline);
+  sp[8] = 0;
+  f.sp = sp;
+#else
+  getcontext(&f.ctx);
+  f.ctx.uc_stack.ss_sp = stack;
+  f.ctx.uc_stack.ss_size = size;
+  f.ctx.uc_link = nullptr;
+  makecontext(&f.ctx, trampoline, 0);
+#endif
 }
 inline void syncthreads() {
   cur->bar++;
@@ -252,6 +303,10 @@ inline void check_smem16(const void* p, const char* who) {
 // columns 2t, 2t+1; d[2], d[3] = row g+8. Two bf16 in one register: the lower index low.
 inline uint32_t mma_a[2][kMaxThreads][4], mma_b[2][kMaxThreads][2];
 inline float bf_lo(uint32_t h) { return std::bit_cast<float>((h & 0xffffu) << 16); }
+struct MmaUnpacked {
+  long epoch = -1, seq = -1;  // the block and collective they belong to
+  float A[16][16], B[16][8];
+};
 inline void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   ++stats.mma;
   const long s = cur->seq + 1;
@@ -259,18 +314,28 @@ inline void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t
   for (int i = 0; i < 2; ++i) mma_b[s & 1][cur->tid][i] = b[i];
   warp_collective(kMma);
   const unsigned w0 = cur->tid & ~31u;
-  float A[16][16], B[16][8];
-  for (unsigned L = 0; L < 32; ++L) {
-    const unsigned g = L >> 2, t = L & 3;
-    const uint32_t* ra = mma_a[s & 1][w0 + L];
-    const uint32_t* rb = mma_b[s & 1][w0 + L];
-    for (unsigned e = 0; e < 2; ++e) {
-      A[g][t * 2 + e] = bf_lo(ra[0] >> (16 * e));
-      A[g + 8][t * 2 + e] = bf_lo(ra[1] >> (16 * e));
-      A[g][t * 2 + 8 + e] = bf_lo(ra[2] >> (16 * e));
-      A[g + 8][t * 2 + 8 + e] = bf_lo(ra[3] >> (16 * e));
-      B[t * 2 + e][g] = bf_lo(rb[0] >> (16 * e));
-      B[t * 2 + 8 + e][g] = bf_lo(rb[1] >> (16 * e));
+  // The warp's fragments as matrices, unpacked by the first lane to get here after the collective
+  // and reused by the other 31 (fibers switch only at collectives, and no lane can overwrite this
+  // parity's fragments before every lane has passed the next collective, i.e. computed this one).
+  static MmaUnpacked unpacked[kMaxThreads / 32];
+  MmaUnpacked& u = unpacked[w0 / 32];
+  float(&A)[16][16] = u.A;
+  float(&B)[16][8] = u.B;
+  if (u.epoch != block_epoch || u.seq != s) {
+    u.epoch = block_epoch;
+    u.seq = s;
+    for (unsigned L = 0; L < 32; ++L) {
+      const unsigned g = L >> 2, t = L & 3;
+      const uint32_t* ra = mma_a[s & 1][w0 + L];
+      const uint32_t* rb = mma_b[s & 1][w0 + L];
+      for (unsigned e = 0; e < 2; ++e) {
+        A[g][t * 2 + e] = bf_lo(ra[0] >> (16 * e));
+        A[g + 8][t * 2 + e] = bf_lo(ra[1] >> (16 * e));
+        A[g][t * 2 + 8 + e] = bf_lo(ra[2] >> (16 * e));
+        A[g + 8][t * 2 + 8 + e] = bf_lo(ra[3] >> (16 * e));
+        B[t * 2 + e][g] = bf_lo(rb[0] >> (16 * e));
+        B[t * 2 + 8 + e][g] = bf_lo(rb[1] >> (16 * e));
+      }
     }
   }
   const unsigned lane = cur->tid & 31u, g = lane >> 2, t = lane & 3;
@@ -500,17 +565,21 @@ inline void wgmma_compute(const WgOp& op) {
       for (int i = 0; i < 4; ++i)
         if (op.a_src[t][i] != op.a_seen[t][i]) fatal("wgmma A registers changed before its wait_group");
   const unsigned wt = cur->tid & 127u, w = wt >> 5, lane = wt & 31u, g = lane >> 2, t = lane & 3;
+  float a[2][16];  // this thread's two rows of A, then each of its columns of B, read once
+  for (int h = 0; h < 2; ++h)
+    for (int k = 0; k < 16; ++k) a[h][k] = op.a_regs ? op.A[h][k] : smem_bf16_at(op.da, false, int(16 * w + g + 8 * h), k);
   for (int j = 0; j < op.n / 8; ++j)
-    for (int h = 0; h < 2; ++h)
-      for (int e = 0; e < 2; ++e) {
-        const int idx = 4 * j + 2 * h + e, row = int(16 * w + g + 8 * h), col = 8 * j + int(2 * t) + e;
+    for (int e = 0; e < 2; ++e) {
+      const int col = 8 * j + int(2 * t) + e;
+      float b[16];
+      for (int k = 0; k < 16; ++k) b[k] = smem_bf16_at(op.db, op.tnsp_b != 0, col, k);
+      for (int h = 0; h < 2; ++h) {
+        const int idx = 4 * j + 2 * h + e;
         float acc = op.scale_d ? (op.chained ? op.d[idx] : op.d_in[idx]) : 0.0f;
-        for (int k = 0; k < 16; ++k) {
-          const float av = op.a_regs ? op.A[h][k] : smem_bf16_at(op.da, false, row, k);
-          acc += av * smem_bf16_at(op.db, op.tnsp_b != 0, col, k);
-        }
+        for (int k = 0; k < 16; ++k) acc += a[h][k] * b[k];
         op.d[idx] = acc;
       }
+    }
 }
 inline void wgmma_commit() {
   ++wg_groups[cur->tid];
@@ -574,11 +643,7 @@ inline void run_block(unsigned nthreads, const dim3& bi) {
     wg_fenced[t] = false;
     to_fence[t].clear();
     fs[t].tid = t;
-    getcontext(&fs[t].ctx);
-    fs[t].ctx.uc_stack.ss_sp = stacks[t];
-    fs[t].ctx.uc_stack.ss_size = kStack;
-    fs[t].ctx.uc_link = nullptr;
-    makecontext(&fs[t].ctx, trampoline, 0);
+    fiber_init(fs[t], stacks[t], kStack);
   }
   const unsigned nwarps = nthreads / 32;
   std::vector<unsigned> order(nthreads), slow(nwarps);
@@ -605,7 +670,7 @@ inline void run_block(unsigned nthreads, const dim3& bi) {
           continue;
         }
         cur = &f;
-        swapcontext(&sched, &f.ctx);
+        resume(f);
         progress = true;
       }
       if (progress || policy == 0) break;
