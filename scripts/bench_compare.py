@@ -88,7 +88,8 @@ def compare(hy_doc, hy, th_doc, th):
     dev_h, dev_t = hy_doc.get("device", "?"), th_doc.get("device", "?")
     lines.append(f"hyscale: {dev_h}; PyTorch {th_doc.get('torch', '?')}: {dev_t}")
     if dev_h != dev_t:
-        lines.append(f"WARNING: the two files come from different devices ('{dev_h}' vs '{dev_t}'): the ratios mean nothing")
+        lines.append(f"WARNING: the two files come from different devices ('{dev_h}' vs '{dev_t}'): "
+                     "the ratios mean nothing")
     copy = hy_doc.get("copy_gbs")
     lines.append("")
     lines.append("| attention (bf16, 2x4096, 16/4 heads, hd 128) | hyscale default TFLOP/s (ms) | PyTorch TFLOP/s (ms) "
@@ -123,9 +124,11 @@ def compare(hy_doc, hy, th_doc, th):
             alt = "none faster than the default"
         href = f"{fmt(h['value'])} ({h['ms']:.3f})" if h else "missing"
         tref = f"{t['name']}: {fmt(t['value'])} ({t['ms']:.3f})" if t else "missing"
-        lines.append(f"| {label} | {href} | {tref} | {fmt(ratio, 2) + 'x' if ratio is not None else '–'} | {verdict} | {alt} |")
+        rtxt = fmt(ratio, 2) + "x" if ratio is not None else "–"
+        lines.append(f"| {label} | {href} | {tref} | {rtxt} | {verdict} | {alt} |")
     lines.append("")
-    lines.append("| kernel (bf16, d16 Mamba layer) | hyscale GB/s (ms) | % of copy | target ≥ 60 % | PyTorch GB/s (ms) | ratio |")
+    lines.append("| kernel (bf16, d16 Mamba layer) | hyscale GB/s (ms) | % of copy | target ≥ 60 % "
+                 "| PyTorch GB/s (ms) | ratio |")
     lines.append("|---|---|---|---|---|---|")
     for label, hrow, trow in BANDWIDTH:
         h = hy.get(hrow)

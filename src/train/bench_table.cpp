@@ -10,10 +10,9 @@ const BenchRow& BenchTable::add(const std::string& name, double ms, double amoun
   HS_CHECK(ms > 0, "bench row '", name, "': time ", ms, " ms");
   BenchRow r{name, ms, amount / ms / (unit == "GB/s" ? 1e6 : 1e9), unit, ceiling};
   rows_.push_back(r);
-  if (unit == "GB/s")
-    std::fprintf(out_, "%-34s %10.3f %12.0f %9.0f%%\n", name.c_str(), ms, r.value, ceiling > 0 ? 100 * r.value / ceiling : 0.0);
-  else
-    std::fprintf(out_, "%-34s %10.3f %12.1f %9.0f%%\n", name.c_str(), ms, r.value, ceiling > 0 ? 100 * r.value / ceiling : 0.0);
+  const double pct = ceiling > 0 ? 100 * r.value / ceiling : 0.0;
+  const char* fmt = unit == "GB/s" ? "%-34s %10.3f %12.0f %9.0f%%\n" : "%-34s %10.3f %12.1f %9.0f%%\n";
+  std::fprintf(out_, fmt, name.c_str(), ms, r.value, pct);
   return rows_.back();
 }
 

@@ -5,8 +5,8 @@
 // `k<<<grid, block, smem, stream>>>(args)` into a call of emu::Launch.
 //
 // Model (what it checks):
-//  - One fiber (its own stack; see emu_fiber_switch) per CUDA thread; the blocks of a grid run one after another, the
-//    threads of a block cooperatively. The scheduler picks threads in a fresh random order every
+//  - One fiber (a stack of its own; see emu_fiber_switch) per CUDA thread; the blocks of a grid run
+//    one after another, the threads of a block cooperatively. The scheduler picks threads in a fresh random order every
 //    round and, per block, one of three policies: random per-warp delays; one victim warp that runs
 //    only when nothing else can (it lags as far as the barriers allow); one leader warp that runs
 //    whenever it can. A missing __syncthreads between a write and another warp's read of shared
@@ -567,7 +567,8 @@ inline void wgmma_compute(const WgOp& op) {
   const unsigned wt = cur->tid & 127u, w = wt >> 5, lane = wt & 31u, g = lane >> 2, t = lane & 3;
   float a[2][16];  // this thread's two rows of A, then each of its columns of B, read once
   for (int h = 0; h < 2; ++h)
-    for (int k = 0; k < 16; ++k) a[h][k] = op.a_regs ? op.A[h][k] : smem_bf16_at(op.da, false, int(16 * w + g + 8 * h), k);
+    for (int k = 0; k < 16; ++k)
+      a[h][k] = op.a_regs ? op.A[h][k] : smem_bf16_at(op.da, false, int(16 * w + g + 8 * h), k);
   for (int j = 0; j < op.n / 8; ++j)
     for (int e = 0; e < 2; ++e) {
       const int col = 8 * j + int(2 * t) + e;
