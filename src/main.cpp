@@ -12,7 +12,7 @@
 //   hyscale eval --ckpt PATH [--data DIR] [--device cpu|cuda[:N]] [--precision fp32|bf16]
 //   hyscale eval phonebook --ckpt PATH [--sizes 10,20,40] [--prompts 32] [--batch 8] [--seed S] [--json FILE]
 //                          [--device cpu|cuda[:N]] [--precision fp32|bf16]
-//   hyscale bench kernels [--reps N] [--json FILE]
+//   hyscale bench kernels [--reps N] [--json FILE] [--smoke]
 //   hyscale bench decode [--archs transformer,sambay] [--depth 8] [--prompt 2048] [--gen 32768] [--batch 1]
 //                        [--set model.ar=32 ...] [--json FILE] [--png FILE] [--device cpu|cuda[:N]]
 //                        [--precision fp32|bf16]
@@ -110,6 +110,8 @@ int main(int argc, char** argv) {
   bench_kernels->add_option("--reps", kernel_reps, "timed repetitions per kernel")->check(CLI::PositiveNumber);
   std::string kernel_json;
   bench_kernels->add_option("--json", kernel_json, "also write the rows as JSON (for scripts/bench_compare.py)");
+  bool kernel_smoke = false;
+  bench_kernels->add_flag("--smoke", kernel_smoke, "every row at small shapes: checks that it runs, measures nothing");
 
   train::BenchDecodeOptions dec;
   auto* bench_decode = bench->add_subcommand("decode", "prefill, per-token decode latency and throughput vs generated "
@@ -209,7 +211,7 @@ int main(int argc, char** argv) {
       parallel::bench_comm(comm_opt);
     } else if (*bench_kernels) {
       HS_CHECK(cuda_available(), "bench kernels: no CUDA device available");
-      train::bench_kernels(kernel_reps, kernel_json);
+      train::bench_kernels(kernel_reps, kernel_json, kernel_smoke);
     } else if (*bench_decode) {
       train::bench_decode(dec);
     } else if (*bench_layers) {

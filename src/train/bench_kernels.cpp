@@ -30,7 +30,7 @@
 namespace hyscale::train {
 
 #ifndef HYSCALE_WITH_CUDA
-void bench_kernels(int64_t, const std::string&) { HS_FAIL("bench kernels: this build has no CUDA (configure with -DHYSCALE_CUDA=ON)"); }
+void bench_kernels(int64_t, const std::string&, bool) { HS_FAIL("bench kernels: this build has no CUDA (configure with -DHYSCALE_CUDA=ON)"); }
 #else
 namespace {
 #define HS_CU(call)                                                                           \
@@ -85,9 +85,33 @@ double time_ms(const std::function<void()>& f, int reps) {
   cudaEventDestroy(b);
   return ms / reps;
 }
+
+// The shapes timed. Full: a d16-sized model at sequence 4096 (the rows PERFORMANCE.md and
+// scripts/bench_compare.py name). Smoke (--smoke): every row once at small shapes, to check that
+// the benchmark runs (e.g. on the CUDA emulator in CI); its numbers mean nothing.
+struct Sizes {
+  int64_t n;                       // elements per scratch buffer (fp32): 1 GiB full
+  int64_t gemm_ceiling;            // the square bf16 GEMM of the ceiling
+  int64_t rows, ffn, width;        // token rows of the elementwise / norm rows, SwiGLU width, model width
+  int64_t ce_rows, vocab;          // cross-entropy
+  int64_t tok, ff;                 // the linear layers' GEMMs: tokens x width x ff
+  int64_t B, T, H, Hk, hd, w1, w2;  // attention (windows w1, w2) and differential attention (H/2 pairs)
+  int64_t Dc, N, chunk;            // selective scan / conv1d
+};
+Sizes bench_sizes(bool smoke) {
+  if (!smoke) return {int64_t{1} << 28, 8192, 16384, 2752, 1024, 8192, 32000, 8192, 4096, 2, 4096, 16, 4, 128, 128, 2048,
+                      4096, 16, 128};
+  return {int64_t{1} << 20, 128, 256, 96, 128, 64, 320, 256, 256, 1, 256, 2, 1, 128, 32, 128, 128, 16, 64};
+}
+// 8192 -> "8K", 67108864 -> "64M", 300 -> "300".
+std::string human(int64_t x) {
+  if (x >= (int64_t{1} << 20) && x % (int64_t{1} << 20) == 0) return std::to_string(x >> 20) + "M";
+  if (x >= 1024 && x % 1024 == 0) return std::to_string(x >> 10) + "K";
+  return std::to_string(x);
+}
 }  // namespace
 
-void bench_kernels(int64_t reps, const std::string& json_path) {
+void bench_kernels(int64_t reps, const std::string& json_path, bool smoke) {
   HS_CHECK(reps >= 1, "bench kernels: --reps must be at least 1 (got ", reps, ")");
   if (!json_path.empty()) {  // before minutes of timing, not after
     const std::filesystem::path dir = std::filesystem::absolute(json_path).parent_path();
@@ -99,18 +123,20 @@ void bench_kernels(int64_t reps, const std::string& json_path) {
   HS_CU(cudaGetDevice(&dev));
   cudaDeviceProp prop{};
   HS_CU(cudaGetDeviceProperties(&prop, dev));
-  const int64_t n = int64_t{1} << 28;  // 256 M elements: 1 GiB in fp32
+  const Sizes z = bench_sizes(smoke);
+  const int64_t n = z.n;  // 256 M elements (1 GiB in fp32) a buffer, full
   DevBuf a(n * 4), b(n * 4), c(n * 4), d(n * 4);
   // Ceilings.
   const double copy_ms = time_ms([&] { HS_CU(cudaMemcpyAsync(b.p, a.p, n * 4, cudaMemcpyDeviceToDevice)); }, reps);
   const double copy_gbs = 2.0 * n * 4 / copy_ms / 1e6;
-  const int64_t G = 8192;
+  const int64_t G = z.gemm_ceiling;
   const double gemm_ms = time_ms(
       [&] { kg::gemm(false, true, G, G, G, 1.0f, a.p, G, b.p, G, 0.0f, c.p, G, true, true); }, reps);
   const double gemm_tf = 2.0 * G * G * G / gemm_ms / 1e9;
-  std::printf("bench kernels on %s: copy ceiling %.0f GB/s (device-to-device, 1 GiB), bf16 GEMM ceiling %.1f TFLOP/s "
-              "(%lld^3)\n",
-              prop.name, copy_gbs, gemm_tf, (long long)G);
+  std::printf("bench kernels on %s: copy ceiling %.0f GB/s (device-to-device, %s fp32), bf16 GEMM ceiling %.1f TFLOP/s "
+              "(%lld^3)%s\n",
+              prop.name, copy_gbs, human(n).c_str(), gemm_tf, (long long)G,
+              smoke ? " [--smoke: small shapes, the numbers mean nothing]" : "");
   std::printf("%-34s %10s %12s %10s\n", "kernel", "ms", "GB/s|TFLOP/s", "% ceiling");
   BenchTable table;  // prints each row; the alternatives' summary and --json at the end
   auto row_bw = [&](const std::string& name, double bytes, const std::function<void()>& f) {
@@ -119,42 +145,49 @@ void bench_kernels(int64_t reps, const std::string& json_path) {
   auto row_gemm = [&](const std::string& name, double flops, const std::function<void()>& f) {
     table.add(name, time_ms(f, static_cast<int>(reps)), flops, "TFLOP/s", gemm_tf);
   };
-  const int64_t m = n / 4;  // 64 M elements per operand
-  row_bw("add f32 (64M)", 3.0 * m * 4, [&] { kg::add<float>(a.as<float>(), b.as<float>(), c.as<float>(), m); });
-  row_bw("add bf16 (64M)", 3.0 * m * 2,
+  const int64_t m = n / 4;  // 64 M elements per operand, full
+  const std::string M = " (" + human(m) + ")";
+  row_bw("add f32" + M, 3.0 * m * 4, [&] { kg::add<float>(a.as<float>(), b.as<float>(), c.as<float>(), m); });
+  row_bw("add bf16" + M, 3.0 * m * 2,
          [&] { kg::add<kg::bf16>(a.as<kg::bf16>(), b.as<kg::bf16>(), c.as<kg::bf16>(), m); });
-  row_bw("silu fwd f32 (64M)", 2.0 * m * 4, [&] { kg::silu_fwd<float>(a.as<float>(), b.as<float>(), m); });
-  row_bw("swiglu fwd bf16 (16K x 2x2752)", 3.0 * 16384 * 2752 * 2,
-         [&] { kg::swiglu_fwd<kg::bf16>(a.as<kg::bf16>(), b.as<kg::bf16>(), 16384, 2752); });
-  row_bw("rmsnorm fwd bf16 (16K x 1024)", 2.0 * 16384 * 1024 * 2,
-         [&] { kg::rmsnorm_fwd<kg::bf16>(a.as<kg::bf16>(), b.as<kg::bf16>(), c.as<kg::bf16>(), d.as<float>(), 16384, 1024, 1e-5); });
+  row_bw("silu fwd f32" + M, 2.0 * m * 4, [&] { kg::silu_fwd<float>(a.as<float>(), b.as<float>(), m); });
+  row_bw("swiglu fwd bf16 (" + human(z.rows) + " x 2x" + std::to_string(z.ffn) + ")", 3.0 * z.rows * z.ffn * 2,
+         [&] { kg::swiglu_fwd<kg::bf16>(a.as<kg::bf16>(), b.as<kg::bf16>(), z.rows, z.ffn); });
+  row_bw("rmsnorm fwd bf16 (" + human(z.rows) + " x " + std::to_string(z.width) + ")", 2.0 * z.rows * z.width * 2, [&] {
+    kg::rmsnorm_fwd<kg::bf16>(a.as<kg::bf16>(), b.as<kg::bf16>(), c.as<kg::bf16>(), d.as<float>(), z.rows, z.width,
+                              1e-5);
+  });
   {
-    DevBuf targets(8192 * sizeof(int32_t));  // zeroed: valid class ids (d holds rstd floats by now)
-    row_bw("cross-entropy fwd bf16 (8K x 32000)", 1.0 * 8192 * 32000 * 2, [&] {
-      kg::cross_entropy_fwd<kg::bf16>(a.as<kg::bf16>(), targets.as<int32_t>(), c.as<float>(), c.as<float>() + 8192,
-                                      8192, 32000);
-    });
+    DevBuf targets(z.ce_rows * sizeof(int32_t));  // zeroed: valid class ids (d holds rstd floats by now)
+    row_bw("cross-entropy fwd bf16 (" + human(z.ce_rows) + " x " + std::to_string(z.vocab) + ")",
+           1.0 * z.ce_rows * z.vocab * 2, [&] {
+             kg::cross_entropy_fwd<kg::bf16>(a.as<kg::bf16>(), targets.as<int32_t>(), c.as<float>(),
+                                             c.as<float>() + z.ce_rows, z.ce_rows, z.vocab);
+           });
   }
-  row_bw("adamw f32 + bf16 copy (32M)", (4.0 * 4 + 3 * 4 + 2) * (m / 2), [&] {
+  row_bw("adamw f32 + bf16 copy (" + human(m / 2) + ")", (4.0 * 4 + 3 * 4 + 2) * (m / 2), [&] {
     kg::adamw_step(a.as<float>(), b.as<float>(), c.as<float>(), d.as<float>(), m / 2, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f,
                    10, 1.0f, reinterpret_cast<kg::bf16*>(a.as<float>() + m / 2));
   });
-  row_bw("cast f32 -> bf16 (64M)", 6.0 * m, [&] { kg::cast_f32_bf16(a.as<float>(), b.as<kg::bf16>(), m); });
-  row_gemm("gemm bf16 8K x 1024 x 4096 (MLP)", 2.0 * 8192 * 1024 * 4096, [&] {
-    kg::gemm(false, true, 8192, 4096, 1024, 1.0f, a.p, 1024, b.p, 1024, 0.0f, c.p, 4096, true, true);
+  row_bw("cast f32 -> bf16" + M, 6.0 * m, [&] { kg::cast_f32_bf16(a.as<float>(), b.as<kg::bf16>(), m); });
+  const int64_t tok = z.tok, wd = z.width, ff = z.ff;
+  const double lin = 2.0 * tok * wd * ff;
+  const std::string W = std::to_string(wd), F = std::to_string(ff);
+  row_gemm("gemm bf16 " + human(tok) + " x " + W + " x " + F + " (MLP)", lin, [&] {
+    kg::gemm(false, true, tok, ff, wd, 1.0f, a.p, wd, b.p, wd, 0.0f, c.p, ff, true, true);
   });
-  row_gemm("gemm bf16 8K x 4096 x 1024 (dgrad)", 2.0 * 8192 * 4096 * 1024, [&] {
-    kg::gemm(false, false, 8192, 1024, 4096, 1.0f, a.p, 4096, b.p, 1024, 0.0f, c.p, 1024, true, true);
+  row_gemm("gemm bf16 " + human(tok) + " x " + F + " x " + W + " (dgrad)", lin, [&] {
+    kg::gemm(false, false, tok, wd, ff, 1.0f, a.p, ff, b.p, wd, 0.0f, c.p, wd, true, true);
   });
   // The weight gradient of a 4096 x 1024 linear over 8K tokens, as mixed-precision training needs
   // it (fp32, for the fp32 master): written in fp32 by the GEMM (ops::linear_mp), against the
   // GEMM in bf16 then a cast to fp32 (the cast-node path it replaced).
-  row_gemm("wgrad bf16 -> fp32 4096 x 1024 (8K tok)", 2.0 * 8192 * 4096 * 1024, [&] {
-    kg::gemm(true, false, 4096, 1024, 8192, 1.0f, a.p, 4096, b.p, 1024, 0.0f, c.p, 1024, true, false);
+  row_gemm("wgrad bf16 -> fp32 " + F + " x " + W + " (" + human(tok) + " tok)", lin, [&] {
+    kg::gemm(true, false, ff, wd, tok, 1.0f, a.p, ff, b.p, wd, 0.0f, c.p, wd, true, false);
   });
-  row_gemm("wgrad bf16 out + cast to fp32", 2.0 * 8192 * 4096 * 1024, [&] {
-    kg::gemm(true, false, 4096, 1024, 8192, 1.0f, a.p, 4096, b.p, 1024, 0.0f, c.p, 1024, true, true);
-    kg::cast_bf16_f32(c.as<kg::bf16>(), d.as<float>(), 4096 * 1024);
+  row_gemm("wgrad bf16 out + cast to fp32", lin, [&] {
+    kg::gemm(true, false, ff, wd, tok, 1.0f, a.p, ff, b.p, wd, 0.0f, c.p, wd, true, true);
+    kg::cast_bf16_f32(c.as<kg::bf16>(), d.as<float>(), ff * wd);
   });
 
   // ---- the hybrid layers' kernels (bf16), shapes of a d16-sized model at seq 4096. Inputs are
@@ -164,8 +197,10 @@ void bench_kernels(int64_t reps, const std::string& json_path) {
   // pair, backward 2.5x that; the percentage is of the bf16 GEMM ceiling. The same shapes are
   // timed for PyTorch SDPA / FlexAttention by scripts/bench_torch_ref.py.
   {
-    const int64_t B = 2, T = 4096, H = 16, Hk = 4, D = 128;
+    const int64_t B = z.B, T = z.T, H = z.H, Hk = z.Hk, D = z.hd;
     const int64_t qn = B * T * H * D, kn = B * T * Hk * D;
+    const std::string shape = " (" + std::to_string(B) + "x" + std::to_string(T) + ", " + std::to_string(H) + "/" +
+                              std::to_string(Hk) + " heads, " + std::to_string(D) + ")";
     kg::bf16* q = a.as<kg::bf16>();
     kg::bf16* k = q + qn;
     kg::bf16* v = k + kn;
@@ -183,11 +218,11 @@ void bench_kernels(int64_t reps, const std::string& json_path) {
     HS_CU(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, dev));
     const bool wgmma = cc_major * 10 + cc_minor == 90 && kg::detail::wgmma_built();
     if (!wgmma) std::printf("(no [wgmma] attention rows: they need compute capability 9.0 and a build for sm_90a)\n");
-    for (int64_t W : {int64_t{0}, int64_t{128}, int64_t{2048}}) {
+    for (int64_t W : {int64_t{0}, z.w1, z.w2}) {
       const double pairs =
           W <= 0 || W >= T ? 0.5 * T * (T + 1) : 0.5 * W * (W + 1) + static_cast<double>(T - W) * W;
       const double fwd = pairs * 2.0 * (D + D) * B * H;
-      const std::string tag = (W <= 0 ? std::string("causal") : "window " + std::to_string(W)) + " (2x4096, 16/4 heads, 128)";
+      const std::string tag = (W <= 0 ? std::string("causal") : "window " + std::to_string(W)) + shape;
       const double scale = 1.0 / std::sqrt(static_cast<double>(D));
       row_gemm("attention fwd " + tag, fwd,
                [&] { kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W); });
@@ -229,7 +264,7 @@ void bench_kernels(int64_t reps, const std::string& json_path) {
     // kernels against the split into four tensor-core attentions. d16 shapes: 16 heads of 128 as 8
     // pairs, 4 KV heads as 2. FLOPs over the DA math only (two branches, 2 (hd + 2 hd) per visible
     // pair each; the split's recomputed scores are not counted), so the two rows compare by time.
-    const int64_t B = 2, T = 4096, Hp = 8, Hkp = 2, hd = 128;
+    const int64_t B = z.B, T = z.T, Hp = z.H / 2, Hkp = z.Hk == 1 ? 1 : z.Hk / 2, hd = z.hd;
     const Device dv = Device::cuda(dev);
     Tensor q = Tensor::zeros({B, T, Hp, 2 * hd}, DType::bf16, dv), k = Tensor::zeros({B, T, Hkp, 2 * hd}, DType::bf16, dv),
            v = Tensor::zeros({B, T, Hkp, 2 * hd}, DType::bf16, dv), lam = Tensor::full({}, 0.5, DType::f32).to(dv),
@@ -239,7 +274,8 @@ void bench_kernels(int64_t reps, const std::string& json_path) {
     const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
     for (const char* mode : {"fused", "split"}) {
       EnvOverride env("HYSCALE_DIFF_ATTN", mode);
-      const std::string tag = std::string(" causal (2x4096, 8/2 pairs, 128) [") + mode + "]";
+      const std::string tag = " causal (" + std::to_string(B) + "x" + std::to_string(T) + ", " + std::to_string(Hp) + "/" +
+                              std::to_string(Hkp) + " pairs, " + std::to_string(hd) + ") [" + mode + "]";
       row_gemm("diff attention fwd" + tag, fwd, [&] {
         NoGrad ng;
         (void)ops::diff_attention(q, k, v, lam, scale, 0);
@@ -252,7 +288,7 @@ void bench_kernels(int64_t reps, const std::string& json_path) {
   }
   {
     // Selective scan and conv1d of one Mamba layer at d16 width: d_inner 4096, N 16, chunk 128.
-    const int64_t B = 2, T = 4096, Dc = 4096, N = 16, chunk = 128, K = 4;
+    const int64_t B = z.B, T = z.T, Dc = z.Dc, N = z.N, chunk = z.chunk, K = 4;
     const int64_t xn = B * T * Dc, bn = B * T * N, nch = (T + chunk - 1) / chunk;
     kg::bf16* u = a.as<kg::bf16>();
     kg::bf16* dl = u + xn;
@@ -270,7 +306,9 @@ void bench_kernels(int64_t reps, const std::string& json_path) {
     const double io = 2.0;                     // bytes per bf16 element
     const double fwd_bytes = io * (3.0 * xn + 2.0 * bn) + 4.0 * B * nch * Dc * N;
     const double bwd_bytes = io * (5.0 * xn + 2.0 * bn) + 4.0 * (2.0 * bn + B * nch * Dc * N);
-    row_bw("selective scan fwd (2x4096, 4096, N16)", fwd_bytes, [&] {
+    row_bw("selective scan fwd (" + std::to_string(B) + "x" + std::to_string(T) + ", " + std::to_string(Dc) + ", N" +
+               std::to_string(N) + ")",
+           fwd_bytes, [&] {
       kg::selective_scan_fwd<kg::bf16>(u, dl, Al, Bm, Cm, Dd, bias, y, states, B, T, Dc, N, chunk);
     });
     auto scan_fb = [&] {

@@ -105,8 +105,9 @@ struct CoordCheckOptions {
 CoordCheckResult coord_check(const RunConfig& cfg, const CoordCheckOptions& opts, bool print);
 
 // Achieved GB/s or TFLOP/s of each CUDA kernel next to the copy and GEMM ceilings measured in
-// the same run (needs a CUDA build and a GPU).
-void bench_kernels(int64_t reps, const std::string& json_path = "");
+// the same run (needs a CUDA build and a GPU); `json_path`: the rows as JSON too; `smoke`: every
+// row at small shapes (a check that the benchmark runs; the numbers mean nothing).
+void bench_kernels(int64_t reps, const std::string& json_path = "", bool smoke = false);
 
 // Forward + backward time of each mixer type (full attention, SWA, Mamba, GMU, cross-attention)
 // at the config's width for each sequence length; prints a table.
