@@ -30,7 +30,9 @@
 namespace hyscale::train {
 
 #ifndef HYSCALE_WITH_CUDA
-void bench_kernels(int64_t, const std::string&, bool) { HS_FAIL("bench kernels: this build has no CUDA (configure with -DHYSCALE_CUDA=ON)"); }
+void bench_kernels(int64_t, const std::string&, bool) {
+  HS_FAIL("bench kernels: this build has no CUDA (configure with -DHYSCALE_CUDA=ON)");
+}
 #else
 namespace {
 #define HS_CU(call)                                                                           \

@@ -6,11 +6,11 @@
 //
 // Model (what it checks):
 //  - One fiber (a stack of its own; see emu_fiber_switch) per CUDA thread; the blocks of a grid run
-//    one after another, the threads of a block cooperatively. The scheduler picks threads in a fresh random order every
-//    round and, per block, one of three policies: random per-warp delays; one victim warp that runs
-//    only when nothing else can (it lags as far as the barriers allow); one leader warp that runs
-//    whenever it can. A missing __syncthreads between a write and another warp's read of shared
-//    memory therefore reads stale data or NaN in some schedules.
+//    one after another, the threads of a block cooperatively. The scheduler picks threads in a fresh
+//    random order every round and, per block, one of three policies: random per-warp delays; one
+//    victim warp that runs only when nothing else can (it lags as far as the barriers allow); one
+//    leader warp that runs whenever it can. A missing __syncthreads between a write and another
+//    warp's read of shared memory therefore reads stale data or NaN in some schedules.
 //  - __syncthreads: a thread waits until every live thread of the block has reached as many
 //    barriers (exited threads count as arrived, as on the hardware). Warp collectives (shuffles,
 //    mma, ldmatrix) wait until the 32 lanes of the warp have issued the same collective; a
