@@ -102,9 +102,15 @@ if [ -s "$OUT/bench_kernels.json" ] && [ -s "$OUT/bench_torch_ref.json" ]; then
 fi
 
 # record_bench NAME RC LOG: tokens/s and MFU of a `bench train` log, or why it failed
+# (TARGET, when set: the issue's MFU target in %, "met" or "not met" appended)
 record_bench() {
   if [ "$2" -eq 0 ]; then
-    record "$1" "$(grep -E '^tokens/s' "$3" | tr -s ' ') | $(grep -E '^MFU' "$3" | tr -s ' ')"
+    local verdict="" mfu
+    mfu=$(grep -E '^MFU' "$3" | awk '{print $NF}')
+    if [ -n "${TARGET:-}" ] && [ -n "$mfu" ]; then
+      verdict=" | target $TARGET %: $(awk -v m="$mfu" -v t="$TARGET" 'BEGIN { print (m >= t ? "met" : "not met") }')"
+    fi
+    record "$1" "$(grep -E '^tokens/s' "$3" | tr -s ' ') | $(grep -E '^MFU' "$3" | tr -s ' ')$verdict"
   else
     record "$1" "exit $2: $(grep -m1 -i -E 'error|what' "$3" | cut -c1-90)"
   fi
@@ -126,10 +132,12 @@ if [ -x "$BIN/hyscale" ]; then
     for depth in 16 8; do
       for arch in transformer sambay; do
         prof=""; [ "$depth" = 16 ] && prof=--profile  # then 5 more steps timed op by op
-        bench_train "bench train $arch d$depth" "$OUT/bench_train_${arch}_d${depth}.log" --set model.arch=$arch \
+        TARGET=""; [ "$depth" = 16 ] && TARGET=$([ "$arch" = transformer ] && echo 40 || echo 30)
+        TARGET=$TARGET bench_train "bench train $arch d$depth" "$OUT/bench_train_${arch}_d${depth}.log" --set model.arch=$arch \
           --set model.depth=$depth --steps 5 --warmup 2 $prof
       done
     done
+    TARGET=""
   fi
   # 4a. the same at d16 with 8 micro-batches per optimizer step (32K tokens a step): AdamW over
   # 1.2 B fp32 parameters is ~10 % of a 4096-token step and amortises as pretraining batches do
