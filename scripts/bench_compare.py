@@ -64,7 +64,15 @@ def load(path, what):
             raise BadInput(f"{what} '{path}': row {i} lacks name/ms/value/unit")
         if not ms > 0 or not value >= 0:
             raise BadInput(f"{what} '{path}': row '{name}' has ms {ms}, value {value}")
+        if name in rows:
+            raise BadInput(f"{what} '{path}': row '{name}' appears twice")
         rows[name] = {"name": name, "ms": ms, "value": value, "unit": unit}
+    for key in ("copy_gbs", "gemm_tflops"):  # the ceilings of `bench kernels` (absent in the torch file)
+        if key in doc:
+            try:
+                doc[key] = float(doc[key])
+            except (TypeError, ValueError):
+                raise BadInput(f"{what} '{path}': '{key}' is not a number")
     return doc, rows
 
 
@@ -119,7 +127,7 @@ def compare(hy_doc, hy, th_doc, th):
         alt = "–"
         if best and h and best[1]["ms"] < h["ms"]:
             br = best[1]["value"] / t["value"] if t and t["value"] > 0 else None
-            alt = f"{best[0]} {fmt(best[1]['value'])}, {fmt(br, 2)}x"
+            alt = f"{best[0]} {fmt(best[1]['value'])}" + (f", {fmt(br, 2)}x" if br is not None else "")
         elif best and h:
             alt = "none faster than the default"
         href = f"{fmt(h['value'])} ({h['ms']:.3f})" if h else "missing"

@@ -134,7 +134,7 @@ struct Stats {
 };
 inline Stats stats;
 
-// Fiber switches. On x86-64 a few instructions (emu_fiber_switch, fiber_switch.cpp: the
+// Fiber switches. On x86-64 a few instructions (emu_fiber_switch, fiber_switch.S: the
 // callee-saved registers, MXCSR and the x87 control word on the old stack, then the stack pointer
 // swapped); swapcontext, used elsewhere, also saves and restores the signal mask with a system
 // call and the whole floating-point environment on every switch, which took ~40 % of the

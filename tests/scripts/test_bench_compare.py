@@ -112,6 +112,13 @@ class BenchCompareTest(unittest.TestCase):
         self.assertEqual(rows["causal conv1d fwd+bwd (K4)"][4], "3.33x")
         self.assertEqual(rows["causal conv1d + SiLU fwd+bwd (K4)"][0], "missing")
 
+    def test_variant_without_reference(self):
+        th = torch_doc()
+        th["rows"] = [r for r in th["rows"] if not r["name"].startswith("sdpa causal fwd (")]
+        rows, _ = self.table(th=th)
+        self.assertEqual(rows["causal fwd"][1], "missing")
+        self.assertEqual(rows["causal fwd"][4], "[wgmma] 500.0")  # no ratio without a reference
+
     def test_device_mismatch_warns(self):
         _, text = self.table(th=torch_doc("NVIDIA H100 80GB HBM3"))
         self.assertIn("WARNING: the two files come from different devices", text)
@@ -124,6 +131,8 @@ class BenchCompareTest(unittest.TestCase):
             "no rows": self.write("bad2.json", {"device": "x"}),
             "row without value": self.write("bad3.json", {"rows": [{"name": "a", "ms": 1.0, "unit": "GB/s"}]}),
             "zero time": self.write("bad4.json", {"rows": [row("a", 0.0, 1.0)]}),
+            "twice": self.write("bad5.json", {"rows": [row("a", 1.0, 1.0), row("a", 2.0, 1.0)]}),
+            "bad ceiling": self.write("bad6.json", {"copy_gbs": "fast", "rows": [row("a", 1.0, 1.0)]}),
         }
         for what, path in cases.items():
             with self.subTest(what):

@@ -3,10 +3,14 @@
 // slot with MXCSR and the x87 control word, stores the stack pointer in *save_sp, switches to
 // load_sp and pops the same from there (fiber_init in cuda_emu.h lays out a new fiber's stack so
 // that this `ret` enters it). Caller-saved registers need no saving: this is an ordinary call.
-// Elsewhere (not x86-64, or HYSCALE_EMU_UCONTEXT) the emulator uses swapcontext and this file is empty.
-#if defined(__x86_64__) && !defined(HYSCALE_EMU_UCONTEXT)
-asm(R"(
-  .text
+//
+// An assembler file, not asm in a C++ file: it stays a real symbol under LTO (GCC's LTO symbol
+// tables omit top-level asm), and it carries no GNU property note, so a binary linked with it is
+// not marked as shadow-stack compatible (these switches return across stacks, which a CET shadow
+// stack would fault; C++ objects built with -fcf-protection claim it). Elsewhere (not x86-64) the
+// emulator uses swapcontext and this file assembles to nothing.
+#if defined(__x86_64__)
+  .pushsection .text
   .globl emu_fiber_switch
   .type emu_fiber_switch, @function
   .p2align 4
@@ -33,7 +37,6 @@ emu_fiber_switch:
   popq %rbp
   ret
   .size emu_fiber_switch, .-emu_fiber_switch
-  .section .note.GNU-stack,"",@progbits
-  .text
-)");
+  .popsection
 #endif
+  .section .note.GNU-stack,"",@progbits
