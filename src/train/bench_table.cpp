@@ -4,8 +4,8 @@
 
 namespace hyscale::train {
 
-const BenchRow& BenchTable::add(const std::string& name, double ms, double amount, const std::string& unit,
-                                double ceiling) {
+BenchRow BenchTable::add(const std::string& name, double ms, double amount, const std::string& unit,
+                         double ceiling) {
   HS_CHECK(unit == "GB/s" || unit == "TFLOP/s", "bench row '", name, "': unknown unit '", unit, "'");
   HS_CHECK(ms > 0, "bench row '", name, "': time ", ms, " ms");
   BenchRow r{name, ms, amount / ms / (unit == "GB/s" ? 1e6 : 1e9), unit, ceiling};
@@ -13,7 +13,7 @@ const BenchRow& BenchTable::add(const std::string& name, double ms, double amoun
   const double pct = ceiling > 0 ? 100 * r.value / ceiling : 0.0;
   const char* fmt = unit == "GB/s" ? "%-34s %10.3f %12.0f %9.0f%%\n" : "%-34s %10.3f %12.1f %9.0f%%\n";
   std::fprintf(out_, fmt, name.c_str(), ms, r.value, pct);
-  return rows_.back();
+  return r;
 }
 
 std::string BenchTable::base_of(const std::string& name) {

@@ -23,8 +23,8 @@ struct BenchRow {
 class BenchTable {
  public:
   explicit BenchTable(std::FILE* out = stdout) : out_(out) {}
-  // A row of `unit_amount` bytes (unit "GB/s") or FLOPs ("TFLOP/s") done in `ms`; printed at once.
-  const BenchRow& add(const std::string& name, double ms, double amount, const std::string& unit, double ceiling);
+  // A row of `amount` bytes (unit "GB/s") or FLOPs ("TFLOP/s") done in `ms`; printed at once.
+  BenchRow add(const std::string& name, double ms, double amount, const std::string& unit, double ceiling);
   const std::vector<BenchRow>& rows() const { return rows_; }
   // "NAME [variant]" -> "NAME"; a name without a trailing bracketed suffix is its own base.
   static std::string base_of(const std::string& name);
