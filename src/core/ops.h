@@ -106,17 +106,19 @@ Tensor diff_combine(const Tensor& a1, const Tensor& a2, const Tensor& lambda);
 // On the cpu it is composed from attention() and diff_combine() (HYSCALE_DIFF_ATTN=split: from
 // diff_attention_split). On a GPU, one of two ways (HYSCALE_DIFF_ATTN = fused | split | auto, auto
 // when unset; any other value is an error, on every device):
-//   fused: one SIMT kernel pair serves both branches (K/V tiles loaded once, both softmax states
-//          in one CTA; any head dim, f32 or bf16);
+//   fused: one kernel pair serves both branches (K/V tiles loaded once for both; any head dim,
+//          f32 or bf16): on tensor cores for bf16 at hd 64 or 128 on sm_80+, else SIMT
+//          (HYSCALE_DIFF_ATTN_MMA=0: SIMT always; kernels/cuda_diff_attention.h);
 //   split: diff_attention_split below, i.e. the tensor-core flash-attention kernels, which need
 //          bf16 and a branch head dim hd of 64 or 128 (Dv = D);
-//   auto:  split where the tensor-core kernels apply, else fused.
+//   auto:  split where the tensor-core kernels apply, else fused (split stays the default there
+//          until a GPU has timed the fused tensor-core kernels against it: bench kernels).
 Tensor diff_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lambda, double scale,
                       int64_t window = 0);
 // The same result composed from four head-dim-hd attention() calls (branch b = 1, 2 and value
 // half e = 1, 2: attention(q_b, k_b, v_e), so that D = Dv), two concats and diff_combine(). Each
 // branch's scores are computed twice (8 hd instead of 6 hd multiply-adds per visible pair), in
-// exchange for the tensor cores where the fused kernel has none. Any device.
+// exchange for the tensor cores where the fused kernels have none. Any device.
 Tensor diff_attention_split(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lambda, double scale,
                             int64_t window = 0);
 

@@ -11,8 +11,11 @@
 // It allocates 2 B Hp T fp32 of scratch with cudaMallocAsync on the stream.
 // Same results as two kernels/cuda_attention.h calls on the halves (D = hd, Dv = 2 hd) plus the
 // combine (kernels/cuda_hybrid.h diff_combine_*), up to fp32 summation order.
-// Sizes: 1 <= hd <= 128 (any value), Hp a positive multiple of Hkp; T dtype float or bf16. SIMT
-// kernels (fp32 FMA), tiles padded to hd in {32, 64, 128}.
+// Sizes: 1 <= hd <= 128 (any value), Hp a positive multiple of Hkp; T dtype float or bf16.
+// Kernels: bf16 at hd 64 or 128 with 16-byte aligned pointers on sm_80+ runs on tensor cores
+// (mma.sync, cuda/diff_attention_mma.cu; the backward at hd 128 needs 165 KB of shared memory per
+// CTA, so an A100 keeps its SIMT backward); everything else, or any call under
+// HYSCALE_DIFF_ATTN_MMA=0, runs SIMT kernels (fp32 FMA, tiles padded to hd in {32, 64, 128}).
 // Only compiled when the build has CUDA (HYSCALE_WITH_CUDA).
 #pragma once
 #include <cstdint>

@@ -262,10 +262,11 @@ void bench_kernels(int64_t reps, const std::string& json_path, bool smoke) {
     }
   }
   {
-    // Differential attention (the op, autograd included), both GPU routes (ops.h): the fused SIMT
-    // kernels against the split into four tensor-core attentions. d16 shapes: 16 heads of 128 as 8
-    // pairs, 4 KV heads as 2. FLOPs over the DA math only (two branches, 2 (hd + 2 hd) per visible
-    // pair each; the split's recomputed scores are not counted), so the two rows compare by time.
+    // Differential attention (the op, autograd included), the GPU routes (ops.h): the fused kernels
+    // on tensor cores (diff_attention_mma.cu), the fused SIMT kernels (HYSCALE_DIFF_ATTN_MMA=0) and
+    // the split into four tensor-core attentions. d16 shapes: 16 heads of 128 as 8 pairs, 4 KV heads
+    // as 2. FLOPs over the DA math only (two branches, 2 (hd + 2 hd) per visible pair each; the
+    // split's recomputed scores are not counted), so the rows compare by time.
     const int64_t B = z.B, T = z.T, Hp = z.H / 2, Hkp = z.Hk == 1 ? 1 : z.Hk / 2, hd = z.hd;
     const Device dv = Device::cuda(dev);
     Tensor q = Tensor::zeros({B, T, Hp, 2 * hd}, DType::bf16, dv), k = Tensor::zeros({B, T, Hkp, 2 * hd}, DType::bf16, dv),
@@ -274,8 +275,10 @@ void bench_kernels(int64_t reps, const std::string& json_path, bool smoke) {
     for (Tensor* t : {&q, &k, &v, &lam}) t->requires_grad_();
     const double fwd = 0.5 * T * (T + 1) * B * Hp * 2.0 * 2.0 * (hd + 2 * hd);
     const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-    for (const char* mode : {"fused", "split"}) {
-      EnvOverride env("HYSCALE_DIFF_ATTN", mode);
+    for (const char* mode : {"fused", "fused SIMT", "split"}) {
+      const bool simt = std::string(mode) == "fused SIMT";
+      EnvOverride env("HYSCALE_DIFF_ATTN", simt ? "fused" : mode);
+      EnvOverride kernels("HYSCALE_DIFF_ATTN_MMA", simt ? "0" : "1");
       const std::string tag = " causal (" + std::to_string(B) + "x" + std::to_string(T) + ", " + std::to_string(Hp) + "/" +
                               std::to_string(Hkp) + " pairs, " + std::to_string(hd) + ") [" + mode + "]";
       row_gemm("diff attention fwd" + tag, fwd, [&] {
@@ -364,8 +367,8 @@ void bench_kernels(int64_t reps, const std::string& json_path, bool smoke) {
     });
   }
   // Each alternative ("ROW [variant]") against the row of the same name without the suffix (the
-  // default), or, where every row of that name has one (differential attention's [fused] and
-  // [split]), against the first of them: which settings would be faster defaults (the decision is
+  // default), or, where every row of that name has one (differential attention's [fused],
+  // [fused SIMT] and [split]), against the first of them: which settings would be faster defaults (the decision is
   // for PERFORMANCE.md, with the whole-step benches).
   table.print_alternatives();
   if (!json_path.empty()) {

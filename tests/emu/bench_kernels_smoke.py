@@ -34,8 +34,8 @@ def main():
                 problems.append(f"row {x}")
         for family in ("add f32", "cross-entropy", "adamw", "gemm bf16", "wgrad", "attention fwd causal",
                        "attention fwd+bwd window", "[16 rows/warp]", "[wgmma]", "[atomic dq]",
-                       "diff attention fwd+bwd", "[fused]", "[split]", "selective scan fwd+bwd [atomic dB/dC]",
-                       "z-gate", "causal conv1d + silu"):
+                       "diff attention fwd+bwd", "[fused]", "[fused SIMT]", "[split]",
+                       "selective scan fwd+bwd [atomic dB/dC]", "z-gate", "causal conv1d + silu"):
             if not any(family in n for n in names):
                 problems.append(f"no row with '{family}'")
         if len(set(names)) != len(names):

@@ -99,7 +99,8 @@ enum cudaMemcpyKind {
 enum cudaDeviceAttr {
   cudaDevAttrMultiProcessorCount = 16,
   cudaDevAttrComputeCapabilityMajor = 75,
-  cudaDevAttrComputeCapabilityMinor = 76
+  cudaDevAttrComputeCapabilityMinor = 76,
+  cudaDevAttrMaxSharedMemoryPerBlockOptin = 97
 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 inline const char* cudaGetErrorString(cudaError_t e) {
@@ -869,7 +870,10 @@ inline cudaError_t cudaSetDevice(int d) {
   return cudaSuccess;
 }
 inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
-  *v = a == cudaDevAttrComputeCapabilityMajor ? emu::sm_major : a == cudaDevAttrMultiProcessorCount ? 1 : 0;
+  *v = a == cudaDevAttrComputeCapabilityMajor         ? emu::sm_major
+       : a == cudaDevAttrMultiProcessorCount          ? 1
+       : a == cudaDevAttrMaxSharedMemoryPerBlockOptin ? emu::smem_optin_bytes
+                                                      : 0;
   return cudaSuccess;
 }
 inline cudaError_t cudaGetLastError() {

@@ -8,6 +8,7 @@
 // max(max|want|, 0.1 max|dv|), as the gpu tests (a window of 1 makes them exactly 0 on the CPU);
 // dlambda (a sum with cancellation) 1e-6 of sum |g o2|.
 #include <cstdlib>
+#include <cstring>
 #include <set>
 
 #include "core/error.h"
@@ -165,10 +166,26 @@ std::vector<float> half_of(const std::vector<float>& x, int64_t rows, int64_t hd
     for (int64_t d = 0; d < hd; ++d) r[i * hd + d] = x[i * 2 * hd + h * hd + d];
   return r;
 }
+// The tensor-core kernels (diff_attention_mma.cu) run exactly where the dispatch promises them:
+// bf16, hd 64 or 128, sm_80+, HYSCALE_DIFF_ATTN_MMA not 0, and the kernel's shared memory within
+// the device's opt-in limit (the dk/dv kernel at hd 128 needs 165 KB: an A100 takes the SIMT
+// backward). Expected paths of the forward and the backward:
+struct DiffPaths {
+  bool fwd, bwd;
+};
+DiffPaths diff_paths(bool bf, int64_t hd) {
+  const char* e = std::getenv("HYSCALE_DIFF_ATTN_MMA");
+  const bool on = bf && (hd == 64 || hd == 128) && emu::sm_major >= 8 && !(e != nullptr && std::string(e) == "0");
+  const size_t limit = size_t(emu::smem_optin_bytes);
+  const size_t fwd = hd == 64 ? 87040 : 101376, bwd = hd == 64 ? 104448 : 168960;  // DMmaCfg, bytes
+  return {on && fwd <= limit, on && bwd <= limit};
+}
 template <class T> void diff_case(int64_t B, int64_t T_, int64_t Hp, int64_t Hkp, int64_t hd, int64_t w) {
   constexpr bool bf = is_bf<T>;
+  const DiffPaths path = diff_paths(bf, hd);
   INFO(dt_name<T>() << " diff attention B " << B << " T " << T_ << " Hp " << Hp << " Hkp " << Hkp << " hd " << hd
-                    << " window " << w);
+                    << " window " << w << " sm_" << emu::sm_major << "x, opt-in " << emu::smem_optin_bytes
+                    << " B; tensor cores: forward " << path.fwd << ", backward " << path.bwd);
   const double sc = 1.0 / std::sqrt(double(hd)), tol = bf ? 2e-2 : 1e-4;
   const float lam = 0.4f;
   const int64_t rq = B * T_ * Hp, rk = B * T_ * Hkp;
@@ -181,8 +198,10 @@ template <class T> void diff_case(int64_t B, int64_t T_, int64_t Hp, int64_t Hkp
   for (size_t i = 0; i < out.size(); ++i) out[i] = a1[i] - lam * a2[i];
   Buf<T> qd(q), kd(k), vd(v), od(rq * 2 * hd), o1(rq * 2 * hd), o2(rq * 2 * hd);
   Buf<float> ld(std::vector<float>{lam}), L1(B * Hp * T_), L2(B * Hp * T_);
+  const long mma0 = emu::stats.mma;
   kg::diff_attention_fwd<T>(qd.p(), kd.p(), vd.p(), ld.p(), od.p(), o1.p(), o2.p(), L1.p(), L2.p(), B, T_, Hp, Hkp, hd,
                             sc, w);
+  CHECK((emu::stats.mma > mma0) == path.fwd);
   check_close("out", od, out, tol);
   check_close("branch 1 output", o1, a1, tol);
   check_close("branch 2 output", o2, a2, tol);
@@ -207,11 +226,28 @@ template <class T> void diff_case(int64_t B, int64_t T_, int64_t Hp, int64_t Hkp
   for (size_t i = 0; i < g.size(); ++i) dl += double(g[i]) * a2r[i], dl_abs += std::fabs(double(g[i]) * a2r[i]);
   Buf<T> o1c(a1r), o2c(a2r), gd(g), dq(rq * 2 * hd), dk(rk * 2 * hd), dv(rk * 2 * hd);
   Buf<float> L1c(l1), L2c(l2), dld(1);
+  const long mma1 = emu::stats.mma;
   kg::diff_attention_bwd<T>(qd.p(), kd.p(), vd.p(), ld.p(), o1c.p(), o2c.p(), L1c.p(), L2c.p(), gd.p(), dq.p(), dk.p(),
                             dv.p(), dld.p(), B, T_, Hp, Hkp, hd, sc, w);
-  check_close("dq", dq, wdq, tol);
-  check_close("dk", dk, wdk, tol);
+  CHECK((emu::stats.mma > mma1) == path.bwd);
+  double floor = 0;  // dq, dk against max(max|want|, 0.1 max|dv|): a window of 1 makes them exactly 0 on the CPU
+  for (float x : wdv) floor = std::max(floor, 0.1 * std::fabs(double(x)));
+  check_close("dq", dq, wdq, tol, floor);
+  check_close("dk", dk, wdk, tol, floor);
   check_close("dv", dv, wdv, tol);
+  {  // deterministic: a second backward is bit-identical
+    Buf<T> dq2b(rq * 2 * hd), dk2b(rk * 2 * hd), dv2b(rk * 2 * hd);
+    Buf<float> dl2b(1);
+    kg::diff_attention_bwd<T>(qd.p(), kd.p(), vd.p(), ld.p(), o1c.p(), o2c.p(), L1c.p(), L2c.p(), gd.p(), dq2b.p(),
+                              dk2b.p(), dv2b.p(), dl2b.p(), B, T_, Hp, Hkp, hd, sc, w);
+    auto same = [](const Buf<T>& a, const Buf<T>& b) {  // bitwise (the guards hold NaN payloads)
+      return a.v.size() == b.v.size() && std::memcmp(a.v.data(), b.v.data(), a.v.size() * sizeof(T)) == 0;
+    };
+    CHECK(same(dq2b, dq));
+    CHECK(same(dk2b, dk));
+    CHECK(same(dv2b, dv));
+    CHECK(std::memcmp(dl2b.p(), dld.p(), sizeof(float)) == 0);
+  }
   const double dl_err = std::fabs(double(dld.f()[0]) + dl) / std::max(dl_abs, 1e-30);
   INFO("dlambda " << dld.f()[0] << " want " << -dl << ": error / sum|g a2| = " << dl_err);
   CHECK(dl_err < 1e-6);  // fp32 sums of the same products in another order
@@ -416,6 +452,45 @@ TEST_CASE("emulated CUDA fused differential attention matches two CPU attentions
   for (C c : std::vector<C>{{1, 7, 2, 1, 8, 0}, {2, 70, 2, 2, 33, 5}, {1, 70, 2, 1, 64, 0}, {1, 33, 1, 1, 100, 3}}) {
     diff_case<float>(c.B, c.T, c.Hp, c.Hkp, c.hd, c.w);
     diff_case<bf16>(c.B, c.T, c.Hp, c.Hkp, c.hd, c.w);
+  }
+  check_no_exit_barriers();
+}
+
+TEST_CASE("emulated CUDA tensor-core differential attention (bf16 at hd 64 and 128) matches two CPU attentions",
+          "[emu][attention]") {
+  struct C {
+    int64_t B, T, Hp, Hkp, hd, w;
+  };
+  // Lengths that are not multiples of the 64-query, 64- and 32-key tiles; windows 1, 2, 33, 65,
+  // >= T; GQA (pairs per KV pair) 1, 2, 4, 8.
+  for (C c : std::vector<C>{{2, 129, 2, 2, 64, 0}, {1, 130, 4, 2, 64, 65}, {1, 97, 8, 1, 64, 2}, {1, 1, 2, 2, 64, 0},
+                            {1, 70, 2, 2, 64, 1}, {1, 100, 2, 1, 128, 0}, {1, 67, 4, 1, 128, 33}, {1, 40, 2, 2, 128, 1}})
+    diff_case<bf16>(c.B, c.T, c.Hp, c.Hkp, c.hd, c.w);
+  {  // HYSCALE_DIFF_ATTN_MMA=0: the SIMT kernels
+    EnvScope simt("HYSCALE_DIFF_ATTN_MMA", "0");
+    diff_case<bf16>(1, 70, 2, 1, 64, 0);
+  }
+  {  // an emulated A100 (163 KB opt-in): tensor-core forward, SIMT backward at hd 128
+    SmScope a100(8);
+    struct OptIn {
+      int old = emu::smem_optin_bytes;
+      OptIn() { emu::smem_optin_bytes = 163 * 1024; }
+      ~OptIn() { emu::smem_optin_bytes = old; }
+    } optin;
+    diff_case<bf16>(1, 70, 2, 1, 128, 0);
+    diff_case<bf16>(1, 70, 2, 1, 64, 0);
+  }
+  {  // sm_75: SIMT
+    SmScope turing(7);
+    diff_case<bf16>(1, 40, 2, 1, 64, 0);
+  }
+  {
+    EnvScope bad("HYSCALE_DIFF_ATTN_MMA", "yes");
+    Buf<bf16> x(std::vector<float>(4 * 128, 0.0f));
+    Buf<float> lam(std::vector<float>{0.5f}), lse(8);
+    CHECK_THROWS_WITH(kg::diff_attention_fwd<bf16>(x.p(), x.p(), x.p(), lam.p(), x.p(), x.p(), x.p(), lse.p(), lse.p(),
+                                                   1, 2, 1, 1, 64, 0.125, 0),
+                      Catch::Contains("HYSCALE_DIFF_ATTN_MMA=yes"));
   }
   check_no_exit_barriers();
 }

@@ -3,9 +3,12 @@
 // the shared value v, D = hd, Dv = 2 hd) plus the combine out = a1 - lambda a2 (backward: do1 = g,
 // do2 = -lambda g, dv = dv1 + dv2, dlambda = -sum(g o2)), on the same inputs. T in {1, 7, 127, 129,
 // 300}, windows {0, 1, 2, 128, >= T} (deduplicated by effective window), GQA Hp/Hkp in {1, 2}, hd in
-// {8, 32, 64} (plus 20, 100, 128). Outputs are poisoned with NaN first; the backward runs twice and
-// must be bit-identical (dlambda included). Tolerances as test_attention_kernels.cpp: relative
-// max-norm f32 1e-4, bf16 2e-2 (lse 1e-4); dq, dk against max(max|ref|, 0.1 max|ref dv|).
+// {8, 32, 64, 128} (plus 20, 100; GQA 8 and 2049 / 4097 tokens at hd 64 and 128). bf16 at hd 64
+// and 128 runs twice: the tensor-core kernels (diff_attention_mma.cu; on an A100 the backward at
+// hd 128 stays SIMT) and, under HYSCALE_DIFF_ATTN_MMA=0, the SIMT kernels. Outputs are poisoned
+// with NaN first; the backward runs twice and must be bit-identical (dlambda included). Tolerances
+// as test_attention_kernels.cpp: relative max-norm f32 1e-4, bf16 2e-2 (lse 1e-4); dq, dk against
+// max(max|ref|, 0.1 max|ref dv|).
 // Needs a GPU (label gpu).
 #ifdef HYSCALE_WITH_CUDA
 #include <catch2/catch.hpp>
@@ -90,64 +93,74 @@ void check_case(const Case& c, DType dt) {
   for (size_t i = 0; i < g.size(); ++i) sdl += double(g[i]) * a2r[i];
   const double wdl = -sdl;
 
-  auto dev = [&](const std::vector<float>& x, const Shape& s) { return on_gpu(Tensor::from_vector<float>(x, s).to(dt)); };
-  Tensor qd = dev(q, {B, T, Hp, Dv}), kd = dev(k, {B, T, Hkp, Dv}), vd = dev(v, {B, T, Hkp, Dv}),
-         gd = dev(g, {B, T, Hp, Dv}), o1in = dev(a1r, {B, T, Hp, Dv}), o2in = dev(a2r, {B, T, Hp, Dv});
-  Tensor lamd = on_gpu(Tensor::from_vector<float>({lam}, {1}));
-  Tensor l1in = on_gpu(Tensor::from_vector<float>(wl1, {B, Hp, T})), l2in = on_gpu(Tensor::from_vector<float>(wl2, {B, Hp, T}));
-  Tensor out = poisoned({B, T, Hp, Dv}, dt), o1 = poisoned({B, T, Hp, Dv}, dt), o2 = poisoned({B, T, Hp, Dv}, dt);
-  Tensor l1 = poisoned({B, Hp, T}, DType::f32), l2 = poisoned({B, Hp, T}, DType::f32);
-  if (dt == DType::f32)
-    kg::diff_attention_fwd<float>(dptr<float>(qd), dptr<float>(kd), dptr<float>(vd), dptr<float>(lamd),
-                                  dptr<float>(out), dptr<float>(o1), dptr<float>(o2), dptr<float>(l1), dptr<float>(l2),
-                                  B, T, Hp, Hkp, hd, scale, window);
-  else
-    kg::diff_attention_fwd<kg::bf16>(dptr<kg::bf16>(qd), dptr<kg::bf16>(kd), dptr<kg::bf16>(vd), dptr<float>(lamd),
-                                     dptr<kg::bf16>(out), dptr<kg::bf16>(o1), dptr<kg::bf16>(o2), dptr<float>(l1),
-                                     dptr<float>(l2), B, T, Hp, Hkp, hd, scale, window);
-  CHECK(rel(back(out), wout) < tol);
-  CHECK(rel(back(o1), a1) < tol);
-  CHECK(rel(back(o2), a2) < tol);
-  CHECK(rel(back(l1), wl1) < 1e-4);
-  CHECK(rel(back(l2), wl2) < 1e-4);
-
-  auto bwd = [&](Tensor& dq, Tensor& dk, Tensor& dv, Tensor& dl) {
+  // bf16 at hd 64 / 128: the tensor-core kernels, then the SIMT ones (HYSCALE_DIFF_ATTN_MMA=0).
+  const bool tc = dt == DType::bf16 && (hd == 64 || hd == 128);
+  for (const char* mma : {"1", "0"}) {
+    if (!tc && std::string(mma) == "0") break;  // the SIMT kernels anyway
+    INFO("HYSCALE_DIFF_ATTN_MMA=" << mma);
+    setenv("HYSCALE_DIFF_ATTN_MMA", mma, 1);
+    auto dev = [&](const std::vector<float>& x, const Shape& s) {
+      return on_gpu(Tensor::from_vector<float>(x, s).to(dt));
+    };
+    Tensor qd = dev(q, {B, T, Hp, Dv}), kd = dev(k, {B, T, Hkp, Dv}), vd = dev(v, {B, T, Hkp, Dv}),
+           gd = dev(g, {B, T, Hp, Dv}), o1in = dev(a1r, {B, T, Hp, Dv}), o2in = dev(a2r, {B, T, Hp, Dv});
+    Tensor lamd = on_gpu(Tensor::from_vector<float>({lam}, {1}));
+    Tensor l1in = on_gpu(Tensor::from_vector<float>(wl1, {B, Hp, T}));
+    Tensor l2in = on_gpu(Tensor::from_vector<float>(wl2, {B, Hp, T}));
+    Tensor out = poisoned({B, T, Hp, Dv}, dt), o1 = poisoned({B, T, Hp, Dv}, dt), o2 = poisoned({B, T, Hp, Dv}, dt);
+    Tensor l1 = poisoned({B, Hp, T}, DType::f32), l2 = poisoned({B, Hp, T}, DType::f32);
     if (dt == DType::f32)
-      kg::diff_attention_bwd<float>(dptr<float>(qd), dptr<float>(kd), dptr<float>(vd), dptr<float>(lamd),
-                                    dptr<float>(o1in), dptr<float>(o2in), dptr<float>(l1in), dptr<float>(l2in),
-                                    dptr<float>(gd), dptr<float>(dq), dptr<float>(dk), dptr<float>(dv),
-                                    dptr<float>(dl), B, T, Hp, Hkp, hd, scale, window);
+      kg::diff_attention_fwd<float>(dptr<float>(qd), dptr<float>(kd), dptr<float>(vd), dptr<float>(lamd),
+                                    dptr<float>(out), dptr<float>(o1), dptr<float>(o2), dptr<float>(l1),
+                                    dptr<float>(l2), B, T, Hp, Hkp, hd, scale, window);
     else
-      kg::diff_attention_bwd<kg::bf16>(dptr<kg::bf16>(qd), dptr<kg::bf16>(kd), dptr<kg::bf16>(vd), dptr<float>(lamd),
-                                       dptr<kg::bf16>(o1in), dptr<kg::bf16>(o2in), dptr<float>(l1in),
-                                       dptr<float>(l2in), dptr<kg::bf16>(gd), dptr<kg::bf16>(dq), dptr<kg::bf16>(dk),
-                                       dptr<kg::bf16>(dv), dptr<float>(dl), B, T, Hp, Hkp, hd, scale, window);
-  };
-  Tensor dqa = poisoned({B, T, Hp, Dv}, dt), dka = poisoned({B, T, Hkp, Dv}, dt), dvx = poisoned({B, T, Hkp, Dv}, dt);
-  Tensor dqb = poisoned({B, T, Hp, Dv}, dt), dkb = poisoned({B, T, Hkp, Dv}, dt), dvy = poisoned({B, T, Hkp, Dv}, dt);
-  Tensor dla = poisoned({1}, DType::f32), dlb = poisoned({1}, DType::f32);
-  bwd(dqa, dka, dvx, dla);
-  bwd(dqb, dkb, dvy, dlb);
-  const auto gq = back(dqa), gk = back(dka), gv = back(dvx);
-  const float dl = back(dla)[0];
-  double floor = 0;
-  for (float x : wdv) floor = std::max(floor, 0.1 * std::fabs(double(x)));
-  CHECK(rel(gq, wdq, floor) < tol);
-  CHECK(rel(gk, wdk, floor) < tol);
-  CHECK(rel(gv, wdv) < tol);
-  CHECK(std::fabs(dl - wdl) / std::max(1.0, std::fabs(wdl)) < 1e-4);
-  CHECK(gq == back(dqb));  // bitwise run to run
-  CHECK(gk == back(dkb));
-  CHECK(gv == back(dvy));
-  const float dl2 = back(dlb)[0];
-  CHECK(std::memcmp(&dl, &dl2, sizeof dl) == 0);
+      kg::diff_attention_fwd<kg::bf16>(dptr<kg::bf16>(qd), dptr<kg::bf16>(kd), dptr<kg::bf16>(vd), dptr<float>(lamd),
+                                       dptr<kg::bf16>(out), dptr<kg::bf16>(o1), dptr<kg::bf16>(o2), dptr<float>(l1),
+                                       dptr<float>(l2), B, T, Hp, Hkp, hd, scale, window);
+    CHECK(rel(back(out), wout) < tol);
+    CHECK(rel(back(o1), a1) < tol);
+    CHECK(rel(back(o2), a2) < tol);
+    CHECK(rel(back(l1), wl1) < 1e-4);
+    CHECK(rel(back(l2), wl2) < 1e-4);
+
+    auto bwd = [&](Tensor& dq, Tensor& dk, Tensor& dv, Tensor& dl) {
+      if (dt == DType::f32)
+        kg::diff_attention_bwd<float>(dptr<float>(qd), dptr<float>(kd), dptr<float>(vd), dptr<float>(lamd),
+                                      dptr<float>(o1in), dptr<float>(o2in), dptr<float>(l1in), dptr<float>(l2in),
+                                      dptr<float>(gd), dptr<float>(dq), dptr<float>(dk), dptr<float>(dv),
+                                      dptr<float>(dl), B, T, Hp, Hkp, hd, scale, window);
+      else
+        kg::diff_attention_bwd<kg::bf16>(dptr<kg::bf16>(qd), dptr<kg::bf16>(kd), dptr<kg::bf16>(vd), dptr<float>(lamd),
+                                         dptr<kg::bf16>(o1in), dptr<kg::bf16>(o2in), dptr<float>(l1in),
+                                         dptr<float>(l2in), dptr<kg::bf16>(gd), dptr<kg::bf16>(dq), dptr<kg::bf16>(dk),
+                                         dptr<kg::bf16>(dv), dptr<float>(dl), B, T, Hp, Hkp, hd, scale, window);
+    };
+    Tensor dqa = poisoned({B, T, Hp, Dv}, dt), dka = poisoned({B, T, Hkp, Dv}, dt), dvx = poisoned({B, T, Hkp, Dv}, dt);
+    Tensor dqb = poisoned({B, T, Hp, Dv}, dt), dkb = poisoned({B, T, Hkp, Dv}, dt), dvy = poisoned({B, T, Hkp, Dv}, dt);
+    Tensor dla = poisoned({1}, DType::f32), dlb = poisoned({1}, DType::f32);
+    bwd(dqa, dka, dvx, dla);
+    bwd(dqb, dkb, dvy, dlb);
+    const auto gq = back(dqa), gk = back(dka), gv = back(dvx);
+    const float dl = back(dla)[0];
+    double floor = 0;
+    for (float x : wdv) floor = std::max(floor, 0.1 * std::fabs(double(x)));
+    CHECK(rel(gq, wdq, floor) < tol);
+    CHECK(rel(gk, wdk, floor) < tol);
+    CHECK(rel(gv, wdv) < tol);
+    CHECK(std::fabs(dl - wdl) / std::max(1.0, std::fabs(wdl)) < 1e-4);
+    CHECK(gq == back(dqb));  // bitwise run to run
+    CHECK(gk == back(dkb));
+    CHECK(gv == back(dvy));
+    const float dl2 = back(dlb)[0];
+    CHECK(std::memcmp(&dl, &dl2, sizeof dl) == 0);
+  }
 }
 }  // namespace
 
 TEST_CASE("CUDA fused differential attention matches two CPU attentions plus the combine",
           "[gpu][kernels][attention][diff_attn]") {
   std::vector<Case> cases;
-  for (int64_t hd : {8, 32, 64})
+  for (int64_t hd : {8, 32, 64, 128})
     for (auto [Hp, Hkp] : std::vector<std::pair<int64_t, int64_t>>{{2, 2}, {4, 2}})
       for (int64_t T : {1, 7, 127, 129, 300}) {
         std::set<int64_t> seen;
@@ -160,8 +173,25 @@ TEST_CASE("CUDA fused differential attention matches two CPU attentions plus the
   cases.push_back({2, 129, 4, 2, 128, 65});
   cases.push_back({1, 130, 2, 1, 100, 0});
   cases.push_back({2, 70, 4, 1, 20, 2});
+  cases.push_back({1, 257, 8, 1, 64, 0});  // GQA 8
+  cases.push_back({1, 200, 8, 1, 128, 129});
+  cases.push_back({1, 2049, 2, 1, 128, 0});  // long (skipped on the emulator under ctest)
+  cases.push_back({1, 4097, 2, 1, 64, 129});
+  cases.push_back({1, 4097, 2, 2, 128, 2048});
+  struct Env {  // restores the caller's HYSCALE_DIFF_ATTN_MMA (check_case sets it)
+    const char* o = std::getenv("HYSCALE_DIFF_ATTN_MMA");
+    std::string old = o ? o : "";
+    bool had = o != nullptr;
+    ~Env() {
+      if (had)
+        setenv("HYSCALE_DIFF_ATTN_MMA", old.c_str(), 1);
+      else
+        unsetenv("HYSCALE_DIFF_ATTN_MMA");
+    }
+  } restore;
   for (DType dt : {DType::f32, DType::bf16})
-    for (const Case& c : cases) check_case(c, dt);
+    for (const Case& c : cases)
+      if (dt == DType::bf16 || c.T <= 300) check_case(c, dt);  // the long cases in bf16 only
 }
 
 TEST_CASE("CUDA fused differential attention: empty batch, unsupported sizes", "[gpu][kernels][attention][diff_attn]") {
@@ -175,8 +205,9 @@ TEST_CASE("CUDA fused differential attention: empty batch, unsupported sizes", "
                     Catch::Contains("Hkp = 2"));
 }
 
-// ops::diff_attention on the GPU in its three modes (HYSCALE_DIFF_ATTN): the fused SIMT kernels,
-// the split into four tensor-core attentions (bf16, hd 64 / 128), and auto (= split there).
+// ops::diff_attention on the GPU in its three modes (HYSCALE_DIFF_ATTN): the fused kernels (on
+// tensor cores here: bf16, hd 64 / 128), the split into four tensor-core attentions, and auto
+// (= split there).
 // Values and every gradient (q, k, v and the four lambda vectors) against the f32 CPU model on
 // the same bf16-rounded inputs, tolerance as above (2e-2 relative max-norm; dlambda vectors 5e-2:
 // one sum of cancelling terms, see test_model_gpu). auto must be bit-identical to split.

@@ -178,40 +178,6 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 
-// acc[mt][t] += X_mt B for kMT m-tiles of 16 rows: X_mt (16 x K) given as accumulator tiles
-// x[mt][K / 8][4] (re-packed to bf16 A fragments, as P in flash-attention-2), B(k, n) = bm[k ldb + n]
-// (row-major, k along the rows), n = 8 t + (0 .. 7), t < OT (even); B fragments by
-// ldmatrix.x4.trans, each feeding all kMT m-tiles. acc and x point at the callers' register
-// arrays (all loops unrolled and inlined: they stay in registers).
-template <int kMT, int OT, int K>
-__device__ __forceinline__ void mma_acc_tiles(float (*acc)[OT][4], const float (*x)[K / 8][4], const uint16_t* bm,
-                                              int ldb, int lane) {
-  static_assert(OT % 2 == 0, "mma_acc_tiles: pairs of n-tiles");
-  const uint16_t* bp = bm + (lane & 15) * ldb + (lane >> 4) * 8;
-#pragma unroll
-  for (int kk = 0; kk < K / 16; ++kk) {
-    uint32_t pa[kMT][4];
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt) {
-      pa[mt][0] = pack_bf16x2(x[mt][2 * kk][0], x[mt][2 * kk][1]);
-      pa[mt][1] = pack_bf16x2(x[mt][2 * kk][2], x[mt][2 * kk][3]);
-      pa[mt][2] = pack_bf16x2(x[mt][2 * kk + 1][0], x[mt][2 * kk + 1][1]);
-      pa[mt][3] = pack_bf16x2(x[mt][2 * kk + 1][2], x[mt][2 * kk + 1][3]);
-    }
-#pragma unroll
-    for (int tp = 0; tp < OT / 2; ++tp) {
-      uint32_t bf[4];
-      ldsm_x4_t(bf, bp + kk * 16 * ldb + tp * 16);
-      const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
-#pragma unroll
-      for (int mt = 0; mt < kMT; ++mt) {
-        mma_bf16_16816(acc[mt][2 * tp], pa[mt], b0);
-        mma_bf16_16816(acc[mt][2 * tp + 1], pa[mt], b1);
-      }
-    }
-  }
-}
-
 // ------------------------------------------------------------------------------ forward, tensor cores
 // bf16 with D = Dv in {64, 128} and 16-byte aligned q, k, v, out, on sm_80+. A CTA takes 128 queries
 // and walks the 64-key tiles that its rows can see; the largest query tiles (the most keys under a
@@ -594,36 +560,6 @@ template <int kD> struct MmaBwdCfg {
   static constexpr int kLdS = kKBc + 8, kKdS = kKEnd, kKEndA = kKdS + kKBr * kLdS;
   static constexpr size_t dkdv_bytes(bool atomic_dq = false) { return sizeof(uint16_t) * (atomic_dq ? kKEndA : kKEnd); }
 };
-
-// acc[nt] += A B for the warp's 16 rows: A = a_rows (row-major, stride lda, 16 rows, k = 0 .. K-1),
-// B(k, n) = b[n ldb + k] for n = 8 nt + (0 .. 7), nt < NT (even). A and B fragments by ldmatrix.x4.
-template <int NT, int K>
-__device__ __forceinline__ void mma_rows(float (&acc)[NT][4], const uint16_t* a_rows, int lda, const uint16_t* b,
-                                         int ldb, int lane) {
-  static_assert(NT % 2 == 0, "mma_rows: pairs of n-tiles");
-  const uint16_t* ap = a_rows + (lane & 15) * lda + (lane >> 4) * 8;
-  const uint16_t* bp = b + ((lane >> 4) * 8 + (lane & 7)) * ldb + ((lane >> 3) & 1) * 8;
-#pragma unroll 2
-  for (int kk = 0; kk < K / 16; ++kk) {
-    uint32_t af[4];
-    ldsm_x4(af, ap + kk * 16);
-#pragma unroll
-    for (int np = 0; np < NT / 2; ++np) {
-      uint32_t bf[4];
-      ldsm_x4(bf, bp + np * 16 * ldb + kk * 16);
-      const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
-      mma_bf16_16816(acc[2 * np], af, b0);
-      mma_bf16_16816(acc[2 * np + 1], af, b1);
-    }
-  }
-}
-
-// acc[t] += X B for the warp's 16 rows (mma_acc_tiles with one m-tile).
-template <int OT, int K>
-__device__ __forceinline__ void mma_acc_rows(float (&acc)[OT][4], const float (&x)[K / 8][4], const uint16_t* bm,
-                                             int ldb, int lane) {
-  mma_acc_tiles<1, OT, K>(&acc, &x, bm, ldb, lane);
-}
 
 // The dq kernel's tiles: 4 warps of 16 kMT query rows (kMT m-tiles each, as in the forward: every
 // K or V fragment read from shared memory feeds 2 kMT mma), Bc keys per streamed tile.
@@ -1143,17 +1079,6 @@ template <class F> void with_dims(int64_t D, int64_t Dv, F&& f) {
   else if (D <= 64 && Dv <= 128) f(Dims<64, 128>{});
   else if (Dv <= 128) f(Dims<128, 128>{});
   else f(Dims<128, 256>{});
-}
-
-
-// Compute capability (major * 10 + minor) of the current device.
-int device_sm() {
-  int dev = 0, major = 0, minor = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-  HS_CHECK(e == cudaSuccess, "attention (CUDA): cannot query the device: ", cudaGetErrorString(e));
-  return major * 10 + minor;
 }
 
 // Cache splits of the decode kernel (flash-decoding). HYSCALE_DECODE_SPLITS=N forces N (at most

@@ -97,6 +97,26 @@ template <class K> void allow_smem(K* kern, size_t bytes, const char* name) {
   done.emplace_back(key, dev, bytes);
 }
 
+// Compute capability (major * 10 + minor) of the current device.
+inline int device_sm() {
+  int dev = 0, major = 0, minor = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+  HS_CHECK(e == cudaSuccess, "attention (CUDA): cannot query the device: ", cudaGetErrorString(e));
+  return major * 10 + minor;
+}
+
+// The most dynamic shared memory one CTA may opt in to on the current device (bytes): 227 KB on
+// an H100, 163 KB on an A100.
+inline size_t smem_optin_limit() {
+  int dev = 0, v = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+  HS_CHECK(e == cudaSuccess, "attention (CUDA): cannot query the device: ", cudaGetErrorString(e));
+  return static_cast<size_t>(v);
+}
+
 // Effective window: window <= 0 or > T means full causal (T).
 inline int64_t eff_window(int64_t window, int64_t T_) { return (window <= 0 || window > T_) ? T_ : window; }
 

@@ -1,5 +1,7 @@
 // Fused differential attention (kernels/cuda_diff_attention.h): forward and backward of both
-// branches of a head pair in one pass. SIMT kernels built like attention.cu's (256 threads viewed
+// branches of a head pair in one pass. The dispatch sends bf16 at hd 64 / 128 to the tensor-core
+// kernels of diff_attention_mma.cu where they apply (the backward's pre-passes below are shared);
+// this file's kernels are the SIMT form, built like attention.cu's (256 threads viewed
 // as a 32 x 8 grid, register tiles with rows ty + 32 i and columns tx + 8 j, fp32 tiles in shared
 // memory with row stride columns + 1, online softmax in the log2 domain, exp2f).
 //   forward, one CTA per (query tile, head pair, batch): Q1, Q2 tiles stay in shared memory; per
@@ -21,6 +23,7 @@
 //   64    64x64  97.5 KB   64x32 114.6 KB     32x64 122.0 KB
 //   128   32x64 113.0 KB   32x32 137.5 KB     32x32 141.6 KB
 // All fit sm_80's 163 KB opt-in limit (set with cudaFuncAttributeMaxDynamicSharedMemorySize).
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -28,6 +31,7 @@
 
 #include "kernels/cuda/attention_tiles.cuh"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/diff_attention_mma.h"
 #include "kernels/cuda_diff_attention.h"
 
 namespace hyscale::kernels::cuda {
@@ -457,6 +461,12 @@ void diff_attention_fwd(const T* q, const T* k, const T* v, const float* lambda,
   if (B == 0 || T_ == 0) return;
   const int64_t W = eff_window(window, T_);
   const float sl2 = static_cast<float>(scale * kLog2eD);
+  if constexpr (std::is_same_v<T, bf16>) {
+    if (dattn_mma_usable(hd, {q, k, v, out, o1, o2}, dattn_mma_fwd_bytes(hd))) {
+      diff_attention_fwd_mma(q, k, v, lambda, out, o1, o2, lse1, lse2, B, T_, Hp, Hkp, hd, sl2, W, s);
+      return;
+    }
+  }
   with_hd(hd, [&](auto dims) {
     using C = DCfg<decltype(dims)::kD>;
     auto* kern = dattn_fwd_k<T, decltype(dims)::kD>;
@@ -492,6 +502,13 @@ void diff_attention_bwd(const T* q, const T* k, const T* v, const float* lambda,
   if (rows == 0) return;
   const int64_t W = eff_window(window, T_);
   const float sl2 = static_cast<float>(scale * kLog2eD), sc = static_cast<float>(scale);
+  if constexpr (std::is_same_v<T, bf16>) {
+    if (dattn_mma_usable(hd, {q, k, v, g, dq, dk, dv},
+                         std::max(dattn_mma_dkdv_bytes(hd), dattn_mma_dq_bytes(hd)))) {
+      diff_attention_bwd_mma(q, k, v, lambda, lse1, lse2, r1, r2, g, dq, dk, dv, B, T_, Hp, Hkp, hd, sl2, sc, W, s);
+      return;
+    }
+  }
   with_hd(hd, [&](auto dims) {
     constexpr int kD = decltype(dims)::kD;
     using C = DCfg<kD>;

@@ -1,6 +1,8 @@
 // Tensor-core building blocks shared by the attention kernels (attention.cu's mma.sync kernels,
-// attention_wgmma.cu's sm_90a forward): mma.sync m16n8k16, ldmatrix, cp.async, bf16x2 packing and
-// the per-row visibility of a key tile. Kernel-body helpers only (device code, no host state).
+// diff_attention_mma.cu's, attention_wgmma.cu's sm_90a forward): mma.sync m16n8k16, ldmatrix,
+// cp.async, bf16x2 packing, the per-row visibility of a key tile, the online-softmax row step and
+// the warp-level products (mma_rows, mma_acc_tiles, mma_acc_rows). Kernel-body helpers only
+// (device code, no host state).
 #pragma once
 #include <cstdint>
 
@@ -166,6 +168,71 @@ __device__ __forceinline__ float softmax_row_step(X&& x, float& m, float& l, boo
   l = l * alpha + rs;
   m = mnew;
   return alpha;
+}
+
+// ------------------------------------------------------------------------------ warp-level products
+// acc[mt][t] += X_mt B for kMT m-tiles of 16 rows: X_mt (16 x K) given as accumulator tiles
+// x[mt][K / 8][4] (re-packed to bf16 A fragments, as P in flash-attention-2), B(k, n) = bm[k ldb + n]
+// (row-major, k along the rows), n = 8 t + (0 .. 7), t < OT (even); B fragments by
+// ldmatrix.x4.trans, each feeding all kMT m-tiles. acc and x point at the callers' register
+// arrays (all loops unrolled and inlined: they stay in registers).
+template <int kMT, int OT, int K>
+__device__ __forceinline__ void mma_acc_tiles(float (*acc)[OT][4], const float (*x)[K / 8][4], const uint16_t* bm,
+                                              int ldb, int lane) {
+  static_assert(OT % 2 == 0, "mma_acc_tiles: pairs of n-tiles");
+  const uint16_t* bp = bm + (lane & 15) * ldb + (lane >> 4) * 8;
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    uint32_t pa[kMT][4];
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt) {
+      pa[mt][0] = pack_bf16x2(x[mt][2 * kk][0], x[mt][2 * kk][1]);
+      pa[mt][1] = pack_bf16x2(x[mt][2 * kk][2], x[mt][2 * kk][3]);
+      pa[mt][2] = pack_bf16x2(x[mt][2 * kk + 1][0], x[mt][2 * kk + 1][1]);
+      pa[mt][3] = pack_bf16x2(x[mt][2 * kk + 1][2], x[mt][2 * kk + 1][3]);
+    }
+#pragma unroll
+    for (int tp = 0; tp < OT / 2; ++tp) {
+      uint32_t bf[4];
+      ldsm_x4_t(bf, bp + kk * 16 * ldb + tp * 16);
+      const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+        mma_bf16_16816(acc[mt][2 * tp], pa[mt], b0);
+        mma_bf16_16816(acc[mt][2 * tp + 1], pa[mt], b1);
+      }
+    }
+  }
+}
+
+// acc[nt] += A B for the warp's 16 rows: A = a_rows (row-major, stride lda, 16 rows, k = 0 .. K-1),
+// B(k, n) = b[n ldb + k] for n = 8 nt + (0 .. 7), nt < NT (even). A and B fragments by ldmatrix.x4.
+template <int NT, int K>
+__device__ __forceinline__ void mma_rows(float (&acc)[NT][4], const uint16_t* a_rows, int lda, const uint16_t* b,
+                                         int ldb, int lane) {
+  static_assert(NT % 2 == 0, "mma_rows: pairs of n-tiles");
+  const uint16_t* ap = a_rows + (lane & 15) * lda + (lane >> 4) * 8;
+  const uint16_t* bp = b + ((lane >> 4) * 8 + (lane & 7)) * ldb + ((lane >> 3) & 1) * 8;
+#pragma unroll 2
+  for (int kk = 0; kk < K / 16; ++kk) {
+    uint32_t af[4];
+    ldsm_x4(af, ap + kk * 16);
+#pragma unroll
+    for (int np = 0; np < NT / 2; ++np) {
+      uint32_t bf[4];
+      ldsm_x4(bf, bp + np * 16 * ldb + kk * 16);
+      const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+      mma_bf16_16816(acc[2 * np], af, b0);
+      mma_bf16_16816(acc[2 * np + 1], af, b1);
+    }
+  }
+}
+
+// acc[t] += X B for the warp's 16 rows (mma_acc_tiles with one m-tile).
+template <int OT, int K>
+__device__ __forceinline__ void mma_acc_rows(float (&acc)[OT][4], const float (&x)[K / 8][4], const uint16_t* bm,
+                                             int ldb, int lane) {
+  mma_acc_tiles<1, OT, K>(&acc, &x, bm, ldb, lane);
 }
 
 }  // namespace hyscale::kernels::cuda::detail
