@@ -253,17 +253,10 @@ __global__ void __launch_bounds__(fwd_threads<kMT>(), 2)
 #pragma unroll
     for (int t = 0; t < OT; ++t) o[mt][t][0] = o[mt][t][1] = o[mt][t][2] = o[mt][t][3] = 0.0f;
   }
-  for (int jt = jt0; jt <= jt1; ++jt) {
-    const int st = (jt - jt0) & 1;
+  key_tile_pipeline(jt0, jt1, load_kv, [&](int jt, int st) {
     const int64_t j0 = int64_t(jt) * Bc;
-    cp_async_wait<0>();
-    __syncthreads();  // tile jt (and Q) landed for all threads; the other stage (tile jt - 1) is consumed
-    if (jt < jt1) load_kv(jt + 1, st ^ 1);
-    cp_async_commit();
-    // Warp-uniform: no key of the tile visible to the warp's rows (past T, above the diagonal, left
-    // of the window), or all visible (then no per-element mask; rows past T are never written).
-    if (r_lo >= T_ || j0 > r_hi || j0 + Bc - 1 <= r_lo - W) continue;
-    const bool full = j0 + Bc - 1 <= r_lo && j0 > r_hi - W;
+    bool full;  // warp-uniform: the warp's rows see no key of the tile (skip it), or every key (no mask)
+    if (!rows_see_tile(r_lo, r_hi, j0, Bc, T_, W, full)) return;
     const uint16_t* Kst = Ks + st * Bc * L;
     const uint16_t* Vst = Vs + st * Bc * L;
     float s[kMT][NT][4];
@@ -303,8 +296,7 @@ __global__ void __launch_bounds__(fwd_threads<kMT>(), 2)
         }
       }
     mma_acc_tiles<kMT, OT, Bc>(o, s, Vst, L, lane);  // O += P V
-  }
-  cp_async_wait<0>();  // (the last group is empty; nothing is left in flight at exit)
+  });
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
@@ -624,17 +616,10 @@ __global__ void __launch_bounds__(kMmaThreads, kMT == 1 ? 3 : 2)  // registers f
   for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
     for (int t = 0; t < OT; ++t) dqa[mt][t][0] = dqa[mt][t][1] = dqa[mt][t][2] = dqa[mt][t][3] = 0.0f;
-  for (int jt = jt0; jt <= jt1; ++jt) {
-    const int st = (jt - jt0) & 1;
+  key_tile_pipeline(jt0, jt1, load_kv, [&](int jt, int st) {
     const int64_t j0 = int64_t(jt) * Bc;
-    cp_async_wait<0>();
-    __syncthreads();  // tile jt (and Q, dO) landed for all threads; the other stage (tile jt - 1) is consumed
-    if (jt < jt1) load_kv(jt + 1, st ^ 1);
-    cp_async_commit();
-    // Warp-uniform, as in the forward: no key of the tile visible to the warp's rows, or all visible
-    // (rows past T have L2 = +inf, so P = 0 there without a mask).
-    if (r_lo >= T_ || j0 > r_hi || j0 + Bc - 1 <= r_lo - W) continue;
-    const bool full = j0 + Bc - 1 <= r_lo && j0 > r_hi - W;
+    bool full;  // as in the forward (rows past T have L2 = +inf, so P = 0 there without a mask)
+    if (!rows_see_tile(r_lo, r_hi, j0, Bc, T_, W, full)) return;
     const uint16_t* Kst = Ks + st * Bc * L;
     const uint16_t* Vst = Vs + st * Bc * L;
     float s[kMT][NT][4], dp[kMT][NT][4];
@@ -684,8 +669,7 @@ __global__ void __launch_bounds__(kMmaThreads, kMT == 1 ? 3 : 2)  // registers f
           }
       }
     mma_acc_tiles<kMT, OT, Bc>(dqa, s, Kst, L, lane);  // dQ += dS K
-  }
-  cp_async_wait<0>();  // (the last group is empty; nothing is left in flight at exit)
+  });
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll

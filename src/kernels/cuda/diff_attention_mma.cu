@@ -125,17 +125,10 @@ __global__ void __launch_bounds__(DMmaCfg<kD>::kFThreads, 1)
   float o[OT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 #pragma unroll
   for (int t = 0; t < OT; ++t) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
-  for (int jt = jt0; jt <= jt1; ++jt) {
-    const int st = (jt - jt0) & 1;
+  key_tile_pipeline(jt0, jt1, load_kv, [&](int jt, int st) {
     const int64_t j0 = int64_t(jt) * Bc;
-    cp_async_wait<0>();
-    __syncthreads();  // tile jt (and Q) landed for all threads; the other stage (tile jt - 1) is consumed
-    if (jt < jt1) load_kv(jt + 1, st ^ 1);
-    cp_async_commit();
-    // Warp-uniform (as attention.cu): no key of the tile visible to the warp's rows, or all visible
-    // (no per-element mask; rows past T are never written).
-    if (r_lo >= T_ || j0 > r_hi || j0 + Bc - 1 <= r_lo - W) continue;
-    const bool full = j0 + Bc - 1 <= r_lo && j0 > r_hi - W;
+    bool full;  // warp-uniform: the warp's rows see no key of the tile (skip it), or every key (no mask)
+    if (!rows_see_tile(r_lo, r_hi, j0, Bc, T_, W, full)) return;
     const uint16_t* Kst = Ks + st * Bc * L;
     const uint16_t* Vst = Vs + st * Bc * L;
     float s[NT][4];
@@ -155,9 +148,8 @@ __global__ void __launch_bounds__(DMmaCfg<kD>::kFThreads, 1)
       }
     }
     mma_acc_rows<OT, Bc>(o, s, Vst, L, lane);  // O_br += P_br V
-  }
-  cp_async_wait<0>();  // (the last group is empty)
-  __syncthreads();     // every warp is past its last tile: the tiles' shared memory is reused below
+  });
+  __syncthreads();  // every warp is past its last tile: the tiles' shared memory is reused below
   float* O2s = reinterpret_cast<float*>(sm);  // [wr][t][e][lane]: each value read back by the same lane of warp wr
   const float lam = *lambda;
 #pragma unroll
@@ -251,15 +243,10 @@ __global__ void __launch_bounds__(DMmaCfg<kD>::kQThreads, 1)
   for (int t = 0; t < QT; ++t)
 #pragma unroll
     for (int e = 0; e < 4; ++e) dq1[t][e] = dq2[t][e] = 0.0f;
-  for (int jt = jt0; jt <= jt1; ++jt) {
-    const int st = (jt - jt0) & 1;
+  key_tile_pipeline(jt0, jt1, load_kv, [&](int jt, int st) {
     const int64_t j0 = int64_t(jt) * Bc;
-    cp_async_wait<0>();
-    __syncthreads();  // tile jt (and Q, g) landed for all threads; the other stage is consumed
-    if (jt < jt1) load_kv(jt + 1, st ^ 1);
-    cp_async_commit();
-    if (r_lo >= T_ || j0 > r_hi || j0 + Bc - 1 <= r_lo - W) continue;
-    const bool full = j0 + Bc - 1 <= r_lo && j0 > r_hi - W;
+    bool full;  // as in the forward (rows past T have L = +inf, so P = 0 there without a mask)
+    if (!rows_see_tile(r_lo, r_hi, j0, Bc, T_, W, full)) return;
     const uint16_t* Kst = Ks + st * Bc * L;
     const uint16_t* Vst = Vs + st * Bc * L;
     float s1[NT][4], s2[NT][4], dp[NT][4];
@@ -289,8 +276,7 @@ __global__ void __launch_bounds__(DMmaCfg<kD>::kQThreads, 1)
     }
     mma_acc_rows<QT, Bc>(dq1, s1, Kst, L, lane);       // dQ1 += dS1 K1
     mma_acc_rows<QT, Bc>(dq2, s2, Kst + kD, L, lane);  // dQ2 += dS2 K2
-  }
-  cp_async_wait<0>();
+  });
 #pragma unroll
   for (int hh = 0; hh < 2; ++hh) {
     const int64_t i = r_lo + gid + 8 * hh;

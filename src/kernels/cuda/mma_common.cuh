@@ -130,6 +130,36 @@ __device__ __forceinline__ void visible_cols(int64_t qi, int64_t j0, int64_t T_,
   c_lo = int(dj - W < -1 ? -1 : (dj - W < Bc ? dj - W : Bc));
 }
 
+// The query rows r_lo .. r_hi of one warp (uniform across it) against the key tile j0 .. j0 + Bc - 1
+// under the causal window W: false when no key of the tile is visible to any of the rows (all rows
+// past T, the tile above the diagonal or left of the window); full = every key is visible to every
+// row, so no per-element mask is needed (rows past T, never written, then compute on the
+// zero-filled rows harmlessly).
+__device__ __forceinline__ bool rows_see_tile(int64_t r_lo, int64_t r_hi, int64_t j0, int Bc, int64_t T_, int64_t W,
+                                              bool& full) {
+  full = j0 + Bc - 1 <= r_lo && j0 > r_hi - W;
+  return !(r_lo >= T_ || j0 > r_hi || j0 + Bc - 1 <= r_lo - W);
+}
+
+// Key tiles jt0 .. jt1 through two cp.async stages. load(jt, st) issues the copies of tile jt into
+// stage st (no commit); the caller has issued and committed tile jt0's into stage 0 (with whatever
+// else the kernel loads first). body(jt, st) runs once tile jt is in stage st for every thread,
+// while tile jt + 1 is being copied into the other stage; it may read stage st only. One barrier
+// per tile, so every thread of the CTA must call this; nothing is in flight when it returns.
+template <class Load, class Body>
+__device__ __forceinline__ void key_tile_pipeline(int jt0, int jt1, Load&& load, Body&& body) {
+  for (int jt = jt0; jt <= jt1; ++jt) {
+    const int st = (jt - jt0) & 1;
+    cp_async_wait<0>();
+    __syncthreads();  // tile jt (and what came with the first) landed for all threads; the other
+                      // stage (tile jt - 1) is consumed
+    if (jt < jt1) load(jt + 1, st ^ 1);
+    cp_async_commit();
+    body(jt, st);
+  }
+  cp_async_wait<0>();  // (the last group is empty)
+}
+
 // One row of the online softmax (log2 domain) over a key tile of 8 NT columns held in the mma
 // accumulator layout: this thread's elements x(nt, e) are columns 8 nt + 2 tig + e, the row's other
 // columns sit in the 3 other lanes of its group of 4. Masks (column c is visible iff
