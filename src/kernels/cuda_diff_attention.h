@@ -13,9 +13,10 @@
 // combine (kernels/cuda_hybrid.h diff_combine_*), up to fp32 summation order.
 // Sizes: 1 <= hd <= 128 (any value), Hp a positive multiple of Hkp; T dtype float or bf16.
 // Kernels: bf16 at hd 64 or 128 with 16-byte aligned pointers on sm_80+ runs on tensor cores
-// (mma.sync, cuda/diff_attention_mma.cu; the backward at hd 128 needs 165 KB of shared memory per
-// CTA, so an A100 keeps its SIMT backward); everything else, or any call under
-// HYSCALE_DIFF_ATTN_MMA=0, runs SIMT kernels (fp32 FMA, tiles padded to hd in {32, 64, 128}).
+// (mma.sync, cuda/diff_attention_mma.cu), each kernel where its shared memory fits the device
+// (the backward's dk/dv kernel at hd 128 needs 165 KB per CTA, so an A100 runs its SIMT form);
+// everything else, or any call under HYSCALE_DIFF_ATTN_MMA=0, runs SIMT kernels (fp32 FMA, tiles
+// padded to hd in {32, 64, 128}). diff_attention_kernels says which.
 // Only compiled when the build has CUDA (HYSCALE_WITH_CUDA).
 #pragma once
 #include <cstdint>
@@ -23,6 +24,14 @@
 #include "kernels/cuda.h"
 
 namespace hyscale::kernels::cuda {
+
+// Which kernels a bf16 call at head dim hd with 16-byte aligned pointers runs on the current
+// device under the current HYSCALE_DIFF_ATTN_MMA: true = tensor cores, false = SIMT (the
+// forward, the backward's dq kernel, its dk/dv kernel). The dispatch's own test.
+struct DiffAttnKernels {
+  bool fwd, bwd_dq, bwd_dkdv;
+};
+DiffAttnKernels diff_attention_kernels(int64_t hd);
 
 template <class T>
 void diff_attention_fwd(const T* q, const T* k, const T* v, const float* lambda, T* out, T* o1, T* o2, float* lse1,

@@ -14,11 +14,14 @@
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <set>
 #include <string>
 #include <vector>
+
+#include <cuda_runtime.h>
 
 #include "core/ops.h"
 #include "gpu/gpu_test_util.h"
@@ -97,8 +100,10 @@ void check_case(const Case& c, DType dt) {
   const bool tc = dt == DType::bf16 && (hd == 64 || hd == 128);
   for (const char* mma : {"1", "0"}) {
     if (!tc && std::string(mma) == "0") break;  // the SIMT kernels anyway
-    INFO("HYSCALE_DIFF_ATTN_MMA=" << mma);
     setenv("HYSCALE_DIFF_ATTN_MMA", mma, 1);
+    const kg::DiffAttnKernels kern = kg::diff_attention_kernels(hd);
+    INFO("HYSCALE_DIFF_ATTN_MMA=" << mma << ": tensor cores (bf16) in the forward " << kern.fwd << ", dq "
+                                  << kern.bwd_dq << ", dk/dv " << kern.bwd_dkdv);
     auto dev = [&](const std::vector<float>& x, const Shape& s) {
       return on_gpu(Tensor::from_vector<float>(x, s).to(dt));
     };
@@ -159,6 +164,36 @@ void check_case(const Case& c, DType dt) {
 
 TEST_CASE("CUDA fused differential attention matches two CPU attentions plus the combine",
           "[gpu][kernels][attention][diff_attn]") {
+  {  // which kernels run: tensor cores on an sm_80+ device (all three on sm_90's 227 KB), SIMT under
+     // HYSCALE_DIFF_ATTN_MMA=0 (so the case loop below does test both where it says so)
+    struct Env {
+      const char* o = std::getenv("HYSCALE_DIFF_ATTN_MMA");
+      std::string old = o ? o : "";
+      bool had = o != nullptr;
+      ~Env() {
+        if (had)
+          setenv("HYSCALE_DIFF_ATTN_MMA", old.c_str(), 1);
+        else
+          unsetenv("HYSCALE_DIFF_ATTN_MMA");
+      }
+    } restore;
+    int dev = 0, major = 0, minor = 0;
+    REQUIRE(cudaGetDevice(&dev) == cudaSuccess);
+    REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess);
+    REQUIRE(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess);
+    for (int64_t hd : {64, 128}) {
+      unsetenv("HYSCALE_DIFF_ATTN_MMA");
+      const kg::DiffAttnKernels on = kg::diff_attention_kernels(hd);
+      INFO("compute capability " << major << "." << minor << ", hd " << hd << ": forward " << on.fwd << ", dq "
+                                 << on.bwd_dq << ", dk/dv " << on.bwd_dkdv);
+      CHECK(on.fwd == (major >= 8));
+      if (major == 9) CHECK((on.bwd_dq && on.bwd_dkdv));
+      CHECK(!kg::diff_attention_kernels(32).fwd);
+      setenv("HYSCALE_DIFF_ATTN_MMA", "0", 1);
+      const kg::DiffAttnKernels off = kg::diff_attention_kernels(hd);
+      CHECK(!(off.fwd || off.bwd_dq || off.bwd_dkdv));
+    }
+  }
   std::vector<Case> cases;
   for (int64_t hd : {8, 32, 64, 128})
     for (auto [Hp, Hkp] : std::vector<std::pair<int64_t, int64_t>>{{2, 2}, {4, 2}})

@@ -502,17 +502,20 @@ void diff_attention_bwd(const T* q, const T* k, const T* v, const float* lambda,
   if (rows == 0) return;
   const int64_t W = eff_window(window, T_);
   const float sl2 = static_cast<float>(scale * kLog2eD), sc = static_cast<float>(scale);
+  // Tensor cores per kernel (the dk/dv kernel at hd 128 does not fit an A100's shared memory).
+  bool dkdv_mma = false, dq_mma = false;
   if constexpr (std::is_same_v<T, bf16>) {
-    if (dattn_mma_usable(hd, {q, k, v, g, dq, dk, dv},
-                         std::max(dattn_mma_dkdv_bytes(hd), dattn_mma_dq_bytes(hd)))) {
-      diff_attention_bwd_mma(q, k, v, lambda, lse1, lse2, r1, r2, g, dq, dk, dv, B, T_, Hp, Hkp, hd, sl2, sc, W, s);
-      return;
-    }
+    dkdv_mma = dattn_mma_usable(hd, {q, k, v, g, dk, dv}, dattn_mma_dkdv_bytes(hd));
+    dq_mma = dattn_mma_usable(hd, {q, k, v, g, dq}, dattn_mma_dq_bytes(hd));
+    if (dkdv_mma)
+      diff_attention_bwd_dkdv_mma(q, k, v, lambda, lse1, lse2, r1, r2, g, dk, dv, B, T_, Hp, Hkp, hd, sl2, sc, W, s);
+    if (dq_mma) diff_attention_bwd_dq_mma(q, k, v, lambda, lse1, lse2, r1, r2, g, dq, B, T_, Hp, Hkp, hd, sl2, sc, W, s);
   }
+  if (dkdv_mma && dq_mma) return;
   with_hd(hd, [&](auto dims) {
     constexpr int kD = decltype(dims)::kD;
     using C = DCfg<kD>;
-    {
+    if (!dkdv_mma) {
       auto* kern = dattn_bwd_dkdv_k<T, kD>;
       const size_t bytes = C::dkdv_bytes();
       allow_smem(kern, bytes, "diff_attention_bwd (dk, dv)");
@@ -523,7 +526,7 @@ void diff_attention_bwd(const T* q, const T* k, const T* v, const float* lambda,
       HS_LAUNCH_CHECK("diff_attention_bwd (dk, dv)", "B = ", B, ", T = ", T_, ", Hp = ", Hp, ", Hkp = ", Hkp,
                       ", hd = ", hd, ", window = ", window, ", smem = ", bytes);
     }
-    {
+    if (!dq_mma) {
       auto* kern = dattn_bwd_dq_k<T, kD>;
       const size_t bytes = C::dq_bytes();
       allow_smem(kern, bytes, "diff_attention_bwd (dq)");
@@ -535,6 +538,11 @@ void diff_attention_bwd(const T* q, const T* k, const T* v, const float* lambda,
                       ", hd = ", hd, ", window = ", window, ", smem = ", bytes);
     }
   });
+}
+
+DiffAttnKernels diff_attention_kernels(int64_t hd) {
+  return {dattn_mma_usable(hd, {}, dattn_mma_fwd_bytes(hd)), dattn_mma_usable(hd, {}, dattn_mma_dq_bytes(hd)),
+          dattn_mma_usable(hd, {}, dattn_mma_dkdv_bytes(hd))};
 }
 
 #define HS_INST(T)                                                                                                 \

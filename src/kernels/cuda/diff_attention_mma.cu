@@ -24,7 +24,8 @@
 //   the 16 keys 16 (w % 4) ..; warp w < 4 ("half 0") accumulates dK1 and dV's first hd columns,
 //   warp w + 4 ("half 1") dK2 and dV's second hd columns (hd + hd fp32 accumulators each: what a
 //   warp holds at hd 128). Over the head pairs of the GQA group and the 32-query tiles that see the
-//   key tile (Q, g and the row statistics in two cp.async stages):
+//   key tile (Q and g in two cp.async stages; the row statistics, loaded into registers one step
+//   ahead, in two shared-memory stages):
 //     phase 1: half i computes S_i^T = K_i Q_i^T -> P_i^T, and its part of dP^T = V g^T (columns
 //       i hd .. of V and g: each half does half of the product), and puts both (fp32) in shared memory;
 //     barrier; phase 2: each half reads the other's P and dP part: dP^T = part 0 + part 1 (the same
@@ -40,7 +41,8 @@
 //   64    64 x 64   85.0 KB   64 x 64   102.0 KB   64 x 32  101.0 KB
 //   128   64 x 32   99.0 KB   64 x 32   132.0 KB   64 x 32  165.0 KB
 // The dk/dv kernel at hd 128 needs more than an A100's 163 KB opt-in: there dattn_mma_usable
-// fails for the backward and diff_attention.cu runs the SIMT backward (an H100 has 227 KB).
+// fails for it and diff_attention.cu runs the SIMT dk/dv kernel beside this dq kernel (an H100
+// has 227 KB).
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -318,12 +320,12 @@ __global__ void __launch_bounds__(DMmaCfg<kD>::kKThreads, 1)
   const int64_t jw = j0 + 16 * wk;                                    // the warp's keys jw .. jw + 15
   const int64_t i_hi = j0 + nk - 1 + W < T_ ? j0 + nk - 1 + W : T_;  // exclusive end of the queries that see the tile
   const int it0 = int(j0 / Br), nit = int((i_hi - 1) / Br) - it0 + 1;  // query tiles per head pair
-  const int n_all = int(rep) * nit;  // (pair, query tile) steps, pair-major
+  const int64_t n_all = rep * nit;  // (pair, query tile) steps, pair-major
   const float lam = *lambda;
   // load_q issues the copies of Q and g of step n into stage st (no commit) and returns this thread's
   // row statistic of that step (thread x < 4 Br: kind x / Br of row x % Br; see DMmaCfg), converted:
   // L_i = lse_i log2(e) (+inf past T or without a visible key), D1 = r1, D2 = -lambda r2 (0 past T).
-  auto load_q = [&](int n, int st) -> float {
+  auto load_q = [&](int64_t n, int st) -> float {
     const int64_t p = gk * rep + n / nit, i0 = int64_t(it0 + n % nit) * Br;
     const int nq = int(T_ - i0 < Br ? T_ - i0 : Br);
     cp_async_tile<Br, Dv, kThr>(Qs + st * Br * L, L, q + ((b * T_ + i0) * Hp + p) * Dv, Hp * Dv, nq);
@@ -360,7 +362,7 @@ __global__ void __launch_bounds__(DMmaCfg<kD>::kKThreads, 1)
   float* Xme = Xs + (hf * 4 + wk) * 2 * XF;        // this warp's P and dP part
   float* Xot = Xs + ((1 - hf) * 4 + wk) * 2 * XF;  // those of the other half's warp on the same keys
   int st = 0;  // the stage of the current step
-  for (int n = 0; n < n_all; ++n, st ^= 1) {
+  for (int64_t n = 0; n < n_all; ++n, st ^= 1) {
     const int64_t i0 = int64_t(it0 + n % nit) * Br;
     const bool more = n + 1 < n_all;
     cp_async_wait<0>();
@@ -479,35 +481,40 @@ void diff_attention_fwd_mma(const bf16* q, const bf16* k, const bf16* v, const f
   });
 }
 
-void diff_attention_bwd_mma(const bf16* q, const bf16* k, const bf16* v, const float* lambda, const float* lse1,
-                            const float* lse2, const float* r1, const float* r2, const bf16* g, bf16* dq, bf16* dk,
-                            bf16* dv, int64_t B, int64_t T_, int64_t Hp, int64_t Hkp, int64_t hd, float sl2,
-                            float scale, int64_t W, void* s) {
+void diff_attention_bwd_dkdv_mma(const bf16* q, const bf16* k, const bf16* v, const float* lambda, const float* lse1,
+                                 const float* lse2, const float* r1, const float* r2, const bf16* g, bf16* dk,
+                                 bf16* dv, int64_t B, int64_t T_, int64_t Hp, int64_t Hkp, int64_t hd, float sl2,
+                                 float scale, int64_t W, void* s) {
   with_kd(hd, [&](auto kd) {
     constexpr int kD = decltype(kd)::value;
     using C = DMmaCfg<kD>;
-    {
-      auto* kern = dattn_bwd_dkdv_mma_k<kD>;
-      const size_t bytes = C::dkdv_bytes();
-      allow_smem(kern, bytes, "diff_attention_bwd (dk, dv; mma)");
-      const dim3 grid(static_cast<unsigned>((T_ + C::kKBc - 1) / C::kKBc), static_cast<unsigned>(Hkp),
-                      static_cast<unsigned>(B));
-      kern<<<grid, C::kKThreads, bytes, S(s)>>>(q, k, v, g, lambda, lse1, lse2, r1, r2, dk, dv, T_, Hp, Hkp, sl2,
-                                                 scale, W);
-      HS_LAUNCH_CHECK("diff_attention_bwd (dk, dv; mma)", "B = ", B, ", T = ", T_, ", Hp = ", Hp, ", Hkp = ", Hkp,
-                      ", hd = ", hd, ", window = ", W, ", smem = ", bytes);
-    }
-    {
-      auto* kern = dattn_bwd_dq_mma_k<kD>;
-      const size_t bytes = C::dq_bytes();
-      allow_smem(kern, bytes, "diff_attention_bwd (dq; mma)");
-      const dim3 grid(static_cast<unsigned>((T_ + C::kQBr - 1) / C::kQBr), static_cast<unsigned>(Hp),
-                      static_cast<unsigned>(B));
-      kern<<<grid, C::kQThreads, bytes, S(s)>>>(q, k, v, g, lambda, lse1, lse2, r1, r2, dq, T_, Hp, Hkp, sl2, scale,
-                                                W);
-      HS_LAUNCH_CHECK("diff_attention_bwd (dq; mma)", "B = ", B, ", T = ", T_, ", Hp = ", Hp, ", Hkp = ", Hkp,
-                      ", hd = ", hd, ", window = ", W, ", smem = ", bytes);
-    }
+    auto* kern = dattn_bwd_dkdv_mma_k<kD>;
+    const size_t bytes = C::dkdv_bytes();
+    allow_smem(kern, bytes, "diff_attention_bwd (dk, dv; mma)");
+    const dim3 grid(static_cast<unsigned>((T_ + C::kKBc - 1) / C::kKBc), static_cast<unsigned>(Hkp),
+                    static_cast<unsigned>(B));
+    kern<<<grid, C::kKThreads, bytes, S(s)>>>(q, k, v, g, lambda, lse1, lse2, r1, r2, dk, dv, T_, Hp, Hkp, sl2, scale,
+                                               W);
+    HS_LAUNCH_CHECK("diff_attention_bwd (dk, dv; mma)", "B = ", B, ", T = ", T_, ", Hp = ", Hp, ", Hkp = ", Hkp,
+                    ", hd = ", hd, ", window = ", W, ", smem = ", bytes);
+  });
+}
+
+void diff_attention_bwd_dq_mma(const bf16* q, const bf16* k, const bf16* v, const float* lambda, const float* lse1,
+                               const float* lse2, const float* r1, const float* r2, const bf16* g, bf16* dq,
+                               int64_t B, int64_t T_, int64_t Hp, int64_t Hkp, int64_t hd, float sl2, float scale,
+                               int64_t W, void* s) {
+  with_kd(hd, [&](auto kd) {
+    constexpr int kD = decltype(kd)::value;
+    using C = DMmaCfg<kD>;
+    auto* kern = dattn_bwd_dq_mma_k<kD>;
+    const size_t bytes = C::dq_bytes();
+    allow_smem(kern, bytes, "diff_attention_bwd (dq; mma)");
+    const dim3 grid(static_cast<unsigned>((T_ + C::kQBr - 1) / C::kQBr), static_cast<unsigned>(Hp),
+                    static_cast<unsigned>(B));
+    kern<<<grid, C::kQThreads, bytes, S(s)>>>(q, k, v, g, lambda, lse1, lse2, r1, r2, dq, T_, Hp, Hkp, sl2, scale, W);
+    HS_LAUNCH_CHECK("diff_attention_bwd (dq; mma)", "B = ", B, ", T = ", T_, ", Hp = ", Hp, ", Hkp = ", Hkp,
+                    ", hd = ", hd, ", window = ", W, ", smem = ", bytes);
   });
 }
 

@@ -26,11 +26,16 @@ void diff_attention_fwd_mma(const bf16* q, const bf16* k, const bf16* v, const f
                             bf16* o2, float* lse1, float* lse2, int64_t B, int64_t T_, int64_t Hp, int64_t Hkp,
                             int64_t hd, float sl2, int64_t W, void* stream);
 
-// Backward after diff_attention.cu's pre-passes (r1 = rowsum(g o1), r2 = rowsum(g o2), fp32
-// [B, Hp, T]): the dq kernel and the dk/dv kernel. Writes dq, dk, dv; deterministic.
-void diff_attention_bwd_mma(const bf16* q, const bf16* k, const bf16* v, const float* lambda, const float* lse1,
-                            const float* lse2, const float* r1, const float* r2, const bf16* g, bf16* dq, bf16* dk,
-                            bf16* dv, int64_t B, int64_t T_, int64_t Hp, int64_t Hkp, int64_t hd, float sl2,
-                            float scale, int64_t W, void* stream);
+// The backward's two kernels after diff_attention.cu's pre-passes (r1 = rowsum(g o1), r2 =
+// rowsum(g o2), fp32 [B, Hp, T]): dk and dv, and dq; each written, deterministic, independent of
+// the other (the caller checks dattn_mma_usable for each).
+void diff_attention_bwd_dkdv_mma(const bf16* q, const bf16* k, const bf16* v, const float* lambda, const float* lse1,
+                                 const float* lse2, const float* r1, const float* r2, const bf16* g, bf16* dk,
+                                 bf16* dv, int64_t B, int64_t T_, int64_t Hp, int64_t Hkp, int64_t hd, float sl2,
+                                 float scale, int64_t W, void* stream);
+void diff_attention_bwd_dq_mma(const bf16* q, const bf16* k, const bf16* v, const float* lambda, const float* lse1,
+                               const float* lse2, const float* r1, const float* r2, const bf16* g, bf16* dq,
+                               int64_t B, int64_t T_, int64_t Hp, int64_t Hkp, int64_t hd, float sl2, float scale,
+                               int64_t W, void* stream);
 
 }  // namespace hyscale::kernels::cuda::detail
