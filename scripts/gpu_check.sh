@@ -63,7 +63,7 @@ if want tests; then
     run_group hybrid '[hybrid]' 30
     run_group attention '[attention]~[diff_attn]~[wgmma]' 120
     run_group wgmma '[wgmma]' 60
-    run_group diff_attn '[diff_attn]' 60
+    run_group diff_attn '[diff_attn]' 90
     run_group model '[model]' 60
     run_group decode '[decode]' 40
   else
