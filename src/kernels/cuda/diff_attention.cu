@@ -23,7 +23,6 @@
 //   64    64x64  97.5 KB   64x32 114.6 KB     32x64 122.0 KB
 //   128   32x64 113.0 KB   32x32 137.5 KB     32x32 141.6 KB
 // All fit sm_80's 163 KB opt-in limit (set with cudaFuncAttributeMaxDynamicSharedMemorySize).
-#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
