@@ -177,17 +177,7 @@ TEST_CASE("CUDA fused differential attention matches two CPU attentions plus the
           "[gpu][kernels][attention][diff_attn]") {
   {  // which kernels run: tensor cores on an sm_80+ device (all three on sm_90's 227 KB), SIMT under
      // HYSCALE_DIFF_ATTN_MMA=0 (so the case loop below does test both where it says so)
-    struct Env {
-      const char* o = std::getenv("HYSCALE_DIFF_ATTN_MMA");
-      std::string old = o ? o : "";
-      bool had = o != nullptr;
-      ~Env() {
-        if (had)
-          setenv("HYSCALE_DIFF_ATTN_MMA", old.c_str(), 1);
-        else
-          unsetenv("HYSCALE_DIFF_ATTN_MMA");
-      }
-    } restore;
+    EnvRestore restore("HYSCALE_DIFF_ATTN_MMA");
     int dev = 0, major = 0, minor = 0;
     REQUIRE(cudaGetDevice(&dev) == cudaSuccess);
     REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess);
@@ -224,17 +214,7 @@ TEST_CASE("CUDA fused differential attention matches two CPU attentions plus the
   cases.push_back({1, 2049, 2, 1, 128, 0});  // long (skipped on the emulator under ctest)
   cases.push_back({1, 4097, 2, 1, 64, 129});
   cases.push_back({1, 4097, 2, 2, 128, 2048});
-  struct Env {  // restores the caller's HYSCALE_DIFF_ATTN_MMA (check_case sets it)
-    const char* o = std::getenv("HYSCALE_DIFF_ATTN_MMA");
-    std::string old = o ? o : "";
-    bool had = o != nullptr;
-    ~Env() {
-      if (had)
-        setenv("HYSCALE_DIFF_ATTN_MMA", old.c_str(), 1);
-      else
-        unsetenv("HYSCALE_DIFF_ATTN_MMA");
-    }
-  } restore;
+  EnvRestore restore("HYSCALE_DIFF_ATTN_MMA");  // check_case sets it
   for (DType dt : {DType::f32, DType::bf16})
     for (const Case& c : cases)
       if (dt == DType::bf16 || c.T <= 300) check_case(c, dt);  // the long cases in bf16 only
@@ -259,17 +239,7 @@ TEST_CASE("CUDA fused differential attention: empty batch, unsupported sizes", "
 // one sum of cancelling terms, see test_model_gpu). auto must be bit-identical to split.
 TEST_CASE("differential attention op on the GPU: fused, split into tensor-core attentions, auto",
           "[gpu][attention][diff_attn]") {
-  struct Env {  // restores the caller's HYSCALE_DIFF_ATTN
-    const char* o = std::getenv("HYSCALE_DIFF_ATTN");
-    std::string old = o ? o : "";
-    bool had = o != nullptr;
-    ~Env() {
-      if (had)
-        setenv("HYSCALE_DIFF_ATTN", old.c_str(), 1);
-      else
-        unsetenv("HYSCALE_DIFF_ATTN");
-    }
-  } restore;
+  EnvRestore restore("HYSCALE_DIFF_ATTN");
   struct OpCase {
     int64_t B, T, Hp, Hkp, hd, window;
   };
