@@ -12,7 +12,10 @@ Prints a Markdown table, ready for docs/PERFORMANCE.md:
     separately the fastest of its variants ([wgmma], [16 rows/warp], [atomic dq]: the default's
     alternatives, which bench kernels times beside it) where one is faster;
   * selective scan and conv1d forward+backward: effective GB/s against the copy bandwidth measured
-    in the same run (target >= 60 %) and against the PyTorch references (ratio, no target).
+    in the same run (target >= 60 %) and against the PyTorch references (ratio, no target);
+  * differential attention's GPU routes (hyscale only: [fused] on tensor cores, [fused SIMT],
+    [split] = four flash-attention calls, the default of HYSCALE_DIFF_ATTN=auto): the times, the
+    fastest route and fused / split, i.e. whether auto should take the fused kernels.
 A row either side lacks is shown as missing, never guessed. Exit status: 0 with the table, 2 when
 a file cannot be read or is not such a benchmark file (with a message).
 """
@@ -40,6 +43,8 @@ BANDWIDTH = [
 ]
 ATTN_TARGET = 1.0
 COPY_TARGET = 0.60
+DA_PREFIXES = ("diff attention fwd ", "diff attention fwd+bwd ")
+DA_ROUTES = ("[fused]", "[fused SIMT]", "[split]")
 
 
 class BadInput(Exception):
@@ -151,9 +156,32 @@ def compare(hy_doc, hy, th_doc, th):
         tref = "–" if not trow else (f"{gbs(t['value'])} ({t['ms']:.3f})" if t else "missing")
         lines.append(f"| {label} | {href} | {fmt(100 * frac, 0) + ' %' if frac is not None else '–'} | {verdict} "
                      f"| {tref} | {fmt(ratio, 2) + 'x' if ratio is not None else '–'} |")
+    lines.extend(da_routes(hy))
     lines.append("")
     lines.append(f"attention vs PyTorch: {met} met, {missed} not met, {unknown} missing "
                  f"(copy ceiling {fmt(copy, 0)} GB/s, GEMM ceiling {fmt(hy_doc.get('gemm_tflops'))} TFLOP/s)")
+    return lines
+
+
+def da_routes(hy):
+    """The differential-attention route table (empty when the file has no such rows)."""
+    groups = {}  # base name -> {route: row}, in the file's order
+    for n, r in hy.items():
+        if not n.startswith(DA_PREFIXES):
+            continue
+        for route in DA_ROUTES:
+            if n.endswith(" " + route):
+                groups.setdefault(n[:-len(route) - 1], {})[route] = r
+    if not groups:
+        return []
+    lines = ["", "| differential attention | " + " | ".join(f"{r} ms" for r in DA_ROUTES) +
+             " | fastest | fused / split time |", "|---|" + "---|" * (len(DA_ROUTES) + 2)]
+    for base, routes in groups.items():
+        cells = [f"{routes[r]['ms']:.3f}" if r in routes else "missing" for r in DA_ROUTES]
+        fastest = min(routes, key=lambda r: routes[r]["ms"])
+        f, sp = routes.get("[fused]"), routes.get("[split]")
+        ratio = f"{f['ms'] / sp['ms']:.2f}" if f and sp else "–"
+        lines.append(f"| {base[len('diff attention '):]} | " + " | ".join(cells) + f" | {fastest} | {ratio} |")
     return lines
 
 

@@ -50,6 +50,8 @@ def main():
                            capture_output=True, text=True)
         if c.returncode != 0 or "attention vs PyTorch:" not in c.stdout:
             problems.append(f"bench_compare.py: exit {c.returncode}: {c.stderr[-500:]}")
+        elif "| differential attention |" not in c.stdout:
+            problems.append("bench_compare.py: no differential-attention route table")
         for p in problems:
             print("FAIL:", p)
         print(f"{len(rows)} rows")

@@ -3,8 +3,8 @@
 
 On made-up benchmark files with the row names `hyscale bench kernels --json` and
 scripts/bench_torch_ref.py write: the ratios and verdicts of the attention and bandwidth rows,
-the fastest variant, rows missing on either side, a device mismatch, and bad input (exit 2 with a
-message, never a traceback).
+the fastest variant, the differential-attention routes, rows missing on either side, a device
+mismatch, and bad input (exit 2 with a message, never a traceback).
 """
 
 import json
@@ -18,6 +18,7 @@ SOURCE_DIR = os.environ.get("HYSCALE_SOURCE_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 SCRIPT = os.path.join(SOURCE_DIR, "scripts", "bench_compare.py")
 SHAPE = "(2x4096, 16/4 heads, 128)"
+DA = "(2x4096, 8/2 pairs, 128)"
 
 
 def row(name, ms, value, unit="TFLOP/s"):
@@ -38,6 +39,11 @@ def hyscale_doc(device="NVIDIA H200"):
         row("selective scan fwd (2x4096, 4096, N16)", 0.5, 2000.0, "GB/s"),
         row("selective scan fwd+bwd", 2.0, 1500.0, "GB/s"),
         row("causal conv1d fwd+bwd (K4)", 0.3, 1000.0, "GB/s"),
+        row(f"diff attention fwd causal {DA} [fused]", 0.8, 100.0),
+        row(f"diff attention fwd causal {DA} [fused SIMT]", 8.0, 10.0),
+        row(f"diff attention fwd causal {DA} [split]", 1.0, 80.0),
+        row(f"diff attention fwd+bwd causal {DA} [fused]", 5.0, 50.0),
+        row(f"diff attention fwd+bwd causal {DA} [split]", 4.0, 62.5),  # [fused SIMT] missing on purpose
     ]
     return {"device": device, "copy_gbs": 3000.0, "gemm_tflops": 900.0, "rows": rows}
 
@@ -111,6 +117,17 @@ class BenchCompareTest(unittest.TestCase):
         self.assertEqual(rows["selective scan fwd"][3], "–")  # no PyTorch counterpart
         self.assertEqual(rows["causal conv1d fwd+bwd (K4)"][4], "3.33x")
         self.assertEqual(rows["causal conv1d + SiLU fwd+bwd (K4)"][0], "missing")
+
+    def test_diff_attention_routes(self):
+        rows, _ = self.table()
+        fwd = rows[f"fwd causal {DA}"]
+        self.assertEqual(fwd, ["0.800", "8.000", "1.000", "[fused]", "0.80"])
+        fb = rows[f"fwd+bwd causal {DA}"]
+        self.assertEqual(fb, ["5.000", "missing", "4.000", "[split]", "1.25"])
+        hy = hyscale_doc()
+        hy["rows"] = [r for r in hy["rows"] if not r["name"].startswith("diff attention")]
+        _, text = self.table(hy=hy)
+        self.assertNotIn("differential attention", text)  # no table without the rows
 
     def test_variant_without_reference(self):
         th = torch_doc()
