@@ -15,6 +15,7 @@
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/scoped_env.h"
 #include "train/bench_table.h"
 #include "train/trainer.h"
 
@@ -40,26 +41,6 @@ namespace {
     cudaError_t e_ = (call);                                                                  \
     if (e_ != cudaSuccess) HS_FAIL(#call, " failed: ", cudaGetErrorString(e_));               \
   } while (0)
-
-// Sets an environment variable for its scope, then restores it (kernel-variant switches).
-struct EnvOverride {
-  std::string name, old;
-  bool had;
-  EnvOverride(const char* n, const char* v) : name(n) {
-    const char* o = std::getenv(n);
-    had = o != nullptr;
-    if (had) old = o;
-    setenv(n, v, 1);
-  }
-  ~EnvOverride() {
-    if (had)
-      setenv(name.c_str(), old.c_str(), 1);
-    else
-      unsetenv(name.c_str());
-  }
-  EnvOverride(const EnvOverride&) = delete;
-  EnvOverride& operator=(const EnvOverride&) = delete;
-};
 
 struct DevBuf {
   void* p = nullptr;
@@ -229,7 +210,7 @@ void bench_kernels(int64_t reps, const std::string& json_path, bool smoke) {
       row_gemm("attention fwd " + tag, fwd,
                [&] { kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W); });
       {  // the forward's and dq kernel's other tiling (16 query rows per warp instead of 32)
-        EnvOverride rows16("HYSCALE_ATTN_ROWS_PER_WARP", "16");
+        ScopedEnv rows16("HYSCALE_ATTN_ROWS_PER_WARP", "16");
         row_gemm("attention fwd " + tag + " [16 rows/warp]", fwd,
                  [&] { kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W); });
         row_gemm("attention fwd+bwd " + tag + " [16 rows/warp]", 3.5 * fwd, [&] {
@@ -238,7 +219,7 @@ void bench_kernels(int64_t reps, const std::string& json_path, bool smoke) {
         });
       }
       if (wgmma) {  // the forward and the deterministic backward on warpgroup MMA
-        EnvOverride wg("HYSCALE_ATTN_WGMMA", "1");
+        ScopedEnv wg("HYSCALE_ATTN_WGMMA", "1");
         row_gemm("attention fwd " + tag + " [wgmma]", fwd,
                  [&] { kg::attention_fwd<kg::bf16>(q, k, v, o, lse, B, T, H, Hk, D, D, scale, W); });
         row_gemm("attention fwd+bwd " + tag + " [wgmma]", 3.5 * fwd, [&] {
@@ -277,8 +258,8 @@ void bench_kernels(int64_t reps, const std::string& json_path, bool smoke) {
     const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
     for (const char* mode : {"fused", "fused SIMT", "split"}) {
       const bool simt = std::string(mode) == "fused SIMT";
-      EnvOverride env("HYSCALE_DIFF_ATTN", simt ? "fused" : mode);
-      EnvOverride kernels("HYSCALE_DIFF_ATTN_MMA", simt ? "0" : "1");
+      ScopedEnv env("HYSCALE_DIFF_ATTN", simt ? "fused" : mode);
+      ScopedEnv kernels("HYSCALE_DIFF_ATTN_MMA", simt ? "0" : "1");
       const std::string tag = " causal (" + std::to_string(B) + "x" + std::to_string(T) + ", " + std::to_string(Hp) + "/" +
                               std::to_string(Hkp) + " pairs, " + std::to_string(hd) + ") [" + mode + "]";
       row_gemm("diff attention fwd" + tag, fwd, [&] {

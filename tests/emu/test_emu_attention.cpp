@@ -12,33 +12,19 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/scoped_env.h"
 #include "emu_util.h"
 #include "kernels/attention.h"
 #include "kernels/cuda_attention.h"
 #include "kernels/cuda_diff_attention.h"
 
 using namespace hyscale::emutest;
+using hyscale::ScopedEnv;
 namespace kg = hyscale::kernels::cuda;
 namespace kc = hyscale::kernels::cpu;
 
 namespace {
 
-// Sets an environment variable (or clears it) for one scope.
-struct EnvScope {
-  std::string name, old;
-  bool had;
-  EnvScope(const char* n, const char* v) : name(n) {
-    const char* o = std::getenv(n);
-    had = o != nullptr;
-    if (had) old = o;
-    if (v) setenv(n, v, 1);
-    else unsetenv(n);
-  }
-  ~EnvScope() {
-    if (had) setenv(name.c_str(), old.c_str(), 1);
-    else unsetenv(name.c_str());
-  }
-};
 struct DetScope {  // kernels/cuda.h's set_deterministic for one scope
   bool old;
   explicit DetScope(bool on) : old(kg::deterministic()) { kg::set_deterministic(on); }
@@ -304,14 +290,14 @@ TEST_CASE("emulated CUDA tensor-core attention at 16 query rows per warp matches
     Buf<float> lse(H * T_);
     long threads[2];
     for (int i = 0; i < 2; ++i) {
-      EnvScope env("HYSCALE_ATTN_ROWS_PER_WARP", i == 0 ? "32" : "16");
+      ScopedEnv env("HYSCALE_ATTN_ROWS_PER_WARP", i == 0 ? "32" : "16");
       const long t0 = emu::stats.threads;
       kg::attention_fwd<bf16>(q.p(), q.p(), q.p(), o.p(), lse.p(), 1, T_, H, H, D, D, 0.125, 0);
       threads[i] = emu::stats.threads - t0;
     }
     CHECK(threads[1] == 2 * threads[0]);
   }
-  EnvScope env("HYSCALE_ATTN_ROWS_PER_WARP", "16");
+  ScopedEnv env("HYSCALE_ATTN_ROWS_PER_WARP", "16");
   const long mma0 = emu::stats.mma;
   for (int64_t w : windows_for(129)) attention_case<bf16>(1, 129, 4, 1, 64, 64, w);
   attention_case<bf16>(1, 130, 6, 2, 64, 64, 0);
@@ -335,7 +321,7 @@ TEST_CASE("emulated CUDA wgmma attention (HYSCALE_ATTN_WGMMA=1, sm_90a) matches 
   // lengths that are not multiples of the tiles (forward 128 x 128, dk/dv 128 keys x 64 queries, dq
   // 128 queries x 64 keys), every window class, GQA 1-4 (the group's fp32 partials), both head
   // dims; forward and deterministic backward (run twice: bit-identical).
-  EnvScope env("HYSCALE_ATTN_WGMMA", "1");
+  ScopedEnv env("HYSCALE_ATTN_WGMMA", "1");
   const long wg0 = emu::stats.wgmma;
   for (int64_t T_ : {1, 7, 129, 300})
     for (int64_t w : windows_for(T_)) attention_case<bf16>(T_ == 129 ? 2 : 1, T_, 4, 1, 64, 64, w);
@@ -361,7 +347,7 @@ TEST_CASE("emulated CUDA wgmma attention (HYSCALE_ATTN_WGMMA=1, sm_90a) matches 
   CHECK(emu::stats.wgmma > wg0);
   check_no_exit_barriers();
   {  // only 0 and 1 are settings; the SIMT cases (f32) never read it
-    EnvScope bad("HYSCALE_ATTN_WGMMA", "2");
+    ScopedEnv bad("HYSCALE_ATTN_WGMMA", "2");
     auto x = randn(64 * 64, 5, 1.0f, true);
     Buf<bf16> qb(x), ob(64 * 64);
     Buf<float> lb(64);
@@ -435,13 +421,13 @@ TEST_CASE("emulated CUDA SIMT attention (f32, other head dims, bf16 fallbacks) a
   // The cache split over several CTAs (flash-decoding) and merged: splits that end inside a
   // 32-slot chunk, rows whose slots fill only some splits (the others empty), a row of one slot.
   for (const char* splits : {"2", "5", "11", "1000"}) {
-    EnvScope env("HYSCALE_DECODE_SPLITS", splits);
+    ScopedEnv env("HYSCALE_DECODE_SPLITS", splits);
     decode_case<float>(8, 2, 64, 64, false, 300, {300, 1, 129, 37});
     decode_case<bf16>(20, 2, 128, 256, true, 300, {300, 1, 129, 37});
     decode_case<float>(4, 1, 40, 24, true, 70, {70, 1, 33});
   }
   {
-    EnvScope env("HYSCALE_DECODE_SPLITS", "zero");
+    ScopedEnv env("HYSCALE_DECODE_SPLITS", "zero");
     std::vector<float> x(64);
     std::vector<int64_t> nv{1};
     CHECK_THROWS_WITH(kg::attention_decode<float>(x.data(), x.data(), x.data(), x.data(), 1, 1, 1, 8, 8, 2, nv.data(),
@@ -478,7 +464,7 @@ TEST_CASE("emulated CUDA tensor-core differential attention (bf16 at hd 64 and 1
     diff_case<bf16>(c.B, c.T, c.Hp, c.Hkp, c.hd, c.w);
   diff_case<bf16>(1, 70, 2, 1, 64, 0, 1);  // misaligned pointers: SIMT
   {  // HYSCALE_DIFF_ATTN_MMA=0: the SIMT kernels
-    EnvScope simt("HYSCALE_DIFF_ATTN_MMA", "0");
+    ScopedEnv simt("HYSCALE_DIFF_ATTN_MMA", "0");
     diff_case<bf16>(1, 70, 2, 1, 64, 0);
   }
   {  // an emulated A100 (163 KB opt-in): at hd 128 the dk/dv kernel is SIMT, the others tensor cores
@@ -496,7 +482,7 @@ TEST_CASE("emulated CUDA tensor-core differential attention (bf16 at hd 64 and 1
     diff_case<bf16>(1, 40, 2, 1, 64, 0);
   }
   {
-    EnvScope bad("HYSCALE_DIFF_ATTN_MMA", "yes");
+    ScopedEnv bad("HYSCALE_DIFF_ATTN_MMA", "yes");
     Buf<bf16> x(std::vector<float>(4 * 128, 0.0f));
     Buf<float> lam(std::vector<float>{0.5f}), lse(8);
     CHECK_THROWS_WITH(kg::diff_attention_fwd<bf16>(x.p(), x.p(), x.p(), lam.p(), x.p(), x.p(), x.p(), lse.p(), lse.p(),

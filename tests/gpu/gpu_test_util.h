@@ -8,7 +8,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
-#include <string>
 #include <vector>
 
 #include "core/tensor.h"
@@ -35,26 +34,6 @@ inline double rel(const std::vector<float>& got, const std::vector<float>& want,
 // Host f32 copy of x rounded through the storage dtype (what the GPU kernel sees).
 inline Tensor rounded(const Tensor& x, DType dt) { return x.to(dt).to(DType::f32); }
 template <class T> T* dptr(const Tensor& t) { return static_cast<T*>(t.raw_data()); }
-// Restores an environment variable (its value, or its absence) when the scope ends: for tests
-// that switch kernel settings read from the environment.
-struct EnvRestore {
-  std::string name, old;
-  bool had;
-  explicit EnvRestore(const char* n) : name(n) {
-    const char* o = std::getenv(n);
-    had = o != nullptr;
-    if (had) old = o;
-  }
-  ~EnvRestore() {
-    if (had)
-      setenv(name.c_str(), old.c_str(), 1);
-    else
-      unsetenv(name.c_str());
-  }
-  EnvRestore(const EnvRestore&) = delete;
-  EnvRestore& operator=(const EnvRestore&) = delete;
-};
-
 // True (with a message) where a case is too long for the CPU emulator of the CUDA execution model.
 // tests/emu builds these tests as test_gpu_kernels_emu to check the tests themselves (references,
 // poisoning, tolerances, repeat logic) without a GPU, where a kernel runs ~1e5 times slower: there

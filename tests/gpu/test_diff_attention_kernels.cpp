@@ -24,6 +24,7 @@
 #include <cuda_runtime.h>
 
 #include "core/ops.h"
+#include "core/scoped_env.h"
 #include "gpu/gpu_test_util.h"
 #include "gradcheck.h"
 #include "kernels/attention.h"
@@ -177,7 +178,7 @@ TEST_CASE("CUDA fused differential attention matches two CPU attentions plus the
           "[gpu][kernels][attention][diff_attn]") {
   {  // which kernels run: tensor cores on an sm_80+ device (all three on sm_90's 227 KB), SIMT under
      // HYSCALE_DIFF_ATTN_MMA=0 (so the case loop below does test both where it says so)
-    EnvRestore restore("HYSCALE_DIFF_ATTN_MMA");
+    ScopedEnv restore("HYSCALE_DIFF_ATTN_MMA");
     int dev = 0, major = 0, minor = 0;
     REQUIRE(cudaGetDevice(&dev) == cudaSuccess);
     REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess);
@@ -214,7 +215,7 @@ TEST_CASE("CUDA fused differential attention matches two CPU attentions plus the
   cases.push_back({1, 2049, 2, 1, 128, 0});  // long (skipped on the emulator under ctest)
   cases.push_back({1, 4097, 2, 1, 64, 129});
   cases.push_back({1, 4097, 2, 2, 128, 2048});
-  EnvRestore restore("HYSCALE_DIFF_ATTN_MMA");  // check_case sets it
+  ScopedEnv restore("HYSCALE_DIFF_ATTN_MMA");  // check_case sets it
   for (DType dt : {DType::f32, DType::bf16})
     for (const Case& c : cases)
       if (dt == DType::bf16 || c.T <= 300) check_case(c, dt);  // the long cases in bf16 only
@@ -239,7 +240,7 @@ TEST_CASE("CUDA fused differential attention: empty batch, unsupported sizes", "
 // one sum of cancelling terms, see test_model_gpu). auto must be bit-identical to split.
 TEST_CASE("differential attention op on the GPU: fused, split into tensor-core attentions, auto",
           "[gpu][attention][diff_attn]") {
-  EnvRestore restore("HYSCALE_DIFF_ATTN");
+  ScopedEnv restore("HYSCALE_DIFF_ATTN");
   struct OpCase {
     int64_t B, T, Hp, Hkp, hd, window;
   };
